@@ -1,0 +1,149 @@
+"""The config schema (every field with its default) and its validation.
+
+Config files in ``configs/`` start from :func:`default_config` and change what
+they need; :func:`validate_config` rejects anything else before a run starts,
+with one line that names the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxsparse import data, layers
+from jaxsparse.errors import UserError
+from jaxsparse.models import MODEL_NAMES
+from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS
+
+#: Sparsification methods a config may name. The dense zoo is 'none'; the
+#: pruning methods register here as they are added.
+SPARSIFY_METHODS: tuple[str, ...] = ("none",)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every config field, with its default: a 1-member dense CNN-s on Fashion-MNIST."""
+  config = ml_collections.ConfigDict()
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "cnn_s"              # see jaxsparse.models.MODEL_NAMES
+  config.model.width = 1.0                 # channel multiplier (ResNets, Conv-N)
+  config.model.conv_implementation = "auto"  # 'auto' | 'im2col' | 'xla'
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "fashion_mnist"       # a TFDS name, or 'digits' (scikit-learn)
+  config.data.tfds_data_dir = ""           # '' = TFDS default ($TFDS_DATA_DIR or ~/tensorflow_datasets)
+  config.data.validation_size = 10_000     # held out from the official training split
+  config.data.split_seed = 0               # seed of that split (same for every member)
+  config.data.mean = 0.5                   # normalisation of [0, 1] pixels
+  config.data.std = 0.5
+  config.data.image_size = 0               # > 0: resize images to image_size x image_size
+  config.data.train_examples = 0           # > 0: use only this many training examples
+
+  config.population = ml_collections.ConfigDict()
+  config.population.num_seeds = 1          # members per grid point
+  config.population.first_seed = 0
+  config.population.chunk_size = 0         # members vmapped at once (0 = all)
+  config.population.grid = ml_collections.ConfigDict()
+  config.population.grid.activation = ("tanh",)
+  config.population.grid.dropout_rate = (0.0,)
+  config.population.grid.initializer = ("kaiming_uniform",)
+  config.population.grid.optimizer = ("adam",)
+  config.population.grid.learning_rate = (1e-3,)
+  config.population.grid.weight_decay = (0.0,)
+  config.population.grid.momentum = (0.9,)
+
+  config.training = ml_collections.ConfigDict()
+  config.training.num_epochs = 3
+  config.training.batch_size = 32
+  config.training.eval_batch_size = 1000
+
+  config.sparsify = ml_collections.ConfigDict()
+  config.sparsify.method = "none"
+  config.sparsify.sparsity = 0.0
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.max_to_keep = 0        # 0 = keep every epoch's checkpoint
+
+  config.logging = ml_collections.ConfigDict()
+  config.logging.progress_bar = True
+  config.logging.tensorboard = True
+  return config
+
+
+def _fail(field: str, value, allowed: str) -> None:
+  raise UserError(f"config.{field}={value!r} is invalid: {allowed}")
+
+
+def _check_known_fields(config, schema, prefix: str = "") -> None:
+  for key in config.keys():
+    field = f"{prefix}{key}"
+    if key not in schema:
+      known = ", ".join(sorted(schema.keys()))
+      raise UserError(f"config.{field} is not a known field; known fields here: {known}")
+    if isinstance(schema[key], ml_collections.ConfigDict):
+      if not isinstance(config[key], ml_collections.ConfigDict):
+        _fail(field, config[key], "it must be a group of fields")
+      _check_known_fields(config[key], schema[key], field + ".")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises :class:`UserError` naming the first invalid field of ``config``."""
+  _check_known_fields(config, default_config())
+  defaults = default_config()
+  defaults.update(config)  # missing fields take their defaults for the checks below
+  config = defaults
+
+  if config.model.name not in MODEL_NAMES:
+    _fail("model.name", config.model.name, f"use one of {', '.join(MODEL_NAMES)}")
+  if not config.model.width > 0:
+    _fail("model.width", config.model.width, "use a positive multiplier, e.g. 0.5")
+  if config.model.conv_implementation not in layers.CONV_IMPLEMENTATIONS:
+    _fail("model.conv_implementation", config.model.conv_implementation,
+          f"use one of {', '.join(layers.CONV_IMPLEMENTATIONS)}")
+
+  if config.data.name not in data.SUPPORTED_DATASETS:
+    _fail("data.name", config.data.name, f"use one of {', '.join(data.SUPPORTED_DATASETS)}")
+  if config.data.validation_size < 1:
+    _fail("data.validation_size", config.data.validation_size, "use at least 1")
+  for field in ("image_size", "train_examples"):
+    if config.data[field] < 0:
+      _fail(f"data.{field}", config.data[field], "use 0 (off) or a positive number")
+  if not config.data.std > 0:
+    _fail("data.std", config.data.std, "use a positive number")
+
+  population = config.population
+  if population.num_seeds < 1:
+    _fail("population.num_seeds", population.num_seeds,
+          "the population would have 0 members; use 1 or more")
+  if population.chunk_size < 0:
+    _fail("population.chunk_size", population.chunk_size, "use 0 (all at once) or more")
+  for field in GRID_FIELDS:
+    values = population.grid[field]
+    if not isinstance(values, (tuple, list)):
+      _fail(f"population.grid.{field}", values, f"list the values, e.g. ({values!r},)")
+    if len(values) == 0:
+      _fail(f"population.grid.{field}", values,
+            "the population would have 0 members; list at least one value")
+    for value in values:
+      if field in CATEGORICAL_FIELDS and value not in CATEGORICAL_FIELDS[field]:
+        _fail(f"population.grid.{field}", value,
+              f"use values from {', '.join(CATEGORICAL_FIELDS[field])}")
+      if field == "learning_rate" and not value > 0:
+        _fail(f"population.grid.{field}", value, "learning rates must be > 0")
+      if field == "weight_decay" and not value >= 0:
+        _fail(f"population.grid.{field}", value, "weight decay must be >= 0")
+      if field in ("momentum", "dropout_rate") and not 0 <= value < 1:
+        _fail(f"population.grid.{field}", value, "use a value in [0, 1)")
+
+  for field in ("num_epochs", "batch_size", "eval_batch_size"):
+    if config.training[field] < 1:
+      _fail(f"training.{field}", config.training[field], "use 1 or more")
+
+  if config.sparsify.method not in SPARSIFY_METHODS:
+    _fail("sparsify.method", config.sparsify.method, f"use one of {', '.join(SPARSIFY_METHODS)}")
+  if not 0 <= config.sparsify.sparsity < 1:
+    _fail("sparsify.sparsity", config.sparsify.sparsity, "use a fraction in [0, 1)")
+  if config.sparsify.method == "none" and config.sparsify.sparsity != 0:
+    _fail("sparsify.sparsity", config.sparsify.sparsity,
+          "method 'none' trains dense members; set sparsify.method or sparsity 0")
+  if config.checkpoint.max_to_keep < 0:
+    _fail("checkpoint.max_to_keep", config.checkpoint.max_to_keep, "use 0 (keep all) or more")

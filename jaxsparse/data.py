@@ -1,0 +1,147 @@
+"""Datasets as in-memory arrays: TFDS by name, scikit-learn's digits for fast tests.
+
+Splits follow the model zoos: ``validation_size`` examples of the official
+training split are held out for validation with a fixed seed, and test
+accuracy is measured on the official test split. Images are scaled to [0, 1]
+and normalised with ``(x - mean) / std`` (0.5 / 0.5 in the zoos).
+
+Fashion-MNIST works offline: when TFDS has not prepared ``fashion_mnist`` yet
+and Debian's ``dataset-fashion-mnist`` package is installed, TFDS's own
+builder prepares it from the package's IDX files (see
+:mod:`jaxsparse.tfds_builders.fashion_mnist_debian`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from jaxsparse.errors import UserError
+
+#: Datasets known to work: TFDS names plus scikit-learn's 8x8 ``digits``.
+SUPPORTED_DATASETS: tuple[str, ...] = (
+    "fashion_mnist", "mnist", "cifar10", "svhn_cropped", "eurosat/rgb", "digits")
+
+DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+class Dataset(NamedTuple):
+  """Normalised NHWC float32 images and int32 labels of the three splits."""
+  name: str
+  num_classes: int
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  validation_images: np.ndarray
+  validation_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+
+  @property
+  def input_shape(self) -> tuple[int, int, int]:
+    """(height, width, channels) of one image."""
+    return tuple(self.train_images.shape[1:])
+
+
+def load_dataset(name: str, *, validation_size: int = 10_000, split_seed: int = 0,
+                 mean: float = 0.5, std: float = 0.5, image_size: int = 0,
+                 train_examples: int = 0, tfds_data_dir: str | None = None) -> Dataset:
+  """Loads dataset ``name`` into memory, split and normalised.
+
+  Args:
+    name: a TFDS name (e.g. ``'fashion_mnist'``) or ``'digits'``.
+    validation_size: examples of the training split held out for validation.
+    split_seed: seed of the train/validation split (fixed across members).
+    mean, std: normalisation of the [0, 1]-scaled pixels.
+    image_size: if > 0, images are resized (bilinear) to this height and width.
+    train_examples: if > 0, keep only the first this many training examples
+      (after the validation split), for quick runs.
+    tfds_data_dir: where TFDS keeps prepared datasets (None: TFDS's default,
+      ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+
+  Raises:
+    UserError: the data is not available; the message says how to get it.
+  """
+  if name == "digits":
+    images, labels, test_images, test_labels, num_classes = _load_digits()
+  else:
+    images, labels, test_images, test_labels, num_classes = _load_tfds(name, tfds_data_dir)
+  if not 0 < validation_size < len(images):
+    raise UserError(f"config.data.validation_size={validation_size} must be between 1 and "
+                    f"{len(images) - 1} (the training split of {name!r} has {len(images)} examples)")
+  order = np.random.default_rng(split_seed).permutation(len(images))
+  validation, train = order[:validation_size], order[validation_size:]
+  if train_examples > 0:
+    train = train[:train_examples]
+  prepare = lambda x: _normalise(x, mean, std, image_size)
+  return Dataset(name, num_classes,
+                 prepare(images[train]), labels[train].astype(np.int32),
+                 prepare(images[validation]), labels[validation].astype(np.int32),
+                 prepare(test_images), test_labels.astype(np.int32))
+
+
+def _normalise(images: np.ndarray, mean: float, std: float, image_size: int) -> np.ndarray:
+  images = images.astype(np.float32) / 255.0
+  if images.ndim == 3:
+    images = images[..., None]
+  if image_size > 0 and images.shape[1:3] != (image_size, image_size):
+    import jax  # local: only this rarely used option needs it here
+    images = np.asarray(jax.image.resize(
+        images, (images.shape[0], image_size, image_size, images.shape[3]), "bilinear"))
+  return (images - mean) / std
+
+
+def _load_digits():
+  """scikit-learn's 8x8 digits (1,797 images): the last 297 of a fixed shuffle are the test split."""
+  from sklearn.datasets import load_digits
+  digits = load_digits()
+  images = (digits.images / 16.0 * 255.0).astype(np.uint8)
+  order = np.random.default_rng(0).permutation(len(images))
+  train, test = order[:1500], order[1500:]
+  return images[train], digits.target[train], images[test], digits.target[test], 10
+
+
+def _load_tfds(name: str, data_dir: str | None):
+  import tensorflow_datasets as tfds
+  builder = _prepared_builder(name, data_dir)
+  splits = builder.info.splits
+  arrays = {split: tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+            for split in ("train", "test") if split in splits}
+  num_classes = builder.info.features["label"].num_classes
+  train = arrays["train"]
+  if "test" in arrays:
+    test = arrays["test"]
+  else:  # e.g. eurosat: one split only; a fixed 20% becomes the test split.
+    order = np.random.default_rng(0).permutation(len(train["label"]))
+    cut = len(order) // 5
+    test = {key: value[order[:cut]] for key, value in train.items()}
+    train = {key: value[order[cut:]] for key, value in train.items()}
+  return train["image"], train["label"], test["image"], test["label"], num_classes
+
+
+def _prepared_builder(name: str, data_dir: str | None):
+  """A TFDS builder with its data prepared, or a UserError saying how to get it."""
+  import tensorflow_datasets as tfds
+  builder = tfds.builder(name, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  if name == "fashion_mnist" and os.path.isdir(DEBIAN_FASHION_MNIST_DIR):
+    from jaxsparse.tfds_builders.fashion_mnist_debian import FashionMnistDebian
+    debian_builder = FashionMnistDebian(data_dir=data_dir)
+    if not debian_builder.is_prepared():
+      print(f"Preparing fashion_mnist with TFDS from {DEBIAN_FASHION_MNIST_DIR} "
+            f"into {debian_builder.data_dir} (once).", flush=True)
+      debian_builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          manual_dir=DEBIAN_FASHION_MNIST_DIR))
+    return debian_builder
+  try:
+    builder.download_and_prepare()
+  except Exception as error:  # TFDS raises many kinds; all mean "not available here".
+    hint = ("install Debian's package (apt-get install dataset-fashion-mnist) or "
+            if name == "fashion_mnist" else "")
+    raise UserError(
+        f"dataset {name!r} is not prepared in {builder.data_dir} and could not be downloaded "
+        f"({type(error).__name__}); {hint}run once with network access, or set "
+        f"config.data.tfds_data_dir to a directory where it is prepared") from error
+  return builder

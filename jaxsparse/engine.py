@@ -1,0 +1,201 @@
+"""The population engine: a whole zoo trained in one compiled program.
+
+A population is a :class:`TrainState` whose every leaf has a leading member
+axis P. One epoch of all members is a single jitted call: ``vmap`` over
+members (optionally in chunks, via ``lax.map``) of a ``lax.scan`` over steps.
+Everything a member needs (its PRNG key, hyperparameters, mask) travels as
+arrays, and each member draws its own data order from its own key, so member
+i of a population trains exactly as it would alone.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxsparse import masks as masks_lib
+from jaxsparse.models import Model, apply_model, init_variables
+from jaxsparse.optim import population_optimizer
+from jaxsparse.population import MemberHyperparameters
+
+PyTree = Any
+
+
+class TrainState(NamedTuple):
+  """Everything that defines a member's training, as a pytree.
+
+  Attributes:
+    params: model parameters.
+    batch_stats: BatchNorm running statistics (empty dict without BatchNorm).
+    opt_state: optimizer state of :func:`jaxsparse.optim.population_optimizer`.
+    masks: mask pytree (see :mod:`jaxsparse.masks`); all ones for a dense zoo.
+    key: raw PRNG key (uint32[2]) for data order and dropout of future epochs.
+    epoch: number of completed epochs.
+  """
+  params: PyTree
+  batch_stats: PyTree
+  opt_state: PyTree
+  masks: PyTree
+  key: jax.Array
+  epoch: jax.Array
+
+
+def _optimizer(hyper: MemberHyperparameters) -> optax.GradientTransformation:
+  return population_optimizer(hyper.optimizer, hyper.learning_rate, hyper.weight_decay,
+                              hyper.momentum)
+
+
+def init_member(model: Model, hyper: MemberHyperparameters) -> TrainState:
+  """Initial state of one member from its seed and initializer (pure, vmappable)."""
+  key = jax.random.PRNGKey(hyper.seed)
+  init_key, training_key = jax.random.split(key)
+  variables = init_variables(model, init_key, hyper.initializer)
+  params = variables["params"]
+  return TrainState(params=params, batch_stats=variables["batch_stats"],
+                    opt_state=_optimizer(hyper).init(params),
+                    masks=masks_lib.dense_masks(params), key=training_key,
+                    epoch=jnp.zeros((), jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def init_population(model: Model, hyper: MemberHyperparameters) -> TrainState:
+  """Initial states of all members (leading axis P), in one compiled call."""
+  return jax.vmap(functools.partial(init_member, model))(hyper)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy of integer labels."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def _map_members(member_fn, member_args, chunk_size: int):
+  """``vmap`` of ``member_fn`` over members, in chunks of ``chunk_size`` if > 0.
+
+  Chunking bounds the working set (activations of chunk_size members at a
+  time), which keeps it in cache on the CPU and in memory on an accelerator.
+  """
+  num_members = jax.tree.leaves(member_args)[0].shape[0]
+  if chunk_size <= 0 or chunk_size >= num_members:
+    return jax.vmap(member_fn)(member_args)
+  return jax.lax.map(member_fn, member_args, batch_size=chunk_size)
+
+
+def train_member_epoch(model: Model, state: TrainState, hyper: MemberHyperparameters,
+                       images: jax.Array, labels: jax.Array, batch_size: int,
+                       ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One epoch of one member: a ``lax.scan`` over its own shuffled batches.
+
+  The member's key is split once per epoch: one part orders the data (the
+  last incomplete batch is dropped), one gives dropout keys per step, and one
+  is carried to the next epoch. Returns the new state and the epoch's mean
+  training loss and accuracy.
+  """
+  epoch_key, next_key = jax.random.split(state.key)
+  order_key, dropout_key = jax.random.split(epoch_key)
+  steps = images.shape[0] // batch_size
+  order = jax.random.permutation(order_key, images.shape[0])[:steps * batch_size]
+  batches = order.reshape(steps, batch_size)
+  optimizer = _optimizer(hyper)
+
+  def step(carry, inputs):
+    params, batch_stats, opt_state = carry
+    step_index, batch = inputs
+    batch_images, batch_labels = images[batch], labels[batch]
+
+    def loss_fn(p):
+      variables = {"params": masks_lib.apply_masks(p, state.masks), "batch_stats": batch_stats}
+      logits, new_batch_stats = apply_model(
+          model, variables, batch_images, hyper.activation, hyper.dropout_rate,
+          jax.random.fold_in(dropout_key, step_index), train=True)
+      loss = cross_entropy(logits, batch_labels)
+      return loss, (new_batch_stats, jnp.mean(logits.argmax(-1) == batch_labels))
+
+    (loss, (batch_stats, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    # Re-mask so that pruned weights stay exactly zero (weight decay and Adam
+    # momentum would otherwise move them).
+    params = masks_lib.apply_masks(optax.apply_updates(params, updates), state.masks)
+    return (params, batch_stats, opt_state), (loss, accuracy)
+
+  carry = (state.params, state.batch_stats, state.opt_state)
+  (params, batch_stats, opt_state), (losses, accuracies) = jax.lax.scan(
+      step, carry, (jnp.arange(steps), batches))
+  new_state = state._replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
+                             key=next_key, epoch=state.epoch + 1)
+  return new_state, {"train_loss": losses.mean(), "train_accuracy": accuracies.mean()}
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size", "chunk_size"),
+                   donate_argnums=(1,))
+def train_epoch(model: Model, population: TrainState, hyper: MemberHyperparameters,
+                images: jax.Array, labels: jax.Array, *, batch_size: int,
+                chunk_size: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One epoch of every member in one compiled call.
+
+  Args:
+    model: the architecture (static).
+    population: states with a leading member axis; donated (its buffers are
+      reused for the result, so do not use it after the call).
+    hyper: per-member hyperparameters.
+    images, labels: the training set, shared by all members (on device).
+    batch_size: examples per step per member.
+    chunk_size: members vmapped at once (0: all).
+
+  Returns:
+    The new population and per-member ``train_loss`` / ``train_accuracy`` [P].
+  """
+  member_fn = lambda args: train_member_epoch(model, *args, images, labels, batch_size)
+  return _map_members(member_fn, (population, hyper), chunk_size)
+
+
+def evaluate_member(model: Model, state: TrainState, hyper: MemberHyperparameters,
+                    images: jax.Array, labels: jax.Array, batch_size: int,
+                    ) -> dict[str, jax.Array]:
+  """Accuracy and mean loss of one member over a whole split, in batches.
+
+  The split is padded to a multiple of ``batch_size``; padded examples carry
+  zero weight.
+  """
+  num_examples = images.shape[0]
+  num_batches = -(-num_examples // batch_size)
+  padding = num_batches * batch_size - num_examples
+  weights = jnp.pad(jnp.ones(num_examples), (0, padding)).reshape(num_batches, batch_size)
+  images = jnp.pad(images, ((0, padding),) + ((0, 0),) * (images.ndim - 1))
+  images = images.reshape(num_batches, batch_size, *images.shape[1:])
+  labels = jnp.pad(labels, (0, padding)).reshape(num_batches, batch_size)
+  variables = {"params": masks_lib.apply_masks(state.params, state.masks),
+               "batch_stats": state.batch_stats}
+
+  def batch_metrics(totals, batch):
+    batch_images, batch_labels, batch_weights = batch
+    logits, _ = apply_model(model, variables, batch_images, hyper.activation)
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch_labels)
+    correct = (logits.argmax(-1) == batch_labels)
+    return (totals[0] + jnp.sum(correct * batch_weights),
+            totals[1] + jnp.sum(losses * batch_weights)), None
+
+  (correct, loss), _ = jax.lax.scan(batch_metrics, (0.0, 0.0), (images, labels, weights))
+  return {"accuracy": correct / num_examples, "loss": loss / num_examples}
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size", "chunk_size"))
+def evaluate(model: Model, population: TrainState, hyper: MemberHyperparameters,
+             images: jax.Array, labels: jax.Array, *, batch_size: int = 1000,
+             chunk_size: int = 0) -> dict[str, jax.Array]:
+  """Per-member ``accuracy`` and ``loss`` [P] on a split, in one compiled call."""
+  member_fn = lambda args: evaluate_member(model, *args, images, labels, batch_size)
+  return _map_members(member_fn, (population, hyper), chunk_size)
+
+
+def member(population: PyTree, index: int) -> PyTree:
+  """Member ``index`` of a population pytree (drops the leading axis)."""
+  return jax.tree.map(lambda leaf: leaf[index], population)
+
+
+def stack_members(members: list[PyTree]) -> PyTree:
+  """Stacks member pytrees into a population pytree (adds the leading axis)."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)

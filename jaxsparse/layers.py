@@ -1,0 +1,167 @@
+"""Population-friendly Flax layers.
+
+Every model in jaxsparse is built from these few layers so that the way a
+convolution or a pooling is computed can be swapped in one place. The reason is
+speed under ``vmap`` over population members (see
+``shared/reference/performance.md``): on XLA:CPU a vmapped ``lax.conv`` becomes a
+grouped convolution and the ``reduce_window`` max-pool backward pass is slow,
+while an im2col convolution (shifted slices + one matmul) and a reshape-based
+max-pool vectorise into plain batched matmuls and reductions.
+
+Per-member hyperparameters that change the forward pass (the activation
+function and the dropout rate) arrive as traced arrays, so one compiled program
+serves a population that mixes them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+#: Activation functions selectable per member, in the order of their index.
+ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "gelu")
+
+#: Convolution implementations. ``auto`` picks the fastest measured one for the backend.
+CONV_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "im2col", "xla")
+
+
+def resolve_conv_implementation(name: str) -> str:
+  """Returns the concrete convolution implementation for ``name``.
+
+  ``auto`` means ``im2col`` on the CPU (vmap of ``lax.conv`` falls into a slow
+  grouped convolution there) and ``xla`` elsewhere (cuDNN and the TPU compiler
+  handle batched convolutions well).
+  """
+  if name not in CONV_IMPLEMENTATIONS:
+    raise ValueError(
+        f"conv implementation {name!r} is unknown; use one of {CONV_IMPLEMENTATIONS}")
+  if name != "auto":
+    return name
+  return "im2col" if jax.default_backend() == "cpu" else "xla"
+
+
+def activate(x: jax.Array, activation: jax.Array | int) -> jax.Array:
+  """Applies the activation with index ``activation`` into :data:`ACTIVATIONS`.
+
+  ``activation`` may be a traced integer; under ``vmap`` with a per-member
+  index the branches are all computed and selected elementwise, which costs a
+  few elementwise passes and keeps the population in one program.
+  """
+  branches = (
+      jnp.tanh,
+      jax.nn.relu,
+      jax.nn.sigmoid,
+      # PyTorch's default GELU is the exact (erf) form; the zoos were made with it.
+      lambda v: jax.nn.gelu(v, approximate=False),
+  )
+  if isinstance(activation, int):
+    return branches[activation](x)
+  return jax.lax.switch(activation, branches, x)
+
+
+def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array | None) -> jax.Array:
+  """Inverted dropout with a rate that may be a traced per-member array.
+
+  ``key=None`` means evaluation: the input is returned unchanged. With
+  ``rate == 0`` the output equals the input exactly, so a population can mix
+  members with and without dropout.
+  """
+  if key is None:
+    return x
+  keep_probability = 1.0 - rate
+  keep = jax.random.bernoulli(key, keep_probability, x.shape)
+  return jnp.where(keep, x / keep_probability, 0.0)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 max-pool with stride 2 over NHWC input, floor mode like PyTorch.
+
+  Written as a reshape and a max, whose backward pass is a cheap comparison,
+  rather than ``reduce_window`` whose ``select_and_scatter`` gradient is slow
+  on XLA:CPU.
+  """
+  batch, height, width, channels = x.shape
+  height, width = height // 2 * 2, width // 2 * 2
+  x = x[:, :height, :width, :]
+  x = x.reshape(batch, height // 2, 2, width // 2, 2, channels)
+  return x.max(axis=(2, 4))
+
+
+def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
+                    padding: str) -> jax.Array:
+  """Returns the im2col patches of NHWC ``x``: shape (N, H_out, W_out, kh*kw*C).
+
+  The patch features are ordered (kernel row, kernel column, input channel),
+  the order of a flattened HWIO kernel, so ``patches @ kernel.reshape(-1, O)``
+  is the convolution.
+  """
+  kernel_height, kernel_width = kernel_size
+  stride_height, stride_width = strides
+  if padding == "SAME":
+    height, width = x.shape[1:3]
+    out_height, out_width = -(-height // stride_height), -(-width // stride_width)
+    pad_height = max((out_height - 1) * stride_height + kernel_height - height, 0)
+    pad_width = max((out_width - 1) * stride_width + kernel_width - width, 0)
+    x = jnp.pad(x, ((0, 0), (pad_height // 2, pad_height - pad_height // 2),
+                    (pad_width // 2, pad_width - pad_width // 2), (0, 0)))
+  elif padding != "VALID":
+    raise ValueError(f"padding {padding!r} is not supported; use 'SAME' or 'VALID'")
+  height, width = x.shape[1:3]
+  out_height = (height - kernel_height) // stride_height + 1
+  out_width = (width - kernel_width) // stride_width + 1
+  slices = [
+      x[:, row:row + (out_height - 1) * stride_height + 1:stride_height,
+        column:column + (out_width - 1) * stride_width + 1:stride_width, :]
+      for row in range(kernel_height) for column in range(kernel_width)
+  ]
+  return jnp.concatenate(slices, axis=-1) if len(slices) > 1 else slices[0]
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,
+           implementation: str) -> jax.Array:
+  """NHWC x HWIO convolution computed by the chosen implementation."""
+  if implementation == "xla":
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=tuple(strides), padding=padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  if implementation != "im2col":
+    raise ValueError(f"conv implementation {implementation!r} is unknown")
+  patches = extract_patches(x, kernel.shape[:2], strides, padding)
+  return patches @ kernel.reshape(-1, kernel.shape[-1])
+
+
+class Conv(nn.Module):
+  """2-D convolution (NHWC input, HWIO kernel) with a swappable implementation.
+
+  Attributes:
+    features: number of output channels.
+    kernel_size: (height, width) of the kernel.
+    strides: (height, width) strides.
+    padding: 'VALID' or 'SAME'.
+    use_bias: whether to add a bias.
+    implementation: 'im2col' or 'xla' (see :func:`resolve_conv_implementation`).
+  """
+  features: int
+  kernel_size: tuple[int, int]
+  strides: tuple[int, int] = (1, 1)
+  padding: str = "VALID"
+  use_bias: bool = True
+  implementation: str = "im2col"
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), kernel_shape)
+    y = conv2d(x, kernel, self.strides, self.padding, self.implementation)
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,))
+    return y
+
+
+def fan_in(kernel_shape: Sequence[int]) -> int:
+  """Number of inputs feeding one output unit of a Dense or HWIO Conv kernel."""
+  return math.prod(kernel_shape[:-1])

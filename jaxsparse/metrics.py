@@ -1,0 +1,85 @@
+"""Per-member metrics of a run: JSON lines, CSV, TensorBoard and a console summary.
+
+``metrics.jsonl`` has one row per (epoch, member). On resume the rows of
+epochs after the restored checkpoint are dropped, so a run interrupted
+between writing metrics and writing its checkpoint leaves no duplicate rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+METRICS_FILE = "metrics.jsonl"
+MEMBERS_FILE = "members.csv"
+SUMMARY_METRICS = ("train_loss", "validation_accuracy", "test_accuracy")
+
+
+class MetricsWriter:
+  """Appends each epoch's per-member metrics to ``metrics.jsonl`` and TensorBoard."""
+
+  def __init__(self, workdir: str, tensorboard: bool = True):
+    self.path = os.path.join(workdir, METRICS_FILE)
+    self._summary_writer = None
+    if tensorboard:
+      from tensorboardX import SummaryWriter  # local: optional output, slow import
+      self._summary_writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def truncate_after(self, epoch: int) -> None:
+    """Drops the rows of epochs later than ``epoch`` (those not in the checkpoint)."""
+    if not os.path.exists(self.path):
+      return
+    rows = [row for row in read_metrics(self.path) if row["epoch"] <= epoch]
+    with open(self.path + ".tmp", "w") as file:
+      file.writelines(json.dumps(row) + "\n" for row in rows)
+    os.replace(self.path + ".tmp", self.path)
+
+  def write_epoch(self, epoch: int, metrics: Mapping[str, np.ndarray]) -> None:
+    """Writes one row per member; ``metrics`` maps a name to a [P] array."""
+    metrics = {name: np.asarray(values, np.float64) for name, values in metrics.items()}
+    num_members = len(next(iter(metrics.values())))
+    with open(self.path, "a") as file:
+      for index in range(num_members):
+        row = {"epoch": epoch, "member": index}
+        row.update({name: float(values[index]) for name, values in metrics.items()})
+        file.write(json.dumps(row) + "\n")
+    if self._summary_writer is not None:
+      for name, values in metrics.items():
+        self._summary_writer.add_scalar(f"population_mean/{name}", values.mean(), epoch)
+        self._summary_writer.add_scalar(f"population_min/{name}", values.min(), epoch)
+        self._summary_writer.add_scalar(f"population_max/{name}", values.max(), epoch)
+        self._summary_writer.add_histogram(f"members/{name}", values, epoch)
+      self._summary_writer.flush()
+
+  def close(self) -> None:
+    """Flushes and closes TensorBoard's event file."""
+    if self._summary_writer is not None:
+      self._summary_writer.close()
+
+
+def read_metrics(path: str) -> list[dict]:
+  """The rows of a ``metrics.jsonl`` file."""
+  with open(path) as file:
+    return [json.loads(line) for line in file if line.strip()]
+
+
+def final_member_table(table: pd.DataFrame, metrics_path: str) -> pd.DataFrame:
+  """The member table joined with each member's metrics of the last epoch."""
+  rows = pd.DataFrame(read_metrics(metrics_path))
+  last = rows[rows["epoch"] == rows["epoch"].max()].drop(columns="epoch")
+  return table.merge(last, on="member", how="left")
+
+
+def population_summary(members: pd.DataFrame) -> str:
+  """A few lines: mean / std / min / max over members of the summary metrics."""
+  lines = [f"{'metric':<22}{'mean':>9}{'std':>9}{'min':>9}{'max':>9}"]
+  for name in SUMMARY_METRICS:
+    if name in members:
+      values = members[name].to_numpy(np.float64)
+      lines.append(f"{name:<22}{values.mean():>9.4f}{values.std():>9.4f}"
+                   f"{values.min():>9.4f}{values.max():>9.4f}")
+  return "\n".join(lines)

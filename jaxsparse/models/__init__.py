@@ -1,0 +1,143 @@
+"""Model registry and the functional model interface.
+
+A :class:`Model` is a Flax module plus what the engine needs to know about it.
+Its two pure functions are :func:`init_variables` (key, initializer index ->
+variables) and :func:`apply_model` (variables, images -> logits, new model
+state). ``variables`` is a plain dict ``{'params': ..., 'batch_stats': ...}``
+(``batch_stats`` empty for models without BatchNorm); models hold no state
+between calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+from flax import traverse_util
+import jax
+import jax.numpy as jnp
+
+from jaxsparse import layers
+from jaxsparse.models import resnet, zoo
+
+#: Weight initializers selectable per member, in the order of their index.
+#: All are scaled by the fan-in of the layer (PyTorch's convention for
+#: "kaiming"; "uniform" and "normal" use the fan-in-scaled variance 1/fan_in,
+#: which keeps tanh and sigmoid networks trainable; see README).
+INITIALIZERS: tuple[str, ...] = ("uniform", "normal", "kaiming_uniform", "kaiming_normal")
+
+_FACTORIES: dict[str, Callable[..., nn.Module]] = {
+    "cnn_s": zoo.cnn_s,
+    "cnn_l": zoo.cnn_l,
+    "lenet_300_100": zoo.lenet_300_100,
+    "lenet_5": zoo.lenet_5,
+    "conv2": zoo.conv2,
+    "conv4": zoo.conv4,
+    "conv6": zoo.conv6,
+    "resnet20": resnet.resnet20,
+    "resnet56": resnet.resnet56,
+    "resnet18": resnet.resnet18,
+}
+
+#: Biases of the model-zoo CNNs are initialised to 0.01 (methods.md, section 1).
+_BIAS_INIT = {"cnn_s": 0.01, "cnn_l": 0.01}
+
+MODEL_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+class Model(NamedTuple):
+  """A registered architecture, bound to an input shape and a class count.
+
+  Attributes:
+    name: registry name, e.g. ``'cnn_s'``.
+    module: the Flax module.
+    input_shape: (height, width, channels) of one image.
+    bias_init: constant the biases of Conv / Dense layers start at.
+  """
+  name: str
+  module: nn.Module
+  input_shape: tuple[int, int, int]
+  bias_init: float
+
+
+def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int = 10,
+              conv_implementation: str = "auto", width: float = 1.0) -> Model:
+  """Builds the registered model ``name`` for images of ``input_shape``.
+
+  Args:
+    name: one of :data:`MODEL_NAMES`.
+    input_shape: (height, width, channels).
+    num_classes: number of logits.
+    conv_implementation: 'auto', 'im2col' or 'xla'.
+    width: channel multiplier (ResNets and Conv-N; ignored by fixed zoo models).
+  """
+  if name not in _FACTORIES:
+    raise ValueError(f"model {name!r} is unknown; use one of {MODEL_NAMES}")
+  module = _FACTORIES[name](num_classes=num_classes,
+                            conv_implementation=layers.resolve_conv_implementation(
+                                conv_implementation),
+                            width=width)
+  return Model(name, module, tuple(input_shape), _BIAS_INIT.get(name, 0.0))
+
+
+def _draw_kernel(key: jax.Array, shape: tuple[int, ...], initializer: jax.Array | int) -> jax.Array:
+  """Draws a kernel from initializer family ``initializer`` (index into INITIALIZERS)."""
+  scale = 1.0 / jnp.sqrt(layers.fan_in(shape))
+  uniform = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+  normal = jax.random.normal(key, shape)
+  candidates = jnp.stack([
+      uniform * scale,                      # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+      normal * scale,                       # N(0, 1/fan_in)
+      uniform * scale * jnp.sqrt(6.0),      # kaiming uniform, gain sqrt(2)
+      normal * scale * jnp.sqrt(2.0),       # kaiming normal, gain sqrt(2)
+  ])
+  return candidates[initializer]
+
+
+def init_variables(model: Model, key: jax.Array, initializer: jax.Array | int = 3) -> dict[str, Any]:
+  """Returns fresh variables of one member: ``{'params', 'batch_stats'}``.
+
+  Every ``kernel`` is drawn from the initializer family with index
+  ``initializer`` (may be traced, so a vmapped population mixes families);
+  biases of Conv/Dense layers start at ``model.bias_init``; BatchNorm starts at
+  scale 1, bias 0.
+  """
+  dummy = jnp.zeros((1, *model.input_shape), jnp.float32)
+  variables = model.module.init(jax.random.PRNGKey(0), dummy, activation=0,
+                                dropout_rate=0.0, train=False)
+  flat = traverse_util.flatten_dict(variables["params"])
+  new_flat = {}
+  for index, (path, value) in enumerate(sorted(flat.items())):
+    if path[-1] == "kernel":
+      new_flat[path] = _draw_kernel(jax.random.fold_in(key, index), value.shape, initializer)
+    elif path[-1] == "bias" and path[:-1] + ("kernel",) in flat:
+      new_flat[path] = jnp.full(value.shape, model.bias_init, value.dtype)
+    else:
+      new_flat[path] = value
+  return {"params": traverse_util.unflatten_dict(new_flat),
+          "batch_stats": variables.get("batch_stats", {})}
+
+
+def apply_model(model: Model, variables: dict[str, Any], images: jax.Array,
+                activation: jax.Array | int, dropout_rate: jax.Array | float = 0.0,
+                dropout_key: jax.Array | None = None,
+                train: bool = False) -> tuple[jax.Array, dict[str, Any]]:
+  """Runs one member on a batch of images.
+
+  Returns ``(logits, batch_stats)``; in training mode ``batch_stats`` holds the
+  updated BatchNorm running statistics, otherwise it is returned unchanged.
+  """
+  batch_stats = variables["batch_stats"]
+  if train and batch_stats:
+    logits, updates = model.module.apply(
+        variables, images, activation=activation, dropout_rate=dropout_rate,
+        dropout_key=dropout_key, train=True, mutable=["batch_stats"])
+    return logits, updates["batch_stats"]
+  logits = model.module.apply(variables, images, activation=activation,
+                              dropout_rate=dropout_rate, dropout_key=dropout_key, train=train)
+  return logits, batch_stats
+
+
+def count_parameters(params: Any) -> int:
+  """Number of scalars in a parameter pytree."""
+  return sum(leaf.size for leaf in jax.tree.leaves(params))

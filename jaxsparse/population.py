@@ -1,0 +1,88 @@
+"""Populations: a hyperparameter grid expanded into members.
+
+A zoo is declared as a grid (every combination of the listed values, times a
+number of seeds). :func:`member_table` expands it into a table with one row
+per member; :func:`member_hyperparameters` turns the table into the arrays the
+compiled training program takes (one entry per member), so a population that
+mixes optimizers, activations and learning rates is still one program.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping, NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from jaxsparse.layers import ACTIVATIONS
+from jaxsparse.models import INITIALIZERS
+from jaxsparse.optim import OPTIMIZERS
+
+#: Grid fields that name a choice, with the allowed values (their index is what the program sees).
+CATEGORICAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "activation": ACTIVATIONS,
+    "initializer": INITIALIZERS,
+    "optimizer": OPTIMIZERS,
+}
+#: Grid fields that are numbers.
+NUMERIC_FIELDS: tuple[str, ...] = ("learning_rate", "weight_decay", "momentum", "dropout_rate")
+#: Order of the grid's axes; the last one varies fastest, and seeds vary fastest of all.
+GRID_FIELDS: tuple[str, ...] = ("activation", "dropout_rate", "initializer", "optimizer",
+                                "learning_rate", "weight_decay", "momentum")
+
+
+class MemberHyperparameters(NamedTuple):
+  """Per-member hyperparameters as arrays with a leading member axis.
+
+  Categorical fields hold indices into :data:`CATEGORICAL_FIELDS`.
+  """
+  seed: jnp.ndarray
+  activation: jnp.ndarray
+  initializer: jnp.ndarray
+  optimizer: jnp.ndarray
+  learning_rate: jnp.ndarray
+  weight_decay: jnp.ndarray
+  momentum: jnp.ndarray
+  dropout_rate: jnp.ndarray
+
+
+def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0) -> pd.DataFrame:
+  """Expands a grid into a table with one row per member.
+
+  Args:
+    grid: for each field of :data:`GRID_FIELDS`, a sequence of values.
+    num_seeds: seeds per grid point; member seeds are ``first_seed + i``.
+    first_seed: the first seed.
+
+  Returns:
+    A DataFrame with columns ``member``, ``configuration`` (index of the grid
+    point), ``seed`` and one column per grid field; categorical fields hold
+    their names.
+  """
+  axes = [tuple(grid[field]) for field in GRID_FIELDS]
+  rows = []
+  for configuration, values in enumerate(itertools.product(*axes)):
+    for seed in range(first_seed, first_seed + num_seeds):
+      row = {"member": len(rows), "configuration": configuration, "seed": seed}
+      row.update(zip(GRID_FIELDS, values))
+      rows.append(row)
+  table = pd.DataFrame(rows)
+  for field in NUMERIC_FIELDS:
+    table[field] = table[field].astype(float)
+  return table
+
+
+def member_hyperparameters(table: pd.DataFrame) -> MemberHyperparameters:
+  """The arrays of a member table, ready for the compiled program."""
+  def index_of(field):
+    choices = CATEGORICAL_FIELDS[field]
+    return jnp.asarray([choices.index(value) for value in table[field]], jnp.int32)
+
+  return MemberHyperparameters(
+      seed=jnp.asarray(table["seed"].to_numpy(), jnp.int32),
+      activation=index_of("activation"),
+      initializer=index_of("initializer"),
+      optimizer=index_of("optimizer"),
+      **{field: jnp.asarray(table[field].to_numpy(np.float32)) for field in NUMERIC_FIELDS})

@@ -1,0 +1,1 @@
+"""TFDS dataset builders that jaxsparse adds (imported lazily: importing TFDS is slow)."""
