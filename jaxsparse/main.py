@@ -18,6 +18,38 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _fail(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+  """The first ``--config.a.b=...`` override whose field the config schema lacks."""
+  from jaxsparse.config import default_config
+  for argument in argv:
+    if argument.startswith("--config."):
+      path = argument[len("--config."):].split("=", 1)[0]
+      node = default_config()
+      for part in path.split("."):
+        if not hasattr(node, "keys") or part not in node:
+          return path
+        node = node[part]
+  return None
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with one-line errors instead of usage text or tracebacks."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    _fail(str(error))
+  except (AttributeError, KeyError) as error:
+    # ml_collections raises these, deep in flag parsing, for an unknown override.
+    field = _unknown_override(argv)
+    _fail(f"config.{field} is not a known field; see jaxsparse/config.py for the fields"
+          if field else f"a --config override names no known field ({error})")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -27,9 +59,8 @@ def main(argv):
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
+    _fail(str(error))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

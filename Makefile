@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` (the main job) and `make test`.
+# Both install what they need: a virtual environment with the package and,
+# when missing, Debian's Fashion-MNIST package. Both are idempotent.
+
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= configs/default.py
+WORKDIR ?= runs/default
+ARGS ?=
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test install data clean
+
+run: install data
+	$(VENV)/bin/python -m jaxsparse.main --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
+
+test: install data
+	$(VENV)/bin/python -m pytest -q tests $(ARGS)
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+data: $(FASHION_MNIST)
+
+$(FASHION_MNIST):
+	$(SUDO) apt-get install -y dataset-fashion-mnist || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y dataset-fashion-mnist)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

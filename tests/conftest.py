@@ -1,0 +1,38 @@
+"""Shared test fixtures: small synthetic data and configs that train in seconds."""
+
+import numpy as np
+import pytest
+
+from jaxsparse.config import default_config
+from jaxsparse.data import Dataset
+
+
+def random_dataset(num_train=256, shape=(28, 28, 1), num_classes=10, seed=0) -> Dataset:
+  """A learnable synthetic dataset: the label is the brightest of 10 image regions."""
+  rng = np.random.default_rng(seed)
+
+  def split(n):
+    images = rng.normal(size=(n, *shape)).astype(np.float32)
+    labels = rng.integers(0, num_classes, n).astype(np.int32)
+    rows = np.linspace(0, shape[0], num_classes + 1).astype(int)
+    for index, label in enumerate(labels):
+      images[index, rows[label]:rows[label + 1]] += 1.5
+    return images, labels
+
+  train, validation, test = split(num_train), split(64), split(64)
+  return Dataset("synthetic", num_classes, *train, *validation, *test)
+
+
+@pytest.fixture
+def tiny_config():
+  """A 4-member CNN-s zoo mixing activations and optimizers, 2 epochs of 8 steps."""
+  config = default_config()
+  config.population.grid.activation = ("tanh", "relu")
+  config.population.grid.optimizer = ("adam", "sgd")
+  config.population.grid.learning_rate = (3e-3,)
+  config.training.num_epochs = 2
+  config.training.batch_size = 32
+  config.training.eval_batch_size = 32
+  config.logging.progress_bar = False
+  config.logging.tensorboard = False
+  return config

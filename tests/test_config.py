@@ -1,0 +1,108 @@
+"""Config validation: every bad config ends with one line naming the field."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxsparse.config import default_config, validate_config
+from jaxsparse.errors import UserError
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (description, change to the default config, field the message must name, value it must show)
+BAD_CONFIGS = [
+    ("unknown top-level field", lambda c: c.__setattr__("trainer", 1), "config.trainer", None),
+    ("unknown nested field", lambda c: c.training.__setattr__("lr", 0.1), "config.training.lr", None),
+    ("unknown model", lambda c: c.model.__setattr__("name", "vgg16"), "model.name", "vgg16"),
+    ("unknown dataset", lambda c: c.data.__setattr__("name", "imagenet"), "data.name", "imagenet"),
+    ("unknown method", lambda c: c.sparsify.__setattr__("method", "snip"), "sparsify.method", "snip"),
+    ("sparsity 1", lambda c: c.sparsify.__setattr__("sparsity", 1.0), "sparsify.sparsity", "1.0"),
+    ("negative sparsity", lambda c: c.sparsify.__setattr__("sparsity", -0.1), "sparsify.sparsity", "-0.1"),
+    ("no seeds", lambda c: c.population.__setattr__("num_seeds", 0), "population.num_seeds", "0"),
+    ("empty grid axis", lambda c: c.population.grid.__setattr__("learning_rate", ()),
+     "population.grid.learning_rate", "()"),
+    ("zero learning rate", lambda c: c.population.grid.__setattr__("learning_rate", (1e-3, 0.0)),
+     "population.grid.learning_rate", "0.0"),
+    ("negative learning rate", lambda c: c.population.grid.__setattr__("learning_rate", (-1e-3,)),
+     "population.grid.learning_rate", "-0.001"),
+    ("unknown activation", lambda c: c.population.grid.__setattr__("activation", ("swish",)),
+     "population.grid.activation", "swish"),
+    ("unknown optimizer", lambda c: c.population.grid.__setattr__("optimizer", ("rmsprop",)),
+     "population.grid.optimizer", "rmsprop"),
+    ("unknown initializer", lambda c: c.population.grid.__setattr__("initializer", ("zeros",)),
+     "population.grid.initializer", "zeros"),
+    ("dropout 1", lambda c: c.population.grid.__setattr__("dropout_rate", (1.0,)),
+     "population.grid.dropout_rate", "1.0"),
+    ("negative weight decay", lambda c: c.population.grid.__setattr__("weight_decay", (-1.0,)),
+     "population.grid.weight_decay", "-1.0"),
+    ("zero epochs", lambda c: c.training.__setattr__("num_epochs", 0), "training.num_epochs", "0"),
+    ("zero batch", lambda c: c.training.__setattr__("batch_size", 0), "training.batch_size", "0"),
+    ("unknown conv implementation",
+     lambda c: c.model.__setattr__("conv_implementation", "fft"), "model.conv_implementation", "fft"),
+    ("zero width", lambda c: c.model.__setattr__("width", 0.0), "model.width", "0.0"),
+]
+
+
+@pytest.mark.parametrize("description,change,field,value", BAD_CONFIGS,
+                         ids=[case[0] for case in BAD_CONFIGS])
+def test_bad_config_gives_one_line_naming_the_field(description, change, field, value):
+  config = default_config()
+  change(config)
+  with pytest.raises(UserError) as error:
+    validate_config(config)
+  message = str(error.value)
+  assert "\n" not in message
+  assert field in message
+  if value is not None:
+    assert value in message
+
+
+def test_default_config_and_shipped_configs_are_valid():
+  validate_config(default_config())
+  sys.path.insert(0, REPOSITORY)
+  import importlib.util
+  for name in sorted(os.listdir(os.path.join(REPOSITORY, "configs"))):
+    if name.endswith(".py"):
+      spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(REPOSITORY, "configs", name))
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      validate_config(module.get_config())
+
+
+def run_cli(*arguments, workdir):
+  return subprocess.run(
+      [sys.executable, "-m", "jaxsparse.main", "--config=configs/default.py",
+       f"--workdir={workdir}", *arguments],
+      cwd=REPOSITORY, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("override,field", [
+    ("--config.population.grid.learning_rate=(0.0,)", "population.grid.learning_rate"),
+    ("--config.sparsify.sparsity=1.5", "sparsify.sparsity"),
+    ("--config.model.name=vgg", "model.name"),
+    ("--config.population.num_seeds=0", "population.num_seeds"),
+])
+def test_cli_prints_one_line_without_traceback(tmp_path, override, field):
+  result = run_cli(override, workdir=tmp_path / "run")
+  assert result.returncode == 2, result.stderr
+  error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+  assert len(error_lines) == 1 and field in error_lines[0]
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "run").exists(), "a rejected config must not create the workdir"
+
+
+def test_cli_rejects_unknown_override_field(tmp_path):
+  result = run_cli("--config.training.lr=0.1", workdir=tmp_path / "run")
+  assert result.returncode == 2
+  assert "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines() == [
+      "error: config.training.lr is not a known field; see jaxsparse/config.py for the fields"]
+
+
+def test_cli_rejects_override_of_wrong_type(tmp_path):
+  result = run_cli("--config.training.num_epochs=abc", workdir=tmp_path / "run")
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "num_epochs" in lines[0] and "abc" in lines[0]

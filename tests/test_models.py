@@ -1,0 +1,130 @@
+"""Models: documented parameter counts, and layer implementations that agree."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsparse import layers, models
+
+# (model, input shape, documented parameter count)
+DOCUMENTED_COUNTS = [
+    ("cnn_s", (28, 28, 1), 2_464),
+    ("cnn_l", (32, 32, 3), 10_853),
+    ("lenet_300_100", (28, 28, 1), 266_610),
+    ("lenet_5", (28, 28, 1), 431_080),
+    ("conv2", (32, 32, 3), 4_300_992),
+    ("conv4", (32, 32, 3), 2_425_024),
+    ("conv6", (32, 32, 3), 2_261_184),
+    ("resnet20", (32, 32, 3), 269_722),
+    ("resnet56", (32, 32, 3), 853_018),
+    ("resnet18", (32, 32, 3), 11_173_962),
+]
+
+
+@pytest.mark.parametrize("name,input_shape,expected", DOCUMENTED_COUNTS)
+def test_parameter_count_is_documented(name, input_shape, expected):
+  model = models.get_model(name, input_shape)
+  variables = jax.eval_shape(functools.partial(models.init_variables, model), jax.random.PRNGKey(0))
+  assert models.count_parameters(variables["params"]) == expected
+  factory_doc = models._FACTORIES[name].__doc__
+  assert f"{expected:,}" in factory_doc, f"docstring of {name} must state {expected:,}"
+
+
+def test_cnn_s_weights_without_biases():
+  model = models.get_model("cnn_s", (28, 28, 1))
+  params = jax.eval_shape(functools.partial(models.init_variables, model), jax.random.PRNGKey(0))["params"]
+  kernels = [leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+             if path[-1].key == "kernel"]
+  assert sum(kernels) == 2_416
+
+
+def test_resnet_width_multiplier_scales_channels():
+  full = models.get_model("resnet20", (32, 32, 3))
+  thin = models.get_model("resnet20", (32, 32, 3), width=0.5)
+  count = lambda m: models.count_parameters(
+      jax.eval_shape(functools.partial(models.init_variables, m), jax.random.PRNGKey(0))["params"])
+  # Convolutions scale with width squared; the parameter count falls close to 4x.
+  assert 3.5 < count(full) / count(thin) < 4.1
+
+
+@pytest.mark.parametrize("kernel_size,strides,padding,shape", [
+    ((5, 5), (1, 1), "VALID", (2, 12, 12, 3)),
+    ((3, 3), (1, 1), "SAME", (2, 9, 9, 4)),
+    ((3, 3), (2, 2), "SAME", (2, 8, 8, 4)),
+    ((1, 1), (2, 2), "SAME", (2, 8, 8, 4)),
+    ((2, 2), (1, 1), "VALID", (2, 3, 3, 6)),
+])
+def test_im2col_conv_matches_flax_conv(kernel_size, strides, padding, shape):
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  kernel = jax.random.normal(jax.random.PRNGKey(1), (*kernel_size, shape[-1], 5))
+  reference = nn.Conv(5, kernel_size, strides, padding, use_bias=False)
+
+  def flax_conv(k, v):
+    return reference.apply({"params": {"kernel": k}}, v)
+
+  def ours(k, v):
+    return layers.conv2d(v, k, strides, padding, "im2col")
+
+  np.testing.assert_allclose(ours(kernel, x), flax_conv(kernel, x), rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda k, v: jnp.sum(jnp.sin(f(k, v)))
+  grads = jax.grad(loss(ours), argnums=(0, 1))(kernel, x)
+  reference_grads = jax.grad(loss(flax_conv), argnums=(0, 1))(kernel, x)
+  for grad, reference_grad in zip(grads, reference_grads):
+    np.testing.assert_allclose(grad, reference_grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 13, 13, 2)])
+def test_max_pool_matches_flax_max_pool(shape):
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  reference = lambda v: nn.max_pool(v, (2, 2), (2, 2), "VALID")
+  np.testing.assert_allclose(layers.max_pool_2x2(x), reference(x))
+  loss = lambda f: lambda v: jnp.sum(jnp.cos(f(v)))
+  np.testing.assert_allclose(jax.grad(loss(layers.max_pool_2x2))(x), jax.grad(loss(reference))(x))
+
+
+@pytest.mark.parametrize("name,function", [
+    ("tanh", jnp.tanh), ("relu", jax.nn.relu), ("sigmoid", jax.nn.sigmoid),
+    ("gelu", lambda v: jax.nn.gelu(v, approximate=False))])
+def test_activation_selected_by_traced_index(name, function):
+  index = layers.ACTIVATIONS.index(name)
+  x = jnp.linspace(-3, 3, 11)
+  selected = jax.jit(layers.activate)(x, jnp.asarray(index))
+  np.testing.assert_allclose(selected, function(x), rtol=1e-6)
+
+
+def test_dropout_rate_zero_is_identity_and_rate_half_keeps_half():
+  x = jnp.ones((10_000,))
+  key = jax.random.PRNGKey(0)
+  np.testing.assert_array_equal(layers.dropout(x, jnp.asarray(0.0), key), x)
+  dropped = layers.dropout(x, jnp.asarray(0.5), key)
+  assert set(np.unique(np.asarray(dropped))) == {0.0, 2.0}
+  assert abs(float((dropped == 0).mean()) - 0.5) < 0.02
+  np.testing.assert_array_equal(layers.dropout(x, 0.5, None), x)
+
+
+def test_initializer_families_have_their_scale():
+  model = models.get_model("lenet_300_100", (28, 28, 1))
+  stds = []
+  for initializer in range(len(models.INITIALIZERS)):
+    params = jax.jit(functools.partial(models.init_variables, model))(
+        jax.random.PRNGKey(0), jnp.asarray(initializer))["params"]
+    stds.append(float(jnp.std(params["Dense_0"]["kernel"])) * np.sqrt(784))
+  # fan-in scaled: uniform 1/sqrt(3), normal 1, kaiming uniform sqrt(2), kaiming normal sqrt(2).
+  np.testing.assert_allclose(stds, [1 / np.sqrt(3), 1.0, np.sqrt(2), np.sqrt(2)], rtol=0.02)
+
+
+def test_zoo_biases_start_at_0_01():
+  model = models.get_model("cnn_s", (28, 28, 1))
+  params = jax.jit(functools.partial(models.init_variables, model))(jax.random.PRNGKey(0))["params"]
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    if path[-1].key == "bias":
+      np.testing.assert_allclose(leaf, 0.01, rtol=1e-7)
+
+
+def test_unknown_model_is_rejected():
+  with pytest.raises(ValueError, match="cnn_s"):
+    models.get_model("vgg", (28, 28, 1))

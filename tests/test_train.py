@@ -1,0 +1,114 @@
+"""Runs: outputs under the workdir, resume equals an uninterrupted run, loaders."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from jaxsparse import checkpoints, engine
+from jaxsparse.train import train_and_evaluate
+
+from conftest import random_dataset
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Interrupt(Exception):
+  pass
+
+
+def interrupt_after(epoch_to_stop):
+  def on_epoch_end(epoch, state):
+    if epoch == epoch_to_stop:
+      raise Interrupt
+  return on_epoch_end
+
+
+@pytest.fixture(scope="module")
+def data():
+  return random_dataset(num_train=128)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_config, data):
+  tiny_config.training.num_epochs = 3
+  uninterrupted = train_and_evaluate(tiny_config, str(tmp_path / "a"), dataset=data)
+
+  with pytest.raises(Interrupt):
+    train_and_evaluate(tiny_config, str(tmp_path / "b"), dataset=data,
+                       on_epoch_end=interrupt_after(1))
+  # Simulate a crash after the metrics were written but before the next checkpoint:
+  with open(tmp_path / "b" / "metrics.jsonl", "a") as file:
+    file.write(json.dumps({"epoch": 2, "member": 0, "train_loss": -1.0}) + "\n")
+  resumed = train_and_evaluate(tiny_config, str(tmp_path / "b"), dataset=data)
+
+  pd.testing.assert_frame_equal(uninterrupted.drop(columns="epoch_seconds"),
+                                resumed.drop(columns="epoch_seconds"))
+  state_a, _ = checkpoints.load_population(str(tmp_path / "a"))
+  state_b, _ = checkpoints.load_population(str(tmp_path / "b"))
+  for leaf_a, leaf_b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
+    np.testing.assert_array_equal(leaf_a, leaf_b)
+  rows = [json.loads(line) for line in open(tmp_path / "b" / "metrics.jsonl")]
+  assert sorted((r["epoch"], r["member"]) for r in rows) == [
+      (epoch, member) for epoch in (1, 2, 3) for member in range(4)]
+
+
+def test_finished_run_returns_at_once_with_same_results(tmp_path, tiny_config, data, capsys):
+  first = train_and_evaluate(tiny_config, str(tmp_path), dataset=data)
+  steps_before = sorted(os.listdir(tmp_path / "checkpoints"))
+  second = train_and_evaluate(tiny_config, str(tmp_path), dataset=data)
+  assert "Already trained for 2 epochs" in capsys.readouterr().out
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == steps_before == ["1", "2"]
+  pd.testing.assert_frame_equal(first, second)
+
+
+def test_loaders_return_population_and_member(tmp_path, tiny_config, data):
+  members = train_and_evaluate(tiny_config, str(tmp_path), dataset=data)
+  state, table = checkpoints.load_population(str(tmp_path))
+  assert len(table) == 4 and list(table["optimizer"]) == ["adam", "sgd", "adam", "sgd"]
+  assert state.params["Conv_0"]["kernel"].shape == (4, 5, 5, 1, 8)
+  assert int(state.epoch[0]) == 2
+  member_state, row = checkpoints.load_member(str(tmp_path), 3)
+  assert row["activation"] == "relu" and row["optimizer"] == "sgd"
+  for leaf, member_leaf in zip(jax.tree.leaves(engine.member(state, 3)),
+                               jax.tree.leaves(member_state)):
+    np.testing.assert_array_equal(leaf, member_leaf)
+  first_epoch, _ = checkpoints.load_population(str(tmp_path), epoch=1)
+  assert int(first_epoch.epoch[0]) == 1
+  # The restored population evaluates to the accuracies that were logged.
+  from jaxsparse import models, population
+  import jax.numpy as jnp
+  model = models.get_model("cnn_s", data.input_shape)
+  accuracy = engine.evaluate(model, state, population.member_hyperparameters(table),
+                             jnp.asarray(data.test_images), jnp.asarray(data.test_labels),
+                             batch_size=32)["accuracy"]
+  np.testing.assert_allclose(accuracy, members["test_accuracy"], rtol=1e-6)
+  with pytest.raises(IndexError, match="4 members"):
+    checkpoints.load_member(str(tmp_path), 4)
+
+
+def test_cli_trains_writes_outputs_and_resumes(tmp_path):
+  workdir = tmp_path / "run"
+  command = [sys.executable, "-m", "jaxsparse.main", "--config=configs/default.py",
+             f"--workdir={workdir}", "--config.data.name=digits", "--config.data.image_size=28",
+             "--config.data.validation_size=300", "--config.population.num_seeds=1",
+             "--config.population.grid.activation=('tanh',)",
+             "--config.population.grid.learning_rate=(1e-3,)",
+             "--config.training.num_epochs=2", "--config.logging.progress_bar=False"]
+  result = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr
+  assert "2 members of cnn_s on digits (1200 train / 300 validation / 297 test)" in result.stdout
+  assert "validation_accuracy" in result.stdout
+  for name in ("metadata.json", "metrics.jsonl", "members.csv", "checkpoints/2", "tensorboard"):
+    assert (workdir / name).exists(), name
+  members = pd.read_csv(workdir / "members.csv")
+  assert len(members) == 2 and members["test_accuracy"].between(0, 1).all()
+  # Adam at 1e-3 learns digits well above chance in 2 epochs.
+  assert members.loc[members["optimizer"] == "adam", "test_accuracy"].iloc[0] > 0.5
+  again = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr
+  assert "Already trained for 2 epochs" in again.stdout
