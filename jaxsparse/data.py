@@ -105,14 +105,18 @@ def _load_digits():
 def _load_tfds(name: str, data_dir: str | None):
   import tensorflow_datasets as tfds
   builder = _prepared_builder(name, data_dir)
-  splits = builder.info.splits
-  arrays = {split: tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-            for split in ("train", "test") if split in splits}
+
+  def load(split):
+    # Fixed-size batches rather than batch_size=-1, which aborts inside
+    # TensorFlow for datasets of unknown length (TFDS mock data).
+    batches = list(tfds.as_numpy(builder.as_dataset(split=split, batch_size=10_000)))
+    return {key: np.concatenate([batch[key] for batch in batches]) for key in ("image", "label")}
+
   num_classes = builder.info.features["label"].num_classes
-  train = arrays["train"]
-  if "test" in arrays:
-    test = arrays["test"]
-  else:  # e.g. eurosat: one split only; a fixed 20% becomes the test split.
+  train = load("train")
+  try:
+    test = load("test")
+  except ValueError:  # e.g. eurosat has one split only: a fixed 20% becomes the test split.
     order = np.random.default_rng(0).permutation(len(train["label"]))
     cut = len(order) // 5
     test = {key: value[order[:cut]] for key, value in train.items()}
