@@ -32,3 +32,69 @@ def dense_masks(params: PyTree,
 def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
   """``params * masks`` leaf by leaf; leaves whose mask is ``None`` pass unchanged."""
   return jax.tree.map(lambda p, m: p if m is None else p * m, params, masks)
+
+
+def _prunable_leaves(masks: PyTree) -> list[jax.Array]:
+  return [leaf for leaf in jax.tree.leaves(masks) if leaf is not None]
+
+
+def sparsity(masks: PyTree) -> jax.Array:
+  """Fraction of pruned (zero) entries over all prunable leaves."""
+  leaves = _prunable_leaves(masks)
+  total = sum(leaf.size for leaf in leaves)
+  kept = sum(jnp.sum(leaf != 0) for leaf in leaves)
+  return 1.0 - kept / total
+
+
+def layer_sparsity(masks: PyTree) -> dict[str, jax.Array]:
+  """Fraction of pruned entries per prunable leaf, keyed by its '/'-joined path."""
+  flat = jax.tree_util.tree_leaves_with_path(masks)
+  return {"/".join(str(getattr(k, "key", k)) for k in path): 1.0 - jnp.mean(leaf != 0)
+          for path, leaf in flat if leaf is not None}
+
+
+def keep_top_k(scores: jax.Array, num_keep: jax.Array | int) -> jax.Array:
+  """A 0/1 mask of ``scores``' shape keeping exactly the ``num_keep`` largest.
+
+  Ties are broken deterministically by position: of equal scores, the one
+  with the smaller flat index is kept. ``num_keep`` may be traced (one value
+  per member under ``vmap``), which is why this ranks instead of calling
+  ``lax.top_k`` (whose k must be static).
+  """
+  flat = scores.reshape(-1)
+  order = jnp.argsort(-flat, stable=True)
+  ranks = jnp.zeros_like(order).at[order].set(jnp.arange(flat.size, dtype=order.dtype))
+  return (ranks < num_keep).astype(jnp.float32).reshape(scores.shape)
+
+
+def num_to_keep(size: int, target_sparsity: jax.Array | float) -> jax.Array:
+  """How many of ``size`` entries survive at ``target_sparsity``.
+
+  As ``torch.nn.utils.prune``: round(s * size) entries are pruned (to nearest;
+  exact halves, rare in float32, may go either way), the rest are kept.
+  """
+  return size - jnp.round(target_sparsity * size).astype(jnp.int32)
+
+
+def layerwise_top_k_masks(scores: PyTree, masks: PyTree,
+                          target_sparsity: jax.Array | float) -> PyTree:
+  """Per prunable leaf, keep the top (1 - s) fraction of ``scores`` (exact count)."""
+  return jax.tree.map(
+      lambda score, mask: None if mask is None else keep_top_k(
+          score, num_to_keep(score.size, target_sparsity)), scores, masks)
+
+
+def global_top_k_masks(scores: PyTree, masks: PyTree,
+                       target_sparsity: jax.Array | float) -> PyTree:
+  """Keep the top (1 - s) fraction of ``scores`` over all prunable leaves together."""
+  pairs = [(score, mask) for score, mask in zip(
+      jax.tree.leaves(scores), jax.tree.leaves(masks, is_leaf=lambda x: x is None))
+      if mask is not None]
+  sizes = [score.size for score, _ in pairs]
+  flat = jnp.concatenate([score.reshape(-1) for score, _ in pairs])
+  kept = keep_top_k(flat, num_to_keep(flat.size, target_sparsity))
+  boundaries = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
+  pieces = iter(jnp.split(kept, boundaries))
+  return jax.tree.map(
+      lambda score, mask: None if mask is None else next(pieces).reshape(score.shape),
+      scores, masks)
