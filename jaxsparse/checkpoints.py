@@ -24,7 +24,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 import pandas as pd
 
-from jaxsparse import engine, models, population
+from jaxsparse import engine, models, population, sparsify
 
 METADATA_FILE = "metadata.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -91,7 +91,9 @@ def load_population(workdir: str, epoch: int | None = None
   table = pd.DataFrame(metadata["members"])
   model = model_from_metadata(metadata)
   hyper = population.member_hyperparameters(table)
-  abstract = jax.eval_shape(engine.init_population, model, hyper)
+  # Only the structure of the method's state matters here, not its schedule.
+  method = sparsify.get_method(ml_collections.ConfigDict(metadata["config"]["sparsify"]), 1)
+  abstract = jax.eval_shape(engine.init_population, model, method, hyper)
   manager = checkpoint_manager(workdir)
   if manager.latest_step() is None:
     raise FileNotFoundError(f"no complete checkpoint under {os.path.join(workdir, CHECKPOINT_DIR)}")

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxsparse import data, layers
+from jaxsparse import data, layers, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.models import MODEL_NAMES
 from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS
-
-#: Sparsification methods a config may name. The dense zoo is 'none'; the
-#: pruning methods register here as they are added.
-SPARSIFY_METHODS: tuple[str, ...] = ("none",)
+from jaxsparse.sparsify import magnitude
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -43,6 +40,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.population.first_seed = 0
   config.population.chunk_size = 0         # members vmapped at once (0 = all)
   config.population.grid = ml_collections.ConfigDict()
+  config.population.grid.sparsity = (0.0,)   # target sparsity of the sparsify method
   config.population.grid.activation = ("tanh",)
   config.population.grid.dropout_rate = (0.0,)
   config.population.grid.initializer = ("kaiming_uniform",)
@@ -57,8 +55,13 @@ def default_config() -> ml_collections.ConfigDict:
   config.training.eval_batch_size = 1000
 
   config.sparsify = ml_collections.ConfigDict()
-  config.sparsify.method = "none"
-  config.sparsify.sparsity = 0.0
+  config.sparsify.method = "none"          # see jaxsparse.sparsify.method_names()
+  config.sparsify.schedule = "one_shot"    # magnitude: 'one_shot' | 'gradual' | 'iterative'
+  config.sparsify.scope = "layerwise"      # magnitude: 'layerwise' | 'global'
+  config.sparsify.start_epoch = 0          # pruning starts after this many epochs
+  config.sparsify.end_epoch = 0            # gradual / iterative pruning ends here
+  config.sparsify.num_rounds = 1           # iterative: prune -> fine-tune rounds
+  config.sparsify.update_every = 100       # steps between mask recomputations
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 0        # 0 = keep every epoch's checkpoint
@@ -138,12 +141,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.training[field] < 1:
       _fail(f"training.{field}", config.training[field], "use 1 or more")
 
-  if config.sparsify.method not in SPARSIFY_METHODS:
-    _fail("sparsify.method", config.sparsify.method, f"use one of {', '.join(SPARSIFY_METHODS)}")
-  if not 0 <= config.sparsify.sparsity < 1:
-    _fail("sparsify.sparsity", config.sparsify.sparsity, "use a fraction in [0, 1)")
-  if config.sparsify.method == "none" and config.sparsify.sparsity != 0:
-    _fail("sparsify.sparsity", config.sparsify.sparsity,
-          "method 'none' trains dense members; set sparsify.method or sparsity 0")
+  settings = config.sparsify
+  methods = sparsify.method_names()
+  if settings.method not in methods:
+    _fail("sparsify.method", settings.method, f"use one of {', '.join(methods)}")
+  for value in population.grid.sparsity:
+    if not 0 <= value < 1:
+      _fail("population.grid.sparsity", value, "use fractions in [0, 1)")
+  for value in population.grid.sparsity:
+    if settings.method == "none" and value != 0:
+      _fail("population.grid.sparsity", value,
+            "method 'none' trains dense members; set config.sparsify.method or use 0")
+  if settings.schedule not in magnitude.SCHEDULES:
+    _fail("sparsify.schedule", settings.schedule, f"use one of {', '.join(magnitude.SCHEDULES)}")
+  if settings.scope not in magnitude.SCOPES:
+    _fail("sparsify.scope", settings.scope, f"use one of {', '.join(magnitude.SCOPES)}")
+  if not 0 <= settings.start_epoch <= settings.end_epoch <= config.training.num_epochs and not (
+      settings.schedule == "one_shot" and 0 <= settings.start_epoch <= config.training.num_epochs):
+    _fail("sparsify.end_epoch", settings.end_epoch,
+          f"need 0 <= start_epoch ({settings.start_epoch}) <= end_epoch <= "
+          f"training.num_epochs ({config.training.num_epochs})")
+  for field in ("num_rounds", "update_every"):
+    if settings[field] < 1:
+      _fail(f"sparsify.{field}", settings[field], "use 1 or more")
   if config.checkpoint.max_to_keep < 0:
     _fail("checkpoint.max_to_keep", config.checkpoint.max_to_keep, "use 0 (keep all) or more")

@@ -21,6 +21,7 @@ from jaxsparse import masks as masks_lib
 from jaxsparse.models import Model, apply_model, init_variables
 from jaxsparse.optim import population_optimizer
 from jaxsparse.population import MemberHyperparameters
+from jaxsparse.sparsify import SparsifyMethod
 
 PyTree = Any
 
@@ -32,16 +33,22 @@ class TrainState(NamedTuple):
     params: model parameters.
     batch_stats: BatchNorm running statistics (empty dict without BatchNorm).
     opt_state: optimizer state of :func:`jaxsparse.optim.population_optimizer`.
-    masks: mask pytree (see :mod:`jaxsparse.masks`); all ones for a dense zoo.
+    sparsity_state: the sparsification method's state; its ``masks`` field is
+      the mask pytree (see :mod:`jaxsparse.masks`), all ones for a dense zoo.
     key: raw PRNG key (uint32[2]) for data order and dropout of future epochs.
     epoch: number of completed epochs.
   """
   params: PyTree
   batch_stats: PyTree
   opt_state: PyTree
-  masks: PyTree
+  sparsity_state: PyTree
   key: jax.Array
   epoch: jax.Array
+
+  @property
+  def masks(self) -> PyTree:
+    """The current mask pytree."""
+    return self.sparsity_state.masks
 
 
 def _optimizer(hyper: MemberHyperparameters) -> optax.GradientTransformation:
@@ -49,22 +56,24 @@ def _optimizer(hyper: MemberHyperparameters) -> optax.GradientTransformation:
                               hyper.momentum)
 
 
-def init_member(model: Model, hyper: MemberHyperparameters) -> TrainState:
+def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters) -> TrainState:
   """Initial state of one member from its seed and initializer (pure, vmappable)."""
   key = jax.random.PRNGKey(hyper.seed)
-  init_key, training_key = jax.random.split(key)
+  init_key, training_key, method_key = jax.random.split(key, 3)
   variables = init_variables(model, init_key, hyper.initializer)
-  params = variables["params"]
+  sparsity_state = method.init(variables["params"], method_key, hyper.sparsity)
+  params = masks_lib.apply_masks(variables["params"], sparsity_state.masks)
   return TrainState(params=params, batch_stats=variables["batch_stats"],
                     opt_state=_optimizer(hyper).init(params),
-                    masks=masks_lib.dense_masks(params), key=training_key,
+                    sparsity_state=sparsity_state, key=training_key,
                     epoch=jnp.zeros((), jnp.int32))
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def init_population(model: Model, hyper: MemberHyperparameters) -> TrainState:
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def init_population(model: Model, method: SparsifyMethod,
+                    hyper: MemberHyperparameters) -> TrainState:
   """Initial states of all members (leading axis P), in one compiled call."""
-  return jax.vmap(functools.partial(init_member, model))(hyper)
+  return jax.vmap(functools.partial(init_member, model, method))(hyper)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -84,12 +93,15 @@ def _map_members(member_fn, member_args, chunk_size: int):
   return jax.lax.map(member_fn, member_args, batch_size=chunk_size)
 
 
-def train_member_epoch(model: Model, state: TrainState, hyper: MemberHyperparameters,
-                       images: jax.Array, labels: jax.Array, batch_size: int,
+def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
+                       hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
+                       first_step: jax.Array, batch_size: int,
                        ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of one member: a ``lax.scan`` over its own shuffled batches.
 
-  The member's key is split once per epoch: one part orders the data (the
+  After each optimizer step the sparsification method updates the masks
+  (``first_step`` is the global step of the epoch's first batch, the same
+  for all members) and the parameters are re-masked. The member's key is split once per epoch: one part orders the data (the
   last incomplete batch is dropped), one gives dropout keys per step, and one
   is carried to the next epoch. Returns the new state and the epoch's mean
   training loss and accuracy.
@@ -102,12 +114,13 @@ def train_member_epoch(model: Model, state: TrainState, hyper: MemberHyperparame
   optimizer = _optimizer(hyper)
 
   def step(carry, inputs):
-    params, batch_stats, opt_state = carry
+    params, batch_stats, opt_state, sparsity_state = carry
     step_index, batch = inputs
     batch_images, batch_labels = images[batch], labels[batch]
 
     def loss_fn(p):
-      variables = {"params": masks_lib.apply_masks(p, state.masks), "batch_stats": batch_stats}
+      variables = {"params": masks_lib.apply_masks(p, sparsity_state.masks),
+                   "batch_stats": batch_stats}
       logits, new_batch_stats = apply_model(
           model, variables, batch_images, hyper.activation, hyper.dropout_rate,
           jax.random.fold_in(dropout_key, step_index), train=True)
@@ -116,39 +129,47 @@ def train_member_epoch(model: Model, state: TrainState, hyper: MemberHyperparame
 
     (loss, (batch_stats, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    sparsity_state = method.update(sparsity_state, params, grads, first_step + step_index,
+                                   hyper.sparsity)
     # Re-mask so that pruned weights stay exactly zero (weight decay and Adam
     # momentum would otherwise move them).
-    params = masks_lib.apply_masks(optax.apply_updates(params, updates), state.masks)
-    return (params, batch_stats, opt_state), (loss, accuracy)
+    params = masks_lib.apply_masks(params, sparsity_state.masks)
+    return (params, batch_stats, opt_state, sparsity_state), (loss, accuracy)
 
-  carry = (state.params, state.batch_stats, state.opt_state)
-  (params, batch_stats, opt_state), (losses, accuracies) = jax.lax.scan(
+  carry = (state.params, state.batch_stats, state.opt_state, state.sparsity_state)
+  (params, batch_stats, opt_state, sparsity_state), (losses, accuracies) = jax.lax.scan(
       step, carry, (jnp.arange(steps), batches))
   new_state = state._replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
-                             key=next_key, epoch=state.epoch + 1)
+                             sparsity_state=sparsity_state, key=next_key,
+                             epoch=state.epoch + 1)
   return new_state, {"train_loss": losses.mean(), "train_accuracy": accuracies.mean()}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch_size", "chunk_size"),
-                   donate_argnums=(1,))
-def train_epoch(model: Model, population: TrainState, hyper: MemberHyperparameters,
-                images: jax.Array, labels: jax.Array, *, batch_size: int,
+@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size"),
+                   donate_argnums=(2,))
+def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
+                hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
+                first_step: jax.Array | int = 0, *, batch_size: int,
                 chunk_size: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of every member in one compiled call.
 
   Args:
     model: the architecture (static).
+    method: the sparsification method (static), e.g. ``get_method(...)``.
     population: states with a leading member axis; donated (its buffers are
       reused for the result, so do not use it after the call).
-    hyper: per-member hyperparameters.
+    hyper: per-member hyperparameters (including the target sparsity).
     images, labels: the training set, shared by all members (on device).
+    first_step: global step of the epoch's first batch (epoch * steps).
     batch_size: examples per step per member.
     chunk_size: members vmapped at once (0: all).
 
   Returns:
     The new population and per-member ``train_loss`` / ``train_accuracy`` [P].
   """
-  member_fn = lambda args: train_member_epoch(model, *args, images, labels, batch_size)
+  member_fn = lambda args: train_member_epoch(model, method, *args, images, labels,
+                                              first_step, batch_size)
   return _map_members(member_fn, (population, hyper), chunk_size)
 
 

@@ -27,16 +27,18 @@ CATEGORICAL_FIELDS: dict[str, tuple[str, ...]] = {
     "optimizer": OPTIMIZERS,
 }
 #: Grid fields that are numbers.
-NUMERIC_FIELDS: tuple[str, ...] = ("learning_rate", "weight_decay", "momentum", "dropout_rate")
+NUMERIC_FIELDS: tuple[str, ...] = ("learning_rate", "weight_decay", "momentum", "dropout_rate",
+                                   "sparsity")
 #: Order of the grid's axes; the last one varies fastest, and seeds vary fastest of all.
-GRID_FIELDS: tuple[str, ...] = ("activation", "dropout_rate", "initializer", "optimizer",
-                                "learning_rate", "weight_decay", "momentum")
+GRID_FIELDS: tuple[str, ...] = ("sparsity", "activation", "dropout_rate", "initializer",
+                                "optimizer", "learning_rate", "weight_decay", "momentum")
 
 
 class MemberHyperparameters(NamedTuple):
   """Per-member hyperparameters as arrays with a leading member axis.
 
-  Categorical fields hold indices into :data:`CATEGORICAL_FIELDS`.
+  Categorical fields hold indices into :data:`CATEGORICAL_FIELDS`;
+  ``sparsity`` is the member's target sparsity for the sparsification method.
   """
   seed: jnp.ndarray
   activation: jnp.ndarray
@@ -46,13 +48,15 @@ class MemberHyperparameters(NamedTuple):
   weight_decay: jnp.ndarray
   momentum: jnp.ndarray
   dropout_rate: jnp.ndarray
+  sparsity: jnp.ndarray
 
 
 def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0) -> pd.DataFrame:
   """Expands a grid into a table with one row per member.
 
   Args:
-    grid: for each field of :data:`GRID_FIELDS`, a sequence of values.
+    grid: for each field of :data:`GRID_FIELDS`, a sequence of values
+      (``sparsity`` may be left out: dense, 0).
     num_seeds: seeds per grid point; member seeds are ``first_seed + i``.
     first_seed: the first seed.
 
@@ -61,7 +65,7 @@ def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0) -
     point), ``seed`` and one column per grid field; categorical fields hold
     their names.
   """
-  axes = [tuple(grid[field]) for field in GRID_FIELDS]
+  axes = [tuple(grid[field]) if field in grid else (0.0,) for field in GRID_FIELDS]
   rows = []
   for configuration, values in enumerate(itertools.product(*axes)):
     for seed in range(first_seed, first_seed + num_seeds):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from jaxsparse import checkpoints, engine, metrics, models, population
+from jaxsparse import checkpoints, engine, masks, metrics, models, population, sparsify
 from jaxsparse.config import validate_config
 from jaxsparse.data import Dataset, load_dataset
 from jaxsparse.errors import UserError
@@ -64,17 +64,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   hyper = population.member_hyperparameters(table)
   model = models.get_model(config.model.name, dataset.input_shape, dataset.num_classes,
                            config.model.conv_implementation, config.model.width)
+  steps_per_epoch = len(dataset.train_labels) // config.training.batch_size
+  method = sparsify.get_method(config.sparsify, steps_per_epoch)
   checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table)
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
   writer = metrics.MetricsWriter(workdir, config.logging.tensorboard)
 
   start_epoch = manager.latest_step() or 0
   if start_epoch:
-    abstract = jax.eval_shape(engine.init_population, model, hyper)
+    abstract = jax.eval_shape(engine.init_population, model, method, hyper)
     state = checkpoints.restore_population(manager, abstract, start_epoch)
     print(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.", flush=True)
   else:
-    state = engine.init_population(model, hyper)
+    state = engine.init_population(model, method, hyper)
   writer.truncate_after(start_epoch)
 
   num_epochs = config.training.num_epochs
@@ -95,8 +97,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for epoch in range(start_epoch + 1, num_epochs + 1):
       started = time.time()
       state, epoch_metrics = engine.train_epoch(
-          model, state, hyper, *splits["train"], batch_size=config.training.batch_size,
-          chunk_size=chunk_size)
+          model, method, state, hyper, *splits["train"], (epoch - 1) * steps_per_epoch,
+          batch_size=config.training.batch_size, chunk_size=chunk_size)
+      epoch_metrics["sparsity"] = jax.vmap(masks.sparsity)(state.masks)
       for split in ("validation", "test"):
         evaluation = engine.evaluate(model, state, hyper, *splits[split],
                                      batch_size=config.training.eval_batch_size,

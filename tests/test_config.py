@@ -18,8 +18,17 @@ BAD_CONFIGS = [
     ("unknown model", lambda c: c.model.__setattr__("name", "vgg16"), "model.name", "vgg16"),
     ("unknown dataset", lambda c: c.data.__setattr__("name", "imagenet"), "data.name", "imagenet"),
     ("unknown method", lambda c: c.sparsify.__setattr__("method", "snip"), "sparsify.method", "snip"),
-    ("sparsity 1", lambda c: c.sparsify.__setattr__("sparsity", 1.0), "sparsify.sparsity", "1.0"),
-    ("negative sparsity", lambda c: c.sparsify.__setattr__("sparsity", -0.1), "sparsify.sparsity", "-0.1"),
+    ("sparsity 1", lambda c: c.population.grid.__setattr__("sparsity", (0.5, 1.0)),
+     "population.grid.sparsity", "1.0"),
+    ("negative sparsity", lambda c: c.population.grid.__setattr__("sparsity", (-0.1,)),
+     "population.grid.sparsity", "-0.1"),
+    ("sparsity without a method", lambda c: c.population.grid.__setattr__("sparsity", (0.5,)),
+     "population.grid.sparsity", "0.5"),
+    ("unknown schedule", lambda c: c.sparsify.__setattr__("schedule", "cubic"),
+     "sparsify.schedule", "cubic"),
+    ("pruning ends after training", lambda c: (c.sparsify.__setattr__("schedule", "gradual"),
+                                               c.sparsify.__setattr__("end_epoch", 9)),
+     "sparsify.end_epoch", "9"),
     ("no seeds", lambda c: c.population.__setattr__("num_seeds", 0), "population.num_seeds", "0"),
     ("empty grid axis", lambda c: c.population.grid.__setattr__("learning_rate", ()),
      "population.grid.learning_rate", "()"),
@@ -80,7 +89,7 @@ def run_cli(*arguments, workdir):
 
 @pytest.mark.parametrize("override,field", [
     ("--config.population.grid.learning_rate=(0.0,)", "population.grid.learning_rate"),
-    ("--config.sparsify.sparsity=1.5", "sparsify.sparsity"),
+    ("--config.population.grid.sparsity=(1.5,)", "population.grid.sparsity"),
     ("--config.model.name=vgg", "model.name"),
     ("--config.population.num_seeds=0", "population.num_seeds"),
 ])

@@ -6,11 +6,12 @@ import numpy as np
 import optax
 import pytest
 
-from jaxsparse import engine, models, population
+from jaxsparse import engine, models, population, sparsify
 from jaxsparse.optim import population_optimizer
 
 from conftest import random_dataset
 
+DENSE = sparsify.dense.dense()
 GRID = dict(activation=("tanh", "relu", "sigmoid", "gelu"), dropout_rate=(0.0, 0.5),
             initializer=("uniform", "kaiming_normal"), optimizer=("adam", "sgd"),
             learning_rate=(3e-3,), weight_decay=(1e-4,), momentum=(0.9,))
@@ -18,10 +19,10 @@ GRID = dict(activation=("tanh", "relu", "sigmoid", "gelu"), dropout_rate=(0.0, 0
 
 def train(model, table, data, epochs=1, batch_size=32, chunk_size=0):
   hyper = population.member_hyperparameters(table)
-  state = engine.init_population(model, hyper)
+  state = engine.init_population(model, DENSE, hyper)
   images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
   for _ in range(epochs):
-    state, metrics = engine.train_epoch(model, state, hyper, images, labels,
+    state, metrics = engine.train_epoch(model, DENSE, state, hyper, images, labels,
                                         batch_size=batch_size, chunk_size=chunk_size)
   return state, metrics
 
@@ -95,11 +96,11 @@ def test_masked_weights_stay_zero():
   table = population.member_table(dict(GRID, activation=("tanh",), dropout_rate=(0.0,),
                                        initializer=("uniform",)), num_seeds=1)
   hyper = population.member_hyperparameters(table)
-  state = engine.init_population(model, hyper)
+  state = engine.init_population(model, DENSE, hyper)
   mask = (jax.random.uniform(jax.random.PRNGKey(0), state.masks["Dense_0"]["kernel"].shape) > 0.7)
   masks = dict(state.masks, Dense_0=dict(state.masks["Dense_0"], kernel=mask.astype(jnp.float32)))
-  state = state._replace(masks=masks)
-  state, _ = engine.train_epoch(model, state, hyper, jnp.asarray(data.train_images),
+  state = state._replace(sparsity_state=state.sparsity_state._replace(masks=masks))
+  state, _ = engine.train_epoch(model, DENSE, state, hyper, jnp.asarray(data.train_images),
                                 jnp.asarray(data.train_labels), batch_size=16)
   kernel = state.params["Dense_0"]["kernel"]
   assert np.all(np.asarray(kernel)[~np.asarray(mask)] == 0)

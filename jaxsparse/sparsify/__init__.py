@@ -1,6 +1,13 @@
-"""Sparsification methods as pure mask-update functions (work in progress).
+"""Sparsification methods as pure mask-update functions.
 
-This package holds the pieces the methods share: sparsity schedules
-(:mod:`jaxsparse.sparsify.schedules`). Mask helpers (top-k masks, layer-wise
-and global, sparsity counts) live in :mod:`jaxsparse.masks`.
+See :mod:`jaxsparse.sparsify.base` for the shape of a method and the registry.
+Registered so far: 'none' (dense), 'magnitude' (one-shot, gradual and
+iterative; layer-wise and global) and 'random' (random pruning / static
+sparse training). Mask helpers shared by all methods live in
+:mod:`jaxsparse.masks`, schedules in :mod:`jaxsparse.sparsify.schedules`.
 """
+
+from jaxsparse.sparsify import dense, magnitude, random_pruning  # noqa: F401  (registers the methods)
+from jaxsparse.sparsify.base import SparsifyMethod, get_method, method_names, register
+
+__all__ = ["SparsifyMethod", "get_method", "method_names", "register"]

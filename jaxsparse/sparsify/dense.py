@@ -1,0 +1,22 @@
+"""The 'none' method: a dense zoo. Its masks stay all ones."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from jaxsparse import masks as masks_lib
+from jaxsparse.sparsify.base import SparsifyMethod, register
+
+
+class DenseState(NamedTuple):
+  """State of the dense method: all-ones masks."""
+  masks: Any
+
+
+@register("none")
+def dense(settings=None, steps_per_epoch: int = 1) -> SparsifyMethod:
+  """No sparsification: all-ones masks that never change."""
+  del settings, steps_per_epoch
+  return SparsifyMethod(
+      init=lambda params, key, target: DenseState(masks_lib.dense_masks(params)),
+      update=lambda state, params, grads, step, target: state)

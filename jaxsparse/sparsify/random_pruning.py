@@ -1,0 +1,57 @@
+"""Random pruning baselines.
+
+A random mask at the member's target sparsity (exact count per tensor, or
+overall with ``scope='global'``), drawn once at ``start_epoch`` from the key in
+the method's state and then kept fixed:
+
+- ``start_epoch = 0``: static sparse training (a random sparse network
+  trained from initialisation);
+- ``start_epoch > 0``: random pruning of a network trained densely until
+  then, followed by fine-tuning.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+from jaxsparse import masks as masks_lib
+from jaxsparse.sparsify.base import SparsifyMethod, register
+
+
+class RandomState(NamedTuple):
+  """State of random pruning: the masks and the key they are drawn from."""
+  masks: Any
+  key: jax.Array
+
+
+def random_masks(key: jax.Array, params, masks, sparsity, scope: str = "layerwise"):
+  """Masks keeping a uniformly random set of exactly (1 - s) of the prunable weights."""
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+  scores = jax.tree.map(lambda k, p: jax.random.uniform(k, p.shape), keys, params)
+  top_k = masks_lib.global_top_k_masks if scope == "global" else masks_lib.layerwise_top_k_masks
+  return top_k(scores, masks, sparsity)
+
+
+@register("random")
+def random_pruning(settings, steps_per_epoch: int) -> SparsifyMethod:
+  """Random masks at the target sparsity, drawn at ``settings.start_epoch``."""
+  prune_step = settings.start_epoch * steps_per_epoch
+
+  def init(params, key, target):
+    dense = masks_lib.dense_masks(params)
+    if prune_step == 0:
+      return RandomState(random_masks(key, params, dense, target, settings.scope), key)
+    return RandomState(dense, key)
+
+  def update(state, params, grads, step, target):
+    del grads
+    return jax.lax.cond(
+        step == prune_step,
+        lambda: RandomState(random_masks(state.key, params, state.masks, target,
+                                         settings.scope), state.key),
+        lambda: state)
+
+  return SparsifyMethod(init, update)
