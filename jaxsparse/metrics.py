@@ -16,7 +16,7 @@ import pandas as pd
 
 METRICS_FILE = "metrics.jsonl"
 MEMBERS_FILE = "members.csv"
-SUMMARY_METRICS = ("train_loss", "validation_accuracy", "test_accuracy", "sparsity")
+SUMMARY_METRICS = ("train_loss", "validation_accuracy", "test_accuracy", "achieved_sparsity")
 
 
 class MetricsWriter:

@@ -54,6 +54,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
+  num_epochs = config.training.num_epochs
+  manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
+  metrics_path = os.path.join(workdir, metrics.METRICS_FILE)
+  trained_epochs = manager.latest_step() or 0
+  if trained_epochs >= num_epochs and os.path.exists(metrics_path):
+    # A finished run: report without loading data or compiling anything.
+    manager.close()
+    table = pd.DataFrame(checkpoints.read_metadata(workdir)["members"])
+    print(f"Already trained for {trained_epochs} epochs; nothing to do.", flush=True)
+    return _report(workdir, table, trained_epochs)
   dataset = dataset or dataset_from_config(config)
   if config.training.batch_size > len(dataset.train_labels):
     raise UserError(f"config.training.batch_size={config.training.batch_size} is larger than "
@@ -67,10 +77,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   steps_per_epoch = len(dataset.train_labels) // config.training.batch_size
   method = sparsify.get_method(config.sparsify, steps_per_epoch)
   checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table)
-  manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
   writer = metrics.MetricsWriter(workdir, config.logging.tensorboard)
 
-  start_epoch = manager.latest_step() or 0
+  start_epoch = trained_epochs
   if start_epoch:
     abstract = jax.eval_shape(engine.init_population, model, method, hyper)
     state = checkpoints.restore_population(manager, abstract, start_epoch)
@@ -79,7 +88,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = engine.init_population(model, method, hyper)
   writer.truncate_after(start_epoch)
 
-  num_epochs = config.training.num_epochs
   print(f"jaxsparse: {len(table)} members of {model.name} on {dataset.name} "
         f"({len(dataset.train_labels)} train / {len(dataset.validation_labels)} validation / "
         f"{len(dataset.test_labels)} test), {num_epochs} epochs of batch "
@@ -92,14 +100,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       ("test", dataset.test_images, dataset.test_labels))}
   chunk_size = config.population.chunk_size
   progress = tqdm(total=num_epochs, initial=start_epoch, unit="epoch", desc="zoo",
-                  disable=not config.logging.progress_bar or start_epoch >= num_epochs)
+                  disable=not config.logging.progress_bar)
   try:
     for epoch in range(start_epoch + 1, num_epochs + 1):
       started = time.time()
       state, epoch_metrics = engine.train_epoch(
           model, method, state, hyper, *splits["train"], (epoch - 1) * steps_per_epoch,
           batch_size=config.training.batch_size, chunk_size=chunk_size)
-      epoch_metrics["sparsity"] = jax.vmap(masks.sparsity)(state.masks)
+      epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
       for split in ("validation", "test"):
         evaluation = engine.evaluate(model, state, hyper, *splits[split],
                                      batch_size=config.training.eval_batch_size,
@@ -121,10 +129,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     writer.close()
     manager.close()
 
-  members = metrics.final_member_table(table, writer.path)
+  return _report(workdir, table, num_epochs)
+
+
+def _report(workdir: str, table: pd.DataFrame, num_epochs: int) -> pd.DataFrame:
+  """Writes ``members.csv`` and prints the population summary; returns the members."""
+  members = metrics.final_member_table(table, os.path.join(workdir, metrics.METRICS_FILE))
   members.to_csv(os.path.join(workdir, metrics.MEMBERS_FILE), index=False)
-  if start_epoch >= num_epochs:
-    print(f"Already trained for {start_epoch} epochs; nothing to do.", flush=True)
   print(f"Population after epoch {num_epochs} ({len(members)} members):\n"
         f"{metrics.population_summary(members)}\n"
         f"Written to {workdir}: checkpoints/, metadata.json, metrics.jsonl, members.csv, "

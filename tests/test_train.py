@@ -107,6 +107,7 @@ def test_cli_trains_writes_outputs_and_resumes(tmp_path):
     assert (workdir / name).exists(), name
   members = pd.read_csv(workdir / "members.csv")
   assert len(members) == 2 and members["test_accuracy"].between(0, 1).all()
+  assert (members["achieved_sparsity"] == 0).all() and (members["sparsity"] == 0).all()
   # Adam at 1e-3 learns digits well above chance in 2 epochs.
   assert members.loc[members["optimizer"] == "adam", "test_accuracy"].iloc[0] > 0.5
   again = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=600)
