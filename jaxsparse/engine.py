@@ -59,7 +59,10 @@ def _optimizer(hyper: MemberHyperparameters) -> optax.GradientTransformation:
 def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters) -> TrainState:
   """Initial state of one member from its seed and initializer (pure, vmappable)."""
   key = jax.random.PRNGKey(hyper.seed)
-  init_key, training_key, method_key = jax.random.split(key, 3)
+  init_key, training_key = jax.random.split(key)
+  # fold_in rather than a 3-way split keeps a seed's initialisation and data
+  # order the same as for a dense zoo, whatever the method.
+  method_key = jax.random.fold_in(key, 1)
   variables = init_variables(model, init_key, hyper.initializer)
   sparsity_state = method.init(variables["params"], method_key, hyper.sparsity)
   params = masks_lib.apply_masks(variables["params"], sparsity_state.masks)
