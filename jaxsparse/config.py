@@ -134,7 +134,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         _fail(f"population.grid.{field}", value, "learning rates must be > 0")
       if field == "weight_decay" and not value >= 0:
         _fail(f"population.grid.{field}", value, "weight decay must be >= 0")
-      if field in ("momentum", "dropout_rate") and not 0 <= value < 1:
+      if field in ("momentum", "dropout_rate", "sparsity") and not 0 <= value < 1:
         _fail(f"population.grid.{field}", value, "use a value in [0, 1)")
 
   for field in ("num_epochs", "batch_size", "eval_batch_size"):
@@ -145,9 +145,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   methods = sparsify.method_names()
   if settings.method not in methods:
     _fail("sparsify.method", settings.method, f"use one of {', '.join(methods)}")
-  for value in population.grid.sparsity:
-    if not 0 <= value < 1:
-      _fail("population.grid.sparsity", value, "use fractions in [0, 1)")
   for value in population.grid.sparsity:
     if settings.method == "none" and value != 0:
       _fail("population.grid.sparsity", value,
