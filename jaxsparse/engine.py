@@ -219,7 +219,3 @@ def member(population: PyTree, index: int) -> PyTree:
   """Member ``index`` of a population pytree (drops the leading axis)."""
   return jax.tree.map(lambda leaf: leaf[index], population)
 
-
-def stack_members(members: list[PyTree]) -> PyTree:
-  """Stacks member pytrees into a population pytree (adds the leading axis)."""
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
