@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxsparse import data, layers, sparsify
+from jaxsparse import data, layers, masks, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.models import MODEL_NAMES
 from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS
@@ -151,8 +151,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "method 'none' trains dense members; set config.sparsify.method or use 0")
   if settings.schedule not in magnitude.SCHEDULES:
     _fail("sparsify.schedule", settings.schedule, f"use one of {', '.join(magnitude.SCHEDULES)}")
-  if settings.scope not in magnitude.SCOPES:
-    _fail("sparsify.scope", settings.scope, f"use one of {', '.join(magnitude.SCOPES)}")
+  if settings.scope not in masks.SCOPES:
+    _fail("sparsify.scope", settings.scope, f"use one of {', '.join(masks.SCOPES)}")
   if not 0 <= settings.start_epoch <= settings.end_epoch <= config.training.num_epochs and not (
       settings.schedule == "one_shot" and 0 <= settings.start_epoch <= config.training.num_epochs):
     _fail("sparsify.end_epoch", settings.end_epoch,

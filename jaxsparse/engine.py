@@ -104,9 +104,10 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
 
   After each optimizer step the sparsification method updates the masks
   (``first_step`` is the global step of the epoch's first batch, the same
-  for all members) and the parameters are re-masked. The member's key is split once per epoch: one part orders the data (the
-  last incomplete batch is dropped), one gives dropout keys per step, and one
-  is carried to the next epoch. Returns the new state and the epoch's mean
+  for all members) and the parameters are re-masked. The member's key is
+  split once per epoch: one part orders the data (the last incomplete batch
+  is dropped), one gives dropout keys per step, and one is carried to the
+  next epoch. Returns the new state and the epoch's mean
   training loss and accuracy.
   """
   epoch_key, next_key = jax.random.split(state.key)

@@ -98,3 +98,17 @@ def global_top_k_masks(scores: PyTree, masks: PyTree,
   return jax.tree.map(
       lambda score, mask: None if mask is None else next(pieces).reshape(score.shape),
       scores, masks)
+
+
+#: Where a target sparsity applies: to each prunable tensor, or to all of them together.
+SCOPES: tuple[str, ...] = ("layerwise", "global")
+
+
+def top_k_masks(scores: PyTree, masks: PyTree, target_sparsity: jax.Array | float,
+                scope: str = "layerwise") -> PyTree:
+  """Keeps the highest ``scores`` at ``target_sparsity`` per tensor or over all (see SCOPES)."""
+  if scope == "layerwise":
+    return layerwise_top_k_masks(scores, masks, target_sparsity)
+  if scope == "global":
+    return global_top_k_masks(scores, masks, target_sparsity)
+  raise ValueError(f"scope {scope!r} is unknown; use one of {SCOPES}")

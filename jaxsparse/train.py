@@ -57,13 +57,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   num_epochs = config.training.num_epochs
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
   metrics_path = os.path.join(workdir, metrics.METRICS_FILE)
-  trained_epochs = manager.latest_step() or 0
-  if trained_epochs >= num_epochs and os.path.exists(metrics_path):
+  start_epoch = manager.latest_step() or 0
+  if start_epoch >= num_epochs and os.path.exists(metrics_path):
     # A finished run: report without loading data or compiling anything.
     manager.close()
     table = pd.DataFrame(checkpoints.read_metadata(workdir)["members"])
-    print(f"Already trained for {trained_epochs} epochs; nothing to do.", flush=True)
-    return _report(workdir, table, trained_epochs)
+    print(f"Already trained for {start_epoch} epochs; nothing to do.", flush=True)
+    return _report(workdir, table, start_epoch)
   dataset = dataset or dataset_from_config(config)
   if config.training.batch_size > len(dataset.train_labels):
     raise UserError(f"config.training.batch_size={config.training.batch_size} is larger than "
@@ -79,7 +79,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table)
   writer = metrics.MetricsWriter(workdir, config.logging.tensorboard)
 
-  start_epoch = trained_epochs
   if start_epoch:
     abstract = jax.eval_shape(engine.init_population, model, method, hyper)
     state = checkpoints.restore_population(manager, abstract, start_epoch)

@@ -17,7 +17,6 @@ from jaxsparse import masks as masks_lib
 from jaxsparse.sparsify import schedules
 from jaxsparse.sparsify.base import SparsifyMethod, register
 
-SCOPES = ("layerwise", "global")
 SCHEDULES = ("one_shot", "gradual", "iterative")
 
 
@@ -29,11 +28,7 @@ class MagnitudeState(NamedTuple):
 def magnitude_masks(params, masks, sparsity, scope: str = "layerwise"):
   """Masks keeping the largest |w * mask| at ``sparsity`` per tensor or overall."""
   scores = jax.tree.map(jnp.abs, masks_lib.apply_masks(params, masks))
-  if scope == "layerwise":
-    return masks_lib.layerwise_top_k_masks(scores, masks, sparsity)
-  if scope == "global":
-    return masks_lib.global_top_k_masks(scores, masks, sparsity)
-  raise ValueError(f"scope {scope!r} is unknown; use one of {SCOPES}")
+  return masks_lib.top_k_masks(scores, masks, sparsity, scope)
 
 
 def magnitude_pruning(schedule, scope: str = "layerwise",

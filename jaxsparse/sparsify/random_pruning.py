@@ -31,8 +31,7 @@ def random_masks(key: jax.Array, params, masks, sparsity, scope: str = "layerwis
   leaves, treedef = jax.tree.flatten(params)
   keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
   scores = jax.tree.map(lambda k, p: jax.random.uniform(k, p.shape), keys, params)
-  top_k = masks_lib.global_top_k_masks if scope == "global" else masks_lib.layerwise_top_k_masks
-  return top_k(scores, masks, sparsity)
+  return masks_lib.top_k_masks(scores, masks, sparsity, scope)
 
 
 @register("random")
