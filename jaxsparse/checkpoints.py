@@ -92,7 +92,8 @@ def load_population(workdir: str, epoch: int | None = None
   model = model_from_metadata(metadata)
   hyper = population.member_hyperparameters(table)
   # Only the structure of the method's state matters here, not its schedule.
-  method = sparsify.get_method(ml_collections.ConfigDict(metadata["config"]["sparsify"]), 1)
+  method = sparsify.get_method(ml_collections.ConfigDict(metadata["config"]["sparsify"]),
+                               sparsify.TrainingSchedule(steps_per_epoch=1))
   abstract = jax.eval_shape(engine.init_population, model, method, hyper)
   manager = checkpoint_manager(workdir)
   if manager.latest_step() is None:

@@ -21,6 +21,7 @@ from jaxsparse import masks as masks_lib
 from jaxsparse.models import Model, apply_model, init_variables
 from jaxsparse.optim import population_optimizer
 from jaxsparse.population import MemberHyperparameters
+from jaxsparse import sparsify
 from jaxsparse.sparsify import SparsifyMethod
 
 PyTree = Any
@@ -56,18 +57,33 @@ def _optimizer(hyper: MemberHyperparameters) -> optax.GradientTransformation:
                               hyper.momentum)
 
 
-def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters) -> TrainState:
-  """Initial state of one member from its seed and initializer (pure, vmappable)."""
+def _trained_variables(method: SparsifyMethod, params: PyTree, sparsity_state) -> PyTree:
+  """What the optimizer updates: the weights (unless frozen) and the method's variables."""
+  weights = params if method.trains_weights else ()
+  return weights, sparsify.trainable(sparsity_state)
+
+
+def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters,
+                params: PyTree | None = None, batch_stats: PyTree | None = None) -> TrainState:
+  """Initial state of one member (pure, vmappable).
+
+  The weights come from the member's seed and initializer, or are ``params``
+  (and ``batch_stats``) when given: a sparsified twin starts from its
+  original's trained weights. The optimizer starts fresh either way.
+  """
   key = jax.random.PRNGKey(hyper.seed)
   init_key, training_key = jax.random.split(key)
   # fold_in rather than a 3-way split keeps a seed's initialisation and data
   # order the same as for a dense zoo, whatever the method.
   method_key = jax.random.fold_in(key, 1)
-  variables = init_variables(model, init_key, hyper.initializer)
-  sparsity_state = method.init(variables["params"], method_key, hyper.sparsity)
-  params = masks_lib.apply_masks(variables["params"], sparsity_state.masks)
-  return TrainState(params=params, batch_stats=variables["batch_stats"],
-                    opt_state=_optimizer(hyper).init(params),
+  if params is None:
+    variables = init_variables(model, init_key, hyper.initializer)
+    params, batch_stats = variables["params"], variables["batch_stats"]
+  sparsity_state = method.init(params, method_key, hyper.sparsity)
+  if method.zeroes_pruned_weights:
+    params = masks_lib.apply_masks(params, sparsity_state.masks)
+  opt_state = _optimizer(hyper).init(_trained_variables(method, params, sparsity_state))
+  return TrainState(params=params, batch_stats=batch_stats, opt_state=opt_state,
                     sparsity_state=sparsity_state, key=training_key,
                     epoch=jnp.zeros((), jnp.int32))
 
@@ -102,9 +118,11 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
                        ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of one member: a ``lax.scan`` over its own shuffled batches.
 
-  After each optimizer step the sparsification method updates the masks
+  The model runs with the weights the sparsification method's ``forward``
+  gives (the masked weights for most methods); the optimizer updates the
+  weights and the method's own variables, then the method updates its masks
   (``first_step`` is the global step of the epoch's first batch, the same
-  for all members) and the parameters are re-masked. The member's key is
+  for all members). The member's key is
   split once per epoch: one part orders the data (the last incomplete batch
   is dropped), one gives dropout keys per step, and one is carried to the
   next epoch. Returns the new state and the epoch's mean
@@ -112,6 +130,7 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   """
   epoch_key, next_key = jax.random.split(state.key)
   order_key, dropout_key = jax.random.split(epoch_key)
+  method_keys, noise_keys = jax.random.split(jax.random.fold_in(epoch_key, 1))
   steps = images.shape[0] // batch_size
   order = jax.random.permutation(order_key, images.shape[0])[:steps * batch_size]
   batches = order.reshape(steps, batch_size)
@@ -120,25 +139,38 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   def step(carry, inputs):
     params, batch_stats, opt_state, sparsity_state = carry
     step_index, batch = inputs
+    global_step = first_step + step_index
     batch_images, batch_labels = images[batch], labels[batch]
+    step_key = jax.random.fold_in(dropout_key, step_index)
+    # Separate streams for the method's sampling and the layers' weight noise.
+    method_key = jax.random.fold_in(method_keys, step_index)
+    noise_key = jax.random.fold_in(noise_keys, step_index)
 
-    def loss_fn(p):
-      variables = {"params": masks_lib.apply_masks(p, sparsity_state.masks),
-                   "batch_stats": batch_stats}
+    def loss_fn(trained):
+      weights, method_variables = trained
+      weights = weights if method.trains_weights else params
+      method_state = sparsify.with_trainable(sparsity_state, method_variables)
+      model_params, extra_variables, penalty = method.forward(
+          method_state, weights, method_key, global_step, hyper.sparsity)
+      variables = {"params": model_params, "batch_stats": batch_stats, **extra_variables}
       logits, new_batch_stats = apply_model(
-          model, variables, batch_images, hyper.activation, hyper.dropout_rate,
-          jax.random.fold_in(dropout_key, step_index), train=True)
+          model, variables, batch_images, hyper.activation, hyper.dropout_rate, step_key,
+          train=True, noise_key=noise_key)
       loss = cross_entropy(logits, batch_labels)
-      return loss, (new_batch_stats, jnp.mean(logits.argmax(-1) == batch_labels))
+      return loss + penalty, (new_batch_stats, loss, jnp.mean(logits.argmax(-1) == batch_labels))
 
-    (loss, (batch_stats, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    sparsity_state = method.update(sparsity_state, params, grads, first_step + step_index,
-                                   hyper.sparsity)
-    # Re-mask so that pruned weights stay exactly zero (weight decay and Adam
-    # momentum would otherwise move them).
-    params = masks_lib.apply_masks(params, sparsity_state.masks)
+    trained = _trained_variables(method, params, sparsity_state)
+    (_, (batch_stats, loss, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+    updates, opt_state = optimizer.update(grads, opt_state, trained)
+    weights, method_variables = optax.apply_updates(trained, updates)
+    if method.trains_weights:
+      params = weights
+    sparsity_state = sparsify.with_trainable(sparsity_state, method_variables)
+    sparsity_state = method.update(sparsity_state, params, grads[0], global_step, hyper.sparsity)
+    if method.zeroes_pruned_weights:
+      # Pruned weights stay exactly zero (weight decay and Adam momentum would
+      # otherwise move them), and regrown ones start from zero.
+      params = masks_lib.apply_masks(params, sparsity_state.masks)
     return (params, batch_stats, opt_state, sparsity_state), (loss, accuracy)
 
   carry = (state.params, state.batch_stats, state.opt_state, state.sparsity_state)
@@ -177,11 +209,13 @@ def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
   return _map_members(member_fn, (population, hyper), chunk_size)
 
 
-def evaluate_member(model: Model, state: TrainState, hyper: MemberHyperparameters,
+def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyper: MemberHyperparameters,
                     images: jax.Array, labels: jax.Array, batch_size: int,
                     ) -> dict[str, jax.Array]:
   """Accuracy and mean loss of one member over a whole split, in batches.
 
+  The member runs with its method's evaluation weights (the masked weights;
+  for Gumbel-softmax also rescaled).
   The split is padded to a multiple of ``batch_size``; padded examples carry
   zero weight.
   """
@@ -192,8 +226,9 @@ def evaluate_member(model: Model, state: TrainState, hyper: MemberHyperparameter
   images = jnp.pad(images, ((0, padding),) + ((0, 0),) * (images.ndim - 1))
   images = images.reshape(num_batches, batch_size, *images.shape[1:])
   labels = jnp.pad(labels, (0, padding)).reshape(num_batches, batch_size)
-  variables = {"params": masks_lib.apply_masks(state.params, state.masks),
-               "batch_stats": state.batch_stats}
+  model_params, _, _ = method.forward(state.sparsity_state, state.params, None, 0,
+                                      hyper.sparsity)
+  variables = {"params": model_params, "batch_stats": state.batch_stats}
 
   def batch_metrics(totals, batch):
     batch_images, batch_labels, batch_weights = batch
@@ -207,12 +242,12 @@ def evaluate_member(model: Model, state: TrainState, hyper: MemberHyperparameter
   return {"accuracy": correct / num_examples, "loss": loss / num_examples}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch_size", "chunk_size"))
-def evaluate(model: Model, population: TrainState, hyper: MemberHyperparameters,
+@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size"))
+def evaluate(model: Model, method: SparsifyMethod, population: TrainState, hyper: MemberHyperparameters,
              images: jax.Array, labels: jax.Array, *, batch_size: int = 1000,
              chunk_size: int = 0) -> dict[str, jax.Array]:
   """Per-member ``accuracy`` and ``loss`` [P] on a split, in one compiled call."""
-  member_fn = lambda args: evaluate_member(model, *args, images, labels, batch_size)
+  member_fn = lambda args: evaluate_member(model, method, *args, images, labels, batch_size)
   return _map_members(member_fn, (population, hyper), chunk_size)
 
 

@@ -75,7 +75,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   model = models.get_model(config.model.name, dataset.input_shape, dataset.num_classes,
                            config.model.conv_implementation, config.model.width)
   steps_per_epoch = len(dataset.train_labels) // config.training.batch_size
-  method = sparsify.get_method(config.sparsify, steps_per_epoch)
+  method = sparsify.get_method(config.sparsify, sparsify.TrainingSchedule(
+      steps_per_epoch, num_examples=len(dataset.train_labels),
+      num_steps=num_epochs * steps_per_epoch))
   checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table)
   writer = metrics.MetricsWriter(workdir, config.logging.tensorboard)
 
@@ -108,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           batch_size=config.training.batch_size, chunk_size=chunk_size)
       epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
       for split in ("validation", "test"):
-        evaluation = engine.evaluate(model, state, hyper, *splits[split],
+        evaluation = engine.evaluate(model, method, state, hyper, *splits[split],
                                      batch_size=config.training.eval_batch_size,
                                      chunk_size=chunk_size)
         epoch_metrics[f"{split}_accuracy"] = evaluation["accuracy"]

@@ -58,7 +58,7 @@ def test_members_differ_and_learn(cnn_population):
   kernels = state.params["Conv_0"]["kernel"]
   assert not np.allclose(kernels[0], kernels[1])
   hyper = population.member_hyperparameters(table)
-  accuracy = engine.evaluate(model, state, hyper, jnp.asarray(data.test_images),
+  accuracy = engine.evaluate(model, DENSE, state, hyper, jnp.asarray(data.test_images),
                              jnp.asarray(data.test_labels), batch_size=24)["accuracy"]
   assert accuracy.shape == (16,)
   assert np.all((0 <= accuracy) & (accuracy <= 1))

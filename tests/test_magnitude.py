@@ -45,7 +45,7 @@ def test_gradual_pruning_reaches_each_members_target_exactly(data, scope):
   model = models.get_model("cnn_s", data.input_shape)
   # 4 steps per epoch; prune from epoch 1 to epoch 3, recompute every 2 steps.
   method = sparsify.get_method(settings(schedule="gradual", scope=scope, start_epoch=1,
-                                        end_epoch=3, update_every=2), steps_per_epoch=4)
+                                        end_epoch=3, update_every=2), sparsify.TrainingSchedule(4))
   table = population.member_table(GRID, num_seeds=1)
   state = train(model, method, table, data, epochs=4)
   for index, target in enumerate(table["sparsity"]):
@@ -69,7 +69,7 @@ def test_gradual_pruning_reaches_each_members_target_exactly(data, scope):
 def test_member_with_its_own_target_equals_member_alone(data):
   model = models.get_model("cnn_s", data.input_shape)
   method = sparsify.get_method(settings(schedule="gradual", start_epoch=0, end_epoch=2,
-                                        update_every=1), steps_per_epoch=4)
+                                        update_every=1), sparsify.TrainingSchedule(4))
   table = population.member_table(GRID, num_seeds=1)
   together = train(model, method, table, data, epochs=2)
   alone = train(model, method, table.iloc[[2]].reset_index(drop=True), data, epochs=2)
@@ -88,6 +88,6 @@ def test_one_shot_at_start_prunes_at_init_and_jit_agrees(data):
   compiled = jax.jit(magnitude_masks, static_argnums=3)(params, dense, 0.8, "global")
   for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(compiled)):
     np.testing.assert_array_equal(a, b)
-  method = sparsify.get_method(settings(schedule="one_shot"), steps_per_epoch=4)
+  method = sparsify.get_method(settings(schedule="one_shot"), sparsify.TrainingSchedule(4))
   state = method.init(params, jax.random.PRNGKey(0), 0.8)
   assert abs(float(masks.sparsity(state.masks)) - 0.8) < 1e-3

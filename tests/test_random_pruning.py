@@ -16,7 +16,7 @@ def params_tree():
 def method(start_epoch=0, scope="layerwise"):
   settings = default_config().sparsify
   settings.update(dict(method="random", start_epoch=start_epoch, scope=scope))
-  return sparsify.get_method(settings, steps_per_epoch=10)
+  return sparsify.get_method(settings, sparsify.TrainingSchedule(steps_per_epoch=10))
 
 
 def test_static_sparse_masks_have_exact_counts_and_depend_on_the_key():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxsparse import checkpoints, engine
+from jaxsparse import checkpoints, engine, sparsify
 from jaxsparse.train import train_and_evaluate
 
 from conftest import random_dataset
@@ -83,7 +83,8 @@ def test_loaders_return_population_and_member(tmp_path, tiny_config, data):
   from jaxsparse import models, population
   import jax.numpy as jnp
   model = models.get_model("cnn_s", data.input_shape)
-  accuracy = engine.evaluate(model, state, population.member_hyperparameters(table),
+  accuracy = engine.evaluate(model, sparsify.dense.dense(), state,
+                             population.member_hyperparameters(table),
                              jnp.asarray(data.test_images), jnp.asarray(data.test_labels),
                              batch_size=32)["accuracy"]
   np.testing.assert_allclose(accuracy, members["test_accuracy"], rtol=1e-6)

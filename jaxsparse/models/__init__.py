@@ -120,22 +120,24 @@ def init_variables(model: Model, key: jax.Array, initializer: jax.Array | int = 
 
 def apply_model(model: Model, variables: dict[str, Any], images: jax.Array,
                 activation: jax.Array | int, dropout_rate: jax.Array | float = 0.0,
-                dropout_key: jax.Array | None = None,
-                train: bool = False) -> tuple[jax.Array, dict[str, Any]]:
+                dropout_key: jax.Array | None = None, train: bool = False,
+                noise_key: jax.Array | None = None) -> tuple[jax.Array, dict[str, Any]]:
   """Runs one member on a batch of images.
 
-  Returns ``(logits, batch_stats)``; in training mode ``batch_stats`` holds the
-  updated BatchNorm running statistics, otherwise it is returned unchanged.
+  ``variables`` holds ``params`` and ``batch_stats``, and may hold a
+  ``log_sigma2`` collection (sparse variational dropout), whose weight noise
+  is drawn from ``noise_key``. Returns ``(logits, batch_stats)``; in training
+  mode ``batch_stats`` holds the updated BatchNorm running statistics,
+  otherwise it is returned unchanged.
   """
   batch_stats = variables["batch_stats"]
+  rngs = {} if noise_key is None else {"noise": noise_key}
+  kwargs = dict(activation=activation, dropout_rate=dropout_rate, dropout_key=dropout_key,
+                train=train, rngs=rngs)
   if train and batch_stats:
-    logits, updates = model.module.apply(
-        variables, images, activation=activation, dropout_rate=dropout_rate,
-        dropout_key=dropout_key, train=True, mutable=["batch_stats"])
+    logits, updates = model.module.apply(variables, images, mutable=["batch_stats"], **kwargs)
     return logits, updates["batch_stats"]
-  logits = model.module.apply(variables, images, activation=activation,
-                              dropout_rate=dropout_rate, dropout_key=dropout_key, train=train)
-  return logits, batch_stats
+  return model.module.apply(variables, images, **kwargs), batch_stats
 
 
 def count_parameters(params: Any) -> int:

@@ -86,7 +86,7 @@ class ResNet(nn.Module):
                        self.conv_implementation)(x, activation, train)
     x = x.mean(axis=(1, 2))
     x = layers.dropout(x, dropout_rate, dropout_key)
-    return nn.Dense(self.num_classes)(x)
+    return layers.Dense(self.num_classes)(x)
 
 
 def _scaled(channels: tuple[int, ...], width: float) -> tuple[int, ...]:

@@ -66,9 +66,9 @@ class ConvThenDense(nn.Module):
       x = block_dropout(layers.activate(x, activation))
     x = x.reshape(x.shape[0], -1)
     for features in self.dense_features:
-      x = nn.Dense(features, use_bias=self.use_bias)(x)
+      x = layers.Dense(features, use_bias=self.use_bias)(x)
       x = block_dropout(layers.activate(x, activation))
-    return nn.Dense(self.num_classes, use_bias=self.use_bias)(x)
+    return layers.Dense(self.num_classes, use_bias=self.use_bias)(x)
 
 
 def cnn_s(num_classes: int = 10, conv_implementation: str = "im2col",

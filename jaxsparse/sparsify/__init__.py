@@ -8,6 +8,8 @@ sparse training). Mask helpers shared by all methods live in
 """
 
 from jaxsparse.sparsify import dense, magnitude, random_pruning  # noqa: F401  (registers the methods)
-from jaxsparse.sparsify.base import SparsifyMethod, get_method, method_names, register
+from jaxsparse.sparsify.base import (SparsifyMethod, TrainingSchedule, get_method, masked_forward,
+                                     method_names, register, trainable, with_trainable)
 
-__all__ = ["SparsifyMethod", "get_method", "method_names", "register"]
+__all__ = ["SparsifyMethod", "TrainingSchedule", "get_method", "masked_forward", "method_names",
+           "register", "trainable", "with_trainable"]

@@ -1,16 +1,27 @@
 """The shape of a sparsification method, and its registry.
 
-A method is a pair of pure functions, in the spirit of optax:
+A method is a small set of pure functions, in the spirit of optax:
 
 - ``init(params, key, target) -> state``
-- ``update(state, params, grads, step, target) -> state``
+- ``update(state, params, grads, step, target) -> state``, called after every
+  optimizer step;
+- ``forward(state, params, key, step, target) -> (model_params, extra_variables,
+  penalty)``: the weights the model runs with. ``key`` is a PRNG key during
+  training and ``None`` at evaluation; ``extra_variables`` are extra Flax
+  variable collections (variational dropout's ``log_sigma2``), ``penalty`` a
+  scalar added to the loss. The default, :func:`masked_forward`, multiplies
+  the weights by the masks.
 
-where ``state`` is a NamedTuple whose ``masks`` field is the mask pytree (see
-:mod:`jaxsparse.masks`) next to whatever else the method tracks. ``target``
-is the member's target sparsity and ``step`` the global training step; both
-may be traced, and ``step`` is the same for all members, so a method may
-branch on it with ``lax.cond`` at no cost under ``vmap``. Methods keep no
-hidden state and draw randomness only from keys in their state.
+``state`` is a NamedTuple whose ``masks`` field is the mask pytree (see
+:mod:`jaxsparse.masks`) that evaluation and metrics use, next to whatever
+else the method tracks. A method that learns variables of its own
+(log sigma^2, mask logits, scores) keeps them in a field named
+``trainable``: the engine differentiates the loss with respect to it through
+``forward`` and updates it with the member's optimizer. ``target`` is the
+member's target sparsity and ``step`` the global training step; both may be
+traced, and ``step`` is the same for all members, so a method may branch on
+it with ``lax.cond`` at no cost under ``vmap``. Methods keep no hidden state
+and draw randomness only from keys they are given or hold in their state.
 
 Methods are registered by name with :func:`register`; a config selects one
 with ``config.sparsify.method`` and :func:`get_method` builds it from
@@ -24,20 +35,59 @@ from typing import Any, Callable, NamedTuple
 import jax
 import ml_collections
 
+from jaxsparse import masks as masks_lib
+
 PyTree = Any
 
 
+def masked_forward(state, params, key, step, target):
+  """Default ``forward``: the masked weights, no extra variables, no penalty."""
+  del key, step, target
+  return masks_lib.apply_masks(params, state.masks), {}, 0.0
+
+
 class SparsifyMethod(NamedTuple):
-  """A sparsification method: ``init`` and ``update`` (see the module doc)."""
+  """A sparsification method (see the module doc).
+
+  Attributes:
+    init: ``(params, key, target) -> state``.
+    update: ``(state, params, grads, step, target) -> state``.
+    forward: ``(state, params, key, step, target) -> (model_params,
+      extra_variables, penalty)``.
+    trains_weights: False for methods that learn only a mask over frozen
+      weights (Gumbel-softmax, edge-popup): the optimizer then leaves the
+      weights untouched.
+    zeroes_pruned_weights: whether the engine sets pruned weights to zero
+      after every step (so that weight decay or momentum cannot move them and
+      regrown weights start from zero). Off for methods whose mask is a
+      reading of learned variables rather than a decision (variational
+      dropout, Gumbel-softmax), whose weights must survive a dropped mask.
+  """
   init: Callable[[PyTree, jax.Array, jax.Array], NamedTuple]
   update: Callable[[NamedTuple, PyTree, PyTree, jax.Array, jax.Array], NamedTuple]
+  forward: Callable[..., tuple[PyTree, dict, jax.Array]] = masked_forward
+  trains_weights: bool = True
+  zeroes_pruned_weights: bool = True
+
+
+def trainable(state: NamedTuple) -> PyTree:
+  """The variables a method learns by gradient descent (``()`` if none)."""
+  return getattr(state, "trainable", ())
+
+
+def with_trainable(state: NamedTuple, variables: PyTree) -> NamedTuple:
+  """``state`` with its trainable variables replaced (unchanged if it has none)."""
+  return state._replace(trainable=variables) if hasattr(state, "trainable") else state
 
 
 _REGISTRY: dict[str, Callable[..., SparsifyMethod]] = {}
 
 
 def register(name: str):
-  """Decorator: registers ``builder(settings, steps_per_epoch) -> SparsifyMethod`` as ``name``."""
+  """Decorator: registers ``builder(settings, training) -> SparsifyMethod`` as ``name``.
+
+  ``settings`` is ``config.sparsify``, ``training`` a :class:`TrainingSchedule`.
+  """
   def decorate(builder):
     _REGISTRY[name] = builder
     return builder
@@ -49,6 +99,22 @@ def method_names() -> tuple[str, ...]:
   return tuple(_REGISTRY)
 
 
-def get_method(settings: ml_collections.ConfigDict, steps_per_epoch: int) -> SparsifyMethod:
+class TrainingSchedule(NamedTuple):
+  """What a method needs to know about the run it is part of.
+
+  Attributes:
+    steps_per_epoch: optimizer steps per epoch (epochs in the config become
+      steps with it).
+    num_examples: training examples per epoch (scales variational dropout's
+      KL term to the data set).
+    num_steps: total optimizer steps of the run.
+  """
+  steps_per_epoch: int
+  num_examples: int = 1
+  num_steps: int = 1
+
+
+def get_method(settings: ml_collections.ConfigDict,
+               training: TrainingSchedule) -> SparsifyMethod:
   """Builds the method named ``settings.method`` from ``config.sparsify`` settings."""
-  return _REGISTRY[settings.method](settings, steps_per_epoch)
+  return _REGISTRY[settings.method](settings, training)

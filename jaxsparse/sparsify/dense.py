@@ -14,9 +14,9 @@ class DenseState(NamedTuple):
 
 
 @register("none")
-def dense(settings=None, steps_per_epoch: int = 1) -> SparsifyMethod:
+def dense(settings=None, training=None) -> SparsifyMethod:
   """No sparsification: all-ones masks that never change."""
-  del settings, steps_per_epoch
+  del settings, training
   return SparsifyMethod(
       init=lambda params, key, target: DenseState(masks_lib.dense_masks(params)),
       update=lambda state, params, grads, step, target: state)

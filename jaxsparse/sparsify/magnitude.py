@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxsparse import masks as masks_lib
 from jaxsparse.sparsify import schedules
-from jaxsparse.sparsify.base import SparsifyMethod, register
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
 
 SCHEDULES = ("one_shot", "gradual", "iterative")
 
@@ -58,10 +58,10 @@ def magnitude_pruning(schedule, scope: str = "layerwise",
 
 
 @register("magnitude")
-def from_settings(settings, steps_per_epoch: int) -> SparsifyMethod:
+def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds magnitude pruning from ``config.sparsify`` (epochs become steps)."""
-  start = settings.start_epoch * steps_per_epoch
-  end = settings.end_epoch * steps_per_epoch
+  start = settings.start_epoch * training.steps_per_epoch
+  end = settings.end_epoch * training.steps_per_epoch
   if settings.schedule == "one_shot":
     schedule = lambda step, target: schedules.one_shot(step, target, start)
   elif settings.schedule == "gradual":

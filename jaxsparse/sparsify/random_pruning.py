@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 
 from jaxsparse import masks as masks_lib
-from jaxsparse.sparsify.base import SparsifyMethod, register
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
 
 
 class RandomState(NamedTuple):
@@ -35,9 +35,9 @@ def random_masks(key: jax.Array, params, masks, sparsity, scope: str = "layerwis
 
 
 @register("random")
-def random_pruning(settings, steps_per_epoch: int) -> SparsifyMethod:
+def random_pruning(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Random masks at the target sparsity, drawn at ``settings.start_epoch``."""
-  prune_step = settings.start_epoch * steps_per_epoch
+  prune_step = settings.start_epoch * training.steps_per_epoch
 
   def init(params, key, target):
     dense = masks_lib.dense_masks(params)
