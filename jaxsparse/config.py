@@ -62,6 +62,11 @@ def default_config() -> ml_collections.ConfigDict:
   config.sparsify.end_epoch = 0            # gradual / iterative pruning ends here
   config.sparsify.num_rounds = 1           # iterative: prune -> fine-tune rounds
   config.sparsify.update_every = 100       # steps between mask recomputations
+  # variational_dropout: weight of the KL term relative to the variational
+  # bound (1 = the bound; larger = sparser), warmed up linearly from 0 at
+  # start_epoch to full at end_epoch; log alpha >= threshold is pruned.
+  config.sparsify.kl_weight = 1.0
+  config.sparsify.log_alpha_threshold = 3.0
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 0        # 0 = keep every epoch's checkpoint
@@ -149,6 +154,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if settings.method == "none" and value != 0:
       _fail("population.grid.sparsity", value,
             "method 'none' trains dense members; set config.sparsify.method or use 0")
+    if settings.method == "variational_dropout" and value != 0:
+      _fail("population.grid.sparsity", value,
+            "variational dropout's sparsity is an outcome of training, not a target; use 0 "
+            "and tune config.sparsify.kl_weight")
   if settings.schedule not in magnitude.SCHEDULES:
     _fail("sparsify.schedule", settings.schedule, f"use one of {', '.join(magnitude.SCHEDULES)}")
   if settings.scope not in masks.SCOPES:
@@ -158,6 +167,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _fail("sparsify.end_epoch", settings.end_epoch,
           f"need 0 <= start_epoch ({settings.start_epoch}) <= end_epoch <= "
           f"training.num_epochs ({config.training.num_epochs})")
+  if not settings.kl_weight >= 0:
+    _fail("sparsify.kl_weight", settings.kl_weight, "use 0 or more (1 = the variational bound)")
   for field in ("num_rounds", "update_every"):
     if settings[field] < 1:
       _fail(f"sparsify.{field}", settings[field], "use 1 or more")

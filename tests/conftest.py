@@ -1,10 +1,17 @@
 """Shared test fixtures: small synthetic data and configs that train in seconds."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxsparse import engine, population
 from jaxsparse.config import default_config
 from jaxsparse.data import Dataset
+
+#: One hyperparameter configuration: a grid with a single value per field.
+SINGLE = dict(sparsity=(0.0,), activation=("tanh",), dropout_rate=(0.0,),
+              initializer=("kaiming_uniform",), optimizer=("adam",), learning_rate=(3e-3,),
+              weight_decay=(0.0,), momentum=(0.9,))
 
 
 def random_dataset(num_train=256, shape=(28, 28, 1), num_classes=10, seed=0) -> Dataset:
@@ -36,3 +43,28 @@ def tiny_config():
   config.logging.progress_bar = False
   config.logging.tensorboard = False
   return config
+
+
+def method_settings(method: str, **changes):
+  """``config.sparsify`` for ``method`` with ``changes``."""
+  settings = default_config().sparsify
+  settings.method = method
+  settings.update(changes)
+  return settings
+
+
+def train_population(model, method, table, data, epochs=1, batch_size=32, chunk_size=0,
+                     state=None):
+  """Trains the members of ``table`` (from ``state`` or fresh) for ``epochs``; returns the
+  state and the last epoch's metrics."""
+  hyper = population.member_hyperparameters(table)
+  if state is None:
+    state = engine.init_population(model, method, hyper)
+  images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
+  steps = len(labels) // batch_size
+  metrics = None
+  for _ in range(epochs):
+    first_step = int(state.epoch[0]) * steps
+    state, metrics = engine.train_epoch(model, method, state, hyper, images, labels, first_step,
+                                        batch_size=batch_size, chunk_size=chunk_size)
+  return state, metrics

@@ -9,7 +9,7 @@ import pytest
 from jaxsparse import engine, models, population, sparsify
 from jaxsparse.optim import population_optimizer
 
-from conftest import random_dataset
+from conftest import random_dataset, train_population
 
 DENSE = sparsify.dense.dense()
 GRID = dict(activation=("tanh", "relu", "sigmoid", "gelu"), dropout_rate=(0.0, 0.5),
@@ -18,13 +18,7 @@ GRID = dict(activation=("tanh", "relu", "sigmoid", "gelu"), dropout_rate=(0.0, 0
 
 
 def train(model, table, data, epochs=1, batch_size=32, chunk_size=0):
-  hyper = population.member_hyperparameters(table)
-  state = engine.init_population(model, DENSE, hyper)
-  images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
-  for _ in range(epochs):
-    state, metrics = engine.train_epoch(model, DENSE, state, hyper, images, labels,
-                                        batch_size=batch_size, chunk_size=chunk_size)
-  return state, metrics
+  return train_population(model, DENSE, table, data, epochs, batch_size, chunk_size)
 
 
 def assert_trees_close(a, b, rtol=2e-5, atol=2e-6):

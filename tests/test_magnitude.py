@@ -1,16 +1,13 @@
 """Magnitude pruning: exact sparsity through training, per-member targets, schedules."""
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from jaxsparse import engine, masks, models, population, sparsify
-from jaxsparse.config import default_config
 from jaxsparse.sparsify.magnitude import magnitude_masks
 
-from conftest import random_dataset
+from conftest import method_settings, random_dataset, train_population
 
 GRID = dict(sparsity=(0.5, 0.8, 0.9, 0.95), activation=("tanh",), dropout_rate=(0.0,),
             initializer=("kaiming_uniform",), optimizer=("adam",), learning_rate=(3e-3,),
@@ -18,21 +15,11 @@ GRID = dict(sparsity=(0.5, 0.8, 0.9, 0.95), activation=("tanh",), dropout_rate=(
 
 
 def settings(**changes):
-  config = default_config().sparsify
-  config.method = "magnitude"
-  config.update(changes)
-  return config
+  return method_settings("magnitude", **changes)
 
 
 def train(model, method, table, data, epochs, batch_size=32):
-  hyper = population.member_hyperparameters(table)
-  state = engine.init_population(model, method, hyper)
-  images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
-  steps = len(labels) // batch_size
-  for epoch in range(epochs):
-    state, _ = engine.train_epoch(model, method, state, hyper, images, labels, epoch * steps,
-                                  batch_size=batch_size)
-  return state
+  return train_population(model, method, table, data, epochs, batch_size)[0]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ sparse training). Mask helpers shared by all methods live in
 :mod:`jaxsparse.masks`, schedules in :mod:`jaxsparse.sparsify.schedules`.
 """
 
-from jaxsparse.sparsify import dense, magnitude, random_pruning  # noqa: F401  (registers the methods)
+from jaxsparse.sparsify import (  # noqa: F401  (importing registers the methods)
+    dense, magnitude, random_pruning, variational_dropout)
 from jaxsparse.sparsify.base import (SparsifyMethod, TrainingSchedule, get_method, masked_forward,
                                      method_names, register, trainable, with_trainable)
 

@@ -1,0 +1,121 @@
+"""Sparse variational dropout (Molchanov, Ashukha & Vetrov, ICML 2017).
+
+Every prunable weight is Gaussian, w = theta + sigma * eps, with the additive
+reparameterisation: theta (the model's weights) and log sigma^2 (this
+method's trainable variables, one per weight) are learned, and
+log alpha = log sigma^2 - log theta^2 measures how noisy a weight is. The
+layers sample their outputs with the local reparameterisation trick (see
+:func:`jaxsparse.layers._linear_output`). The loss adds the KL divergence of
+the log-uniform prior, approximated as in the paper, scaled to the data set
+(``kl_weight`` = 1 is the variational lower bound) and warmed up linearly from
+0 between ``start_epoch`` and ``end_epoch``. Weights with log alpha >= the
+threshold (3) are the mask's zeros at evaluation; sparsity is an outcome of
+training, not a target.
+
+A twin of a trained member starts from that member's weights as theta, with
+log sigma^2 = -10 everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from jaxsparse import layers
+from jaxsparse import masks as masks_lib
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+
+#: Constants of the KL approximation (Molchanov et al. 2017, eq. 14).
+KL_CONSTANTS = (0.63576, 1.87320, 1.48695)
+INITIAL_LOG_SIGMA2 = -10.0
+
+
+class VariationalDropoutState(NamedTuple):
+  """State of variational dropout.
+
+  Attributes:
+    masks: 1 where log alpha < threshold (recomputed after every step).
+    trainable: log sigma^2 of every prunable weight (``None`` elsewhere).
+  """
+  masks: Any
+  trainable: Any
+
+
+def negative_kl(log_alpha: jax.Array) -> jax.Array:
+  """-KL(q(w) || log-uniform prior) per weight, Molchanov et al.'s approximation.
+
+  -KL ~= k1 sigmoid(k2 + k3 log alpha) - 0.5 log(1 + 1/alpha) - k1.
+  """
+  k1, k2, k3 = KL_CONSTANTS
+  return (k1 * jax.nn.sigmoid(k2 + k3 * log_alpha)
+          - 0.5 * jax.nn.softplus(-log_alpha) - k1)
+
+
+def kl_divergence(params, log_sigma2) -> jax.Array:
+  """Sum of the KL approximation over the weights that have a log sigma^2 (clipped log alpha)."""
+  terms = jax.tree.map(
+      lambda ls2, theta: 0.0 if ls2 is None else
+      -jnp.sum(negative_kl(layers.log_alpha(theta, ls2))),
+      log_sigma2, params, is_leaf=lambda x: x is None)
+  return sum(jax.tree.leaves(terms))
+
+
+def variational_dropout_masks(params, log_sigma2, threshold: float = 3.0):
+  """1 where log alpha < ``threshold``; ``None`` for leaves without log sigma^2."""
+  return jax.tree.map(
+      lambda ls2, theta: None if ls2 is None else
+      (layers.log_alpha(theta, ls2) < threshold).astype(jnp.float32),
+      log_sigma2, params, is_leaf=lambda x: x is None)
+
+
+def _drop_none(tree) -> dict:
+  """A nested dict without its ``None`` leaves (the shape Flax collections take)."""
+  flat = traverse_util.flatten_dict(tree)
+  return traverse_util.unflatten_dict({k: v for k, v in flat.items() if v is not None})
+
+
+def variational_dropout(kl_weight, threshold: float = 3.0) -> SparsifyMethod:
+  """Sparse variational dropout with ``kl_weight(step) -> weight of KL / N``.
+
+  ``kl_weight`` already includes the 1/N that scales the KL term to one
+  example (the loss is the mean cross-entropy of a batch).
+  """
+  def init(params, key, target):
+    del key, target
+    log_sigma2 = jax.tree.map(lambda m, p: None if m is None else
+                              jnp.full_like(p, INITIAL_LOG_SIGMA2),
+                              masks_lib.dense_masks(params), params,
+                              is_leaf=lambda x: x is None)
+    return VariationalDropoutState(variational_dropout_masks(params, log_sigma2, threshold),
+                                   log_sigma2)
+
+  def update(state, params, grads, step, target):
+    del grads, step, target
+    return state._replace(masks=variational_dropout_masks(params, state.trainable, threshold))
+
+  def forward(state, params, key, step, target):
+    del target
+    if key is None:  # evaluation: theta where log alpha < threshold, no noise
+      return masks_lib.apply_masks(params, state.masks), {}, 0.0
+    penalty = kl_weight(step) * kl_divergence(params, state.trainable)
+    return params, {"log_sigma2": _drop_none(state.trainable)}, penalty
+
+  return SparsifyMethod(init, update, forward, zeroes_pruned_weights=False)
+
+
+@register("variational_dropout")
+def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
+  """Builds variational dropout from ``config.sparsify`` (warm-up epochs become steps)."""
+  start = settings.start_epoch * training.steps_per_epoch
+  end = settings.end_epoch * training.steps_per_epoch
+  scale = settings.kl_weight / training.num_examples
+
+  def kl_weight(step):
+    if end <= start:
+      return jnp.where(step >= start, scale, 0.0)
+    return scale * jnp.clip((step - start) / (end - start), 0.0, 1.0)
+
+  return variational_dropout(kl_weight, settings.log_alpha_threshold)

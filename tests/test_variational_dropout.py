@@ -1,0 +1,123 @@
+"""Sparse variational dropout: the KL term, the local reparameterisation, twins, populations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsparse import engine, layers, masks, models, population, sparsify
+from jaxsparse.sparsify import variational_dropout as vd
+
+from conftest import SINGLE, method_settings, random_dataset, train_population
+
+
+def numpy_negative_kl(log_alpha):
+  """-KL written out from the paper's eq. 14, independently of the library."""
+  k1, k2, k3 = 0.63576, 1.87320, 1.48695
+  alpha = np.exp(log_alpha)
+  return k1 / (1 + np.exp(-(k2 + k3 * log_alpha))) - 0.5 * np.log1p(1 / alpha) - k1
+
+
+def test_negative_kl_matches_the_formula():
+  log_alpha = np.array([-8.0, -3.0, 0.0, 1.5, 3.0, 8.0])
+  np.testing.assert_allclose(vd.negative_kl(jnp.asarray(log_alpha)),
+                             numpy_negative_kl(log_alpha), rtol=1e-5, atol=1e-6)
+  # By hand: -KL(log alpha = 0) = k1 sigmoid(k2) - 0.5 log 2 - k1 = 0.55109 - 0.34657 - k1.
+  np.testing.assert_allclose(vd.negative_kl(0.0), 0.55109 - 0.34657 - 0.63576, atol=1e-4)
+  # The KL vanishes as alpha grows (all noise, no information) and grows as alpha shrinks.
+  assert abs(vd.negative_kl(20.0)) < 1e-6
+  assert np.all(np.diff(np.asarray(vd.negative_kl(jnp.linspace(-10, 10, 50)))) > 0)
+
+
+def test_kl_divergence_sums_clipped_log_alpha_of_every_kernel():
+  params = {"Conv_0": {"kernel": jnp.full((3, 3, 1, 2), 0.5), "bias": jnp.zeros(2)},
+            "Dense_0": {"kernel": jnp.full((4, 3), 0.1), "bias": jnp.zeros(3)}}
+  log_sigma2 = {"Conv_0": {"kernel": jnp.full((3, 3, 1, 2), 30.0), "bias": None},
+                "Dense_0": {"kernel": jnp.full((4, 3), -4.0), "bias": None}}
+  conv_log_alpha = 8.0  # 30 - log 0.25 clipped to the conv bound
+  dense_log_alpha = -4.0 - np.log(0.01 + 1e-8)
+  expected = -(18 * numpy_negative_kl(conv_log_alpha) + 12 * numpy_negative_kl(dense_log_alpha))
+  np.testing.assert_allclose(vd.kl_divergence(params, log_sigma2), expected, rtol=1e-5)
+  kept = vd.variational_dropout_masks(params, log_sigma2)
+  assert kept["Conv_0"]["bias"] is None
+  np.testing.assert_array_equal(kept["Conv_0"]["kernel"], 0.0)  # log alpha 8 >= 3: pruned
+  np.testing.assert_array_equal(kept["Dense_0"]["kernel"], 1.0)  # log alpha 0.6 < 3: kept
+
+
+@pytest.mark.parametrize("layer", ["dense", "conv"])
+def test_local_reparameterisation_has_the_weight_noise_moments(layer):
+  key = jax.random.PRNGKey(0)
+  if layer == "dense":
+    module, x = layers.Dense(3), jax.random.normal(key, (1, 5))
+  else:
+    module, x = layers.Conv(3, (2, 2), implementation="im2col"), jax.random.normal(key, (1, 3, 3, 2))
+  params = module.init(key, x)["params"]
+  theta = params["kernel"]
+  log_sigma2 = jnp.log(0.5 * theta**2)  # alpha = 0.5
+  variables = {"params": params, "log_sigma2": {"kernel": log_sigma2}}
+  samples = jax.vmap(lambda k: module.apply(variables, x, rngs={"noise": k}))(
+      jax.random.split(jax.random.PRNGKey(1), 20_000))
+  mean = module.apply({"params": params}, x)
+  variance = module.apply({"params": {**params, "kernel": 0.5 * theta**2,
+                                      "bias": jnp.zeros_like(params["bias"])}}, x * x)
+  np.testing.assert_allclose(samples.mean(0), mean, atol=4 * np.sqrt(variance.max() / 20_000))
+  np.testing.assert_allclose(samples.var(0), variance, rtol=0.05)
+
+
+def test_twin_starts_from_the_members_weights():
+  data = random_dataset(num_train=64)
+  model = models.get_model("cnn_s", data.input_shape)
+  method = sparsify.get_method(method_settings("variational_dropout"),
+                               sparsify.TrainingSchedule(2, 64, 4))
+  hyper = population.member_hyperparameters(population.member_table(SINGLE, num_seeds=2))
+  trained = jax.vmap(lambda seed: models.init_variables(model, jax.random.PRNGKey(seed + 7))
+                     )(jnp.arange(2))
+  twins = jax.vmap(lambda h, p, b: engine.init_member(model, method, h, p, b))(
+      hyper, trained["params"], trained["batch_stats"])
+  for twin_leaf, leaf in zip(jax.tree.leaves(twins.params), jax.tree.leaves(trained["params"])):
+    np.testing.assert_array_equal(twin_leaf, leaf)
+  log_sigma2 = twins.sparsity_state.trainable
+  assert log_sigma2["Dense_0"]["bias"] is None
+  np.testing.assert_array_equal(log_sigma2["Conv_0"]["kernel"], vd.INITIAL_LOG_SIGMA2)
+
+
+@pytest.fixture(scope="module")
+def trained_vd():
+  """Four CNN-s members under a strong KL weight, trained 3 epochs."""
+  data = random_dataset(num_train=256)
+  model = models.get_model("cnn_s", data.input_shape)
+  method = sparsify.get_method(method_settings("variational_dropout", kl_weight=500.0,
+                                               start_epoch=0, end_epoch=1),
+                               sparsify.TrainingSchedule(8, 256, 24))
+  table = population.member_table({**SINGLE, "activation": ("tanh", "relu")}, num_seeds=2)
+  state, _ = train_population(model, method, table, data, epochs=3)
+  return data, model, method, table, state
+
+
+def test_kl_prunes_weights_and_evaluation_uses_the_masks(trained_vd):
+  data, model, method, table, state = trained_vd
+  achieved = np.asarray(jax.vmap(masks.sparsity)(state.masks))
+  assert np.all(achieved > 0.08), achieved  # from about 0.003 at initialisation
+  # The masks are exactly log alpha >= 3 of the final weights.
+  expected = jax.vmap(vd.variational_dropout_masks)(state.params, state.sparsity_state.trainable)
+  for mask, expected_mask in zip(jax.tree.leaves(state.masks), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(mask, expected_mask)
+  hyper = population.member_hyperparameters(table)
+  images, labels = jnp.asarray(data.test_images), jnp.asarray(data.test_labels)
+  accuracy = engine.evaluate(model, method, state, hyper, images, labels)["accuracy"]
+  pruned = state._replace(params=masks.apply_masks(state.params, state.masks))
+  dense = sparsify.dense.dense()
+  np.testing.assert_allclose(
+      accuracy, engine.evaluate(model, dense, pruned._replace(
+          sparsity_state=sparsify.dense.DenseState(state.masks)), hyper, images, labels)["accuracy"])
+
+
+def test_member_in_population_equals_member_alone(trained_vd):
+  data, model, method, table, state = trained_vd
+  alone, _ = train_population(model, method, table.iloc[[3]].reset_index(drop=True), data,
+                              epochs=3)
+  for together_leaf, alone_leaf in zip(jax.tree.leaves(engine.member(state, 3)),
+                                       jax.tree.leaves(engine.member(alone, 0))):
+    # Weight noise makes 3 epochs amplify float rounding a little more than
+    # for deterministic methods.
+    np.testing.assert_allclose(together_leaf, alone_leaf, rtol=1e-4, atol=1e-5)
