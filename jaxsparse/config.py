@@ -67,6 +67,13 @@ def default_config() -> ml_collections.ConfigDict:
   # start_epoch to full at end_epoch; log alpha >= threshold is pruned.
   config.sparsify.kl_weight = 1.0
   config.sparsify.log_alpha_threshold = 3.0
+  # gumbel_softmax: temperature annealed exponentially over the run, learned
+  # per-layer rescaling of kept weights, and the weight of the penalty pulling
+  # the expected kept fraction to 1 - target sparsity (0 = sparsity is an outcome).
+  config.sparsify.temperature_start = 1.0
+  config.sparsify.temperature_end = 0.1
+  config.sparsify.rescale = True
+  config.sparsify.sparsity_penalty = 0.0
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 0        # 0 = keep every epoch's checkpoint
@@ -169,6 +176,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           f"training.num_epochs ({config.training.num_epochs})")
   if not settings.kl_weight >= 0:
     _fail("sparsify.kl_weight", settings.kl_weight, "use 0 or more (1 = the variational bound)")
+  for field in ("temperature_start", "temperature_end"):
+    if not settings[field] > 0:
+      _fail(f"sparsify.{field}", settings[field], "use a positive temperature, e.g. 0.5")
+  if not settings.sparsity_penalty >= 0:
+    _fail("sparsify.sparsity_penalty", settings.sparsity_penalty, "use 0 (off) or more")
   for field in ("num_rounds", "update_every"):
     if settings[field] < 1:
       _fail(f"sparsify.{field}", settings[field], "use 1 or more")

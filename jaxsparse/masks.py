@@ -112,3 +112,22 @@ def top_k_masks(scores: PyTree, masks: PyTree, target_sparsity: jax.Array | floa
   if scope == "global":
     return global_top_k_masks(scores, masks, target_sparsity)
   raise ValueError(f"scope {scope!r} is unknown; use one of {SCOPES}")
+
+
+def straight_through(hard: jax.Array, soft: jax.Array) -> jax.Array:
+  """``hard`` in the forward pass, with the gradient of ``soft`` in the backward pass.
+
+  ``soft - stop_gradient(soft)`` is exactly 0 in the forward pass, so the
+  result is exactly ``hard`` (``hard + soft - stop_gradient(soft)`` can round).
+  """
+  return hard + (soft - jax.lax.stop_gradient(soft))
+
+
+def map_prunable(function: Callable[..., Any], masks: PyTree, *trees: PyTree) -> PyTree:
+  """``function(*leaves)`` on the prunable leaves (those of ``masks`` not ``None``).
+
+  The result has ``None`` where ``masks`` does; ``trees`` must have the
+  structure of the parameters.
+  """
+  return jax.tree.map(lambda mask, *leaves: None if mask is None else function(*leaves),
+                      masks, *trees, is_leaf=lambda x: x is None)

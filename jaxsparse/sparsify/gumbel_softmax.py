@@ -1,0 +1,116 @@
+"""Subnetwork extraction with Gumbel-softmax (Dupont, Alaoui, Sahbi & Lebois, ICIP 2022).
+
+The weights stay frozen at their random initialisation; every prunable weight
+gets a learnable logit, and each step samples a binary keep/drop mask from the
+binary concrete (Gumbel-softmax) relaxation at temperature tau: the forward
+pass uses the hard sample (logit + logistic noise > 0), the backward pass the
+gradient of the soft one, sigmoid((logit + noise) / tau) (straight-through).
+tau anneals exponentially from ``temperature_start`` to ``temperature_end``
+over the run. With ``rescale`` each layer learns a scale of its surviving
+weights, which compensates the signal lost to dropped weights. At evaluation
+the mask is the most probable one, logit > 0.
+
+Sparsity is an outcome of training; with ``sparsity_penalty`` > 0 a
+quadratic penalty pulls the expected kept fraction (mean of sigmoid(logit)
+over all prunable weights) to 1 - the member's target sparsity.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxsparse import masks as masks_lib
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+
+
+class GumbelSoftmaxState(NamedTuple):
+  """State of Gumbel-softmax mask learning.
+
+  Attributes:
+    masks: the most probable mask, logit > 0 (recomputed after every step).
+    trainable: ``{'logits': ...}`` (one per prunable weight, ``None``
+      elsewhere) and, with rescaling, ``{'scales': ...}`` (one scalar per
+      prunable tensor).
+  """
+  masks: Any
+  trainable: Any
+
+
+#: Logits start here: keep probability sigmoid(3) = 0.95, so training starts
+#: from (nearly) the whole random network and learns what to drop. Starting at
+#: the target's keep probability instead leaves all logits equal and below 0
+#: for targets above 50 %, where the most probable mask is empty.
+INITIAL_LOGIT = 3.0
+
+
+def sample_mask(key: jax.Array, logits: jax.Array, temperature: jax.Array | float) -> jax.Array:
+  """A hard 0/1 binary-concrete sample with straight-through gradients to ``logits``.
+
+  P(1) = sigmoid(logit): logistic noise L makes logit + L > 0 with exactly
+  that probability.
+  """
+  uniform = jax.random.uniform(key, logits.shape, minval=1e-6, maxval=1.0 - 1e-6)
+  noisy = logits + jnp.log(uniform) - jnp.log1p(-uniform)
+  return masks_lib.straight_through((noisy > 0).astype(logits.dtype),
+                                    jax.nn.sigmoid(noisy / temperature))
+
+
+def expected_density(logits) -> jax.Array:
+  """Mean keep probability over every prunable weight."""
+  leaves = [leaf for leaf in jax.tree.leaves(logits) if leaf is not None]
+  return sum(jnp.sum(jax.nn.sigmoid(leaf)) for leaf in leaves) / sum(leaf.size for leaf in leaves)
+
+
+def gumbel_softmax(temperature, rescale: bool = True,
+                   sparsity_penalty: float = 0.0) -> SparsifyMethod:
+  """Gumbel-softmax mask learning with ``temperature(step) -> tau``."""
+
+  def most_probable(logits):
+    return jax.tree.map(lambda leaf: None if leaf is None else (leaf > 0).astype(jnp.float32),
+                        logits, is_leaf=lambda x: x is None)
+
+  def init(params, key, target):
+    del key, target
+    prunable = masks_lib.dense_masks(params)
+    trainable = {"logits": masks_lib.map_prunable(
+        lambda p: jnp.full_like(p, INITIAL_LOGIT), prunable, params)}
+    if rescale:
+      trainable["scales"] = masks_lib.map_prunable(lambda p: jnp.ones((), p.dtype), prunable,
+                                                   params)
+    return GumbelSoftmaxState(most_probable(trainable["logits"]), trainable)
+
+  def update(state, params, grads, step, target):
+    del params, grads, step, target
+    return state._replace(masks=most_probable(state.trainable["logits"]))
+
+  def forward(state, params, key, step, target):
+    logits = state.trainable["logits"]
+    if key is None:
+      kept, penalty = state.masks, 0.0
+    else:
+      leaves, treedef = jax.tree.flatten(logits)
+      keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+      tau = temperature(step)
+      kept = masks_lib.map_prunable(lambda k, logit: sample_mask(k, logit, tau),
+                                    state.masks, keys, logits)
+      penalty = sparsity_penalty * (expected_density(logits) - (1.0 - target)) ** 2
+    weights = masks_lib.apply_masks(params, kept)
+    if rescale:
+      weights = jax.tree.map(lambda w, s: w if s is None else w * s, weights,
+                             state.trainable["scales"], is_leaf=lambda x: x is None)
+    return weights, {}, penalty
+
+  return SparsifyMethod(init, update, forward, trains_weights=False,
+                        zeroes_pruned_weights=False)
+
+
+@register("gumbel_softmax")
+def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
+  """Builds Gumbel-softmax mask learning from ``config.sparsify``."""
+  start, end = settings.temperature_start, settings.temperature_end
+  num_steps = max(training.num_steps, 1)
+  temperature = lambda step: start * (end / start) ** jnp.clip(step / num_steps, 0.0, 1.0)
+  return gumbel_softmax(temperature, settings.rescale, settings.sparsity_penalty)

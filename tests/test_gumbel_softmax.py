@@ -1,0 +1,94 @@
+"""Gumbel-softmax mask learning: samples, straight-through gradients, frozen weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsparse import engine, masks, models, population, sparsify
+from jaxsparse.sparsify import gumbel_softmax as gs
+
+from conftest import SINGLE, method_settings, random_dataset, train_population
+
+
+def test_keep_rate_of_samples_matches_sigmoid_of_logit():
+  logits = jnp.array([-3.0, -1.0, 0.0, 0.5, 2.0])
+  samples = jax.vmap(lambda k: gs.sample_mask(k, logits, 0.5))(
+      jax.random.split(jax.random.PRNGKey(0), 40_000))
+  assert set(np.unique(np.asarray(samples))) <= {0.0, 1.0}
+  np.testing.assert_allclose(samples.mean(0), jax.nn.sigmoid(logits), atol=0.01)
+
+
+def test_straight_through_gradient_reaches_the_logits():
+  logits = jnp.array([-1.0, 0.0, 1.0])
+  key = jax.random.PRNGKey(3)
+  weights = jnp.array([1.0, 2.0, 3.0])
+  gradient = jax.grad(lambda l: jnp.sum(gs.sample_mask(key, l, 0.5) * weights))(logits)
+  # The gradient is that of the soft sample sigmoid((logit + noise) / tau).
+  uniform = jax.random.uniform(key, (3,), minval=1e-6, maxval=1 - 1e-6)
+  soft = jax.nn.sigmoid((logits + jnp.log(uniform) - jnp.log1p(-uniform)) / 0.5)
+  np.testing.assert_allclose(gradient, weights * soft * (1 - soft) / 0.5, rtol=1e-5)
+  assert np.all(np.asarray(gradient) > 0)
+
+
+@pytest.fixture(scope="module")
+def trained():
+  data = random_dataset(num_train=128)
+  model = models.get_model("cnn_s", data.input_shape)
+  table = population.member_table({**SINGLE, "sparsity": (0.5, 0.8), "learning_rate": (0.5,)},
+                                  num_seeds=1)
+  results = {}
+  for rescale in (True, False):
+    method = sparsify.get_method(
+        method_settings("gumbel_softmax", rescale=rescale, sparsity_penalty=50.0),
+        sparsify.TrainingSchedule(8, 128, 24))
+    state, _ = train_population(model, method, table, data, epochs=3, batch_size=16)
+    results[rescale] = method, state
+  initial = engine.init_population(model, results[True][0],
+                                   population.member_hyperparameters(table))
+  return data, model, table, initial, results
+
+
+def test_weights_stay_frozen_and_masks_are_the_most_probable(trained):
+  _, _, _, initial, results = trained
+  method, state = results[True]
+  for before, after in zip(jax.tree.leaves(initial.params), jax.tree.leaves(state.params)):
+    np.testing.assert_array_equal(before, after)
+  logits = state.sparsity_state.trainable["logits"]
+  for mask, logit in zip(jax.tree.leaves(state.masks), jax.tree.leaves(logits)):
+    np.testing.assert_array_equal(mask, np.asarray(logit) > 0)
+  assert not np.allclose(jax.tree.leaves(logits)[0], gs.INITIAL_LOGIT), "logits learn"
+
+
+def test_penalty_pulls_sparsity_towards_each_target(trained):
+  _, _, _, _, results = trained
+  _, state = results[True]
+  achieved = np.asarray(jax.vmap(masks.sparsity)(state.masks))
+  assert achieved[1] > achieved[0] > 0.1, achieved
+
+
+def test_rescaling_is_switchable_and_learned(trained):
+  _, _, _, _, results = trained
+  scales = results[True][1].sparsity_state.trainable["scales"]
+  assert scales["Conv_0"]["bias"] is None and scales["Conv_0"]["kernel"].shape == (2,)
+  assert not np.allclose(scales["Dense_0"]["kernel"], 1.0)
+  assert "scales" not in results[False][1].sparsity_state.trainable
+
+
+def test_evaluation_uses_mask_and_scale(trained):
+  data, model, table, _, results = trained
+  method, state = results[True]
+  hyper = population.member_hyperparameters(table)
+  images, labels = jnp.asarray(data.test_images), jnp.asarray(data.test_labels)
+  scales = state.sparsity_state.trainable["scales"]
+  def rescaled(params, kept, scale):
+    return jax.tree.map(lambda m, w, s: w if m is None else w * m * s, kept, params, scale,
+                        is_leaf=lambda x: x is None)
+
+  weights = jax.vmap(rescaled)(state.params, state.masks, scales)
+  dense = sparsify.dense.dense()
+  plain = state._replace(params=weights,
+                         sparsity_state=sparsify.dense.DenseState(state.masks))
+  np.testing.assert_allclose(
+      engine.evaluate(model, method, state, hyper, images, labels)["loss"],
+      engine.evaluate(model, dense, plain, hyper, images, labels)["loss"], rtol=1e-5)
