@@ -60,7 +60,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.sparsify.scope = "layerwise"      # magnitude: 'layerwise' | 'global'
   config.sparsify.start_epoch = 0          # pruning starts after this many epochs
   config.sparsify.end_epoch = 0            # gradual / iterative pruning ends here
-  config.sparsify.num_rounds = 1           # iterative: prune -> fine-tune rounds
+  config.sparsify.num_rounds = 1           # iterative: prune -> fine-tune rounds; gap: grow-prune rounds
+  config.sparsify.num_partitions = 4       # gap: contiguous groups of prunable tensors
   config.sparsify.update_every = 100       # steps between mask recomputations
   # variational_dropout: weight of the KL term relative to the variational
   # bound (1 = the bound; larger = sparser), warmed up linearly from 0 at
@@ -181,7 +182,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       _fail(f"sparsify.{field}", settings[field], "use a positive temperature, e.g. 0.5")
   if not settings.sparsity_penalty >= 0:
     _fail("sparsify.sparsity_penalty", settings.sparsity_penalty, "use 0 (off) or more")
-  for field in ("num_rounds", "update_every"):
+  for field in ("num_rounds", "update_every", "num_partitions"):
     if settings[field] < 1:
       _fail(f"sparsify.{field}", settings[field], "use 1 or more")
   if config.checkpoint.max_to_keep < 0:

@@ -7,6 +7,7 @@ pruned (biases, normalisation scales) hold ``None``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import jax
@@ -80,37 +81,77 @@ def layerwise_top_k_masks(scores: PyTree, masks: PyTree,
                           target_sparsity: jax.Array | float) -> PyTree:
   """Per prunable leaf, keep the top (1 - s) fraction of ``scores`` (exact count)."""
   return jax.tree.map(
-      lambda score, mask: None if mask is None else keep_top_k(
-          score, num_to_keep(score.size, target_sparsity)), scores, masks)
+      lambda mask, score: None if mask is None else keep_top_k(
+          score, num_to_keep(score.size, target_sparsity)), masks, scores,
+      is_leaf=lambda x: x is None)
+
+
+def _prunable_scores(scores: PyTree, masks: PyTree) -> list[jax.Array]:
+  """The leaves of ``scores`` where ``masks`` is not ``None``, in tree order."""
+  treedef = jax.tree.structure(masks, is_leaf=lambda x: x is None)
+  return [score for mask, score in zip(treedef.flatten_up_to(masks),
+                                       treedef.flatten_up_to(scores)) if mask is not None]
 
 
 def global_top_k_masks(scores: PyTree, masks: PyTree,
                        target_sparsity: jax.Array | float) -> PyTree:
   """Keep the top (1 - s) fraction of ``scores`` over all prunable leaves together."""
-  pairs = [(score, mask) for score, mask in zip(
-      jax.tree.leaves(scores), jax.tree.leaves(masks, is_leaf=lambda x: x is None))
-      if mask is not None]
-  sizes = [score.size for score, _ in pairs]
-  flat = jnp.concatenate([score.reshape(-1) for score, _ in pairs])
+  prunable = _prunable_scores(scores, masks)
+  sizes = [score.size for score in prunable]
+  flat = jnp.concatenate([score.reshape(-1) for score in prunable])
   kept = keep_top_k(flat, num_to_keep(flat.size, target_sparsity))
   boundaries = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
   pieces = iter(jnp.split(kept, boundaries))
   return jax.tree.map(
-      lambda score, mask: None if mask is None else next(pieces).reshape(score.shape),
-      scores, masks)
+      lambda mask, score: None if mask is None else next(pieces).reshape(score.shape),
+      masks, scores, is_leaf=lambda x: x is None)
 
 
-#: Where a target sparsity applies: to each prunable tensor, or to all of them together.
-SCOPES: tuple[str, ...] = ("layerwise", "global")
+def erk_sparsities(shapes: list[tuple[int, ...]], target_sparsity: jax.Array | float
+                   ) -> list[jax.Array]:
+  """Per-tensor sparsities of the Erdos-Renyi-Kernel budget (Evci et al., RigL 2020).
+
+  A tensor of shape (d_1, ..., d_n) gets density eps * (d_1 + ... + d_n) /
+  (d_1 * ... * d_n), so small layers stay denser; eps is chosen so that the
+  kept weights add up to (1 - target) of all, and a tensor whose density
+  would exceed 1 is kept dense and the budget re-spread over the others (at
+  most one pass per tensor). ``target_sparsity`` may be traced.
+  """
+  sizes = jnp.array([math.prod(shape) for shape in shapes], jnp.float32)
+  raw = jnp.array([sum(shape) / math.prod(shape) for shape in shapes], jnp.float32)
+  is_dense = jnp.zeros(len(shapes), bool)
+  for _ in range(len(shapes)):
+    budget = (1.0 - target_sparsity) * sizes.sum() - jnp.sum(jnp.where(is_dense, sizes, 0.0))
+    epsilon = budget / jnp.sum(jnp.where(is_dense, 0.0, raw * sizes))
+    is_dense = is_dense | (epsilon * raw > 1.0)
+  density = jnp.where(is_dense, 1.0, jnp.minimum(epsilon * raw, 1.0))
+  return list(1.0 - density)
+
+
+def erk_top_k_masks(scores: PyTree, masks: PyTree, target_sparsity: jax.Array | float) -> PyTree:
+  """Per prunable leaf, keep the top scores at that leaf's ERK sparsity (see :func:`erk_sparsities`)."""
+  prunable = _prunable_scores(scores, masks)
+  per_leaf = iter(erk_sparsities([score.shape for score in prunable], target_sparsity))
+  return jax.tree.map(
+      lambda mask, score: None if mask is None else keep_top_k(
+          score, num_to_keep(score.size, next(per_leaf))), masks, scores,
+      is_leaf=lambda x: x is None)
+
+
+#: How a target sparsity is spread: the same for each prunable tensor, one
+#: threshold over all of them, or Erdos-Renyi-Kernel per-tensor budgets.
+SCOPES: tuple[str, ...] = ("layerwise", "global", "erk")
 
 
 def top_k_masks(scores: PyTree, masks: PyTree, target_sparsity: jax.Array | float,
                 scope: str = "layerwise") -> PyTree:
-  """Keeps the highest ``scores`` at ``target_sparsity`` per tensor or over all (see SCOPES)."""
+  """Keeps the highest ``scores`` at ``target_sparsity``, spread as ``scope`` says (see SCOPES)."""
   if scope == "layerwise":
     return layerwise_top_k_masks(scores, masks, target_sparsity)
   if scope == "global":
     return global_top_k_masks(scores, masks, target_sparsity)
+  if scope == "erk":
+    return erk_top_k_masks(scores, masks, target_sparsity)
   raise ValueError(f"scope {scope!r} is unknown; use one of {SCOPES}")
 
 

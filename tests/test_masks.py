@@ -89,3 +89,28 @@ def test_layer_sparsity_reports_each_prunable_leaf():
   assert set(per_layer) == {"Conv_0/kernel", "Dense_0/kernel"}
   assert float(per_layer["Conv_0/kernel"]) == pytest.approx(0.75)  # 54 of 72 pruned
   assert float(per_layer["Dense_0/kernel"]) == pytest.approx(0.75)  # 45 of 60 pruned
+
+
+def test_erk_budget_meets_the_target_and_favours_small_layers():
+  shapes = [(5, 5, 1, 8), (5, 5, 8, 6), (2, 2, 6, 4), (36, 20), (20, 10)]
+  sizes = np.array([np.prod(shape) for shape in shapes])
+  for target in (0.5, 0.8, 0.95):
+    per_layer = np.array(masks.erk_sparsities(shapes, target))
+    assert np.all((0 <= per_layer) & (per_layer < 1))
+    np.testing.assert_allclose(np.sum(sizes * per_layer) / sizes.sum(), target, atol=1e-5)
+    # Erdos-Renyi-Kernel density grows with sum(shape) / prod(shape).
+    raw = np.array([sum(shape) / np.prod(shape) for shape in shapes])
+    sparse = per_layer > 0
+    assert np.all(np.diff(per_layer[sparse][np.argsort(raw[sparse])]) <= 1e-6)
+  # At 50 % the layers whose ERK density would exceed 1 are kept dense.
+  assert list(np.array(masks.erk_sparsities(shapes, 0.5)) == 0) == [False, False, True, False, True]
+
+
+def test_erk_masks_keep_each_layers_budget_exactly():
+  params = {"a": {"kernel": jnp.arange(120.0).reshape(10, 12)},
+            "b": {"kernel": jnp.arange(30.0).reshape(3, 10), "bias": jnp.zeros(10)}}
+  kept = masks.top_k_masks(params, masks.dense_masks(params), 0.7, "erk")
+  per_layer = masks.erk_sparsities([(10, 12), (3, 10)], 0.7)
+  for name, size, sparsity in (("a", 120, per_layer[0]), ("b", 30, per_layer[1])):
+    assert int(np.sum(kept[name]["kernel"] == 0)) == round(float(sparsity) * size)
+  assert kept["b"]["bias"] is None

@@ -9,7 +9,7 @@ training), 'variational_dropout', 'gumbel_softmax', 'edge_popup' and 'gap'
 """
 
 from jaxsparse.sparsify import (  # noqa: F401  (importing registers the methods)
-    dense, edge_popup, gumbel_softmax, magnitude, random_pruning, variational_dropout)
+    dense, edge_popup, gap, gumbel_softmax, magnitude, random_pruning, variational_dropout)
 from jaxsparse.sparsify.base import (SparsifyMethod, TrainingSchedule, get_method, masked_forward,
                                      method_names, register, trainable, with_trainable)
 

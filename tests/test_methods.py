@@ -1,0 +1,63 @@
+"""Properties every registered method has: a member of a population trains as it would alone."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxsparse import engine, models, population, sparsify
+
+from conftest import SINGLE, method_settings, random_dataset, train_population
+
+SETTINGS = {
+    "none": dict(),
+    "magnitude": dict(schedule="gradual", start_epoch=0, end_epoch=1, update_every=2),
+    "random": dict(),
+    "variational_dropout": dict(kl_weight=100.0),
+    "gumbel_softmax": dict(sparsity_penalty=50.0),
+    "edge_popup": dict(),
+    "gap": dict(start_epoch=0, end_epoch=1, num_rounds=2, num_partitions=2),
+}
+
+
+def test_every_registered_method_is_covered():
+  assert set(SETTINGS) == set(sparsify.method_names())
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_members_do_not_depend_on_the_rest_of_the_population(name):
+  # Member i must train exactly as it would beside any other members: the
+  # same three members in two orders give each the same result (one compile;
+  # the engine tests also compare against a population of one).
+  data = random_dataset(num_train=64)
+  model = models.get_model("cnn_s", data.input_shape)
+  sparsities = (0.0,) if name in ("none", "variational_dropout") else (0.5, 0.7, 0.9)
+  table = population.member_table(
+      {**SINGLE, "sparsity": sparsities, "activation": ("relu", "tanh"),
+       "learning_rate": (0.01,)}, num_seeds=2).iloc[:3].reset_index(drop=True)
+  method = sparsify.get_method(method_settings(name, **SETTINGS[name]),
+                               sparsify.TrainingSchedule(4, 64, 8))
+  order = [2, 0, 1]
+  together, _ = train_population(model, method, table, data, epochs=2, batch_size=16)
+  permuted, _ = train_population(model, method, table.iloc[order].reset_index(drop=True), data,
+                                 epochs=2, batch_size=16)
+  for position, member in enumerate(order):
+    for leaf, permuted_leaf in zip(jax.tree.leaves(engine.member(together, member)),
+                                   jax.tree.leaves(engine.member(permuted, position))):
+      np.testing.assert_allclose(leaf, permuted_leaf, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_init_and_update_are_pure_and_jit_agrees_with_eager(name):
+  model = models.get_model("cnn_s", (28, 28, 1))
+  params = models.init_variables(model, jax.random.PRNGKey(0))["params"]
+  grads = jax.tree.map(lambda p: 0.1 * p, params)
+  method = sparsify.get_method(method_settings(name, **SETTINGS[name]),
+                               sparsify.TrainingSchedule(4, 64, 8))
+  init, update = jax.jit(method.init), jax.jit(method.update)
+  eager = method.update(method.init(params, jax.random.PRNGKey(1), 0.8), params, grads, 4, 0.8)
+  compiled = update(init(params, jax.random.PRNGKey(1), 0.8), params, grads, 4, 0.8)
+  again = update(init(params, jax.random.PRNGKey(1), 0.8), params, grads, 4, 0.8)
+  for eager_leaf, jit_leaf, again_leaf in zip(jax.tree.leaves(eager), jax.tree.leaves(compiled),
+                                              jax.tree.leaves(again)):
+    np.testing.assert_array_equal(jit_leaf, again_leaf)
+    np.testing.assert_allclose(eager_leaf, jit_leaf, rtol=1e-6)
