@@ -3,21 +3,15 @@
 One population of 4 target sparsities (50, 80, 90, 95 %) x 2 seeds, trained
 from scratch with tanh / Adam 1e-3: dense for 1 epoch, pruned gradually
 (layer-wise, masks recomputed every 100 steps) during epochs 1-3, then
-fine-tuned at the target for the last epoch.
+fine-tuned at the target for the last epoch. ``--config.sparsify.scope=erk``
+or ``=global`` changes how the budget is spread over the layers.
 """
 
-from jaxsparse.config import default_config
+from jaxsparse.config import method_study_config
 
 
 def get_config():
-  config = default_config()
-  config.population.grid.sparsity = (0.5, 0.8, 0.9, 0.95)
-  config.population.grid.activation = ("tanh",)
-  config.population.grid.optimizer = ("adam",)
-  config.population.grid.learning_rate = (1e-3,)
-  config.population.num_seeds = 2
-  config.training.num_epochs = 4
-  config.sparsify.method = "magnitude"
+  config = method_study_config("magnitude")
   config.sparsify.schedule = "gradual"
   config.sparsify.scope = "layerwise"
   config.sparsify.start_epoch = 1

@@ -58,8 +58,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.sparsify.method = "none"          # see jaxsparse.sparsify.method_names()
   config.sparsify.schedule = "one_shot"    # magnitude: 'one_shot' | 'gradual' | 'iterative'
   config.sparsify.scope = "layerwise"      # magnitude: 'layerwise' | 'global'
-  config.sparsify.start_epoch = 0          # pruning starts after this many epochs
-  config.sparsify.end_epoch = 0            # gradual / iterative pruning ends here
+  config.sparsify.start_epoch = 0          # pruning / grow-and-prune / KL warm-up starts here
+  config.sparsify.end_epoch = 0            # ... and ends here (gradual, iterative, gap, VD)
   config.sparsify.num_rounds = 1           # iterative: prune -> fine-tune rounds; gap: grow-prune rounds
   config.sparsify.num_partitions = 4       # gap: contiguous groups of prunable tensors
   config.sparsify.update_every = 100       # steps between mask recomputations
@@ -82,6 +82,28 @@ def default_config() -> ml_collections.ConfigDict:
   config.logging = ml_collections.ConfigDict()
   config.logging.progress_bar = True
   config.logging.tensorboard = True
+  return config
+
+
+#: Target sparsities of the method configs in configs/ (the README's table).
+STUDY_SPARSITIES = (0.5, 0.8, 0.9, 0.95)
+
+
+def method_study_config(method: str) -> ml_collections.ConfigDict:
+  """The population every method config in ``configs/`` starts from.
+
+  CNN-s on Fashion-MNIST, tanh / Adam 1e-3, batch 32, 4 epochs, one member
+  per target sparsity in :data:`STUDY_SPARSITIES` and seed (2 seeds), so the
+  methods compare on equal terms.
+  """
+  config = default_config()
+  config.population.grid.sparsity = STUDY_SPARSITIES
+  config.population.grid.activation = ("tanh",)
+  config.population.grid.optimizer = ("adam",)
+  config.population.grid.learning_rate = (1e-3,)
+  config.population.num_seeds = 2
+  config.training.num_epochs = 4
+  config.sparsify.method = method
   return config
 
 
@@ -170,11 +192,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _fail("sparsify.schedule", settings.schedule, f"use one of {', '.join(magnitude.SCHEDULES)}")
   if settings.scope not in masks.SCOPES:
     _fail("sparsify.scope", settings.scope, f"use one of {', '.join(masks.SCOPES)}")
-  if not 0 <= settings.start_epoch <= settings.end_epoch <= config.training.num_epochs and not (
-      settings.schedule == "one_shot" and 0 <= settings.start_epoch <= config.training.num_epochs):
+  num_epochs = config.training.num_epochs
+  if not 0 <= settings.start_epoch <= num_epochs:
+    _fail("sparsify.start_epoch", settings.start_epoch,
+          f"use 0 to training.num_epochs ({num_epochs})")
+  uses_end_epoch = settings.method in ("gap", "variational_dropout") or (
+      settings.method == "magnitude" and settings.schedule != "one_shot")
+  if uses_end_epoch and not settings.start_epoch <= settings.end_epoch <= num_epochs:
     _fail("sparsify.end_epoch", settings.end_epoch,
-          f"need 0 <= start_epoch ({settings.start_epoch}) <= end_epoch <= "
-          f"training.num_epochs ({config.training.num_epochs})")
+          f"need start_epoch ({settings.start_epoch}) <= end_epoch <= "
+          f"training.num_epochs ({num_epochs})")
   if not settings.kl_weight >= 0:
     _fail("sparsify.kl_weight", settings.kl_weight, "use 0 or more (1 = the variational bound)")
   for field in ("temperature_start", "temperature_end"):

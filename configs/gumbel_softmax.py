@@ -1,0 +1,20 @@
+"""Gumbel-softmax subnetworks of a frozen random CNN-s at 50 / 80 / 90 / 95 % target sparsity.
+
+Only the mask logits (and per-layer scales) learn, with Adam 0.1; the
+temperature anneals from 1 to 0.1; a penalty of weight 50 pulls the expected
+kept fraction to each member's target. ``--config.sparsify.rescale=False``
+measures the effect of the rescaling, ``--config.sparsify.sparsity_penalty=0``
+leaves the sparsity to training.
+"""
+
+from jaxsparse.config import method_study_config
+
+
+def get_config():
+  config = method_study_config("gumbel_softmax")
+  config.population.grid.learning_rate = (0.1,)
+  config.sparsify.temperature_start = 1.0
+  config.sparsify.temperature_end = 0.1
+  config.sparsify.rescale = True
+  config.sparsify.sparsity_penalty = 50.0
+  return config
