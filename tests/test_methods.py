@@ -16,6 +16,7 @@ SETTINGS = {
     "gumbel_softmax": dict(sparsity_penalty=50.0),
     "edge_popup": dict(),
     "gap": dict(start_epoch=0, end_epoch=1, num_rounds=2, num_partitions=2),
+    "filter": dict(start_epoch=1),
 }
 
 

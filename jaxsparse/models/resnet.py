@@ -29,17 +29,20 @@ class BasicBlock(nn.Module):
       shortcut (ResNet-18) instead of the parameter-free subsample-and-zero-pad
       shortcut ("option A", CIFAR ResNet-20/56).
     conv_implementation: see :func:`jaxsparse.layers.resolve_conv_implementation`.
+    inner_features: channels between the two convolutions (``features`` if
+      0); fewer after structured filter pruning.
   """
   features: int
   stride: int = 1
   projection_shortcut: bool = False
   conv_implementation: str = "im2col"
+  inner_features: int = 0
 
   @nn.compact
   def __call__(self, x, activation, train: bool):
     conv = lambda f, k, s: layers.Conv(f, (k, k), (s, s), padding="SAME", use_bias=False,
                                        implementation=self.conv_implementation)
-    y = conv(self.features, 3, self.stride)(x)
+    y = conv(self.inner_features or self.features, 3, self.stride)(x)
     y = layers.activate(_batch_norm(train)(y), activation)
     y = conv(self.features, 3, 1)(y)
     y = _batch_norm(train)(y)
@@ -64,12 +67,15 @@ class ResNet(nn.Module):
     projection_shortcut: see :class:`BasicBlock`.
     num_classes: number of logits.
     conv_implementation: see :func:`jaxsparse.layers.resolve_conv_implementation`.
+    block_inner_features: inner channels of every block in order (empty: the
+      block's own width); set by structured filter pruning.
   """
   stage_sizes: tuple[int, ...]
   stage_features: tuple[int, ...]
   projection_shortcut: bool = False
   num_classes: int = 10
   conv_implementation: str = "im2col"
+  block_inner_features: tuple[int, ...] = ()
 
   @nn.compact
   def __call__(self, x: jax.Array, activation: jax.Array | int,
@@ -79,11 +85,12 @@ class ResNet(nn.Module):
     x = layers.Conv(self.stage_features[0], (3, 3), padding="SAME", use_bias=False,
                     implementation=self.conv_implementation)(x)
     x = layers.activate(_batch_norm(train)(x), activation)
+    inner = iter(self.block_inner_features)
     for stage, (num_blocks, features) in enumerate(zip(self.stage_sizes, self.stage_features)):
       for block in range(num_blocks):
         stride = 2 if stage > 0 and block == 0 else 1
-        x = BasicBlock(features, stride, self.projection_shortcut,
-                       self.conv_implementation)(x, activation, train)
+        x = BasicBlock(features, stride, self.projection_shortcut, self.conv_implementation,
+                       next(inner, 0))(x, activation, train)
     x = x.mean(axis=(1, 2))
     x = layers.dropout(x, dropout_rate, dropout_key)
     return layers.Dense(self.num_classes)(x)

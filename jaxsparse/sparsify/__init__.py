@@ -4,12 +4,13 @@ See :mod:`jaxsparse.sparsify.base` for the shape of a method and the registry.
 Registered: 'none' (dense), 'magnitude' (one-shot, gradual and iterative;
 layer-wise, global and ERK), 'random' (random pruning / static sparse
 training), 'variational_dropout', 'gumbel_softmax', 'edge_popup' and 'gap'
-(cyclic and parallel grow-and-prune). Mask helpers shared by all methods live in
+(cyclic grow-and-prune) and 'filter' (structured L1 filter pruning). Mask helpers shared by all methods live in
 :mod:`jaxsparse.masks`, schedules in :mod:`jaxsparse.sparsify.schedules`.
 """
 
 from jaxsparse.sparsify import (  # noqa: F401  (importing registers the methods)
-    dense, edge_popup, gap, gumbel_softmax, magnitude, random_pruning, variational_dropout)
+    dense, edge_popup, filter_pruning, gap, gumbel_softmax, magnitude, random_pruning,
+    variational_dropout)
 from jaxsparse.sparsify.base import (SparsifyMethod, TrainingSchedule, get_method, masked_forward,
                                      method_names, register, trainable, with_trainable)
 
