@@ -51,10 +51,14 @@ def restore_population(manager: ocp.CheckpointManager, abstract_state: engine.Tr
 
 
 def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape, num_classes: int,
-                   table: pd.DataFrame) -> None:
-  """Writes ``metadata.json`` atomically (write to a temporary file, then rename)."""
+                   table: pd.DataFrame, links: dict | None = None) -> None:
+  """Writes ``metadata.json`` atomically (write to a temporary file, then rename).
+
+  ``links`` are extra entries, e.g. a twin run's ``original``.
+  """
   metadata = {"config": config.to_dict(), "input_shape": list(input_shape),
-              "num_classes": int(num_classes), "members": table.to_dict(orient="records")}
+              "num_classes": int(num_classes), "members": table.to_dict(orient="records"),
+              **(links or {})}
   path = os.path.join(workdir, METADATA_FILE)
   with open(path + ".tmp", "w") as file:
     json.dump(metadata, file, indent=1)

@@ -19,6 +19,8 @@ from jaxsparse.sparsify import magnitude
 def default_config() -> ml_collections.ConfigDict:
   """Every config field, with its default: a 1-member dense CNN-s on Fashion-MNIST."""
   config = ml_collections.ConfigDict()
+  # 'train': train the zoo; 'twins': the sparsified-twins study (config.twins).
+  config.job = "train"
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "cnn_s"              # see jaxsparse.models.MODEL_NAMES
@@ -66,6 +68,9 @@ def default_config() -> ml_collections.ConfigDict:
   # variational_dropout: weight of the KL term relative to the variational
   # bound (1 = the bound; larger = sparser), warmed up linearly from 0 at
   # start_epoch to full at end_epoch; log alpha >= threshold is pruned.
+  # Learning rate of a method's own variables (VD's log sigma^2, Gumbel's
+  # logits, edge-popup's scores) as a multiple of the member's learning rate.
+  config.sparsify.trainable_learning_rate_scale = 1.0
   config.sparsify.kl_weight = 1.0
   config.sparsify.log_alpha_threshold = 3.0
   # gumbel_softmax: temperature annealed exponentially over the run, learned
@@ -76,6 +81,17 @@ def default_config() -> ml_collections.ConfigDict:
   config.sparsify.rescale = True
   config.sparsify.sparsity_penalty = 0.0
 
+  # The sparsified-twins study (jaxsparse.twins; `python -m jaxsparse.twins`):
+  # the zoo above trains dense, then every member gets a twin per method and
+  # level, derived from its final checkpoint with the config.sparsify settings
+  # and fine-tuned for twins.num_epochs on twins.train_examples examples.
+  config.twins = ml_collections.ConfigDict()
+  config.twins.methods = ("magnitude", "variational_dropout")
+  config.twins.sparsities = (0.5, 0.8, 0.9)    # levels of target-sparsity methods
+  config.twins.kl_weights = (100.0, 1000.0)    # levels of variational dropout
+  config.twins.num_epochs = 1
+  config.twins.train_examples = 0              # 0 = the whole training split
+
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 0        # 0 = keep every epoch's checkpoint
 
@@ -84,6 +100,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.logging.tensorboard = True
   return config
 
+
+#: What ``python -m jaxsparse.main`` does with a config (``config.job``).
+JOBS = ("train", "twins")
 
 #: Target sparsities of the method configs in configs/ (the README's table).
 STUDY_SPARSITIES = (0.5, 0.8, 0.9, 0.95)
@@ -130,6 +149,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   defaults.update(config)  # missing fields take their defaults for the checks below
   config = defaults
 
+  if config.job not in JOBS:
+    _fail("job", config.job, f"use one of {', '.join(JOBS)}")
   if config.model.name not in MODEL_NAMES:
     _fail("model.name", config.model.name, f"use one of {', '.join(MODEL_NAMES)}")
   if not config.model.width > 0:
@@ -196,7 +217,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not 0 <= settings.start_epoch <= num_epochs:
     _fail("sparsify.start_epoch", settings.start_epoch,
           f"use 0 to training.num_epochs ({num_epochs})")
-  uses_end_epoch = settings.method in ("gap", "variational_dropout") or (
+  uses_end_epoch = settings.method in ("gap", "parallel_gap", "variational_dropout") or (
       settings.method == "magnitude" and settings.schedule != "one_shot")
   if uses_end_epoch and not settings.start_epoch <= settings.end_epoch <= num_epochs:
     _fail("sparsify.end_epoch", settings.end_epoch,
@@ -207,10 +228,33 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ("temperature_start", "temperature_end"):
     if not settings[field] > 0:
       _fail(f"sparsify.{field}", settings[field], "use a positive temperature, e.g. 0.5")
+  if not settings.trainable_learning_rate_scale > 0:
+    _fail("sparsify.trainable_learning_rate_scale", settings.trainable_learning_rate_scale,
+          "use a positive multiple of the member's learning rate, e.g. 10")
   if not settings.sparsity_penalty >= 0:
     _fail("sparsify.sparsity_penalty", settings.sparsity_penalty, "use 0 (off) or more")
   for field in ("num_rounds", "update_every", "num_partitions"):
     if settings[field] < 1:
       _fail(f"sparsify.{field}", settings[field], "use 1 or more")
+  if settings.method == "parallel_gap" and (
+      settings.end_epoch - settings.start_epoch) % settings.num_rounds:
+    _fail("sparsify.num_rounds", settings.num_rounds,
+          f"parallel GaP's rounds last whole epochs; use a divisor of end_epoch - start_epoch "
+          f"({settings.end_epoch - settings.start_epoch})")
+  twins = config.twins
+  for method in twins.methods:
+    if method not in methods or method in ("none", "parallel_gap"):
+      _fail("twins.methods", method, "use sparsification methods from "
+            f"{', '.join(m for m in methods if m not in ('none', 'parallel_gap'))}")
+  for value in twins.sparsities:
+    if not 0 <= value < 1:
+      _fail("twins.sparsities", value, "use values in [0, 1)")
+  for value in twins.kl_weights:
+    if not value >= 0:
+      _fail("twins.kl_weights", value, "use values >= 0")
+  if twins.num_epochs < 1:
+    _fail("twins.num_epochs", twins.num_epochs, "use 1 or more")
+  if twins.train_examples < 0:
+    _fail("twins.train_examples", twins.train_examples, "use 0 (all) or a positive number")
   if config.checkpoint.max_to_keep < 0:
     _fail("checkpoint.max_to_keep", config.checkpoint.max_to_keep, "use 0 (keep all) or more")

@@ -89,10 +89,15 @@ def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparamete
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def init_population(model: Model, method: SparsifyMethod,
-                    hyper: MemberHyperparameters) -> TrainState:
-  """Initial states of all members (leading axis P), in one compiled call."""
-  return jax.vmap(functools.partial(init_member, model, method))(hyper)
+def init_population(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters,
+                    params: PyTree | None = None, batch_stats: PyTree | None = None
+                    ) -> TrainState:
+  """Initial states of all members (leading axis P), in one compiled call.
+
+  With ``params`` (and ``batch_stats``), leading axis P, the members start
+  from those weights (twins of a trained population) instead of their seeds'.
+  """
+  return jax.vmap(functools.partial(init_member, model, method))(hyper, params, batch_stats)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -162,6 +167,9 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
     trained = _trained_variables(method, params, sparsity_state)
     (_, (batch_stats, loss, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
     updates, opt_state = optimizer.update(grads, opt_state, trained)
+    if method.trainable_learning_rate_scale != 1.0:
+      updates = (updates[0], jax.tree.map(lambda u: u * method.trainable_learning_rate_scale,
+                                          updates[1]))
     weights, method_variables = optax.apply_updates(trained, updates)
     if method.trains_weights:
       params = weights
@@ -212,12 +220,11 @@ def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
 def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyper: MemberHyperparameters,
                     images: jax.Array, labels: jax.Array, batch_size: int,
                     ) -> dict[str, jax.Array]:
-  """Accuracy and mean loss of one member over a whole split, in batches.
+  """Accuracy, mean loss and predicted classes of one member over a split, in batches.
 
   The member runs with its method's evaluation weights (the masked weights;
-  for Gumbel-softmax also rescaled).
-  The split is padded to a multiple of ``batch_size``; padded examples carry
-  zero weight.
+  for Gumbel-softmax also rescaled). The split is padded to a multiple of
+  ``batch_size``; padded examples carry zero weight.
   """
   num_examples = images.shape[0]
   num_batches = -(-num_examples // batch_size)
@@ -234,19 +241,23 @@ def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyp
     batch_images, batch_labels, batch_weights = batch
     logits, _ = apply_model(model, variables, batch_images, hyper.activation)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch_labels)
-    correct = (logits.argmax(-1) == batch_labels)
+    predictions = logits.argmax(-1).astype(jnp.int32)
+    correct = predictions == batch_labels
     return (totals[0] + jnp.sum(correct * batch_weights),
-            totals[1] + jnp.sum(losses * batch_weights)), None
+            totals[1] + jnp.sum(losses * batch_weights)), predictions
 
-  (correct, loss), _ = jax.lax.scan(batch_metrics, (0.0, 0.0), (images, labels, weights))
-  return {"accuracy": correct / num_examples, "loss": loss / num_examples}
+  (correct, loss), predictions = jax.lax.scan(batch_metrics, (0.0, 0.0),
+                                              (images, labels, weights))
+  return {"accuracy": correct / num_examples, "loss": loss / num_examples,
+          "predictions": predictions.reshape(-1)[:num_examples]}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size"))
 def evaluate(model: Model, method: SparsifyMethod, population: TrainState, hyper: MemberHyperparameters,
              images: jax.Array, labels: jax.Array, *, batch_size: int = 1000,
              chunk_size: int = 0) -> dict[str, jax.Array]:
-  """Per-member ``accuracy`` and ``loss`` [P] on a split, in one compiled call."""
+  """Per-member ``accuracy`` and ``loss`` [P] and ``predictions`` [P, N] on a split, in one
+  compiled call."""
   member_fn = lambda args: evaluate_member(model, method, *args, images, labels, batch_size)
   return _map_members(member_fn, (population, hyper), chunk_size)
 

@@ -1,5 +1,8 @@
 """Command line: ``python -m jaxsparse.main --config=configs/x.py --workdir=DIR``.
 
+Runs the config's ``job``: training a zoo, or the sparsified-twins study
+(:mod:`jaxsparse.twins`).
+
 Any config field can be overridden, e.g. ``--config.training.num_epochs=5``
 or ``--config.population.grid.learning_rate='(1e-3, 1e-4)'``. Everything the
 run produces goes under ``--workdir``; running the same command again
@@ -55,9 +58,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   # Orbax logs every checkpoint step at INFO; a run's own output is the progress bar and summary.
   logging.set_verbosity(logging.WARNING)
-  from jaxsparse import train  # local: keeps `--help` and flag errors fast
+  # Local imports keep `--help` and flag errors fast.
+  from jaxsparse import train, twins
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if _CONFIG.value.get("job", "train") == "twins":
+      twins.run_study(_CONFIG.value, _WORKDIR.value)
+    else:
+      train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except UserError as error:
     _fail(str(error))
 

@@ -78,6 +78,18 @@ def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0) -
   return table
 
 
+def with_copies(table: pd.DataFrame, copies: int) -> pd.DataFrame:
+  """Every member repeated ``copies`` times, consecutively, with a ``copy`` column.
+
+  Copies share the seed and hyperparameters (so they start identical); the
+  ``member`` column is renumbered.
+  """
+  repeated = table.loc[table.index.repeat(copies)].reset_index(drop=True)
+  repeated.insert(1, "copy", [i % copies for i in range(len(repeated))])
+  repeated["member"] = range(len(repeated))
+  return repeated
+
+
 def member_hyperparameters(table: pd.DataFrame) -> MemberHyperparameters:
   """The arrays of a member table, ready for the compiled program."""
   def index_of(field):

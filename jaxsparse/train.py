@@ -38,7 +38,8 @@ def dataset_from_config(config: ml_collections.ConfigDict) -> Dataset:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        dataset: Dataset | None = None,
                        on_epoch_end: Callable[[int, engine.TrainState], None] | None = None,
-                       ) -> pd.DataFrame:
+                       initial_variables: tuple | None = None,
+                       links: dict | None = None) -> pd.DataFrame:
   """Trains (or resumes) the zoo of ``config`` under ``workdir``.
 
   Args:
@@ -47,6 +48,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     dataset: the data, if already loaded (otherwise from ``config.data``).
     on_epoch_end: called with (epoch, population) after each epoch's
       checkpoint is complete (for tests and custom logging).
+    initial_variables: ``(params, batch_stats)`` with a leading member axis to
+      start from instead of fresh initialisations (a population of twins
+      starts from its originals); used only when no checkpoint exists yet.
+    links: extra entries for ``metadata.json`` (a twin run records its
+      original there).
 
   Returns:
     The member table with each member's final metrics (also written to
@@ -69,16 +75,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     raise UserError(f"config.training.batch_size={config.training.batch_size} is larger than "
                     f"the {len(dataset.train_labels)} training examples; use a smaller batch")
 
-  table = population.member_table(config.population.grid, config.population.num_seeds,
-                                  config.population.first_seed)
-  hyper = population.member_hyperparameters(table)
   model = models.get_model(config.model.name, dataset.input_shape, dataset.num_classes,
                            config.model.conv_implementation, config.model.width)
   steps_per_epoch = len(dataset.train_labels) // config.training.batch_size
   method = sparsify.get_method(config.sparsify, sparsify.TrainingSchedule(
       steps_per_epoch, num_examples=len(dataset.train_labels),
       num_steps=num_epochs * steps_per_epoch))
-  checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table)
+  table = population.member_table(config.population.grid, config.population.num_seeds,
+                                  config.population.first_seed)
+  if method.copies > 1:
+    table = population.with_copies(table, method.copies)
+  hyper = population.member_hyperparameters(table)
+  checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table,
+                             links)
   writer = metrics.MetricsWriter(workdir, config.logging.tensorboard)
 
   if start_epoch:
@@ -86,7 +95,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state = checkpoints.restore_population(manager, abstract, start_epoch)
     print(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.", flush=True)
   else:
-    state = engine.init_population(model, method, hyper)
+    state = engine.init_population(model, method, hyper, *(initial_variables or ()))
+    if method.between_epochs is not None:
+      state = method.between_epochs(state, hyper, 0)
   writer.truncate_after(start_epoch)
 
   print(f"jaxsparse: {len(table)} members of {model.name} on {dataset.name} "
@@ -108,6 +119,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       state, epoch_metrics = engine.train_epoch(
           model, method, state, hyper, *splits["train"], (epoch - 1) * steps_per_epoch,
           batch_size=config.training.batch_size, chunk_size=chunk_size)
+      if method.between_epochs is not None:
+        state = method.between_epochs(state, hyper, epoch)
       epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
       for split in ("validation", "test"):
         evaluation = engine.evaluate(model, method, state, hyper, *splits[split],

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxsparse import masks, models, population, sparsify
+from jaxsparse import engine, masks, models, population, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.sparsify import gap
 
@@ -82,3 +82,58 @@ def test_gap_population_trains_to_exact_targets():
     for mask in jax.tree.leaves(state.masks):
       size = mask[member].size
       assert int(np.sum(mask[member] == 0)) == round(target * size), (member, mask.shape)
+
+
+def test_parallel_gap_grows_one_partition_per_copy_and_reassembles():
+  model = models.get_model("cnn_s", (28, 28, 1))
+  table = population.with_copies(
+      population.member_table({**SINGLE, "sparsity": (0.5, 0.8)}, num_seeds=1), 3)
+  assert list(table["copy"]) == [0, 1, 2, 0, 1, 2] and list(table["member"]) == list(range(6))
+  hyper = population.member_hyperparameters(table)
+  method = sparsify.get_method(
+      method_settings("parallel_gap", start_epoch=0, end_epoch=2, num_rounds=2,
+                      num_partitions=3), sparsify.TrainingSchedule(4))
+  state = method.between_epochs(engine.init_population(model, method, hyper), hyper, 0)
+  parts = jax.tree.leaves(gap.partition_of_leaves(jax.tree.map(lambda m: m[0], state.masks), 3))
+  for index in range(6):
+    per_layer = list(masks.layer_sparsity(engine.member(state.masks, index)).values())
+    assert [value == 0 for value in per_layer] == [part == index % 3 for part in parts]
+  # Stand-in for a round of training: every copy's weights move differently.
+  moved = jax.tree.map(lambda p: p + jax.random.normal(jax.random.PRNGKey(p.size), p.shape),
+                       state.params)
+  state = state._replace(params=jax.vmap(masks.apply_masks)(moved, state.masks))
+  after = method.between_epochs(state, hyper, 1)  # prune, reassemble, grow again
+  final = method.between_epochs(after, hyper, 2)  # prune and reassemble only
+  for member, target in enumerate((0.5, 0.8)):
+    rows = slice(3 * member, 3 * member + 3)
+    for name, part in zip(("Conv_0", "Conv_1", "Conv_2", "Dense_0", "Dense_1"), parts):
+      source = state.params[name]["kernel"][3 * member + part]
+      kept = gap.prune_kept({"k": source}, {"k": state.masks[name]["kernel"][3 * member + part]},
+                            target, "layerwise")["k"]
+      for copy in range(3):
+        np.testing.assert_array_equal(after.params[name]["kernel"][3 * member + copy],
+                                      source * kept)
+        np.testing.assert_array_equal(final.masks[name]["kernel"][3 * member + copy], kept)
+      # Biases come from copy 0.
+      np.testing.assert_array_equal(final.params[name]["bias"][rows],
+                                    np.repeat(state.params[name]["bias"][3 * member][None], 3, 0))
+    final_layers = masks.layer_sparsity(engine.member(final.masks, 3 * member))
+    for mask in jax.tree.leaves(engine.member(final.masks, 3 * member)):
+      assert int(np.sum(mask == 0)) == round(target * mask.size)
+    assert len(final_layers) == 5
+
+
+def test_parallel_gap_runs_from_the_training_loop(tmp_path, tiny_config):
+  from jaxsparse.train import train_and_evaluate
+  config = tiny_config
+  config.population.grid.sparsity = (0.8,)
+  config.population.grid.activation = ("relu",)
+  config.population.grid.optimizer = ("adam",)
+  config.sparsify.method = "parallel_gap"
+  config.sparsify.start_epoch, config.sparsify.end_epoch = 0, 2
+  config.sparsify.num_rounds, config.sparsify.num_partitions = 2, 2
+  members = train_and_evaluate(config, str(tmp_path), dataset=random_dataset(num_train=64))
+  assert list(members["copy"]) == [0, 1]
+  np.testing.assert_allclose(members["achieved_sparsity"], 0.8, atol=0.002)
+  # After the last reassembly both copies are the same network.
+  assert members["test_accuracy"][0] == members["test_accuracy"][1]

@@ -17,6 +17,8 @@ SETTINGS = {
     "edge_popup": dict(),
     "gap": dict(start_epoch=0, end_epoch=1, num_rounds=2, num_partitions=2),
     "filter": dict(start_epoch=1),
+    # Its copies meet only between epochs (tested in test_gap.py); here its engine part.
+    "parallel_gap": dict(start_epoch=0, end_epoch=1, num_rounds=1, num_partitions=2),
 }
 
 

@@ -62,12 +62,26 @@ class SparsifyMethod(NamedTuple):
       regrown weights start from zero). Off for methods whose mask is a
       reading of learned variables rather than a decision (variational
       dropout, Gumbel-softmax), whose weights must survive a dropped mask.
+    trainable_learning_rate_scale: the learning rate of the method's own
+      variables as a multiple of the member's (Adam moves each variable by
+      about one learning rate per step, so log sigma^2 = -10 needs many steps
+      to reach log alpha = 3 at a weight's learning rate).
+    copies: how many population members train as one (parallel GaP's
+      copies): the training loop repeats every member of the table this many
+      times, consecutively, and numbers them in a ``copy`` column.
+    between_epochs: ``(population, hyper, completed_epochs) -> population``,
+      applied by the training loop to a fresh population (0 completed
+      epochs) and after every epoch, before the checkpoint, for methods that
+      combine members (parallel GaP reassembles its copies); ``None`` for most.
   """
   init: Callable[[PyTree, jax.Array, jax.Array], NamedTuple]
   update: Callable[[NamedTuple, PyTree, PyTree, jax.Array, jax.Array], NamedTuple]
   forward: Callable[..., tuple[PyTree, dict, jax.Array]] = masked_forward
   trains_weights: bool = True
   zeroes_pruned_weights: bool = True
+  trainable_learning_rate_scale: float = 1.0
+  copies: int = 1
+  between_epochs: Callable[[Any, Any, int], Any] | None = None
 
 
 def trainable(state: NamedTuple) -> PyTree:

@@ -62,6 +62,7 @@ def edge_popup() -> SparsifyMethod:
 
 @register("edge_popup")
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
-  """Builds edge-popup (it has no settings of its own)."""
-  del settings, training
-  return edge_popup()
+  """Builds edge-popup (its only setting: the scores' learning rate scale)."""
+  del training
+  return edge_popup()._replace(
+      trainable_learning_rate_scale=settings.trainable_learning_rate_scale)

@@ -1,4 +1,4 @@
-"""Cyclic scheduled grow-and-prune, GaP (Ma et al., ICLR 2022).
+"""Scheduled grow-and-prune, GaP (Ma et al., ICLR 2022): cyclic and parallel.
 
 Training starts from the random initialisation with a random mask at the
 target sparsity (no dense pre-training). The prunable tensors are split into
@@ -11,6 +11,13 @@ dense partition is pruned for good and the remaining epochs fine-tune the
 fixed sparse network. So at every step of the grow-and-prune phase exactly one
 partition is dense, and right after each prune every tensor is at its target.
 
+Parallel GaP ('parallel_gap') trains ``num_partitions`` copies of every
+member side by side as members of the population: in each round, copy i
+grows partition i; at the round's end each copy prunes its dense partition
+by magnitude and the member is reassembled, partition i taken from copy i
+(everything else, biases and optimizer state included, from copy 0), and
+all copies continue from it. Rounds last whole epochs.
+
 Grown weights start from zero (the engine zeroes pruned weights), and a prune
 ranks only the weights that are currently kept, so tensors that stay sparse
 keep their masks exactly.
@@ -18,6 +25,7 @@ keep their masks exactly.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -85,6 +93,76 @@ def cyclic_gap(num_partitions: int, start_step: int, end_step: int, round_length
   return SparsifyMethod(init, update)
 
 
+def _grow_own_partition(masks, partitions, num_copies: int):
+  """Copy i of each member (masks with leading axis [members * copies]) makes partition i dense."""
+  copy = jnp.arange(jax.tree.leaves(masks)[0].shape[0]) % num_copies
+  return jax.tree.map(
+      lambda mask, part: None if mask is None else jnp.where(
+          (copy == part).reshape(-1, *([1] * (mask.ndim - 1))), jnp.ones_like(mask), mask),
+      masks, partitions, is_leaf=lambda x: x is None)
+
+
+@functools.partial(jax.jit, static_argnames=("num_copies", "scope", "prune", "grow"))
+def parallel_gap_boundary(population, target, *, num_copies: int, scope: str, prune: bool,
+                          grow: bool):
+  """A round boundary of parallel GaP on a population of members x ``num_copies`` copies.
+
+  ``population`` is a :class:`jaxsparse.engine.TrainState` whose members are
+  laid out member-major (copies of one member consecutive) and ``target`` its
+  per-member target sparsity. ``prune``: every copy prunes back to the target
+  (ranking only kept weights, so only its dense partition changes) and each
+  member is reassembled: partition i's weights and masks from copy i,
+  everything else from copy 0, given to all copies. ``grow``: copy i then
+  makes partition i dense.
+  """
+  masks = population.sparsity_state.masks
+  partitions = partition_of_leaves(jax.tree.map(lambda mask: mask[0], masks), num_copies)
+
+  def from_copy(leaf, copy):
+    grouped = leaf.reshape(-1, num_copies, *leaf.shape[1:])
+    return jnp.repeat(grouped[:, copy], num_copies, axis=0)
+
+  def with_masks(state, new_masks):
+    return state._replace(sparsity_state=state.sparsity_state._replace(masks=new_masks))
+
+  if prune:
+    pruned = jax.vmap(lambda p, m, t: prune_kept(p, m, t, scope))(population.params, masks,
+                                                                   target)
+    params = jax.tree.map(lambda part, leaf: from_copy(leaf, 0 if part is None else part),
+                          partitions, population.params, is_leaf=lambda x: x is None)
+    masks = jax.tree.map(lambda part, mask: None if part is None else from_copy(mask, part),
+                         partitions, pruned, is_leaf=lambda x: x is None)
+    population = jax.tree.map(lambda leaf: from_copy(leaf, 0), population)
+    # Pruned weights become zero, so that a partition grows again from zero.
+    params = jax.vmap(masks_lib.apply_masks)(params, masks)
+    population = with_masks(population._replace(params=params), masks)
+  if grow:
+    population = with_masks(population, _grow_own_partition(masks, partitions, num_copies))
+  return population
+
+
+def parallel_gap(num_partitions: int, start_epoch: int, end_epoch: int, round_epochs: int,
+                 scope: str = "layerwise") -> SparsifyMethod:
+  """Parallel GaP: ``num_partitions`` copies per member, rounds of ``round_epochs`` epochs."""
+
+  def init(params, key, target):
+    return GapState(random_masks(key, params, masks_lib.dense_masks(params), target, scope))
+
+  def update(state, params, grads, step, target):
+    del params, grads, step, target
+    return state  # masks change only at round boundaries, between epochs
+
+  def between_epochs(population, hyper, completed_epochs: int):
+    if not start_epoch <= completed_epochs <= end_epoch or (
+        completed_epochs - start_epoch) % round_epochs:
+      return population
+    return parallel_gap_boundary(population, hyper.sparsity, num_copies=num_partitions,
+                                 scope=scope, prune=completed_epochs > start_epoch,
+                                 grow=completed_epochs < end_epoch)
+
+  return SparsifyMethod(init, update, copies=num_partitions, between_epochs=between_epochs)
+
+
 @register("gap")
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds cyclic GaP from ``config.sparsify`` (epochs become steps)."""
@@ -92,3 +170,12 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   end = settings.end_epoch * training.steps_per_epoch
   round_length = max((end - start) // settings.num_rounds, 1)
   return cyclic_gap(settings.num_partitions, start, end, round_length, settings.scope)
+
+
+@register("parallel_gap")
+def parallel_from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
+  """Builds parallel GaP from ``config.sparsify`` (rounds of whole epochs)."""
+  del training
+  round_epochs = max((settings.end_epoch - settings.start_epoch) // settings.num_rounds, 1)
+  return parallel_gap(settings.num_partitions, settings.start_epoch, settings.end_epoch,
+                      round_epochs, settings.scope)

@@ -11,8 +11,8 @@ weights, which compensates the signal lost to dropped weights. At evaluation
 the mask is the most probable one, logit > 0.
 
 Sparsity is an outcome of training; with ``sparsity_penalty`` > 0 a
-quadratic penalty pulls the expected kept fraction (mean of sigmoid(logit)
-over all prunable weights) to 1 - the member's target sparsity.
+quadratic penalty pulls the expected kept fraction of every prunable tensor
+(mean of sigmoid(logit)) to 1 - the member's target sparsity.
 """
 
 from __future__ import annotations
@@ -58,10 +58,15 @@ def sample_mask(key: jax.Array, logits: jax.Array, temperature: jax.Array | floa
                                     jax.nn.sigmoid(noisy / temperature))
 
 
-def expected_density(logits) -> jax.Array:
-  """Mean keep probability over every prunable weight."""
+def density_penalty(logits, target: jax.Array | float) -> jax.Array:
+  """Mean over prunable tensors of (expected kept fraction - (1 - target))^2.
+
+  Per tensor rather than overall, so that no layer can be emptied (which
+  kills the frozen network's signal) while others stay dense.
+  """
   leaves = [leaf for leaf in jax.tree.leaves(logits) if leaf is not None]
-  return sum(jnp.sum(jax.nn.sigmoid(leaf)) for leaf in leaves) / sum(leaf.size for leaf in leaves)
+  return sum((jnp.mean(jax.nn.sigmoid(leaf)) - (1.0 - target)) ** 2
+             for leaf in leaves) / len(leaves)
 
 
 def gumbel_softmax(temperature, rescale: bool = True,
@@ -96,7 +101,7 @@ def gumbel_softmax(temperature, rescale: bool = True,
       tau = temperature(step)
       kept = masks_lib.map_prunable(lambda k, logit: sample_mask(k, logit, tau),
                                     state.masks, keys, logits)
-      penalty = sparsity_penalty * (expected_density(logits) - (1.0 - target)) ** 2
+      penalty = sparsity_penalty * density_penalty(logits, target)
     weights = masks_lib.apply_masks(params, kept)
     if rescale:
       weights = jax.tree.map(lambda w, s: w if s is None else w * s, weights,
@@ -113,4 +118,5 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   start, end = settings.temperature_start, settings.temperature_end
   num_steps = max(training.num_steps, 1)
   temperature = lambda step: start * (end / start) ** jnp.clip(step / num_steps, 0.0, 1.0)
-  return gumbel_softmax(temperature, settings.rescale, settings.sparsity_penalty)
+  return gumbel_softmax(temperature, settings.rescale, settings.sparsity_penalty)._replace(
+      trainable_learning_rate_scale=settings.trainable_learning_rate_scale)

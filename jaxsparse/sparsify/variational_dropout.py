@@ -118,4 +118,5 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
       return jnp.where(step >= start, scale, 0.0)
     return scale * jnp.clip((step - start) / (end - start), 0.0, 1.0)
 
-  return variational_dropout(kl_weight, settings.log_alpha_threshold)
+  return variational_dropout(kl_weight, settings.log_alpha_threshold)._replace(
+      trainable_learning_rate_scale=settings.trainable_learning_rate_scale)

@@ -1,0 +1,182 @@
+"""The sparsified-twins study: a zoo, its twins per method and level, and the report.
+
+A config with ``job = 'twins'`` (``python -m jaxsparse.main
+--config=configs/twins.py --workdir=DIR``), or :func:`run_study`, does, under
+``DIR``:
+
+1. ``original/``: trains the zoo of the config densely (or finds it trained);
+2. ``twins/<method>_<level>/``: for every method in ``config.twins.methods``
+   and level (target sparsity, or KL weight for variational dropout), one
+   population of twins, member i starting from original member i's final
+   weights, sparsified with the ``config.sparsify`` settings and fine-tuned
+   for ``config.twins.num_epochs`` in one compiled program per epoch. Each
+   is an ordinary run directory (Orbax checkpoints, metrics, members.csv)
+   whose ``metadata.json`` names its original;
+3. ``report.md``, ``summary.json`` and ``figures/``: see :mod:`jaxsparse.report`.
+
+Every step is resumable: a finished run is not recomputed, an interrupted
+one continues from its last complete checkpoint, and the report is rebuilt
+from the runs' cached predictions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+import pandas as pd
+
+from jaxsparse import analysis, checkpoints, engine, masks, population, sparsify, train
+from jaxsparse.config import validate_config
+from jaxsparse.data import Dataset
+
+ORIGINAL_DIR = "original"
+TWINS_DIR = "twins"
+PREDICTIONS_FILE = "predictions.npz"
+
+
+class TwinRun(NamedTuple):
+  """One population of twins: a method at a level, and where it lives."""
+  method: str
+  level: float
+  workdir: str
+
+  @property
+  def level_field(self) -> str:
+    """What the level sets: the members' target sparsity, or the KL weight."""
+    return level_field(self.method)
+
+
+def level_field(method: str) -> str:
+  """'kl_weight' for variational dropout (sparsity is its outcome), else 'sparsity'."""
+  return "kl_weight" if method == "variational_dropout" else "sparsity"
+
+
+def twin_runs(config: ml_collections.ConfigDict, workdir: str) -> list[TwinRun]:
+  """Every (method, level) of the study, in order."""
+  runs = []
+  for method in config.twins.methods:
+    levels = config.twins.kl_weights if level_field(method) == "kl_weight" else \
+        config.twins.sparsities
+    for level in levels:
+      runs.append(TwinRun(method, float(level),
+                          os.path.join(workdir, TWINS_DIR, f"{method}_{float(level):g}")))
+  return runs
+
+
+def original_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The zoo's own run: the config, trained densely."""
+  original = config.copy_and_resolve_references()
+  original.sparsify.method = "none"
+  original.population.grid.sparsity = (0.0,)
+  return original
+
+
+def twin_config(config: ml_collections.ConfigDict, run: TwinRun) -> ml_collections.ConfigDict:
+  """The run of one twin population: the zoo's grid, the method at its level."""
+  twin = original_config(config)
+  twin.sparsify.method = run.method
+  if run.level_field == "kl_weight":
+    twin.sparsify.kl_weight = run.level
+  else:
+    twin.population.grid.sparsity = (run.level,)
+  twin.training.num_epochs = config.twins.num_epochs
+  return twin
+
+
+def _training_subset(dataset: Dataset, num_examples: int) -> Dataset:
+  if not num_examples or num_examples >= len(dataset.train_labels):
+    return dataset
+  return dataset._replace(train_images=dataset.train_images[:num_examples],
+                          train_labels=dataset.train_labels[:num_examples])
+
+
+def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[str, np.ndarray]:
+  """Test-set predictions and per-layer sparsity of a finished run, cached in predictions.npz.
+
+  Computed once from the final checkpoint and written atomically, so that the
+  report of a resumed study does not evaluate finished runs again.
+  """
+  path = os.path.join(workdir, PREDICTIONS_FILE)
+  if os.path.exists(path):
+    with np.load(path) as cached:
+      return dict(cached)
+  state, table = checkpoints.load_population(workdir)
+  metadata = checkpoints.read_metadata(workdir)
+  model = checkpoints.model_from_metadata(metadata)
+  method = sparsify.get_method(ml_collections.ConfigDict(metadata["config"]["sparsify"]),
+                               sparsify.TrainingSchedule(steps_per_epoch=1))
+  hyper = population.member_hyperparameters(table)
+  evaluation = engine.evaluate(model, method, state, hyper, jax.numpy.asarray(dataset.test_images),
+                               jax.numpy.asarray(dataset.test_labels), batch_size=batch_size)
+  layer_sparsity = jax.vmap(masks.layer_sparsity)(state.masks)
+  result = {"predictions": np.asarray(evaluation["predictions"], np.int16),
+            "labels": np.asarray(dataset.test_labels, np.int16),
+            "accuracy": np.asarray(evaluation["accuracy"]),
+            "sparsity": np.asarray(jax.vmap(masks.sparsity)(state.masks)),
+            **{f"layer/{name}": np.asarray(value) for name, value in layer_sparsity.items()}}
+  with open(path + ".tmp", "wb") as file:
+    np.savez(file, **result)
+  os.replace(path + ".tmp", path)
+  return result
+
+
+def run_study(config: ml_collections.ConfigDict, workdir: str,
+              dataset: Dataset | None = None) -> dict:
+  """Trains the zoo and its twins under ``workdir`` (resuming) and writes the report.
+
+  Returns the summary written to ``summary.json``.
+  """
+  from jaxsparse import report  # matplotlib is imported only when a report is made
+  validate_config(config)
+  runs = twin_runs(config, workdir)
+  for run in runs:
+    validate_config(twin_config(config, run))
+  dataset = dataset or train.dataset_from_config(config)
+  original_dir = os.path.join(workdir, ORIGINAL_DIR)
+  print(f"== original zoo -> {original_dir}", flush=True)
+  train.train_and_evaluate(original_config(config), original_dir, dataset)
+  original_state, table = checkpoints.load_population(original_dir)
+  final_epoch = int(original_state.epoch[0])
+  twin_data = _training_subset(dataset, config.twins.train_examples)
+  for run in runs:
+    print(f"== twins: {run.method} at {run.level_field} {run.level:g} -> {run.workdir}",
+          flush=True)
+    train.train_and_evaluate(
+        twin_config(config, run), run.workdir, twin_data,
+        initial_variables=(original_state.params, original_state.batch_stats),
+        links={"original": {"workdir": os.path.relpath(original_dir, run.workdir),
+                            "epoch": final_epoch,
+                            "members": "twin member i is the twin of original member i"}})
+  del original_state
+  batch_size = config.training.eval_batch_size
+  original = cache_predictions(original_dir, dataset, batch_size)
+  twins = [(run, cache_predictions(run.workdir, dataset, batch_size)) for run in runs]
+  return report.write_report(workdir, config, table, original, twins)
+
+
+def load_twins(workdir: str, method: str, level: float, epoch: int | None = None
+               ) -> tuple[engine.TrainState, pd.DataFrame]:
+  """A twin population of a study and its member table.
+
+  The table has one row per twin (hyperparameters, ``original_member``, the
+  original's and the twin's test accuracy, achieved sparsity and agreement
+  with the original, from the study's predictions).
+  """
+  run_dir = os.path.join(workdir, TWINS_DIR, f"{method}_{float(level):g}")
+  state, table = checkpoints.load_population(run_dir, epoch)
+  table = table.copy()
+  table["original_member"] = table["member"]
+  original_path = os.path.join(workdir, ORIGINAL_DIR, PREDICTIONS_FILE)
+  twin_path = os.path.join(run_dir, PREDICTIONS_FILE)
+  if os.path.exists(original_path) and os.path.exists(twin_path):
+    with np.load(original_path) as original, np.load(twin_path) as twin:
+      table["original_test_accuracy"] = original["accuracy"]
+      table["test_accuracy"] = twin["accuracy"]
+      table["achieved_sparsity"] = twin["sparsity"]
+      table["agreement"] = analysis.agreement(original["predictions"], twin["predictions"])
+  return state, table
+

@@ -1,0 +1,100 @@
+"""The sparsified-twins study end to end on a tiny zoo: outputs, links, resume."""
+
+import json
+import os
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsparse import checkpoints, engine, population, sparsify, twins
+from jaxsparse.config import default_config
+
+from conftest import random_dataset
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+  config = default_config()
+  config.job = "twins"
+  config.population.grid.activation = ("tanh", "relu")
+  config.population.grid.learning_rate = (3e-3,)
+  config.training.num_epochs = 1
+  config.training.batch_size = 16
+  config.training.eval_batch_size = 32
+  config.logging.progress_bar = False
+  config.logging.tensorboard = False
+  config.twins.methods = ("magnitude", "variational_dropout")
+  config.twins.sparsities = (0.5, 0.9)
+  config.twins.kl_weights = (500.0,)
+  config.twins.num_epochs = 1
+  config.twins.train_examples = 48
+  data = random_dataset(num_train=64)
+  workdir = str(tmp_path_factory.mktemp("study"))
+  summary = twins.run_study(config, workdir, data)
+  return config, data, workdir, summary
+
+
+def test_study_writes_report_summary_and_figures(study):
+  _, _, workdir, summary = study
+  for name in ("report.md", "summary.json", "figures/accuracy_vs_sparsity.png",
+               "figures/layer_sparsity.png", "figures/agreement_vs_sparsity.png",
+               "figures/original_vs_twin.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  with open(os.path.join(workdir, "summary.json")) as file:
+    assert json.load(file) == json.loads(json.dumps(summary))
+  assert [(e["method"], e["level"]) for e in summary["twins"]] == [
+      ("magnitude", 0.5), ("magnitude", 0.9), ("variational_dropout", 500.0)]
+  magnitude = summary["twins"][1]
+  np.testing.assert_allclose(magnitude["sparsity"], 0.9, atol=0.002)
+  assert len(magnitude["agreement"]) == 2 and all(0 <= a <= 1 for a in magnitude["agreement"])
+  assert "| magnitude | target 0.9 |" in open(os.path.join(workdir, "report.md")).read()
+
+
+def test_twin_metadata_points_at_its_original(study):
+  _, _, workdir, _ = study
+  run_dir = os.path.join(workdir, "twins", "magnitude_0.5")
+  metadata = checkpoints.read_metadata(run_dir)
+  assert os.path.normpath(os.path.join(run_dir, metadata["original"]["workdir"])) == \
+      os.path.join(workdir, "original")
+  original = checkpoints.read_metadata(os.path.join(workdir, "original"))
+  for twin_row, original_row in zip(metadata["members"], original["members"]):
+    for field in ("seed", "activation", "learning_rate", "optimizer"):
+      assert twin_row[field] == original_row[field]
+    assert twin_row["sparsity"] == 0.5
+
+
+def test_restored_twins_evaluate_to_the_summary(study):
+  config, data, workdir, summary = study
+  state, table = twins.load_twins(workdir, "magnitude", 0.9)
+  assert list(table["original_member"]) == [0, 1]
+  metadata = checkpoints.read_metadata(os.path.join(workdir, "twins", "magnitude_0.9"))
+  model = checkpoints.model_from_metadata(metadata)
+  run = twins.twin_runs(config, workdir)[1]
+  method = sparsify.get_method(twins.twin_config(config, run).sparsify,
+                               sparsify.TrainingSchedule(1))
+  accuracy = engine.evaluate(model, method, state, population.member_hyperparameters(table),
+                             jnp.asarray(data.test_images), jnp.asarray(data.test_labels),
+                             batch_size=32)["accuracy"]
+  np.testing.assert_allclose(accuracy, summary["twins"][1]["twin_accuracy"], rtol=1e-6)
+  np.testing.assert_allclose(table["test_accuracy"], summary["twins"][1]["twin_accuracy"])
+
+
+def test_rerun_recomputes_only_what_is_missing(study, capsys):
+  config, data, workdir, summary = study
+  finished = os.path.join(workdir, "twins", "magnitude_0.5", "checkpoints")
+  before = {name: os.path.getmtime(os.path.join(finished, name)) for name in os.listdir(finished)}
+  # An interrupted last run: its checkpoint, metrics and cached predictions are gone.
+  lost = os.path.join(workdir, "twins", "variational_dropout_500")
+  for name in ("members.csv", "predictions.npz", "metrics.jsonl"):
+    os.remove(os.path.join(lost, name))
+  shutil.rmtree(os.path.join(lost, "checkpoints"))
+  os.remove(os.path.join(workdir, "report.md"))
+  again = twins.run_study(config, workdir, data)
+  output = capsys.readouterr().out
+  assert output.count("Already trained") == 3  # the original and two magnitude runs
+  assert {name: os.path.getmtime(os.path.join(finished, name))
+          for name in os.listdir(finished)} == before
+  assert again == summary
+  assert os.path.exists(os.path.join(workdir, "report.md"))
