@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 import pandas as pd
 
 from jaxsparse import engine, models, population, sparsify
+from jaxsparse.config import default_config
 
 METADATA_FILE = "metadata.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -79,6 +80,18 @@ def model_from_metadata(metadata: dict[str, Any]) -> models.Model:
                           model_config["width"])
 
 
+def method_from_metadata(metadata: dict[str, Any]) -> sparsify.SparsifyMethod:
+  """The sparsification method of a run, for restoring and evaluating its population.
+
+  Fields added to the config schema after the run was made take their
+  defaults. The schedule is not the run's (only the state's structure and
+  the evaluation weights matter here).
+  """
+  settings = default_config().sparsify
+  settings.update(metadata["config"]["sparsify"])
+  return sparsify.get_method(settings, sparsify.TrainingSchedule(steps_per_epoch=1))
+
+
 def load_population(workdir: str, epoch: int | None = None
                     ) -> tuple[engine.TrainState, pd.DataFrame]:
   """Loads a whole population from a run's workdir.
@@ -95,9 +108,7 @@ def load_population(workdir: str, epoch: int | None = None
   table = pd.DataFrame(metadata["members"])
   model = model_from_metadata(metadata)
   hyper = population.member_hyperparameters(table)
-  # Only the structure of the method's state matters here, not its schedule.
-  method = sparsify.get_method(ml_collections.ConfigDict(metadata["config"]["sparsify"]),
-                               sparsify.TrainingSchedule(steps_per_epoch=1))
+  method = method_from_metadata(metadata)
   abstract = jax.eval_shape(engine.init_population, model, method, hyper)
   manager = checkpoint_manager(workdir)
   if manager.latest_step() is None:

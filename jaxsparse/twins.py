@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import analysis, checkpoints, engine, masks, population, sparsify, train
+from jaxsparse import analysis, checkpoints, engine, masks, population, train
 from jaxsparse.config import validate_config
 from jaxsparse.data import Dataset
 
@@ -107,8 +107,7 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
   state, table = checkpoints.load_population(workdir)
   metadata = checkpoints.read_metadata(workdir)
   model = checkpoints.model_from_metadata(metadata)
-  method = sparsify.get_method(ml_collections.ConfigDict(metadata["config"]["sparsify"]),
-                               sparsify.TrainingSchedule(steps_per_epoch=1))
+  method = checkpoints.method_from_metadata(metadata)
   hyper = population.member_hyperparameters(table)
   evaluation = engine.evaluate(model, method, state, hyper, jax.numpy.asarray(dataset.test_images),
                                jax.numpy.asarray(dataset.test_labels), batch_size=batch_size)
