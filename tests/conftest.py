@@ -33,6 +33,11 @@ def random_dataset(num_train=256, shape=(28, 28, 1), num_classes=10, seed=0) -> 
 @pytest.fixture
 def tiny_config():
   """A 4-member CNN-s zoo mixing activations and optimizers, 2 epochs of 8 steps."""
+  return make_tiny_config()
+
+
+def make_tiny_config():
+  """The config of the ``tiny_config`` fixture (for module-scoped fixtures)."""
   config = default_config()
   config.population.grid.activation = ("tanh", "relu")
   config.population.grid.optimizer = ("adam", "sgd")

@@ -9,22 +9,17 @@ import numpy as np
 import pytest
 
 from jaxsparse import checkpoints, engine, population, sparsify, twins
-from jaxsparse.config import default_config
 
-from conftest import random_dataset
+from conftest import make_tiny_config, random_dataset
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-  config = default_config()
+  config = make_tiny_config()
   config.job = "twins"
-  config.population.grid.activation = ("tanh", "relu")
-  config.population.grid.learning_rate = (3e-3,)
+  config.population.grid.optimizer = ("adam",)
   config.training.num_epochs = 1
   config.training.batch_size = 16
-  config.training.eval_batch_size = 32
-  config.logging.progress_bar = False
-  config.logging.tensorboard = False
   config.twins.methods = ("magnitude", "variational_dropout")
   config.twins.sparsities = (0.5, 0.9)
   config.twins.kl_weights = (500.0,)

@@ -1,0 +1,102 @@
+"""Times the first steps of the paper-scale study and projects its run time on this machine.
+
+The seed study's zoo (configs/twins_paper.py: 2,560 CNN-s members, 50 epochs
+at batch 10, plus 25-epoch magnitude and variational-dropout twins) is far
+too large to run in CI or on a laptop, so this measures what one optimizer
+step of the whole population costs, for the dense zoo, a magnitude twin
+population and a variational-dropout twin population, after compilation,
+over ``--steps`` steps of the real first epoch, and projects::
+
+  python experiments/time_paper_epoch.py --steps=10 [--members=2560] [--out=FILE]
+
+Prints a table (seconds per step, member-steps per second, projected hours)
+and writes it as JSON with ``--out``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+
+from absl import app, flags, logging
+import jax
+import jax.numpy as jnp
+
+from jaxsparse import engine, models, population, sparsify, train, twins
+
+flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
+flags.DEFINE_integer("members", 0, "Members to time (0: all of the paper's 2,560).")
+flags.DEFINE_string("out", "", "Write the measurements as JSON here.")
+FLAGS = flags.FLAGS
+
+
+def _time_population(model, method, hyper, images, labels, batch_size, chunk_size, steps):
+  """Seconds per step over ``steps`` steps, timed on a second call (the first compiles)."""
+  state = engine.init_population(model, method, hyper)
+  subset = images[:steps * batch_size], labels[:steps * batch_size]
+  state, metrics = engine.train_epoch(model, method, state, hyper, *subset,
+                                      batch_size=batch_size, chunk_size=chunk_size)
+  jax.block_until_ready(metrics)
+  started = time.perf_counter()
+  state, metrics = engine.train_epoch(model, method, state, hyper, *subset,
+                                      batch_size=batch_size, chunk_size=chunk_size)
+  jax.block_until_ready(metrics)
+  return (time.perf_counter() - started) / steps
+
+
+def _paper_config():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
+                      "twins_paper.py")
+  spec = importlib.util.spec_from_file_location("twins_paper", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  config = _paper_config()
+  dataset = train.dataset_from_config(config)
+  table = population.member_table(config.population.grid, config.population.num_seeds)
+  if FLAGS.members:
+    table = table.iloc[:FLAGS.members].reset_index(drop=True)
+  model = models.get_model(config.model.name, dataset.input_shape, dataset.num_classes,
+                           config.model.conv_implementation)
+  batch_size = config.training.batch_size
+  steps_per_epoch = len(dataset.train_labels) // batch_size
+  images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
+  schedule = sparsify.TrainingSchedule(steps_per_epoch, len(dataset.train_labels),
+                                       config.twins.num_epochs * steps_per_epoch)
+  phases = [("dense zoo", twins.original_config(config), config.training.num_epochs, 1)]
+  runs = twins.twin_runs(config, "unused")
+  for method in config.twins.methods:
+    levels = [run for run in runs if run.method == method]
+    phases.append((f"{method} twins", twins.twin_config(config, levels[0]),
+                   config.twins.num_epochs, len(levels)))
+  rows = []
+  for name, phase_config, epochs, populations in phases:
+    method = sparsify.get_method(phase_config.sparsify, schedule)
+    phase_hyper = population.member_hyperparameters(population.member_table(
+        phase_config.population.grid, phase_config.population.num_seeds).iloc[:len(table)])
+    seconds = _time_population(model, method, phase_hyper, images, labels, batch_size,
+                               config.population.chunk_size, FLAGS.steps)
+    hours = seconds * steps_per_epoch * epochs * populations / 3600
+    rows.append({"phase": name, "members": len(table), "seconds_per_step": seconds,
+                 "member_steps_per_second": len(table) / seconds,
+                 "epochs": epochs, "populations": populations, "projected_hours": hours})
+    print(f"{name}: {seconds:.3f} s/step, {len(table) / seconds:.0f} member-steps/s, "
+          f"{epochs} epochs x {populations} population(s) -> {hours:.1f} h", flush=True)
+  total = sum(row["projected_hours"] for row in rows)
+  print(f"projected total on {jax.default_backend()} ({jax.device_count()} device(s)): "
+        f"{total:.1f} hours ({total / 24:.1f} days)")
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as file:
+      json.dump({"rows": rows, "projected_hours": total, "backend": jax.default_backend(),
+                 "steps_timed": FLAGS.steps}, file, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
