@@ -16,7 +16,7 @@ run: install data
 	$(VENV)/bin/python -m jaxsparse.main --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
 
 test: install data
-	$(VENV)/bin/python -m pytest -q tests $(ARGS)
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile tests $(ARGS)
 
 install: $(VENV)/.installed
 
