@@ -1,0 +1,371 @@
+"""Population training throughput: jaxsparse against the alternatives, in one run.
+
+Every measurement trains P members of one model for a few steps on
+synthetic data already in memory (after a compiling call) and reports
+member-steps per second, examples per second and achieved GFLOP/s (forward
++ backward counted as 3x the forward multiply-adds x 2 FLOPs), with compile
+time and peak memory. Each runs in its own subprocess, so compile time and
+peak memory belong to it alone. Implementations:
+
+- ``jaxsparse``, ``jaxsparse_magnitude``, ``jaxsparse_vd``: the engine
+  (dense, with magnitude masks, with variational dropout);
+- ``naive_flax``: jit(vmap(scan)) over straightforward flax.linen layers
+  (nn.Conv, nn.max_pool, nn.Dense) with optax Adam;
+- ``python_loop``: a Python loop over members calling one jitted
+  single-model step of the same flax model;
+- ``torch_loop`` and ``torch_func``: PyTorch (CPU) loop over models, and the
+  torch.func ensemble (stack_module_state + functional_call + vmap), when
+  torch is installed (``pip install -e '.[bench]'``);
+- ``gemm``: the machine's float32 matrix-multiply rate, the ceiling.
+
+Usage::
+
+  python experiments/bench_population.py --out bench.json          # the default set
+  python experiments/bench_population.py --full --out bench.json   # every combination
+  python experiments/bench_population.py --impl jaxsparse --model cnn_s --population 64 --batch 32
+
+A single measurement prints member-steps/s as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "naive_flax",
+                   "python_loop", "torch_loop", "torch_func")
+MODELS = ("cnn_s", "cnn_l", "lenet_300_100")
+INPUT_SHAPES = {"cnn_s": (28, 28, 1), "cnn_l": (32, 32, 3), "lenet_300_100": (28, 28, 1)}
+# (conv features, kernel sizes, pools, dense features) of the three models.
+ARCHITECTURES = {"cnn_s": ((8, 6, 4), (5, 5, 2), (True, True, False), (20,)),
+                 "cnn_l": ((16, 32, 15), (3, 3, 3), (True, True, True), (20,)),
+                 "lenet_300_100": ((), (), (), (300, 100))}
+
+
+def _synthetic(model: str, population: int, batch: int, steps: int):
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(steps * batch, *INPUT_SHAPES[model])).astype(np.float32)
+  labels = rng.integers(0, 10, steps * batch).astype(np.int32)
+  return images, labels
+
+
+def _forward_flops(model: str) -> float:
+  """FLOPs of one forward pass of one image (2 x multiply-adds of Conv and Dense layers)."""
+  import jax
+  from jaxsparse import models, structured
+  built = models.get_model(model, INPUT_SHAPES[model])
+  return 2.0 * structured.count_multiply_adds(built, models.init_variables(
+      built, jax.random.PRNGKey(0)))
+
+
+def _time(run_steps, steps: int) -> tuple[float, float]:
+  """(compile seconds, seconds per step): the first call compiles, the second is timed."""
+  started = time.perf_counter()
+  run_steps()
+  first = time.perf_counter() - started
+  started = time.perf_counter()
+  run_steps()
+  per_step = (time.perf_counter() - started) / steps
+  return max(first - per_step * steps, 0.0), per_step
+
+
+def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps: int):
+  import jax
+  import jax.numpy as jnp
+  from jaxsparse import engine, models, population as population_lib, sparsify
+  from jaxsparse.config import default_config
+  settings = default_config().sparsify
+  settings.method = method_name
+  sparsity = 0.8 if method_name == "magnitude" else 0.0
+  grid = dict(sparsity=(sparsity,), activation=("tanh",), dropout_rate=(0.0,),
+              initializer=("kaiming_uniform",), optimizer=("adam",), learning_rate=(1e-3,),
+              weight_decay=(0.0,), momentum=(0.9,))
+  hyper = population_lib.member_hyperparameters(
+      population_lib.member_table(grid, num_seeds=population))
+  built = models.get_model(model, INPUT_SHAPES[model])
+  method = sparsify.get_method(settings, sparsify.TrainingSchedule(steps, steps * batch, steps))
+  images, labels = map(jnp.asarray, _synthetic(model, population, batch, steps))
+  state = [engine.init_population(built, method, hyper)]
+
+  def run_steps():
+    state[0], metrics = engine.train_epoch(built, method, state[0], hyper, images, labels,
+                                           batch_size=batch)
+    jax.block_until_ready(metrics)
+
+  return _time(run_steps, steps)
+
+
+def _flax_model(model: str):
+  import flax.linen as nn
+
+  features, kernels, pools, dense = ARCHITECTURES[model]
+
+  class Naive(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      for feature, kernel, pool in zip(features, kernels, pools):
+        x = nn.Conv(feature, (kernel, kernel), padding="VALID")(x)
+        if pool:
+          x = nn.max_pool(x, (2, 2), (2, 2))
+        x = nn.tanh(x)
+      x = x.reshape(x.shape[0], -1)
+      for width in dense:
+        x = nn.tanh(nn.Dense(width)(x))
+      return nn.Dense(10)(x)
+
+  return Naive()
+
+
+def _flax_step(module, optimizer):
+  import jax
+  import optax
+
+  def step(carry, batch):
+    params, opt_state = carry
+    images, labels = batch
+
+    def loss_fn(p):
+      logits = module.apply({"params": p}, images)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), None
+
+  return step
+
+
+def _naive_flax(model: str, population: int, batch: int, steps: int, loop: bool):
+  import jax
+  import jax.numpy as jnp
+  import optax
+  module, optimizer = _flax_model(model), optax.adam(1e-3)
+  step = _flax_step(module, optimizer)
+  images, labels = _synthetic(model, population, batch, steps)
+  batches = (jnp.asarray(images).reshape(steps, batch, *images.shape[1:]),
+             jnp.asarray(labels).reshape(steps, batch))
+  keys = jax.random.split(jax.random.PRNGKey(0), population)
+  init = lambda key: module.init(key, batches[0][0])["params"]
+  if loop:
+    members = [init(key) for key in keys]
+    members = [(params, optimizer.init(params)) for params in members]
+    single = jax.jit(step)
+
+    def run_steps():
+      for index, carry in enumerate(members):
+        for step_index in range(steps):
+          carry, _ = single(carry, (batches[0][step_index], batches[1][step_index]))
+        members[index] = carry
+      jax.block_until_ready(members)
+
+    return _time(run_steps, steps)
+
+  params = jax.vmap(init)(keys)
+  carry = [(params, jax.vmap(optimizer.init)(params))]
+  epoch = jax.jit(jax.vmap(lambda c: jax.lax.scan(step, c, batches)[0]))
+
+  def run_steps():
+    carry[0] = epoch(carry[0])
+    jax.block_until_ready(carry[0])
+
+  return _time(run_steps, steps)
+
+
+def _torch(model: str, population: int, batch: int, steps: int, functional: bool):
+  import torch
+  from torch import nn
+  torch.set_num_threads(os.cpu_count() or 1)
+  features, kernels, pools, dense = ARCHITECTURES[model]
+  height, width, channels = INPUT_SHAPES[model]
+
+  def build():
+    layers, in_channels, size = [], channels, height
+    for feature, kernel, pool in zip(features, kernels, pools):
+      layers.append(nn.Conv2d(in_channels, feature, kernel))
+      size -= kernel - 1
+      if pool:
+        layers.append(nn.MaxPool2d(2))
+        size //= 2
+      layers.append(nn.Tanh())
+      in_channels = feature
+    layers.append(nn.Flatten())
+    inputs = in_channels * size * size if features else height * width * channels
+    for width_ in dense:
+      layers += [nn.Linear(inputs, width_), nn.Tanh()]
+      inputs = width_
+    layers.append(nn.Linear(inputs, 10))
+    return nn.Sequential(*layers)
+
+  images, labels = _synthetic(model, population, batch, steps)
+  images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+  labels = torch.from_numpy(labels).long()
+  loss_fn = nn.CrossEntropyLoss()
+  networks = [build() for _ in range(population)]
+  if not functional:
+    optimizers = [torch.optim.Adam(network.parameters(), 1e-3) for network in networks]
+
+    def run_steps():
+      for network, optimizer in zip(networks, optimizers):
+        for step in range(steps):
+          x, y = images[step * batch:(step + 1) * batch], labels[step * batch:(step + 1) * batch]
+          optimizer.zero_grad()
+          loss_fn(network(x), y).backward()
+          optimizer.step()
+
+    return _time(run_steps, steps)
+
+  from torch.func import functional_call, stack_module_state
+  params, buffers = stack_module_state(networks)
+  base = build().to("meta")
+  optimizer = torch.optim.Adam(params.values(), 1e-3)
+
+  def member_loss(member_params, member_buffers, x, y):
+    return loss_fn(functional_call(base, (member_params, member_buffers), (x,)), y)
+
+  losses = torch.func.vmap(member_loss, in_dims=(0, 0, None, None))
+
+  def run_steps():
+    for step in range(steps):
+      x, y = images[step * batch:(step + 1) * batch], labels[step * batch:(step + 1) * batch]
+      optimizer.zero_grad()
+      # Members are independent, so the gradient of the sum is each member's own.
+      losses(params, buffers, x, y).sum().backward()
+      optimizer.step()
+
+  return _time(run_steps, steps)
+
+
+def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
+  """The float32 GEMM rate of this machine through JAX (the practical compute ceiling)."""
+  import jax
+  import jax.numpy as jnp
+  a = jnp.ones((size, size), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+  jax.block_until_ready(matmul(a))
+  started = time.perf_counter()
+  for _ in range(repeats):
+    jax.block_until_ready(matmul(a))
+  return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def measure(impl: str, model: str, population: int, batch: int, steps: int) -> dict:
+  """One measurement, in this process."""
+  if impl.startswith("jaxsparse"):
+    method = {"jaxsparse": "none", "jaxsparse_magnitude": "magnitude",
+              "jaxsparse_vd": "variational_dropout"}[impl]
+    compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps)
+  elif impl in ("naive_flax", "python_loop"):
+    compile_seconds, per_step = _naive_flax(model, population, batch, steps,
+                                            loop=impl == "python_loop")
+  elif impl in ("torch_loop", "torch_func"):
+    compile_seconds, per_step = _torch(model, population, batch, steps,
+                                       functional=impl == "torch_func")
+  else:
+    raise ValueError(f"implementation {impl!r} is unknown; use one of {IMPLEMENTATIONS}")
+  member_steps = population / per_step
+  flops = 3 * _forward_flops(model) * batch * member_steps
+  return {"impl": impl, "model": model, "population": population, "batch": batch,
+          "member_steps_per_second": member_steps, "examples_per_second": member_steps * batch,
+          "gflops": flops / 1e9, "compile_seconds": compile_seconds,
+          "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _in_subprocess(impl, model, population, batch, steps) -> dict | None:
+  command = [sys.executable, __file__, "--impl", impl, "--model", model, "--population",
+             str(population), "--batch", str(batch), "--steps", str(steps), "--json"]
+  result = subprocess.run(command, capture_output=True, text=True)
+  if result.returncode != 0:
+    print(f"  {impl} {model} P={population} B={batch} failed: "
+          f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}",
+          flush=True)
+    return None
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _plan(full: bool, impls: list[str]) -> list[tuple]:
+  if full:
+    return [(impl, model, population, batch) for model in MODELS for batch in (10, 32)
+            for population in (1, 8, 64, 256) for impl in impls]
+  plan = [(impl, "cnn_s", 64, 32) for impl in impls]
+  plan += [(impl, "cnn_s", population, 32) for population in (1, 8, 256)
+           for impl in ("jaxsparse", "naive_flax")]
+  plan += [(impl, model, 64, batch) for model in ("cnn_l", "lenet_300_100") for batch in (10, 32)
+           for impl in ("jaxsparse", "naive_flax")]
+  return plan
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--impl", choices=IMPLEMENTATIONS)
+  parser.add_argument("--model", choices=MODELS, default="cnn_s")
+  parser.add_argument("--population", type=int, default=64)
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--full", action="store_true", help="every model, P and batch")
+  parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
+                      help="implementations of the set (comma-separated)")
+  parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--out", default="", help="write all measurements here as JSON")
+  args = parser.parse_args()
+
+  if args.impl:
+    result = measure(args.impl, args.model, args.population, args.batch, args.steps)
+    if args.json:
+      print(json.dumps(result))
+    else:
+      print(json.dumps(result, indent=1))
+      print(f"{result['member_steps_per_second']:.1f}")
+    return
+
+  impls = [impl for impl in args.impls.split(",") if impl]
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    impls = [impl for impl in impls if not impl.startswith("torch")]
+    print("torch is not installed: skipping torch_loop and torch_func "
+          "(pip install -e '.[bench]')", flush=True)
+  ceiling = gemm_gflops()
+  print(f"float32 GEMM ceiling: {ceiling:.0f} GFLOP/s", flush=True)
+  results = []
+  for impl, model, population, batch in _plan(args.full, impls):
+    result = _in_subprocess(impl, model, population, batch, args.steps)
+    if result:
+      result["fraction_of_gemm"] = result["gflops"] / ceiling
+      results.append(result)
+      print(f"  {impl:20s} {model:14s} P={population:<4d} B={batch:<3d} "
+            f"{result['member_steps_per_second']:9.1f} member-steps/s "
+            f"{result['gflops']:7.2f} GFLOP/s compile {result['compile_seconds']:5.1f} s "
+            f"peak {result['peak_memory_mb']:6.0f} MB", flush=True)
+  print(_table(results))
+  if args.out:
+    with open(args.out, "w") as file:
+      json.dump({"gemm_gflops": ceiling, "results": results,
+                 "date": time.strftime("%Y-%m-%d"), "machine": os.uname().machine,
+                 "cpus": os.cpu_count()}, file, indent=1)
+
+
+def _table(results: list[dict]) -> str:
+  """Markdown table with each measurement's ratio to jaxsparse at the same setting."""
+  reference = {(r["model"], r["population"], r["batch"]): r["member_steps_per_second"]
+               for r in results if r["impl"] == "jaxsparse"}
+  lines = ["| implementation | model | P | batch | member-steps/s | GFLOP/s | % of GEMM | "
+           "jaxsparse / this | compile s | peak MB |", "|---" * 10 + "|"]
+  for r in results:
+    key = (r["model"], r["population"], r["batch"])
+    ratio = reference[key] / r["member_steps_per_second"] if key in reference else float("nan")
+    lines.append(f"| {r['impl']} | {r['model']} | {r['population']} | {r['batch']} | "
+                 f"{r['member_steps_per_second']:.1f} | {r['gflops']:.2f} | "
+                 f"{100 * r['fraction_of_gemm']:.1f} | {ratio:.2f} | {r['compile_seconds']:.1f} | "
+                 f"{r['peak_memory_mb']:.0f} |")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  main()
