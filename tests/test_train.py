@@ -94,7 +94,7 @@ def test_loaders_return_population_and_member(tmp_path, tiny_config, data):
 
 def test_cli_trains_writes_outputs_and_resumes(tmp_path):
   workdir = tmp_path / "run"
-  command = [sys.executable, "-m", "jaxsparse.main", "--config=configs/default.py",
+  command = [sys.executable, "-m", "jaxsparse.main", "--config=configs/zoo.py",
              f"--workdir={workdir}", "--config.data.name=digits", "--config.data.image_size=28",
              "--config.data.validation_size=300", "--config.population.num_seeds=1",
              "--config.population.grid.activation=('tanh',)",
