@@ -93,3 +93,21 @@ def test_rerun_recomputes_only_what_is_missing(study, capsys):
           for name in os.listdir(finished)} == before
   assert again == summary
   assert os.path.exists(os.path.join(workdir, "report.md"))
+
+
+@pytest.mark.parametrize("name", ["default", "twins_paper"])
+def test_shipped_study_configs_give_valid_runs(name):
+  import importlib.util
+  from jaxsparse.config import validate_config
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                      f"{name}.py")
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  assert config.job == "twins"
+  validate_config(twins.original_config(config))
+  runs = twins.twin_runs(config, "study")
+  assert {run.method for run in runs} == {"magnitude", "variational_dropout"}
+  for run in runs:
+    validate_config(twins.twin_config(config, run))
