@@ -30,6 +30,7 @@ A single measurement prints member-steps/s as its last line.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -49,7 +50,7 @@ ARCHITECTURES = {"cnn_s": ((8, 6, 4), (5, 5, 2), (True, True, False), (20,)),
                  "lenet_300_100": ((), (), (), (300, 100))}
 
 
-def _synthetic(model: str, population: int, batch: int, steps: int):
+def _synthetic(model: str, batch: int, steps: int):
   rng = np.random.default_rng(0)
   images = rng.normal(size=(steps * batch, *INPUT_SHAPES[model])).astype(np.float32)
   labels = rng.integers(0, 10, steps * batch).astype(np.int32)
@@ -91,7 +92,7 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
       population_lib.member_table(grid, num_seeds=population))
   built = models.get_model(model, INPUT_SHAPES[model])
   method = sparsify.get_method(settings, sparsify.TrainingSchedule(steps, steps * batch, steps))
-  images, labels = map(jnp.asarray, _synthetic(model, population, batch, steps))
+  images, labels = map(jnp.asarray, _synthetic(model, batch, steps))
   state = [engine.init_population(built, method, hyper)]
 
   def run_steps():
@@ -148,7 +149,7 @@ def _naive_flax(model: str, population: int, batch: int, steps: int, loop: bool)
   import optax
   module, optimizer = _flax_model(model), optax.adam(1e-3)
   step = _flax_step(module, optimizer)
-  images, labels = _synthetic(model, population, batch, steps)
+  images, labels = _synthetic(model, batch, steps)
   batches = (jnp.asarray(images).reshape(steps, batch, *images.shape[1:]),
              jnp.asarray(labels).reshape(steps, batch))
   keys = jax.random.split(jax.random.PRNGKey(0), population)
@@ -203,7 +204,7 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
     layers.append(nn.Linear(inputs, 10))
     return nn.Sequential(*layers)
 
-  images, labels = _synthetic(model, population, batch, steps)
+  images, labels = _synthetic(model, batch, steps)
   images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
   labels = torch.from_numpy(labels).long()
   loss_fn = nn.CrossEntropyLoss()
@@ -325,9 +326,7 @@ def main():
     return
 
   impls = [impl for impl in args.impls.split(",") if impl]
-  try:
-    import torch  # noqa: F401
-  except ImportError:
+  if importlib.util.find_spec("torch") is None:
     impls = [impl for impl in impls if not impl.startswith("torch")]
     print("torch is not installed: skipping torch_loop and torch_func "
           "(pip install -e '.[bench]')", flush=True)

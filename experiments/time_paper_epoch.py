@@ -15,7 +15,6 @@ and writes it as JSON with ``--out``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -25,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsparse import engine, models, population, sparsify, train, twins
+from jaxsparse.config import load_config_file
 
 flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
 flags.DEFINE_integer("members", 0, "Members to time (0: all of the paper's 2,560).")
@@ -46,19 +46,11 @@ def _time_population(model, method, hyper, images, labels, batch_size, chunk_siz
   return (time.perf_counter() - started) / steps
 
 
-def _paper_config():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs",
-                      "twins_paper.py")
-  spec = importlib.util.spec_from_file_location("twins_paper", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  config = _paper_config()
+  config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                         "configs", "twins_paper.py"))
   dataset = train.dataset_from_config(config)
   table = population.member_table(config.population.grid, config.population.num_seeds)
   if FLAGS.members:

@@ -7,6 +7,9 @@ with one line that names the field, the value and what is allowed.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from jaxsparse import data, layers, masks, sparsify
@@ -124,6 +127,15 @@ def method_study_config(method: str) -> ml_collections.ConfigDict:
   config.training.num_epochs = 4
   config.sparsify.method = method
   return config
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of a config file, as ``--config=path`` gives it (for scripts and tests)."""
+  name = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def _fail(field: str, value, allowed: str) -> None:

@@ -155,6 +155,12 @@ def top_k_masks(scores: PyTree, masks: PyTree, target_sparsity: jax.Array | floa
   raise ValueError(f"scope {scope!r} is unknown; use one of {SCOPES}")
 
 
+def key_per_leaf(key: jax.Array, tree: PyTree) -> PyTree:
+  """A pytree like ``tree`` holding an independent PRNG key per leaf (split from ``key``)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  return jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+
+
 def straight_through(hard: jax.Array, soft: jax.Array) -> jax.Array:
   """``hard`` in the forward pass, with the gradient of ``soft`` in the backward pass.
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jaxsparse.config import default_config, validate_config
+from jaxsparse.config import default_config, load_config_file, validate_config
 from jaxsparse.errors import UserError
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,14 +89,9 @@ def test_bad_config_gives_one_line_naming_the_field(description, change, field, 
 
 def test_default_config_and_shipped_configs_are_valid():
   validate_config(default_config())
-  sys.path.insert(0, REPOSITORY)
-  import importlib.util
   for name in sorted(os.listdir(os.path.join(REPOSITORY, "configs"))):
     if name.endswith(".py"):
-      spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(REPOSITORY, "configs", name))
-      module = importlib.util.module_from_spec(spec)
-      spec.loader.exec_module(module)
-      validate_config(module.get_config())
+      validate_config(load_config_file(os.path.join(REPOSITORY, "configs", name)))
 
 
 def run_cli(*arguments, workdir):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxsparse import checkpoints, engine, population, sparsify, twins
+from jaxsparse.config import load_config_file, validate_config
 
 from conftest import make_tiny_config, random_dataset
 
@@ -97,14 +98,8 @@ def test_rerun_recomputes_only_what_is_missing(study, capsys):
 
 @pytest.mark.parametrize("name", ["default", "twins_paper"])
 def test_shipped_study_configs_give_valid_runs(name):
-  import importlib.util
-  from jaxsparse.config import validate_config
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                      f"{name}.py")
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = load_config_file(os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", f"{name}.py"))
   assert config.job == "twins"
   validate_config(twins.original_config(config))
   runs = twins.twin_runs(config, "study")

@@ -35,8 +35,7 @@ def edge_popup() -> SparsifyMethod:
 
   def init(params, key, target):
     prunable = masks_lib.dense_masks(params)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+    keys = masks_lib.key_per_leaf(key, params)
     scores = masks_lib.map_prunable(
         lambda k, p: jax.random.uniform(k, p.shape, p.dtype, -1.0, 1.0) / jnp.sqrt(
             layers.fan_in(p.shape)), prunable, keys, params)

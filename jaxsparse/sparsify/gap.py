@@ -59,6 +59,13 @@ def partition_of_leaves(masks, num_partitions: int):
                       is_leaf=lambda x: x is None)
 
 
+def _random_start(scope: str):
+  """GaP's ``init``: a random mask at the member's target (no dense pre-training)."""
+  def init(params, key, target):
+    return GapState(random_masks(key, params, masks_lib.dense_masks(params), target, scope))
+  return init
+
+
 def prune_kept(params, masks, target, scope: str):
   """Magnitude pruning to ``target`` that ranks only currently kept weights."""
   scores = jax.tree.map(lambda p, m: None if m is None else jnp.where(m > 0, jnp.abs(p), -1.0),
@@ -70,8 +77,7 @@ def cyclic_gap(num_partitions: int, start_step: int, end_step: int, round_length
                scope: str = "layerwise") -> SparsifyMethod:
   """Cyclic GaP with rounds of ``round_length`` steps from ``start_step`` to ``end_step``."""
 
-  def init(params, key, target):
-    return GapState(random_masks(key, params, masks_lib.dense_masks(params), target, scope))
+  init = _random_start(scope)
 
   def grow_and_prune(state, params, step, target):
     pruned = prune_kept(params, state.masks, target, scope)
@@ -145,8 +151,7 @@ def parallel_gap(num_partitions: int, start_epoch: int, end_epoch: int, round_ep
                  scope: str = "layerwise") -> SparsifyMethod:
   """Parallel GaP: ``num_partitions`` copies per member, rounds of ``round_epochs`` epochs."""
 
-  def init(params, key, target):
-    return GapState(random_masks(key, params, masks_lib.dense_masks(params), target, scope))
+  init = _random_start(scope)
 
   def update(state, params, grads, step, target):
     del params, grads, step, target

@@ -96,8 +96,7 @@ def gumbel_softmax(temperature, rescale: bool = True,
     if key is None:
       kept, penalty = state.masks, 0.0
     else:
-      leaves, treedef = jax.tree.flatten(logits)
-      keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+      keys = masks_lib.key_per_leaf(key, logits)
       tau = temperature(step)
       kept = masks_lib.map_prunable(lambda k, logit: sample_mask(k, logit, tau),
                                     state.masks, keys, logits)

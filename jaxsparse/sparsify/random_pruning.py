@@ -28,8 +28,7 @@ class RandomState(NamedTuple):
 
 def random_masks(key: jax.Array, params, masks, sparsity, scope: str = "layerwise"):
   """Masks keeping a uniformly random set of exactly (1 - s) of the prunable weights."""
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.tree.unflatten(treedef, list(jax.random.split(key, len(leaves))))
+  keys = masks_lib.key_per_leaf(key, params)
   scores = jax.tree.map(lambda k, p: jax.random.uniform(k, p.shape), keys, params)
   return masks_lib.top_k_masks(scores, masks, sparsity, scope)
 
