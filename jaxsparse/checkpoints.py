@@ -21,21 +21,21 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
 
-from jaxsparse import engine, models, population, sparsify
+from jaxsparse import engine, models, population, sharding, sparsify
 from jaxsparse.config import default_config
-
-METADATA_FILE = "metadata.json"
-CHECKPOINT_DIR = "checkpoints"
+from jaxsparse.errors import UserError
+from jaxsparse.workdir import CHECKPOINT_DIR, METADATA_FILE, read_metadata
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int = 0) -> ocp.CheckpointManager:
   """Orbax manager for ``workdir/checkpoints`` (``max_to_keep=0`` keeps every epoch)."""
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep or None, create=True)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
-                               options=options)
+                               options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
 def save_population(manager: ocp.CheckpointManager, epoch: int, state: engine.TrainState) -> None:
@@ -46,9 +46,88 @@ def save_population(manager: ocp.CheckpointManager, epoch: int, state: engine.Tr
 
 def restore_population(manager: ocp.CheckpointManager, abstract_state: engine.TrainState,
                        epoch: int | None = None) -> engine.TrainState:
-  """Restores checkpoint ``epoch`` (latest if None) into the structure of ``abstract_state``."""
+  """Restores checkpoint ``epoch`` (latest if None) into the structure of ``abstract_state``.
+
+  Raises:
+    UserError: there is no such checkpoint, or it does not restore into
+      ``abstract_state`` (damaged files, or written by another model,
+      population size or method); the files are left as they are.
+  """
   epoch = manager.latest_step() if epoch is None else epoch
-  return manager.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
+  directory = os.path.join(str(manager.directory), str(epoch))
+  if epoch is None or epoch not in manager.all_steps():
+    raise UserError(f"no complete checkpoint {'' if epoch is None else epoch} under "
+                    f"{manager.directory}; train the run first (or pick one of "
+                    f"{list(manager.all_steps())})")
+  try:
+    restored = manager.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
+  except Exception as error:  # Orbax and TensorStore raise many kinds for one cause.
+    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    raise UserError(
+        f"checkpoint {directory} cannot be restored into this run's population "
+        f"({type(error).__name__}: {reason}); it is damaged or was written by another model, "
+        f"population size or method. Move it away to resume from the epoch before, or use "
+        "another --workdir") from error
+  _check_shapes(restored, abstract_state, directory)
+  return restored
+
+
+def restore_members(manager: ocp.CheckpointManager, model: models.Model,
+                    method: sparsify.SparsifyMethod, table: pd.DataFrame, epoch: int | None = None,
+                    size: int | None = None, mesh=None) -> engine.TrainState:
+  """Restores the members of ``table`` from checkpoint ``epoch`` (latest if None).
+
+  A checkpoint may hold padding members after the real ones (written by a
+  run sharded over a device count that does not divide the population; see
+  :mod:`jaxsparse.sharding`). They are dropped, and the population is padded
+  to ``size`` (default: the real members) and split over ``mesh`` for the
+  run at hand, which may use another number of devices.
+  """
+  epoch = manager.latest_step() if epoch is None else epoch
+  num_members = len(table)
+  saved = num_members
+  if epoch is not None and epoch in manager.all_steps():
+    try:
+      shapes = [leaf.shape for leaf in jax.tree.leaves(manager.item_metadata(epoch))
+                if getattr(leaf, "shape", None)]
+      saved = shapes[0][0] if shapes else num_members
+    except Exception:  # unreadable metadata: restore_population says what is wrong
+      pass
+  saved = max(saved, num_members)
+  hyper = sharding.pad_members(population.member_hyperparameters(table), saved)
+  abstract = jax.eval_shape(engine.init_population, model, method, hyper)
+  # Restore onto this run's devices, whatever the devices of the run that saved it.
+  if mesh is not None and saved % sharding.num_shards(mesh) == 0:
+    target = sharding.member_sharding(mesh)
+  else:
+    target = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=target), abstract)
+  state = restore_population(manager, abstract, epoch)
+  if saved > num_members:
+    # Padding members are copies of the last member, so their PRNG keys equal
+    # its key; anything else is another population's checkpoint.
+    keys = np.asarray(sharding.to_host(state.key))
+    if not (keys[num_members:] == keys[num_members - 1]).all():
+      raise UserError(f"checkpoint {epoch} in {manager.directory} holds {saved} members, but this "
+                      f"run's population size is {num_members}; use another --workdir")
+  size = size or num_members
+  if saved == size:
+    return state
+  return sharding.shard_members(sharding.pad_members(sharding.unpad_members(state, num_members),
+                                                     size), mesh)
+
+
+def _check_shapes(restored: engine.TrainState, abstract_state: engine.TrainState,
+                  directory: str) -> None:
+  """Orbax may restore arrays of another shape without complaint; this does complain."""
+  for (path, leaf), expected in zip(jax.tree_util.tree_leaves_with_path(restored),
+                                    jax.tree.leaves(abstract_state)):
+    if leaf.shape != expected.shape:
+      raise UserError(
+          f"checkpoint {directory} holds {jax.tree_util.keystr(path)} of shape {leaf.shape}, "
+          f"but this run's population needs {expected.shape} (another model or population "
+          "size); use another --workdir")
 
 
 def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape, num_classes: int,
@@ -64,12 +143,6 @@ def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape,
   with open(path + ".tmp", "w") as file:
     json.dump(metadata, file, indent=1)
   os.replace(path + ".tmp", path)
-
-
-def read_metadata(workdir: str) -> dict[str, Any]:
-  """The parsed ``metadata.json`` of a run."""
-  with open(os.path.join(workdir, METADATA_FILE)) as file:
-    return json.load(file)
 
 
 def model_from_metadata(metadata: dict[str, Any]) -> models.Model:
@@ -107,13 +180,12 @@ def load_population(workdir: str, epoch: int | None = None
   metadata = read_metadata(workdir)
   table = pd.DataFrame(metadata["members"])
   model = model_from_metadata(metadata)
-  hyper = population.member_hyperparameters(table)
   method = method_from_metadata(metadata)
-  abstract = jax.eval_shape(engine.init_population, model, method, hyper)
   manager = checkpoint_manager(workdir)
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f"no complete checkpoint under {os.path.join(workdir, CHECKPOINT_DIR)}")
-  return restore_population(manager, abstract, epoch), table
+  try:
+    return restore_members(manager, model, method, table, epoch), table
+  finally:
+    manager.close()
 
 
 def load_member(workdir: str, member: int, epoch: int | None = None
@@ -121,5 +193,5 @@ def load_member(workdir: str, member: int, epoch: int | None = None
   """Loads member ``member`` of a run: its state (no member axis) and its table row."""
   state, table = load_population(workdir, epoch)
   if not 0 <= member < len(table):
-    raise IndexError(f"member {member} does not exist; the population has {len(table)} members")
+    raise UserError(f"member {member} does not exist; the population has {len(table)} members")
   return engine.member(state, member), table.iloc[member].to_dict()

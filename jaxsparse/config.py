@@ -43,7 +43,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.population = ml_collections.ConfigDict()
   config.population.num_seeds = 1          # members per grid point
   config.population.first_seed = 0
-  config.population.chunk_size = 0         # members vmapped at once (0 = all)
+  config.population.chunk_size = 0         # members vmapped at once (0 = all), per device
+  config.population.num_devices = 0        # devices the members are split over (0 = all)
   config.population.grid = ml_collections.ConfigDict()
   config.population.grid.sparsity = (0.0,)   # target sparsity of the sparsify method
   config.population.grid.activation = ("tanh",)
@@ -101,9 +102,21 @@ def default_config() -> ml_collections.ConfigDict:
   config.logging = ml_collections.ConfigDict()
   config.logging.progress_bar = True
   config.logging.tensorboard = True
+
+  # Several hosts (jax.distributed): every process runs the same command; each
+  # trains the members on its own devices. 'auto' detects a TPU pod slice or a
+  # SLURM job; 'address' uses the fields below (or $JAX_COORDINATOR_ADDRESS,
+  # $JAX_NUM_PROCESSES, $JAX_PROCESS_ID); 'off' is one process.
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.mode = "off"              # 'off' | 'auto' | 'address'
+  config.distributed.coordinator_address = ""  # host:port of process 0
+  config.distributed.num_processes = 0
+  config.distributed.process_id = -1
   return config
 
 
+#: How ``config.distributed`` starts several processes.
+DISTRIBUTED_MODES = ("off", "auto", "address")
 #: What ``python -m jaxsparse.main`` does with a config (``config.job``).
 JOBS = ("train", "twins")
 
@@ -185,6 +198,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if population.num_seeds < 1:
     _fail("population.num_seeds", population.num_seeds,
           "the population would have 0 members; use 1 or more")
+  if config.distributed.mode not in DISTRIBUTED_MODES:
+    _fail("distributed.mode", config.distributed.mode,
+          f"use one of {', '.join(DISTRIBUTED_MODES)}")
+  if population.num_devices < 0:
+    _fail("population.num_devices", population.num_devices,
+          "use 0 (every device) or a device count")
   if population.chunk_size < 0:
     _fail("population.chunk_size", population.chunk_size, "use 0 (all at once) or more")
   for field in GRID_FIELDS:

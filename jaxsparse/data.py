@@ -44,6 +44,32 @@ class Dataset(NamedTuple):
     return tuple(self.train_images.shape[1:])
 
 
+def check_dataset(dataset: Dataset) -> None:
+  """Raises a UserError naming the first split that is not ``[N, H, W, C]`` float images
+  with ``N`` integer labels in ``[0, num_classes)``."""
+  if dataset.num_classes < 2:
+    raise UserError(f"dataset {dataset.name!r} has num_classes={dataset.num_classes}; a "
+                    "classifier needs at least 2")
+  for split in ("train", "validation", "test"):
+    images, labels = getattr(dataset, f"{split}_images"), getattr(dataset, f"{split}_labels")
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4:
+      raise UserError(f"dataset {dataset.name!r}: {split} images have shape {images.shape}; "
+                      "expected [examples, height, width, channels] (add a channel axis to "
+                      "grey-scale images)")
+    if images.shape[1:] != dataset.input_shape:
+      raise UserError(f"dataset {dataset.name!r}: {split} images are {images.shape[1:]} but "
+                      f"training images are {dataset.input_shape}; all splits need one shape")
+    if labels.shape != (len(images),):
+      raise UserError(f"dataset {dataset.name!r}: {len(images)} {split} images but labels of "
+                      f"shape {labels.shape}; expected one integer label per image")
+    if len(labels) and not (np.issubdtype(labels.dtype, np.integer)
+                            and 0 <= labels.min() and labels.max() < dataset.num_classes):
+      raise UserError(f"dataset {dataset.name!r}: {split} labels range over "
+                      f"[{labels.min()}, {labels.max()}] ({labels.dtype}) but num_classes is "
+                      f"{dataset.num_classes}; use integer labels 0 to {dataset.num_classes - 1}")
+
+
 def load_dataset(name: str, *, validation_size: int = 10_000, split_seed: int = 0,
                  mean: float = 0.5, std: float = 0.5, image_size: int = 0,
                  train_examples: int = 0, tfds_data_dir: str | None = None) -> Dataset:

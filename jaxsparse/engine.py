@@ -17,7 +17,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jax.sharding import Mesh
+
 from jaxsparse import masks as masks_lib
+from jaxsparse import sharding
 from jaxsparse.models import Model, apply_model, init_variables
 from jaxsparse.optim import population_optimizer
 from jaxsparse.population import MemberHyperparameters
@@ -38,6 +41,8 @@ class TrainState(NamedTuple):
       the mask pytree (see :mod:`jaxsparse.masks`), all ones for a dense zoo.
     key: raw PRNG key (uint32[2]) for data order and dropout of future epochs.
     epoch: number of completed epochs.
+    diverged: True once a step produced a non-finite loss, gradient or
+      weight; the member is then frozen at its last finite state.
   """
   params: PyTree
   batch_stats: PyTree
@@ -45,6 +50,7 @@ class TrainState(NamedTuple):
   sparsity_state: PyTree
   key: jax.Array
   epoch: jax.Array
+  diverged: jax.Array
 
   @property
   def masks(self) -> PyTree:
@@ -85,24 +91,34 @@ def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparamete
   opt_state = _optimizer(hyper).init(_trained_variables(method, params, sparsity_state))
   return TrainState(params=params, batch_stats=batch_stats, opt_state=opt_state,
                     sparsity_state=sparsity_state, key=training_key,
-                    epoch=jnp.zeros((), jnp.int32))
+                    epoch=jnp.zeros((), jnp.int32), diverged=jnp.zeros((), bool))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@functools.partial(jax.jit, static_argnames=("model", "method", "mesh"))
 def init_population(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters,
-                    params: PyTree | None = None, batch_stats: PyTree | None = None
-                    ) -> TrainState:
+                    params: PyTree | None = None, batch_stats: PyTree | None = None,
+                    mesh: Mesh | None = None) -> TrainState:
   """Initial states of all members (leading axis P), in one compiled call.
 
   With ``params`` (and ``batch_stats``), leading axis P, the members start
   from those weights (twins of a trained population) instead of their seeds'.
+  With a ``mesh`` (see :mod:`jaxsparse.sharding`; P a multiple of its size),
+  each device initialises its own members.
   """
-  return jax.vmap(functools.partial(init_member, model, method))(hyper, params, batch_stats)
+  init = lambda *args: jax.vmap(functools.partial(init_member, model, method))(*args)
+  return sharding.over_members(init, mesh, 3)(hyper, params, batch_stats)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy of integer labels."""
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def _all_finite(tree: PyTree) -> jax.Array:
+  """Whether every floating-point entry of ``tree`` is finite (a scalar bool)."""
+  leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def _map_members(member_fn, member_args, chunk_size: int):
@@ -132,6 +148,12 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   is dropped), one gives dropout keys per step, and one is carried to the
   next epoch. Returns the new state and the epoch's mean
   training loss and accuracy.
+
+  A step whose loss, gradients or new weights are not all finite is not
+  applied: the member keeps its previous state for the rest of training and
+  ``diverged`` becomes True. The check is per member, so a diverging member
+  changes nothing in the others (the selection leaves a finite member's new
+  state bit for bit as computed).
   """
   epoch_key, next_key = jax.random.split(state.key)
   order_key, dropout_key = jax.random.split(epoch_key)
@@ -142,7 +164,8 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   optimizer = _optimizer(hyper)
 
   def step(carry, inputs):
-    params, batch_stats, opt_state, sparsity_state = carry
+    (params, batch_stats, opt_state, sparsity_state), diverged = carry
+    old_carry = carry[0]
     step_index, batch = inputs
     global_step = first_step + step_index
     batch_images, batch_labels = images[batch], labels[batch]
@@ -179,23 +202,28 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
       # Pruned weights stay exactly zero (weight decay and Adam momentum would
       # otherwise move them), and regrown ones start from zero.
       params = masks_lib.apply_masks(params, sparsity_state.masks)
-    return (params, batch_stats, opt_state, sparsity_state), (loss, accuracy)
+    new_carry = (params, batch_stats, opt_state, sparsity_state)
+    diverged = diverged | ~(jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_carry))
+    new_carry = jax.tree.map(lambda new, old: jnp.where(diverged, old, new), new_carry, old_carry)
+    return (new_carry, diverged), (loss, accuracy)
 
-  carry = (state.params, state.batch_stats, state.opt_state, state.sparsity_state)
-  (params, batch_stats, opt_state, sparsity_state), (losses, accuracies) = jax.lax.scan(
-      step, carry, (jnp.arange(steps), batches))
+  carry = ((state.params, state.batch_stats, state.opt_state, state.sparsity_state),
+           state.diverged)
+  ((params, batch_stats, opt_state, sparsity_state), diverged), (losses, accuracies) = \
+      jax.lax.scan(step, carry, (jnp.arange(steps), batches))
   new_state = state._replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
                              sparsity_state=sparsity_state, key=next_key,
-                             epoch=state.epoch + 1)
+                             epoch=state.epoch + 1, diverged=diverged)
   return new_state, {"train_loss": losses.mean(), "train_accuracy": accuracies.mean()}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size"),
-                   donate_argnums=(2,))
+@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size",
+                                             "mesh"), donate_argnums=(2,))
 def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
                 hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
                 first_step: jax.Array | int = 0, *, batch_size: int,
-                chunk_size: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
+                chunk_size: int = 0, mesh: Mesh | None = None,
+                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of every member in one compiled call.
 
   Args:
@@ -207,14 +235,21 @@ def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
     images, labels: the training set, shared by all members (on device).
     first_step: global step of the epoch's first batch (epoch * steps).
     batch_size: examples per step per member.
-    chunk_size: members vmapped at once (0: all).
+    chunk_size: members vmapped at once (0: all), per device with a mesh.
+    mesh: devices to split the members over (see :mod:`jaxsparse.sharding`;
+      P must be a multiple of its size); None runs on one device.
 
   Returns:
-    The new population and per-member ``train_loss`` / ``train_accuracy`` [P].
+    The new population and per-member ``train_loss`` / ``train_accuracy`` [P]
+    (NaN or inf for a member whose training diverged; see
+    :func:`train_member_epoch`).
   """
-  member_fn = lambda args: train_member_epoch(model, method, *args, images, labels,
-                                              first_step, batch_size)
-  return _map_members(member_fn, (population, hyper), chunk_size)
+  def local(population, hyper, images, labels, first_step):
+    member_fn = lambda args: train_member_epoch(model, method, *args, images, labels,
+                                                first_step, batch_size)
+    return _map_members(member_fn, (population, hyper), chunk_size)
+  return sharding.over_members(local, mesh, 2)(population, hyper, images, labels,
+                                                jnp.asarray(first_step))
 
 
 def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyper: MemberHyperparameters,
@@ -252,14 +287,17 @@ def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyp
           "predictions": predictions.reshape(-1)[:num_examples]}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size"))
+@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size",
+                                             "mesh"))
 def evaluate(model: Model, method: SparsifyMethod, population: TrainState, hyper: MemberHyperparameters,
              images: jax.Array, labels: jax.Array, *, batch_size: int = 1000,
-             chunk_size: int = 0) -> dict[str, jax.Array]:
+             chunk_size: int = 0, mesh: Mesh | None = None) -> dict[str, jax.Array]:
   """Per-member ``accuracy`` and ``loss`` [P] and ``predictions`` [P, N] on a split, in one
-  compiled call."""
-  member_fn = lambda args: evaluate_member(model, method, *args, images, labels, batch_size)
-  return _map_members(member_fn, (population, hyper), chunk_size)
+  compiled call (members split over ``mesh`` if given, as in :func:`train_epoch`)."""
+  def local(population, hyper, images, labels):
+    member_fn = lambda args: evaluate_member(model, method, *args, images, labels, batch_size)
+    return _map_members(member_fn, (population, hyper), chunk_size)
+  return sharding.over_members(local, mesh, 2)(population, hyper, images, labels)
 
 
 def member(population: PyTree, index: int) -> PyTree:

@@ -9,6 +9,7 @@ run produces goes under ``--workdir``; running the same command again
 resumes from the latest complete checkpoint.
 """
 
+import errno
 import sys
 
 from absl import app, flags, logging
@@ -18,7 +19,13 @@ from jaxsparse.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (get_config()).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "If the workdir holds a run of another config, discard it instead of "
+    "refusing to start.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+#: Errors of the file system that the user fixes (space, permissions), not bugs.
+_STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def _fail(message: str) -> None:
@@ -59,14 +66,50 @@ def main(argv):
   # Orbax logs every checkpoint step at INFO; a run's own output is the progress bar and summary.
   logging.set_verbosity(logging.WARNING)
   # Local imports keep `--help` and flag errors fast.
-  from jaxsparse import train, twins
   try:
-    if _CONFIG.value.get("job", "train") == "twins":
-      twins.run_study(_CONFIG.value, _WORKDIR.value)
-    else:
-      train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
   except UserError as error:
     _fail(str(error))
+
+
+def start_distributed(config) -> None:
+  """Joins the processes of a multi-host run (``config.distributed``); nothing for one."""
+  settings = config.get("distributed")
+  if settings is None or settings.mode == "off":
+    return
+  import jax
+  if jax.distributed.is_initialized():  # (asking for devices here would start JAX too early)
+    return
+  if settings.mode == "auto":
+    jax.distributed.initialize()
+    return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts gather metrics
+  jax.distributed.initialize(
+      coordinator_address=settings.coordinator_address or None,
+      num_processes=settings.num_processes or None,
+      process_id=settings.process_id if settings.process_id >= 0 else None)
+
+
+def run_job(config, workdir: str, overwrite: bool = False) -> None:
+  """Runs the config's job; a full or unwritable disk becomes a :class:`UserError`.
+
+  Checkpoints are complete or absent (Orbax renames a finished temporary
+  directory), so after such an error the run resumes from its last complete
+  epoch once there is space.
+  """
+  from jaxsparse import train, twins
+  start_distributed(config)
+  try:
+    if config.get("job", "train") == "twins":
+      twins.run_study(config, workdir, overwrite=overwrite)
+    else:
+      train.train_and_evaluate(config, workdir, overwrite=overwrite)
+  except OSError as error:
+    if error.errno not in _STORAGE_ERRORS:
+      raise
+    raise UserError(f"cannot write {error.filename or workdir} ({error.strerror}); free space or "
+                    "fix permissions and run the same command again to resume from the last "
+                    "complete checkpoint") from error
 
 
 if __name__ == "__main__":

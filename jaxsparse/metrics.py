@@ -49,6 +49,9 @@ class MetricsWriter:
         file.write(json.dumps(row) + "\n")
     if self._summary_writer is not None:
       for name, values in metrics.items():
+        values = values[np.isfinite(values)]  # a diverged member's loss is NaN or inf
+        if not len(values):
+          continue
         self._summary_writer.add_scalar(f"population_mean/{name}", values.mean(), epoch)
         self._summary_writer.add_scalar(f"population_min/{name}", values.min(), epoch)
         self._summary_writer.add_scalar(f"population_max/{name}", values.max(), epoch)
@@ -75,7 +78,13 @@ def final_member_table(table: pd.DataFrame, metrics_path: str) -> pd.DataFrame:
 
 
 def population_summary(members: pd.DataFrame) -> str:
-  """A few lines: mean / std / min / max over members of the summary metrics."""
+  """A few lines: mean / std / min / max over members of the summary metrics.
+
+  Diverged members (see :func:`jaxsparse.engine.train_member_epoch`) are left
+  out of these statistics.
+  """
+  if "diverged" in members:
+    members = members[~members["diverged"].astype(bool)]
   lines = [f"{'metric':<22}{'mean':>9}{'std':>9}{'min':>9}{'max':>9}"]
   for name in SUMMARY_METRICS:
     if name in members:

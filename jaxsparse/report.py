@@ -28,33 +28,51 @@ def _layers(result: dict) -> dict[str, np.ndarray]:
           for name, value in result.items() if name.startswith("layer/")}
 
 
+def _diverged(result: dict) -> np.ndarray:
+  """Which members of a run diverged (all False for caches written before the flag)."""
+  return np.asarray(result.get("diverged", np.zeros(len(result["accuracy"]), bool)), bool)
+
+
 def summarise(table: pd.DataFrame, original: dict, twins: list) -> dict:
-  """The study's numbers: one entry per (method, level) with per-member arrays."""
+  """The study's numbers: one entry per (method, level) with per-member arrays.
+
+  Members whose original or twin training diverged (non-finite loss or
+  weights; see :func:`jaxsparse.engine.train_member_epoch`) are left out of
+  an entry's arrays and statistics and listed in its ``diverged_members``.
+  """
   fields = [field for field in GRID_FIELDS if field != "sparsity"]
+  original_ok = ~_diverged(original)
   entries = []
   for run, result in twins:
-    drop = original["accuracy"] - result["accuracy"]
-    effects = analysis.hyperparameter_effects(table, drop, fields)
+    keep = original_ok & ~_diverged(result)
+    original_accuracy, twin_accuracy = original["accuracy"][keep], result["accuracy"][keep]
+    original_predictions, twin_predictions = original["predictions"][keep], \
+        result["predictions"][keep]
+    drop = original_accuracy - twin_accuracy
+    effects = analysis.hyperparameter_effects(table[keep].reset_index(drop=True), drop, fields)
     entries.append({
         "method": run.method, "level": run.level, "level_field": run.level_field,
         "workdir": os.path.relpath(run.workdir, os.path.dirname(os.path.dirname(run.workdir))),
-        "members": int(len(drop)),
-        "original_accuracy": original["accuracy"].tolist(),
-        "twin_accuracy": result["accuracy"].tolist(),
+        "members": int(keep.sum()),
+        "member_indices": np.flatnonzero(keep).tolist(),
+        "diverged_members": np.flatnonzero(~keep).tolist(),
+        "original_accuracy": original_accuracy.tolist(),
+        "twin_accuracy": twin_accuracy.tolist(),
         "accuracy_drop": drop.tolist(),
-        "sparsity": result["sparsity"].tolist(),
-        "layer_sparsity": {name: value.tolist() for name, value in _layers(result).items()},
-        "agreement": analysis.agreement(original["predictions"], result["predictions"]).tolist(),
+        "sparsity": result["sparsity"][keep].tolist(),
+        "layer_sparsity": {name: value[keep].tolist() for name, value in _layers(result).items()},
+        "agreement": analysis.agreement(original_predictions, twin_predictions).tolist(),
         "agreement_where_original_correct": analysis.agreement_where_correct(
-            original["predictions"], result["predictions"], original["labels"]).tolist(),
-        "pearson": analysis.pearson(original["accuracy"], result["accuracy"]),
-        "spearman": analysis.spearman(original["accuracy"], result["accuracy"]),
-        "twin_accuracy_distribution": analysis.distribution(result["accuracy"]),
+            original_predictions, twin_predictions, original["labels"]).tolist(),
+        "pearson": analysis.pearson(original_accuracy, twin_accuracy),
+        "spearman": analysis.spearman(original_accuracy, twin_accuracy),
+        "twin_accuracy_distribution": analysis.distribution(twin_accuracy),
         "hyperparameter_effects": effects.to_dict(orient="records"),
     })
   return {"original": {"members": int(len(table)),
                        "test_accuracy": original["accuracy"].tolist(),
-                       "distribution": analysis.distribution(original["accuracy"]),
+                       "diverged_members": np.flatnonzero(~original_ok).tolist(),
+                       "distribution": analysis.distribution(original["accuracy"][original_ok]),
                        "hyperparameters": table.to_dict(orient="records")},
           "twins": entries}
 
@@ -94,6 +112,15 @@ def findings(summary: dict) -> list[str]:
   for entry in summary["twins"]:
     by_method.setdefault(entry["method"], []).append(entry)
   lines = []
+  if summary["original"].get("diverged_members"):
+    lines.append(f"- Original members {summary['original']['diverged_members']} diverged "
+                 "(non-finite loss or weights) and are left out of every statistic.")
+  for entry in summary["twins"]:
+    twin_only = sorted(set(entry["diverged_members"]) -
+                       set(summary["original"].get("diverged_members", [])))
+    if twin_only:
+      lines.append(f"- The {entry['method']} {entry['level']:g} twins of members {twin_only} "
+                   "diverged and are left out of that entry.")
   for method, entries in by_method.items():
     agreements = [np.mean(e["agreement"]) for e in entries]
     correlations = [e["pearson"] for e in entries]

@@ -14,15 +14,16 @@ import time
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from jaxsparse import checkpoints, engine, masks, metrics, models, population, sparsify
+from jaxsparse import checkpoints, engine, masks, metrics, models, population, sharding
+from jaxsparse import sparsify
+from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import validate_config
-from jaxsparse.data import Dataset, load_dataset
+from jaxsparse.data import Dataset, check_dataset, load_dataset
 from jaxsparse.errors import UserError
 
 
@@ -39,7 +40,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        dataset: Dataset | None = None,
                        on_epoch_end: Callable[[int, engine.TrainState], None] | None = None,
                        initial_variables: tuple | None = None,
-                       links: dict | None = None) -> pd.DataFrame:
+                       links: dict | None = None, overwrite: bool = False) -> pd.DataFrame:
   """Trains (or resumes) the zoo of ``config`` under ``workdir``.
 
   Args:
@@ -53,13 +54,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       starts from its originals); used only when no checkpoint exists yet.
     links: extra entries for ``metadata.json`` (a twin run records its
       original there).
+    overwrite: if ``workdir`` holds a run of another config, discard it
+      (otherwise that is refused; see :mod:`jaxsparse.workdir`).
 
   Returns:
     The member table with each member's final metrics (also written to
     ``workdir/members.csv``).
   """
   validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.prepare_workdir(workdir, config, overwrite, links)
   num_epochs = config.training.num_epochs
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
   metrics_path = os.path.join(workdir, metrics.METRICS_FILE)
@@ -71,6 +74,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     print(f"Already trained for {start_epoch} epochs; nothing to do.", flush=True)
     return _report(workdir, table, start_epoch)
   dataset = dataset or dataset_from_config(config)
+  check_dataset(dataset)
+  if start_epoch:
+    _check_same_data(workdir, dataset)
   if config.training.batch_size > len(dataset.train_labels):
     raise UserError(f"config.training.batch_size={config.training.batch_size} is larger than "
                     f"the {len(dataset.train_labels)} training examples; use a smaller batch")
@@ -85,53 +91,69 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                   config.population.first_seed)
   if method.copies > 1:
     table = population.with_copies(table, method.copies)
-  hyper = population.member_hyperparameters(table)
-  checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table,
-                             links)
-  writer = metrics.MetricsWriter(workdir, config.logging.tensorboard)
+  num_members = len(table)
+  mesh = sharding.population_mesh(config.population.num_devices)
+  size = sharding.padded_size(num_members, mesh)
+  hyper = sharding.shard_members(
+      sharding.pad_members(population.member_hyperparameters(table), size), mesh)
+  if is_writer():
+    checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table,
+                               links)
+  writer = metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer())
 
   if start_epoch:
-    abstract = jax.eval_shape(engine.init_population, model, method, hyper)
-    state = checkpoints.restore_population(manager, abstract, start_epoch)
+    state = checkpoints.restore_members(manager, model, method, table, start_epoch, size, mesh)
     print(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.", flush=True)
   else:
-    state = engine.init_population(model, method, hyper, *(initial_variables or ()))
-    if method.between_epochs is not None:
-      state = method.between_epochs(state, hyper, 0)
-  writer.truncate_after(start_epoch)
+    initial = sharding.pad_members(tuple(initial_variables), size) if initial_variables \
+        else ()
+    state = engine.init_population(model, method, hyper, *initial, mesh=mesh)
+    state = _between_epochs(method, state, hyper, 0, num_members, mesh)
+  if is_writer():
+    writer.truncate_after(start_epoch)
 
-  print(f"jaxsparse: {len(table)} members of {model.name} on {dataset.name} "
+  print(f"jaxsparse: {num_members} members of {model.name} on {dataset.name} "
         f"({len(dataset.train_labels)} train / {len(dataset.validation_labels)} validation / "
         f"{len(dataset.test_labels)} test), {num_epochs} epochs of batch "
         f"{config.training.batch_size}, on {jax.default_backend()} "
-        f"({jax.device_count()} device(s)).", flush=True)
+        f"({sharding.num_shards(mesh)} of {jax.device_count()} device(s)"
+        f"{f', {size - num_members} padding members' if size > num_members else ''}).",
+        flush=True)
 
-  splits = {name: (jnp.asarray(images), jnp.asarray(labels)) for name, images, labels in (
+  splits = {name: sharding.replicate((images, labels), mesh) for name, images, labels in (
       ("train", dataset.train_images, dataset.train_labels),
       ("validation", dataset.validation_images, dataset.validation_labels),
       ("test", dataset.test_images, dataset.test_labels))}
   chunk_size = config.population.chunk_size
   progress = tqdm(total=num_epochs, initial=start_epoch, unit="epoch", desc="zoo",
-                  disable=not config.logging.progress_bar)
+                  disable=not config.logging.progress_bar or not is_writer())
   try:
     for epoch in range(start_epoch + 1, num_epochs + 1):
       started = time.time()
       state, epoch_metrics = engine.train_epoch(
           model, method, state, hyper, *splits["train"], (epoch - 1) * steps_per_epoch,
-          batch_size=config.training.batch_size, chunk_size=chunk_size)
-      if method.between_epochs is not None:
-        state = method.between_epochs(state, hyper, epoch)
+          batch_size=config.training.batch_size, chunk_size=chunk_size, mesh=mesh)
+      state = _between_epochs(method, state, hyper, epoch, num_members, mesh)
       epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
+      epoch_metrics["diverged"] = state.diverged
       for split in ("validation", "test"):
         evaluation = engine.evaluate(model, method, state, hyper, *splits[split],
                                      batch_size=config.training.eval_batch_size,
-                                     chunk_size=chunk_size)
+                                     chunk_size=chunk_size, mesh=mesh)
         epoch_metrics[f"{split}_accuracy"] = evaluation["accuracy"]
         epoch_metrics[f"{split}_loss"] = evaluation["loss"]
-      epoch_metrics = jax.device_get(epoch_metrics)
-      epoch_metrics["epoch_seconds"] = np.full(len(table), time.time() - started)
-      writer.write_epoch(epoch, epoch_metrics)
-      checkpoints.save_population(manager, epoch, state)
+      epoch_metrics = sharding.unpad_members(sharding.to_host(epoch_metrics), num_members)
+      epoch_metrics["epoch_seconds"] = np.full(num_members, time.time() - started)
+      if is_writer():
+        writer.write_epoch(epoch, epoch_metrics)
+      try:
+        checkpoints.save_population(manager, epoch, state)
+      except BaseException:
+        # Without its checkpoint the epoch did not happen: drop its metrics now
+        # (a resumed run would drop them anyway).
+        if is_writer():
+          _forget_epoch(writer, epoch)
+        raise
       if on_epoch_end is not None:
         on_epoch_end(epoch, state)
       progress.update(1)
@@ -143,13 +165,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     writer.close()
     manager.close()
 
+  if not is_writer():
+    return table
   return _report(workdir, table, num_epochs)
+
+
+def is_writer() -> bool:
+  """Whether this process writes the run's files (process 0 of a multi-host run; checkpoints
+  are written by every process, each its own shards)."""
+  return jax.process_index() == 0
+
+
+def _between_epochs(method, state, hyper, completed_epochs: int, num_members: int, mesh):
+  """The method's step between epochs, on the real members (padding is re-added after)."""
+  if method.between_epochs is None:
+    return state
+  if jax.tree.leaves(hyper)[0].shape[0] == num_members:
+    return method.between_epochs(state, hyper, completed_epochs)
+  size = jax.tree.leaves(hyper)[0].shape[0]
+  real = method.between_epochs(sharding.unpad_members(state, num_members),
+                               sharding.unpad_members(hyper, num_members), completed_epochs)
+  return sharding.shard_members(sharding.pad_members(real, size), mesh)
+
+
+def _forget_epoch(writer: metrics.MetricsWriter, epoch: int) -> None:
+  try:
+    writer.truncate_after(epoch - 1)
+  except OSError:
+    pass  # e.g. the disk is full; the next resume truncates instead
+
+
+def _check_same_data(workdir: str, dataset: Dataset) -> None:
+  """A run resumes only on data of the shape and classes it was trained on."""
+  metadata = workdir_lib.read_metadata(workdir)
+  if (tuple(metadata["input_shape"]) != tuple(dataset.input_shape)
+      or metadata["num_classes"] != dataset.num_classes):
+    raise UserError(
+        f"{workdir} was trained on inputs of shape {tuple(metadata['input_shape'])} with "
+        f"{metadata['num_classes']} classes, but the data now has {tuple(dataset.input_shape)} "
+        f"and {dataset.num_classes}; use the run's data or another --workdir")
 
 
 def _report(workdir: str, table: pd.DataFrame, num_epochs: int) -> pd.DataFrame:
   """Writes ``members.csv`` and prints the population summary; returns the members."""
   members = metrics.final_member_table(table, os.path.join(workdir, metrics.METRICS_FILE))
+  if "diverged" in members:
+    members["diverged"] = members["diverged"].astype(bool)
   members.to_csv(os.path.join(workdir, metrics.MEMBERS_FILE), index=False)
+  if "diverged" in members and members["diverged"].any():
+    diverged = members.index[members["diverged"]].tolist()
+    print(f"{len(diverged)} member(s) diverged (non-finite loss or weights) and were frozen at "
+          f"their last finite state: {diverged}; see the 'diverged' column of members.csv.",
+          flush=True)
   print(f"Population after epoch {num_epochs} ({len(members)} members):\n"
         f"{metrics.population_summary(members)}\n"
         f"Written to {workdir}: checkpoints/, metadata.json, metrics.jsonl, members.csv, "

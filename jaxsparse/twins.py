@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from jaxsparse import analysis, checkpoints, engine, masks, population, train
-from jaxsparse.config import validate_config
+from jaxsparse.config import default_config, validate_config
 from jaxsparse.data import Dataset
 
 ORIGINAL_DIR = "original"
@@ -68,8 +68,9 @@ def twin_runs(config: ml_collections.ConfigDict, workdir: str) -> list[TwinRun]:
 
 
 def original_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The zoo's own run: the config, trained densely."""
+  """The zoo's own run: the config, trained densely (its twin settings play no part)."""
   original = config.copy_and_resolve_references()
+  original.twins = default_config().twins
   original.sparsify.method = "none"
   original.population.grid.sparsity = (0.0,)
   return original
@@ -84,6 +85,9 @@ def twin_config(config: ml_collections.ConfigDict, run: TwinRun) -> ml_collectio
   else:
     twin.population.grid.sparsity = (run.level,)
   twin.training.num_epochs = config.twins.num_epochs
+  # Recorded so that resuming with another fine-tuning set is refused.
+  twin.twins.num_epochs = config.twins.num_epochs
+  twin.twins.train_examples = config.twins.train_examples
   return twin
 
 
@@ -116,6 +120,7 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
             "labels": np.asarray(dataset.test_labels, np.int16),
             "accuracy": np.asarray(evaluation["accuracy"]),
             "sparsity": np.asarray(jax.vmap(masks.sparsity)(state.masks)),
+            "diverged": np.asarray(state.diverged),
             **{f"layer/{name}": np.asarray(value) for name, value in layer_sparsity.items()}}
   with open(path + ".tmp", "wb") as file:
     np.savez(file, **result)
@@ -124,9 +129,11 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str,
-              dataset: Dataset | None = None) -> dict:
+              dataset: Dataset | None = None, overwrite: bool = False) -> dict:
   """Trains the zoo and its twins under ``workdir`` (resuming) and writes the report.
 
+  ``overwrite``: runs under ``workdir`` made with another config are
+  discarded instead of refused (see :mod:`jaxsparse.workdir`).
   Returns the summary written to ``summary.json``.
   """
   from jaxsparse import report  # matplotlib is imported only when a report is made
@@ -137,7 +144,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   dataset = dataset or train.dataset_from_config(config)
   original_dir = os.path.join(workdir, ORIGINAL_DIR)
   print(f"== original zoo -> {original_dir}", flush=True)
-  train.train_and_evaluate(original_config(config), original_dir, dataset)
+  train.train_and_evaluate(original_config(config), original_dir, dataset, overwrite=overwrite)
   original_state, table = checkpoints.load_population(original_dir)
   final_epoch = int(original_state.epoch[0])
   twin_data = _training_subset(dataset, config.twins.train_examples)
@@ -149,7 +156,8 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
         initial_variables=(original_state.params, original_state.batch_stats),
         links={"original": {"workdir": os.path.relpath(original_dir, run.workdir),
                             "epoch": final_epoch,
-                            "members": "twin member i is the twin of original member i"}})
+                            "members": "twin member i is the twin of original member i"}},
+        overwrite=overwrite)
   del original_state
   batch_size = config.training.eval_batch_size
   original = cache_predictions(original_dir, dataset, batch_size)

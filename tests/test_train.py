@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from jaxsparse import checkpoints, engine, sparsify
+from jaxsparse.errors import UserError
 from jaxsparse.train import train_and_evaluate
 
 from conftest import random_dataset
@@ -88,7 +89,7 @@ def test_loaders_return_population_and_member(tmp_path, tiny_config, data):
                              jnp.asarray(data.test_images), jnp.asarray(data.test_labels),
                              batch_size=32)["accuracy"]
   np.testing.assert_allclose(accuracy, members["test_accuracy"], rtol=1e-6)
-  with pytest.raises(IndexError, match="4 members"):
+  with pytest.raises(UserError, match="4 members"):
     checkpoints.load_member(str(tmp_path), 4)
 
 

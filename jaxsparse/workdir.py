@@ -1,0 +1,159 @@
+"""Checks on a run's workdir before anything is written to it.
+
+A workdir belongs to one config. Re-running the same config resumes it; a
+different config is refused (naming the first differing field) unless the
+user asks to overwrite, because mixing two runs' checkpoints and metrics
+would silently corrupt both. Fields that change how a run is reported or
+scheduled on the machine, but not its results, may differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import jax
+import ml_collections
+
+from jaxsparse.errors import UserError
+
+METADATA_FILE = "metadata.json"
+CHECKPOINT_DIR = "checkpoints"
+#: What a run writes under its workdir; ``overwrite`` removes exactly these.
+RUN_OUTPUTS = (CHECKPOINT_DIR, METADATA_FILE, "metrics.jsonl", "members.csv", "tensorboard",
+               "predictions.npz")
+#: Config fields that may differ between a run and its resumption: they do not
+#: change any member's results (output, scheduling on the machine, or which
+#: other twin runs a study makes, each in its own workdir).
+RESUMABLE_DIFFERENCES = ("logging", "checkpoint", "population.chunk_size",
+                         "population.num_devices", "distributed",
+                         "training.eval_batch_size", "twins.methods", "twins.sparsities",
+                         "twins.kl_weights")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, dict):
+      flat.update(_flatten(value, path + "."))
+    else:
+      flat[path] = list(value) if isinstance(value, tuple) else value
+  return flat
+
+
+def config_difference(saved: dict, current: dict) -> tuple[str, Any, Any] | None:
+  """The first field (dotted path) whose value differs between two config dicts, with both
+  values; None if they agree on every field outside :data:`RESUMABLE_DIFFERENCES`.
+
+  A field missing on one side (a run made before the field existed) counts
+  as agreeing.
+  """
+  saved, current = _flatten(saved), _flatten(current)
+  for path in sorted(saved.keys() & current.keys()):
+    if any(path == field or path.startswith(field + ".") for field in RESUMABLE_DIFFERENCES):
+      continue
+    # JSON turned tuples into lists and may have turned ints into floats.
+    if _normalised(saved[path]) != _normalised(current[path]):
+      return path, saved[path], current[path]
+  return None
+
+
+def read_metadata(workdir: str) -> dict[str, Any]:
+  """The parsed ``metadata.json`` of a run, or a UserError saying what is wrong with it."""
+  path = os.path.join(workdir, METADATA_FILE)
+  if not os.path.exists(path):
+    raise UserError(f"{workdir} holds no run ({METADATA_FILE} is missing); give the --workdir "
+                    "of a training run")
+  try:
+    with open(path) as file:
+      metadata = json.load(file)
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise UserError(f"{path} is corrupt ({error}); restore it from a backup, or re-run with "
+                    "--overwrite to discard the run") from error
+  for key in ("config", "input_shape", "num_classes", "members"):
+    if key not in metadata:
+      raise UserError(f"{path} lacks its {key!r} entry, so it was not written by jaxsparse; "
+                      "use another --workdir")
+  return metadata
+
+
+def _normalised(value: Any) -> Any:
+  return json.loads(json.dumps(value))
+
+
+def run_difference(metadata: dict, config: ml_collections.ConfigDict,
+                   links: dict | None = None) -> tuple[str, Any, Any] | None:
+  """How a run's metadata differs from a run of ``config`` with ``links``: the first
+  differing config field (see :func:`config_difference`) or link, with both values."""
+  difference = config_difference(metadata["config"], config.to_dict())
+  if difference is not None:
+    return ("config." + difference[0],) + difference[1:]
+  for key, value in (links or {}).items():
+    if key in metadata and _normalised(metadata[key]) != _normalised(value):
+      return key, metadata[key], value
+  return None
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
+                    overwrite: bool = False, links: dict | None = None) -> None:
+  """Makes sure ``workdir`` can hold the run of ``config``, before anything is written.
+
+  ``links`` are the metadata entries the run will record (a twin's original
+  and its epoch): a run linked elsewhere is another run, like one of another
+  config.
+
+  Raises:
+    UserError: the workdir cannot be created or written, or it holds a run
+      of another config (unless ``overwrite``, which then removes that run's
+      outputs and nothing else), or a checkpoint without its metadata.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f"--workdir={workdir} is a file, not a directory; choose another --workdir")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    # One probe per process: the processes of a multi-host run share the workdir.
+    probe = os.path.join(workdir, f".jaxsparse_write_test_{os.getpid()}_{jax.process_index()}")
+    with open(probe, "w") as file:
+      file.write("ok")
+    os.remove(probe)
+  except OSError as error:
+    raise UserError(f"cannot write to --workdir={workdir} ({error.strerror}); choose a "
+                    "writable directory") from error
+
+  has_metadata = os.path.exists(os.path.join(workdir, METADATA_FILE))
+  has_checkpoints = os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)) and \
+      bool(os.listdir(os.path.join(workdir, CHECKPOINT_DIR)))
+  if not has_metadata and not has_checkpoints:
+    return
+  if overwrite:
+    if jax.process_index() == 0:
+      _discard_run(workdir, config, links)
+    return
+  if not has_metadata:
+    raise UserError(f"{workdir} holds checkpoints but no {METADATA_FILE}, so they cannot be "
+                    "checked against this config; use another --workdir, or --overwrite to "
+                    "discard them")
+  difference = run_difference(read_metadata(workdir), config, links)
+  if difference is not None:
+    field, saved, current = difference
+    raise UserError(f"{workdir} holds a run with {field}={saved!r}, but this run has "
+                    f"{current!r}; use another --workdir, or --overwrite to discard that run")
+
+
+def _discard_run(workdir: str, config: ml_collections.ConfigDict, links: dict | None) -> None:
+  """Removes the outputs of another run (a run of this config and links is kept)."""
+  try:
+    if run_difference(read_metadata(workdir), config, links) is None:
+      return
+  except UserError:
+    pass  # unreadable metadata: the run cannot be resumed, so it goes
+  print(f"Overwriting the run in {workdir} (another config).", flush=True)
+  for name in RUN_OUTPUTS:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.exists(path):
+      os.remove(path)
