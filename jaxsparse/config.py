@@ -59,6 +59,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.training.num_epochs = 3
   config.training.batch_size = 32
   config.training.eval_batch_size = 1000
+  config.training.evaluate_validation = True  # per-epoch validation metrics (twins skip them)
 
   config.sparsify = ml_collections.ConfigDict()
   config.sparsify.method = "none"          # see jaxsparse.sparsify.method_names()

@@ -11,11 +11,15 @@ import json
 import os
 from typing import Mapping
 
+import jax
 import numpy as np
 import pandas as pd
 
+from jaxsparse import masks
+
 METRICS_FILE = "metrics.jsonl"
 MEMBERS_FILE = "members.csv"
+PREDICTIONS_FILE = "predictions.npz"
 SUMMARY_METRICS = ("train_loss", "validation_accuracy", "test_accuracy", "achieved_sparsity")
 
 
@@ -92,3 +96,34 @@ def population_summary(members: pd.DataFrame) -> str:
       lines.append(f"{name:<22}{values.mean():>9.4f}{values.std():>9.4f}"
                    f"{values.min():>9.4f}{values.max():>9.4f}")
   return "\n".join(lines)
+
+
+def write_predictions(workdir: str, record: Mapping[str, np.ndarray]) -> None:
+  """Writes a run's final test-set record (predictions [P, N], labels, accuracy, sparsity
+  overall and per layer, diverged) to ``predictions.npz``, atomically."""
+  path = os.path.join(workdir, PREDICTIONS_FILE)
+  with open(path + ".tmp", "wb") as file:
+    np.savez(file, **record)
+  os.replace(path + ".tmp", path)
+
+
+def read_predictions(workdir: str) -> dict[str, np.ndarray] | None:
+  """The record of :func:`write_predictions`, or None if the run has none yet."""
+  path = os.path.join(workdir, PREDICTIONS_FILE)
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as cached:
+    return dict(cached)
+
+
+def prediction_record(member_masks, diverged, evaluation: dict,
+                      labels: np.ndarray) -> dict[str, np.ndarray]:
+  """What the report needs of a finished run (arrays with a member axis): test predictions,
+  accuracy, sparsity overall and per layer, and which members diverged."""
+  layer_sparsity = jax.vmap(masks.layer_sparsity)(member_masks)
+  return {"predictions": np.asarray(evaluation["predictions"], np.int16),
+          "labels": np.asarray(labels, np.int16),
+          "accuracy": np.asarray(evaluation["accuracy"]),
+          "sparsity": np.asarray(jax.vmap(masks.sparsity)(member_masks)),
+          "diverged": np.asarray(diverged),
+          **{f"layer/{name}": np.asarray(value) for name, value in layer_sparsity.items()}}

@@ -136,7 +136,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       state = _between_epochs(method, state, hyper, epoch, num_members, mesh)
       epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
       epoch_metrics["diverged"] = state.diverged
-      for split in ("validation", "test"):
+      for split in ("validation", "test") if config.training.evaluate_validation else ("test",):
         evaluation = engine.evaluate(model, method, state, hyper, *splits[split],
                                      batch_size=config.training.eval_batch_size,
                                      chunk_size=chunk_size, mesh=mesh)
@@ -154,11 +154,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if is_writer():
           _forget_epoch(writer, epoch)
         raise
+      if epoch == num_epochs:
+        # The final test predictions, for the twins report (saves evaluating again).
+        final = sharding.unpad_members(sharding.to_host(
+            (state.masks, state.diverged, evaluation)), num_members)
+        record = metrics.prediction_record(*final, dataset.test_labels)
+        if is_writer():
+          metrics.write_predictions(workdir, record)
       if on_epoch_end is not None:
         on_epoch_end(epoch, state)
       progress.update(1)
       progress.set_postfix(
-          validation_accuracy=f"{np.mean(epoch_metrics['validation_accuracy']):.4f}",
+          test_accuracy=f"{np.mean(epoch_metrics['test_accuracy']):.4f}",
           train_loss=f"{np.mean(epoch_metrics['train_loss']):.4f}")
   finally:
     progress.close()

@@ -29,13 +29,13 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import analysis, checkpoints, engine, masks, population, train
+from jaxsparse import analysis, checkpoints, engine, metrics, population, train
 from jaxsparse.config import default_config, validate_config
 from jaxsparse.data import Dataset
 
 ORIGINAL_DIR = "original"
 TWINS_DIR = "twins"
-PREDICTIONS_FILE = "predictions.npz"
+PREDICTIONS_FILE = metrics.PREDICTIONS_FILE
 
 
 class TwinRun(NamedTuple):
@@ -85,6 +85,9 @@ def twin_config(config: ml_collections.ConfigDict, run: TwinRun) -> ml_collectio
   else:
     twin.population.grid.sparsity = (run.level,)
   twin.training.num_epochs = config.twins.num_epochs
+  # The study reads only test predictions; a twin's validation pass would cost
+  # more than its fine-tuning epoch.
+  twin.training.evaluate_validation = False
   # Recorded so that resuming with another fine-tuning set is refused.
   twin.twins.num_epochs = config.twins.num_epochs
   twin.twins.train_examples = config.twins.train_examples
@@ -101,13 +104,14 @@ def _training_subset(dataset: Dataset, num_examples: int) -> Dataset:
 def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[str, np.ndarray]:
   """Test-set predictions and per-layer sparsity of a finished run, cached in predictions.npz.
 
-  Computed once from the final checkpoint and written atomically, so that the
-  report of a resumed study does not evaluate finished runs again.
+  A run writes the file itself after its last epoch (from that epoch's test
+  evaluation); for a run that has none, it is computed here once from the
+  final checkpoint, so that the report of a resumed study does not evaluate
+  finished runs again.
   """
-  path = os.path.join(workdir, PREDICTIONS_FILE)
-  if os.path.exists(path):
-    with np.load(path) as cached:
-      return dict(cached)
+  cached = metrics.read_predictions(workdir)
+  if cached is not None:
+    return cached
   state, table = checkpoints.load_population(workdir)
   metadata = checkpoints.read_metadata(workdir)
   model = checkpoints.model_from_metadata(metadata)
@@ -115,17 +119,10 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
   hyper = population.member_hyperparameters(table)
   evaluation = engine.evaluate(model, method, state, hyper, jax.numpy.asarray(dataset.test_images),
                                jax.numpy.asarray(dataset.test_labels), batch_size=batch_size)
-  layer_sparsity = jax.vmap(masks.layer_sparsity)(state.masks)
-  result = {"predictions": np.asarray(evaluation["predictions"], np.int16),
-            "labels": np.asarray(dataset.test_labels, np.int16),
-            "accuracy": np.asarray(evaluation["accuracy"]),
-            "sparsity": np.asarray(jax.vmap(masks.sparsity)(state.masks)),
-            "diverged": np.asarray(state.diverged),
-            **{f"layer/{name}": np.asarray(value) for name, value in layer_sparsity.items()}}
-  with open(path + ".tmp", "wb") as file:
-    np.savez(file, **result)
-  os.replace(path + ".tmp", path)
-  return result
+  record = metrics.prediction_record(state.masks, state.diverged, evaluation,
+                                     dataset.test_labels)
+  metrics.write_predictions(workdir, record)
+  return record
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str,
