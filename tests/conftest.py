@@ -1,5 +1,7 @@
 """Shared test fixtures: small synthetic data and configs that train in seconds."""
 
+import os
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -48,6 +50,28 @@ def make_tiny_config():
   config.logging.progress_bar = False
   config.logging.tensorboard = False
   return config
+
+
+def make_tiny_study_config(sparsities=(0.5, 0.9), kl_weights=(500.0,), num_epochs=1):
+  """A twins study of the tiny zoo (Adam only): magnitude and VD twins, 1 epoch on 48
+  examples, batch 16."""
+  config = make_tiny_config()
+  config.job = "twins"
+  config.population.grid.optimizer = ("adam",)
+  config.training.num_epochs = num_epochs
+  config.training.batch_size = 16
+  config.twins.methods = ("magnitude", "variational_dropout")
+  config.twins.sparsities = sparsities
+  config.twins.kl_weights = kl_weights
+  config.twins.num_epochs = 1
+  config.twins.train_examples = 48
+  return config
+
+
+def files_under(directory, describe):
+  """``{path relative to directory: describe(path)}`` for every file under ``directory``."""
+  return {os.path.relpath(os.path.join(root, name), directory): describe(os.path.join(root, name))
+          for root, _, names in os.walk(directory) for name in names}
 
 
 def method_settings(method: str, **changes):

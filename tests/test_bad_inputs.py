@@ -19,7 +19,7 @@ from jaxsparse.errors import UserError
 from jaxsparse.train import train_and_evaluate
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import make_tiny_config, random_dataset  # noqa: E402
+from conftest import files_under, make_tiny_config, random_dataset  # noqa: E402
 
 DATA = random_dataset(num_train=64)
 
@@ -41,13 +41,10 @@ def _trained(directory):
 
 def _snapshot(directory):
   """Every file under ``directory`` with the hash of its bytes."""
-  files = {}
-  for root, _, names in os.walk(directory):
-    for name in names:
-      path = os.path.join(root, name)
-      with open(path, "rb") as file:
-        files[os.path.relpath(path, directory)] = hashlib.sha256(file.read()).hexdigest()
-  return files
+  def digest(path):
+    with open(path, "rb") as file:
+      return hashlib.sha256(file.read()).hexdigest()
+  return files_under(directory, digest)
 
 
 def _with_data(**changes):

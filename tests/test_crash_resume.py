@@ -19,13 +19,15 @@ import textwrap
 
 import pytest
 
+from conftest import files_under
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY = os.path.dirname(TESTS)
 
 STUDY = """
 import os, signal, sys
 from jaxsparse import checkpoints, engine, report, twins
-from conftest import make_tiny_config, random_dataset
+from conftest import make_tiny_study_config, random_dataset
 
 def die():
   os.kill(os.getpid(), signal.SIGKILL)
@@ -63,15 +65,7 @@ elif kill_point == "predictions":            # the second predictions cache writ
 elif kill_point == "report":                 # figures written, report not
   report._figures = after_calls(report._figures, 1, before=False)
 
-config = make_tiny_config()
-config.job = "twins"
-config.population.grid.optimizer = ("adam",)
-config.training.num_epochs = 2
-config.training.batch_size = 16
-config.twins.methods = ("magnitude", "variational_dropout")
-config.twins.sparsities = (0.8,)
-config.twins.kl_weights = (500.0,)
-config.twins.train_examples = 48
+config = make_tiny_study_config(sparsities=(0.8,), num_epochs=2)
 twins.run_study(config, workdir, random_dataset(num_train=64))
 """
 
@@ -98,12 +92,7 @@ def uninterrupted(tmp_path_factory):
 
 
 def _file_times(directory):
-  times = {}
-  for root, _, names in os.walk(directory):
-    for name in names:
-      path = os.path.join(root, name)
-      times[path] = os.stat(path).st_mtime_ns
-  return times
+  return files_under(directory, lambda path: os.stat(path).st_mtime_ns)
 
 
 KILL_POINTS = ("training", "checkpoint_write", "metrics_written", "twin_training",

@@ -11,21 +11,12 @@ import pytest
 from jaxsparse import checkpoints, engine, population, sparsify, twins
 from jaxsparse.config import load_config_file, validate_config
 
-from conftest import make_tiny_config, random_dataset
+from conftest import make_tiny_study_config, random_dataset
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-  config = make_tiny_config()
-  config.job = "twins"
-  config.population.grid.optimizer = ("adam",)
-  config.training.num_epochs = 1
-  config.training.batch_size = 16
-  config.twins.methods = ("magnitude", "variational_dropout")
-  config.twins.sparsities = (0.5, 0.9)
-  config.twins.kl_weights = (500.0,)
-  config.twins.num_epochs = 1
-  config.twins.train_examples = 48
+  config = make_tiny_study_config()
   data = random_dataset(num_train=64)
   workdir = str(tmp_path_factory.mktemp("study"))
   summary = twins.run_study(config, workdir, data)
