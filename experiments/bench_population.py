@@ -77,7 +77,8 @@ def _time(run_steps, steps: int) -> tuple[float, float]:
   return max(first - per_step * steps, 0.0), per_step
 
 
-def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps: int):
+def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps: int,
+               chunk: int):
   import jax
   import jax.numpy as jnp
   from jaxsparse import engine, models, population as population_lib, sparsify
@@ -97,7 +98,7 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
 
   def run_steps():
     state[0], metrics = engine.train_epoch(built, method, state[0], hyper, images, labels,
-                                           batch_size=batch)
+                                           batch_size=batch, chunk_size=chunk)
     jax.block_until_ready(metrics)
 
   return _time(run_steps, steps)
@@ -256,12 +257,13 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
   return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
-def measure(impl: str, model: str, population: int, batch: int, steps: int) -> dict:
+def measure(impl: str, model: str, population: int, batch: int, steps: int,
+            chunk: int = 0) -> dict:
   """One measurement, in this process."""
   if impl.startswith("jaxsparse"):
     method = {"jaxsparse": "none", "jaxsparse_magnitude": "magnitude",
               "jaxsparse_vd": "variational_dropout"}[impl]
-    compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps)
+    compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps, chunk)
   elif impl in ("naive_flax", "python_loop"):
     compile_seconds, per_step = _naive_flax(model, population, batch, steps,
                                             loop=impl == "python_loop")
@@ -273,14 +275,16 @@ def measure(impl: str, model: str, population: int, batch: int, steps: int) -> d
   member_steps = population / per_step
   flops = 3 * _forward_flops(model) * batch * member_steps
   return {"impl": impl, "model": model, "population": population, "batch": batch,
+          "chunk": chunk if impl.startswith("jaxsparse") else None,
           "member_steps_per_second": member_steps, "examples_per_second": member_steps * batch,
           "gflops": flops / 1e9, "compile_seconds": compile_seconds,
           "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _in_subprocess(impl, model, population, batch, steps) -> dict | None:
+def _in_subprocess(impl, model, population, batch, steps, chunk) -> dict | None:
   command = [sys.executable, __file__, "--impl", impl, "--model", model, "--population",
-             str(population), "--batch", str(batch), "--steps", str(steps), "--json"]
+             str(population), "--batch", str(batch), "--steps", str(steps), "--chunk",
+             str(chunk), "--json"]
   result = subprocess.run(command, capture_output=True, text=True)
   if result.returncode != 0:
     print(f"  {impl} {model} P={population} B={batch} failed: "
@@ -309,6 +313,9 @@ def main():
   parser.add_argument("--population", type=int, default=64)
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--chunk", type=int, default=4,
+                      help="members the engine vmaps at once (population.chunk_size; 0: all); "
+                           "4 measured fastest for CNN-s on the 2-core CPU")
   parser.add_argument("--full", action="store_true", help="every model, P and batch")
   parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
                       help="implementations of the set (comma-separated)")
@@ -317,7 +324,7 @@ def main():
   args = parser.parse_args()
 
   if args.impl:
-    result = measure(args.impl, args.model, args.population, args.batch, args.steps)
+    result = measure(args.impl, args.model, args.population, args.batch, args.steps, args.chunk)
     if args.json:
       print(json.dumps(result))
     else:
@@ -334,7 +341,7 @@ def main():
   print(f"float32 GEMM ceiling: {ceiling:.0f} GFLOP/s", flush=True)
   results = []
   for impl, model, population, batch in _plan(args.full, impls):
-    result = _in_subprocess(impl, model, population, batch, args.steps)
+    result = _in_subprocess(impl, model, population, batch, args.steps, args.chunk)
     if result:
       result["fraction_of_gemm"] = result["gflops"] / ceiling
       results.append(result)

@@ -182,8 +182,8 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
           method_state, weights, method_key, global_step, hyper.sparsity)
       variables = {"params": model_params, "batch_stats": batch_stats, **extra_variables}
       logits, new_batch_stats = apply_model(
-          model, variables, batch_images, hyper.activation, hyper.dropout_rate, step_key,
-          train=True, noise_key=noise_key)
+          model, variables, batch_images, hyper.compiled_activation, hyper.dropout_rate,
+          hyper.dropout_key(step_key), train=True, noise_key=noise_key)
       loss = cross_entropy(logits, batch_labels)
       return loss + penalty, (new_batch_stats, loss, jnp.mean(logits.argmax(-1) == batch_labels))
 
@@ -274,7 +274,7 @@ def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyp
 
   def batch_metrics(totals, batch):
     batch_images, batch_labels, batch_weights = batch
-    logits, _ = apply_model(model, variables, batch_images, hyper.activation)
+    logits, _ = apply_model(model, variables, batch_images, hyper.compiled_activation)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch_labels)
     predictions = logits.argmax(-1).astype(jnp.int32)
     correct = predictions == batch_labels

