@@ -156,11 +156,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         raise
       if epoch == num_epochs:
         # The final test predictions, for the twins report (saves evaluating again).
+        # Every process takes part in gathering them; one writes them.
         final = sharding.unpad_members(sharding.to_host(
             (state.masks, state.diverged, evaluation)), num_members)
-        record = metrics.prediction_record(*final, dataset.test_labels)
         if is_writer():
-          metrics.write_predictions(workdir, record)
+          metrics.write_predictions(workdir,
+                                    metrics.prediction_record(*final, dataset.test_labels))
       if on_epoch_end is not None:
         on_epoch_end(epoch, state)
       progress.update(1)

@@ -35,7 +35,6 @@ from jaxsparse.data import Dataset
 
 ORIGINAL_DIR = "original"
 TWINS_DIR = "twins"
-PREDICTIONS_FILE = metrics.PREDICTIONS_FILE
 
 
 class TwinRun(NamedTuple):
@@ -174,13 +173,12 @@ def load_twins(workdir: str, method: str, level: float, epoch: int | None = None
   state, table = checkpoints.load_population(run_dir, epoch)
   table = table.copy()
   table["original_member"] = table["member"]
-  original_path = os.path.join(workdir, ORIGINAL_DIR, PREDICTIONS_FILE)
-  twin_path = os.path.join(run_dir, PREDICTIONS_FILE)
-  if os.path.exists(original_path) and os.path.exists(twin_path):
-    with np.load(original_path) as original, np.load(twin_path) as twin:
-      table["original_test_accuracy"] = original["accuracy"]
-      table["test_accuracy"] = twin["accuracy"]
-      table["achieved_sparsity"] = twin["sparsity"]
-      table["agreement"] = analysis.agreement(original["predictions"], twin["predictions"])
+  original = metrics.read_predictions(os.path.join(workdir, ORIGINAL_DIR))
+  twin = metrics.read_predictions(run_dir)
+  if original is not None and twin is not None:
+    table["original_test_accuracy"] = original["accuracy"]
+    table["test_accuracy"] = twin["accuracy"]
+    table["achieved_sparsity"] = twin["sparsity"]
+    table["agreement"] = analysis.agreement(original["predictions"], twin["predictions"])
   return state, table
 
