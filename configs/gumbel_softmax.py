@@ -5,7 +5,9 @@ temperature anneals from 1 to 0.1; a penalty of weight 5 pulls the expected
 kept fraction of every layer to each member's target (at 50 the penalty
 overwhelms the task loss at 80 % and above and the network dies). ``--config.sparsify.rescale=False``
 measures the effect of the rescaling, ``--config.sparsify.sparsity_penalty=0``
-leaves the sparsity to training.
+leaves the sparsity to training, and
+``--config.population.method_grid.temperature_end='(0.5, 0.1, 0.02)'`` gives
+every member each final temperature (one population, one program).
 """
 
 from jaxsparse.config import method_study_config

@@ -15,7 +15,7 @@ import ml_collections
 from jaxsparse import data, layers, masks, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.models import MODEL_NAMES
-from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS
+from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS, METHOD_GRID_FIELDS
 from jaxsparse.sparsify import magnitude
 
 
@@ -54,6 +54,17 @@ def default_config() -> ml_collections.ConfigDict:
   config.population.grid.learning_rate = (1e-3,)
   config.population.grid.weight_decay = (0.0,)
   config.population.grid.momentum = (0.9,)
+  # Per-member values of config.sparsify settings, each a grid axis like those
+  # above; () = not swept (every member uses config.sparsify's value). Only
+  # the settings the method reads per member are allowed (see
+  # jaxsparse.sparsify.member_settings): magnitude's start_epoch/end_epoch,
+  # variational dropout's kl_weight, Gumbel-softmax's temperatures.
+  config.population.method_grid = ml_collections.ConfigDict()
+  config.population.method_grid.start_epoch = ()
+  config.population.method_grid.end_epoch = ()
+  config.population.method_grid.kl_weight = ()
+  config.population.method_grid.temperature_start = ()
+  config.population.method_grid.temperature_end = ()
 
   config.training = ml_collections.ConfigDict()
   config.training.num_epochs = 3
@@ -241,20 +252,48 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       _fail("population.grid.sparsity", value,
             "variational dropout's sparsity is an outcome of training, not a target; use 0 "
             "and tune config.sparsify.kl_weight")
+  method_grid = population.method_grid
+  accepted = sparsify.member_settings(settings.method)
+  for field in METHOD_GRID_FIELDS:
+    values = method_grid[field]
+    if not isinstance(values, (tuple, list)):
+      _fail(f"population.method_grid.{field}", values,
+            f"list the values, e.g. ({values!r},), or () for config.sparsify.{field}")
+    if len(values) and config.job == "twins":
+      _fail(f"population.method_grid.{field}", values,
+            "the twins study sets the method settings of each twin run itself; use ()")
+    if len(values) and field not in accepted:
+      _fail(f"population.method_grid.{field}", values,
+            f"method {settings.method!r} does not read {field} per member; "
+            + (f"it accepts {', '.join(accepted)}" if accepted else "use ()"))
+    for value in values:
+      if field.startswith("temperature") and not value > 0:
+        _fail(f"population.method_grid.{field}", value, "use positive temperatures, e.g. 0.5")
+      if field == "kl_weight" and not value >= 0:
+        _fail(f"population.method_grid.{field}", value, "use values >= 0")
+      if field.endswith("_epoch") and value != int(value):
+        _fail(f"population.method_grid.{field}", value, "use whole epochs")
+
+  def values_of(field):  # every value a member may have
+    return tuple(method_grid[field]) or (settings[field],)
+
   if settings.schedule not in magnitude.SCHEDULES:
     _fail("sparsify.schedule", settings.schedule, f"use one of {', '.join(magnitude.SCHEDULES)}")
   if settings.scope not in masks.SCOPES:
     _fail("sparsify.scope", settings.scope, f"use one of {', '.join(masks.SCOPES)}")
   num_epochs = config.training.num_epochs
-  if not 0 <= settings.start_epoch <= num_epochs:
-    _fail("sparsify.start_epoch", settings.start_epoch,
-          f"use 0 to training.num_epochs ({num_epochs})")
+  field_name = lambda field: (f"population.method_grid.{field}" if method_grid[field]
+                              else f"sparsify.{field}")
+  for start in values_of("start_epoch"):
+    if not 0 <= start <= num_epochs:
+      _fail(field_name("start_epoch"), start, f"use 0 to training.num_epochs ({num_epochs})")
   uses_end_epoch = settings.method in ("gap", "parallel_gap", "variational_dropout") or (
       settings.method == "magnitude" and settings.schedule != "one_shot")
-  if uses_end_epoch and not settings.start_epoch <= settings.end_epoch <= num_epochs:
-    _fail("sparsify.end_epoch", settings.end_epoch,
-          f"need start_epoch ({settings.start_epoch}) <= end_epoch <= "
-          f"training.num_epochs ({num_epochs})")
+  for start in values_of("start_epoch") if uses_end_epoch else ():
+    for end in values_of("end_epoch"):
+      if not start <= end <= num_epochs:
+        _fail(field_name("end_epoch"), end,
+              f"need start_epoch ({start}) <= end_epoch <= training.num_epochs ({num_epochs})")
   if not settings.kl_weight >= 0:
     _fail("sparsify.kl_weight", settings.kl_weight, "use 0 or more (1 = the variational bound)")
   for field in ("temperature_start", "temperature_end"):

@@ -85,7 +85,7 @@ def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparamete
   if params is None:
     variables = init_variables(model, init_key, hyper.initializer)
     params, batch_stats = variables["params"], variables["batch_stats"]
-  sparsity_state = method.init(params, method_key, hyper.sparsity)
+  sparsity_state = method.init(params, method_key, hyper.target)
   if method.zeroes_pruned_weights:
     params = masks_lib.apply_masks(params, sparsity_state.masks)
   opt_state = _optimizer(hyper).init(_trained_variables(method, params, sparsity_state))
@@ -179,7 +179,7 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
       weights = weights if method.trains_weights else params
       method_state = sparsify.with_trainable(sparsity_state, method_variables)
       model_params, extra_variables, penalty = method.forward(
-          method_state, weights, method_key, global_step, hyper.sparsity)
+          method_state, weights, method_key, global_step, hyper.target)
       variables = {"params": model_params, "batch_stats": batch_stats, **extra_variables}
       logits, new_batch_stats = apply_model(
           model, variables, batch_images, hyper.compiled_activation, hyper.dropout_rate,
@@ -197,7 +197,7 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
     if method.trains_weights:
       params = weights
     sparsity_state = sparsify.with_trainable(sparsity_state, method_variables)
-    sparsity_state = method.update(sparsity_state, params, grads[0], global_step, hyper.sparsity)
+    sparsity_state = method.update(sparsity_state, params, grads[0], global_step, hyper.target)
     if method.zeroes_pruned_weights:
       # Pruned weights stay exactly zero (weight decay and Adam momentum would
       # otherwise move them), and regrown ones start from zero.
@@ -269,7 +269,7 @@ def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyp
   images = images.reshape(num_batches, batch_size, *images.shape[1:])
   labels = jnp.pad(labels, (0, padding)).reshape(num_batches, batch_size)
   model_params, _, _ = method.forward(state.sparsity_state, state.params, None, 0,
-                                      hyper.sparsity)
+                                      hyper.target)
   variables = {"params": model_params, "batch_stats": state.batch_stats}
 
   def batch_metrics(totals, batch):

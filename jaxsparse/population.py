@@ -21,6 +21,7 @@ import pandas as pd
 from jaxsparse.layers import ACTIVATIONS
 from jaxsparse.models import INITIALIZERS
 from jaxsparse.optim import OPTIMIZERS
+from jaxsparse.sparsify.base import Target
 
 #: Grid fields that name a choice, with the allowed values (their index is what the program sees).
 CATEGORICAL_FIELDS: dict[str, tuple[str, ...]] = {
@@ -34,6 +35,12 @@ NUMERIC_FIELDS: tuple[str, ...] = ("learning_rate", "weight_decay", "momentum", 
 #: Order of the grid's axes; the last one varies fastest, and seeds vary fastest of all.
 GRID_FIELDS: tuple[str, ...] = ("sparsity", "activation", "dropout_rate", "initializer",
                                 "optimizer", "learning_rate", "weight_decay", "momentum")
+#: ``config.sparsify`` settings a population may sweep per member (the method
+#: grid); the methods that read each one declare it when they register (see
+#: :func:`jaxsparse.sparsify.member_settings`). Their axes come right after
+#: sparsity's.
+METHOD_GRID_FIELDS: tuple[str, ...] = ("start_epoch", "end_epoch", "kl_weight",
+                                       "temperature_start", "temperature_end")
 
 
 @flax.struct.dataclass
@@ -41,7 +48,10 @@ class MemberHyperparameters:
   """Per-member hyperparameters as arrays with a leading member axis.
 
   Categorical fields hold indices into :data:`CATEGORICAL_FIELDS`;
-  ``sparsity`` is the member's target sparsity for the sparsification method.
+  ``sparsity`` is the member's target sparsity for the sparsification method
+  and ``method_settings`` the values of the method settings the population
+  sweeps (:data:`METHOD_GRID_FIELDS`), by name; together they are the
+  member's :attr:`target`.
 
   The last two fields are static (part of the compiled program's
   signature, not traced): which activations the population uses and whether
@@ -60,9 +70,15 @@ class MemberHyperparameters:
   momentum: jax.Array
   dropout_rate: jax.Array
   sparsity: jax.Array
+  method_settings: dict[str, jax.Array] = flax.struct.field(default_factory=dict)
   activations_used: tuple[int, ...] = flax.struct.field(
       pytree_node=False, default=tuple(range(len(ACTIVATIONS))))
   uses_dropout: bool = flax.struct.field(pytree_node=False, default=True)
+
+  @property
+  def target(self) -> Target:
+    """What the sparsification method aims for (see :class:`jaxsparse.sparsify.Target`)."""
+    return Target(self.sparsity, self.method_settings)
 
   @property
   def compiled_activation(self) -> jax.Array | int:
@@ -75,7 +91,8 @@ class MemberHyperparameters:
     return key if self.uses_dropout else None
 
 
-def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0) -> pd.DataFrame:
+def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0,
+                 method_grid: Mapping[str, Any] | None = None) -> pd.DataFrame:
   """Expands a grid into a table with one row per member.
 
   Args:
@@ -83,21 +100,28 @@ def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0) -
       (``sparsity`` may be left out: dense, 0).
     num_seeds: seeds per grid point; member seeds are ``first_seed + i``.
     first_seed: the first seed.
+    method_grid: for fields of :data:`METHOD_GRID_FIELDS` that differ
+      between members, a sequence of values (an empty sequence or a missing
+      field: not swept, every member uses ``config.sparsify``'s value).
 
   Returns:
     A DataFrame with columns ``member``, ``configuration`` (index of the grid
-    point), ``seed`` and one column per grid field; categorical fields hold
-    their names.
+    point), ``seed``, one column per grid field (categorical fields hold
+    their names) and one per swept method field.
   """
-  axes = [tuple(grid[field]) if field in grid else (0.0,) for field in GRID_FIELDS]
+  method_grid = method_grid or {}
+  swept = [field for field in METHOD_GRID_FIELDS if len(method_grid.get(field, ())) > 0]
+  fields = (GRID_FIELDS[0], *swept, *GRID_FIELDS[1:])
+  axes = [tuple(method_grid[field]) if field in swept else
+          tuple(grid[field]) if field in grid else (0.0,) for field in fields]
   rows = []
   for configuration, values in enumerate(itertools.product(*axes)):
     for seed in range(first_seed, first_seed + num_seeds):
       row = {"member": len(rows), "configuration": configuration, "seed": seed}
-      row.update(zip(GRID_FIELDS, values))
+      row.update(zip(fields, values))
       rows.append(row)
   table = pd.DataFrame(rows)
-  for field in NUMERIC_FIELDS:
+  for field in (*NUMERIC_FIELDS, *swept):
     table[field] = table[field].astype(float)
   return table
 
@@ -126,5 +150,7 @@ def member_hyperparameters(table: pd.DataFrame) -> MemberHyperparameters:
       initializer=index_of("initializer"),
       optimizer=index_of("optimizer"),
       **{field: jnp.asarray(table[field].to_numpy(np.float32)) for field in NUMERIC_FIELDS},
+      method_settings={field: jnp.asarray(table[field].to_numpy(np.float32))
+                       for field in METHOD_GRID_FIELDS if field in table},
       activations_used=tuple(sorted({ACTIVATIONS.index(name) for name in table["activation"]})),
       uses_dropout=bool((table["dropout_rate"] > 0).any()))

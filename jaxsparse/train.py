@@ -88,7 +88,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       steps_per_epoch, num_examples=len(dataset.train_labels),
       num_steps=num_epochs * steps_per_epoch))
   table = population.member_table(config.population.grid, config.population.num_seeds,
-                                  config.population.first_seed)
+                                  config.population.first_seed, config.population.method_grid)
   if method.copies > 1:
     table = population.with_copies(table, method.copies)
   num_members = len(table)

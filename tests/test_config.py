@@ -42,6 +42,23 @@ BAD_CONFIGS = [
      "sparsify.kl_weight", "-1.0"),
     ("zero temperature", lambda c: c.sparsify.__setattr__("temperature_end", 0.0),
      "sparsify.temperature_end", "0.0"),
+    ("method grid field the method does not read", lambda c: (
+        c.sparsify.__setattr__("method", "magnitude"),
+        c.population.method_grid.__setattr__("temperature_end", (0.5, 0.1))),
+     "population.method_grid.temperature_end", "(0.5, 0.1)"),
+    ("zero temperature in the method grid", lambda c: (
+        c.sparsify.__setattr__("method", "gumbel_softmax"),
+        c.population.method_grid.__setattr__("temperature_start", (1.0, 0.0))),
+     "population.method_grid.temperature_start", "0.0"),
+    ("method grid ends pruning before it starts", lambda c: (
+        c.sparsify.__setattr__("method", "magnitude"), c.sparsify.__setattr__("schedule", "gradual"),
+        c.population.method_grid.__setattr__("start_epoch", (0, 2)),
+        c.population.method_grid.__setattr__("end_epoch", (1, 3))),
+     "population.method_grid.end_epoch", "1"),
+    ("method grid in a twins study", lambda c: (
+        c.__setattr__("job", "twins"),
+        c.population.method_grid.__setattr__("kl_weight", (1.0, 10.0))),
+     "population.method_grid.kl_weight", "(1.0, 10.0)"),
     ("negative sparsity penalty", lambda c: c.sparsify.__setattr__("sparsity_penalty", -5.0),
      "sparsify.sparsity_penalty", "-5.0"),
     ("zero partitions", lambda c: c.sparsify.__setattr__("num_partitions", 0),

@@ -35,11 +35,11 @@ def test_scores_learn_exact_per_member_sparsity_over_frozen_weights():
 def test_straight_through_gradient_equals_the_masked_weight_gradient():
   params = {"Dense_0": {"kernel": jnp.array([[1.0, -2.0], [3.0, 0.5]]), "bias": jnp.zeros(2)}}
   method = sparsify.get_method(method_settings("edge_popup"), sparsify.TrainingSchedule(1))
-  state = method.init(params, jax.random.PRNGKey(0), 0.5)
+  state = method.init(params, jax.random.PRNGKey(0), sparsify.Target(0.5))
 
   def loss(scores):
     weights, _, _ = method.forward(state._replace(trainable=scores), params,
-                                   jax.random.PRNGKey(1), 0, 0.5)
+                                   jax.random.PRNGKey(1), 0, sparsify.Target(0.5))
     return jnp.sum(weights["Dense_0"]["kernel"] * jnp.array([[1.0, 2.0], [3.0, 4.0]]))
 
   gradient = jax.grad(loss)(state.trainable)["Dense_0"]["kernel"]

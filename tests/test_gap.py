@@ -30,7 +30,7 @@ def test_one_dense_partition_at_every_step_and_target_after_each_prune(scope):
   params = cnn_s_params()
   method = gap.cyclic_gap(num_partitions=3, start_step=2, end_step=14, round_length=3,
                           scope=scope)
-  target = 0.8
+  target = sparsify.Target(0.8)
   state = method.init(params, jax.random.PRNGKey(0), target)
   update = jax.jit(method.update)
   target_sparsities = {}
@@ -54,16 +54,16 @@ def test_one_dense_partition_at_every_step_and_target_after_each_prune(scope):
     for name, value in per_layer.items():
       if name not in dense_layers:
         np.testing.assert_allclose(value, target_sparsities[name], atol=1e-6)
-  assert abs(float(masks.sparsity(state.masks)) - target) < 0.01
+  assert abs(float(masks.sparsity(state.masks)) - target.sparsity) < 0.01
 
 
 def test_sparse_tensors_keep_their_masks_through_a_prune():
   params = cnn_s_params()
   method = gap.cyclic_gap(num_partitions=5, start_step=0, end_step=10, round_length=2)
-  state = method.init(params, jax.random.PRNGKey(1), 0.9)
-  grown = method.update(state, params, None, 0, 0.9)  # Conv_0 grows
+  state = method.init(params, jax.random.PRNGKey(1), sparsify.Target(0.9))
+  grown = method.update(state, params, None, 0, sparsify.Target(0.9))  # Conv_0 grows
   params = masks.apply_masks(params, grown.masks)
-  moved = method.update(grown, params, None, 2, 0.9)  # Conv_0 pruned, Conv_1 grows
+  moved = method.update(grown, params, None, 2, sparsify.Target(0.9))  # Conv_0 pruned, Conv_1 grows
   np.testing.assert_array_equal(moved.masks["Dense_0"]["kernel"], state.masks["Dense_0"]["kernel"])
   kept = np.asarray(moved.masks["Conv_0"]["kernel"]) == 1
   magnitudes = np.abs(np.asarray(params["Conv_0"]["kernel"]))

@@ -76,5 +76,5 @@ def test_one_shot_at_start_prunes_at_init_and_jit_agrees(data):
   for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(compiled)):
     np.testing.assert_array_equal(a, b)
   method = sparsify.get_method(settings(schedule="one_shot"), sparsify.TrainingSchedule(4))
-  state = method.init(params, jax.random.PRNGKey(0), 0.8)
+  state = method.init(params, jax.random.PRNGKey(0), sparsify.Target(0.8))
   assert abs(float(masks.sparsity(state.masks)) - 0.8) < 1e-3

@@ -57,9 +57,11 @@ def test_init_and_update_are_pure_and_jit_agrees_with_eager(name):
   method = sparsify.get_method(method_settings(name, **SETTINGS[name]),
                                sparsify.TrainingSchedule(4, 64, 8))
   init, update = jax.jit(method.init), jax.jit(method.update)
-  eager = method.update(method.init(params, jax.random.PRNGKey(1), 0.8), params, grads, 4, 0.8)
-  compiled = update(init(params, jax.random.PRNGKey(1), 0.8), params, grads, 4, 0.8)
-  again = update(init(params, jax.random.PRNGKey(1), 0.8), params, grads, 4, 0.8)
+  target = sparsify.Target(0.8)
+  eager = method.update(method.init(params, jax.random.PRNGKey(1), target), params, grads, 4,
+                        target)
+  compiled = update(init(params, jax.random.PRNGKey(1), target), params, grads, 4, target)
+  again = update(init(params, jax.random.PRNGKey(1), target), params, grads, 4, target)
   for eager_leaf, jit_leaf, again_leaf in zip(jax.tree.leaves(eager), jax.tree.leaves(compiled),
                                               jax.tree.leaves(again)):
     np.testing.assert_array_equal(jit_leaf, again_leaf)

@@ -21,28 +21,28 @@ def method(start_epoch=0, scope="layerwise"):
 
 def test_static_sparse_masks_have_exact_counts_and_depend_on_the_key():
   params = params_tree()
-  first = method().init(params, jax.random.PRNGKey(0), 0.9)
-  second = method().init(params, jax.random.PRNGKey(1), 0.9)
+  first = method().init(params, jax.random.PRNGKey(0), sparsify.Target(0.9))
+  second = method().init(params, jax.random.PRNGKey(1), sparsify.Target(0.9))
   for layer, size in (("Dense_0", 1200), ("Dense_1", 300)):
     assert int(first.masks[layer]["kernel"].sum()) == size - round(0.9 * size)
   assert not np.array_equal(first.masks["Dense_0"]["kernel"], second.masks["Dense_0"]["kernel"])
   # Fixed during training: updates leave the masks alone.
-  updated = method().update(first, params, params, jnp.asarray(5), 0.9)
+  updated = method().update(first, params, params, jnp.asarray(5), sparsify.Target(0.9))
   np.testing.assert_array_equal(updated.masks["Dense_0"]["kernel"], first.masks["Dense_0"]["kernel"])
 
 
 def test_random_pruning_happens_at_its_start_step():
   params = params_tree()
   pruning = method(start_epoch=2)
-  state = pruning.init(params, jax.random.PRNGKey(0), 0.5)
+  state = pruning.init(params, jax.random.PRNGKey(0), sparsify.Target(0.5))
   assert float(masks.sparsity(state.masks)) == 0.0
-  state = pruning.update(state, params, params, jnp.asarray(19), 0.5)
+  state = pruning.update(state, params, params, jnp.asarray(19), sparsify.Target(0.5))
   assert float(masks.sparsity(state.masks)) == 0.0
-  state = jax.jit(pruning.update)(state, params, params, jnp.asarray(20), 0.5)
+  state = jax.jit(pruning.update)(state, params, params, jnp.asarray(20), sparsify.Target(0.5))
   assert float(masks.sparsity(state.masks)) == 0.5
 
 
 def test_global_random_masks_count_over_all_layers():
-  state = method(scope="global").init(params_tree(), jax.random.PRNGKey(3), 0.8)
+  state = method(scope="global").init(params_tree(), jax.random.PRNGKey(3), sparsify.Target(0.8))
   kept = sum(int(state.masks[layer]["kernel"].sum()) for layer in ("Dense_0", "Dense_1"))
   assert kept == 1500 - 1200

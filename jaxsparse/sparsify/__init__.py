@@ -11,8 +11,9 @@ training), 'variational_dropout', 'gumbel_softmax', 'edge_popup' and 'gap'
 from jaxsparse.sparsify import (  # noqa: F401  (importing registers the methods)
     dense, edge_popup, filter_pruning, gap, gumbel_softmax, magnitude, random_pruning,
     variational_dropout)
-from jaxsparse.sparsify.base import (SparsifyMethod, TrainingSchedule, get_method, masked_forward,
-                                     method_names, register, trainable, with_trainable)
+from jaxsparse.sparsify.base import (SparsifyMethod, Target, TrainingSchedule, get_method,
+                                     masked_forward, member_settings, method_names, register,
+                                     trainable, with_trainable)
 
-__all__ = ["SparsifyMethod", "TrainingSchedule", "get_method", "masked_forward", "method_names",
-           "register", "trainable", "with_trainable"]
+__all__ = ["SparsifyMethod", "Target", "TrainingSchedule", "get_method", "masked_forward",
+           "member_settings", "method_names", "register", "trainable", "with_trainable"]

@@ -18,10 +18,12 @@ else the method tracks. A method that learns variables of its own
 (log sigma^2, mask logits, scores) keeps them in a field named
 ``trainable``: the engine differentiates the loss with respect to it through
 ``forward`` and updates it with the member's optimizer. ``target`` is the
-member's target sparsity and ``step`` the global training step; both may be
-traced, and ``step`` is the same for all members, so a method may branch on
-it with ``lax.cond`` at no cost under ``vmap``. Methods keep no hidden state
-and draw randomness only from keys they are given or hold in their state.
+member's :class:`Target` (its sparsity and any method settings that differ
+between members) and ``step`` the global training step; both may be traced,
+and ``step`` is the same for all members, so a method may branch on it with
+``lax.cond`` at no cost under ``vmap`` (a branch on a per-member setting
+becomes a select that computes both sides). Methods keep no hidden state and
+draw randomness only from keys they are given or hold in their state.
 
 Methods are registered by name with :func:`register`; a config selects one
 with ``config.sparsify.method`` and :func:`get_method` builds it from
@@ -33,11 +35,29 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from jaxsparse import masks as masks_lib
 
 PyTree = Any
+
+
+class Target(NamedTuple):
+  """What a method aims for in one member.
+
+  Attributes:
+    sparsity: the member's target sparsity (a float, or a traced scalar).
+    settings: per-member values of ``config.sparsify`` settings that the
+      population sweeps (``config.population.method_grid``), by name; a
+      setting not in it has the one value of ``config.sparsify``.
+  """
+  sparsity: jax.Array | float
+  settings: dict[str, jax.Array] = {}
+
+  def setting(self, name: str, default: Any) -> Any:
+    """This member's value of setting ``name``, or ``default`` (the config's) if not swept."""
+    return self.settings.get(name, default)
 
 
 def masked_forward(state, params, key, step, target):
@@ -50,7 +70,7 @@ class SparsifyMethod(NamedTuple):
   """A sparsification method (see the module doc).
 
   Attributes:
-    init: ``(params, key, target) -> state``.
+    init: ``(params, key, target) -> state``; ``target`` is a :class:`Target`.
     update: ``(state, params, grads, step, target) -> state``.
     forward: ``(state, params, key, step, target) -> (model_params,
       extra_variables, penalty)``.
@@ -95,22 +115,38 @@ def with_trainable(state: NamedTuple, variables: PyTree) -> NamedTuple:
 
 
 _REGISTRY: dict[str, Callable[..., SparsifyMethod]] = {}
+_MEMBER_SETTINGS: dict[str, tuple[str, ...]] = {}
 
 
-def register(name: str):
+def register(name: str, member_settings: tuple[str, ...] = ()):
   """Decorator: registers ``builder(settings, training) -> SparsifyMethod`` as ``name``.
 
   ``settings`` is ``config.sparsify``, ``training`` a :class:`TrainingSchedule`.
+  ``member_settings`` names the settings the method reads from its
+  :class:`Target`, which a population may therefore sweep per member.
   """
   def decorate(builder):
     _REGISTRY[name] = builder
+    _MEMBER_SETTINGS[name] = tuple(member_settings)
     return builder
   return decorate
+
+
+def member_settings(name: str) -> tuple[str, ...]:
+  """The ``config.sparsify`` settings that method ``name`` accepts per member."""
+  return _MEMBER_SETTINGS[name]
 
 
 def method_names() -> tuple[str, ...]:
   """Names of the registered methods."""
   return tuple(_REGISTRY)
+
+
+def epochs_to_steps(epochs: jax.Array | int, steps_per_epoch: int) -> jax.Array | int:
+  """A number of epochs (a config int, or a per-member traced setting) as whole steps."""
+  if isinstance(epochs, int):
+    return epochs * steps_per_epoch
+  return jnp.round(jnp.asarray(epochs) * steps_per_epoch).astype(jnp.int32)
 
 
 class TrainingSchedule(NamedTuple):

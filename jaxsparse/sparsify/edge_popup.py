@@ -39,16 +39,16 @@ def edge_popup() -> SparsifyMethod:
     scores = masks_lib.map_prunable(
         lambda k, p: jax.random.uniform(k, p.shape, p.dtype, -1.0, 1.0) / jnp.sqrt(
             layers.fan_in(p.shape)), prunable, keys, params)
-    return EdgePopupState(top_k(scores, target), scores)
+    return EdgePopupState(top_k(scores, target.sparsity), scores)
 
   def update(state, params, grads, step, target):
     del params, grads, step
-    return state._replace(masks=top_k(state.trainable, target))
+    return state._replace(masks=top_k(state.trainable, target.sparsity))
 
   def forward(state, params, key, step, target):
     del step
     scores = state.trainable
-    kept = top_k(scores, target)
+    kept = top_k(scores, target.sparsity)
     if key is not None:
       kept = masks_lib.map_prunable(
           lambda hard, score: masks_lib.straight_through(hard, jnp.abs(score)),

@@ -29,7 +29,7 @@ def filter_pruning(prune_step: int) -> SparsifyMethod:
   """L1 filter pruning of every channel group at ``prune_step``."""
 
   def prune(params, masks, target):
-    return FilterPruningState(structured.channel_masks(params, masks, target))
+    return FilterPruningState(structured.channel_masks(params, masks, target.sparsity))
 
   def init(params, key, target):
     del key

@@ -62,7 +62,8 @@ def partition_of_leaves(masks, num_partitions: int):
 def _random_start(scope: str):
   """GaP's ``init``: a random mask at the member's target (no dense pre-training)."""
   def init(params, key, target):
-    return GapState(random_masks(key, params, masks_lib.dense_masks(params), target, scope))
+    return GapState(random_masks(key, params, masks_lib.dense_masks(params), target.sparsity,
+                                 scope))
   return init
 
 
@@ -80,7 +81,7 @@ def cyclic_gap(num_partitions: int, start_step: int, end_step: int, round_length
   init = _random_start(scope)
 
   def grow_and_prune(state, params, step, target):
-    pruned = prune_kept(params, state.masks, target, scope)
+    pruned = prune_kept(params, state.masks, target.sparsity, scope)
     growing = ((step - start_step) // round_length) % num_partitions
     partitions = partition_of_leaves(state.masks, num_partitions)
     grow = (step < end_step)

@@ -71,7 +71,7 @@ def density_penalty(logits, target: jax.Array | float) -> jax.Array:
 
 def gumbel_softmax(temperature, rescale: bool = True,
                    sparsity_penalty: float = 0.0) -> SparsifyMethod:
-  """Gumbel-softmax mask learning with ``temperature(step) -> tau``."""
+  """Gumbel-softmax mask learning with ``temperature(step, target) -> tau``."""
 
   def most_probable(logits):
     return jax.tree.map(lambda leaf: None if leaf is None else (leaf > 0).astype(jnp.float32),
@@ -97,10 +97,10 @@ def gumbel_softmax(temperature, rescale: bool = True,
       kept, penalty = state.masks, 0.0
     else:
       keys = masks_lib.key_per_leaf(key, logits)
-      tau = temperature(step)
+      tau = temperature(step, target)
       kept = masks_lib.map_prunable(lambda k, logit: sample_mask(k, logit, tau),
                                     state.masks, keys, logits)
-      penalty = sparsity_penalty * density_penalty(logits, target)
+      penalty = sparsity_penalty * density_penalty(logits, target.sparsity)
     weights = masks_lib.apply_masks(params, kept)
     if rescale:
       weights = jax.tree.map(lambda w, s: w if s is None else w * s, weights,
@@ -111,11 +111,18 @@ def gumbel_softmax(temperature, rescale: bool = True,
                         zeroes_pruned_weights=False)
 
 
-@register("gumbel_softmax")
+@register("gumbel_softmax", member_settings=("temperature_start", "temperature_end"))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
-  """Builds Gumbel-softmax mask learning from ``config.sparsify``."""
-  start, end = settings.temperature_start, settings.temperature_end
+  """Builds Gumbel-softmax mask learning from ``config.sparsify``.
+
+  The temperature schedule's ends may differ between members (see
+  :class:`jaxsparse.sparsify.Target`).
+  """
   num_steps = max(training.num_steps, 1)
-  temperature = lambda step: start * (end / start) ** jnp.clip(step / num_steps, 0.0, 1.0)
+
+  def temperature(step, target):
+    start = target.setting("temperature_start", settings.temperature_start)
+    end = target.setting("temperature_end", settings.temperature_end)
+    return start * (end / start) ** jnp.clip(step / num_steps, 0.0, 1.0)
   return gumbel_softmax(temperature, settings.rescale, settings.sparsity_penalty)._replace(
       trainable_learning_rate_scale=settings.trainable_learning_rate_scale)

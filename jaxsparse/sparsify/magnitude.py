@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from jaxsparse import masks as masks_lib
 from jaxsparse.sparsify import schedules
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, epochs_to_steps, register
 
 SCHEDULES = ("one_shot", "gradual", "iterative")
 
@@ -32,15 +32,16 @@ def magnitude_masks(params, masks, sparsity, scope: str = "layerwise"):
 
 
 def magnitude_pruning(schedule, scope: str = "layerwise",
-                      is_update_step=lambda step: True) -> SparsifyMethod:
+                      is_update_step=lambda step, target: True) -> SparsifyMethod:
   """Magnitude pruning with ``schedule(step, target) -> sparsity``.
 
   Args:
-    schedule: target sparsity at a step, given the member's final target.
+    schedule: sparsity at a step, given the member's :class:`Target`.
     scope: 'layerwise' (each tensor at the sparsity) or 'global' (one
       threshold over all prunable tensors).
-    is_update_step: ``step -> bool``, the steps at which masks are recomputed
-      (ranking all weights costs a sort, so not every step).
+    is_update_step: ``(step, target) -> bool``, the steps at which masks are
+      recomputed (ranking all weights costs a sort, so not every step; when
+      it depends on a per-member setting, every member ranks at every step).
   """
   def init(params, key, target):
     del key
@@ -50,30 +51,41 @@ def magnitude_pruning(schedule, scope: str = "layerwise",
   def update(state, params, grads, step, target):
     del grads
     return jax.lax.cond(
-        is_update_step(step),
+        is_update_step(step, target),
         lambda: MagnitudeState(magnitude_masks(params, state.masks, schedule(step, target), scope)),
         lambda: state)
 
   return SparsifyMethod(init, update)
 
 
-@register("magnitude")
+@register("magnitude", member_settings=("start_epoch", "end_epoch"))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
-  """Builds magnitude pruning from ``config.sparsify`` (epochs become steps)."""
-  start = settings.start_epoch * training.steps_per_epoch
-  end = settings.end_epoch * training.steps_per_epoch
-  if settings.schedule == "one_shot":
-    schedule = lambda step, target: schedules.one_shot(step, target, start)
-  elif settings.schedule == "gradual":
-    schedule = lambda step, target: schedules.polynomial(step, target, start, end)
-  elif settings.schedule == "iterative":
-    round_length = max((end - start) // settings.num_rounds, 1)
-    schedule = lambda step, target: schedules.iterative(
-        jnp.maximum(step - start + round_length, 0), target, settings.num_rounds, round_length)
-  else:
+  """Builds magnitude pruning from ``config.sparsify`` (epochs become steps).
+
+  ``start_epoch`` and ``end_epoch`` may differ between members (see
+  :class:`jaxsparse.sparsify.Target`).
+  """
+  def start_and_end(target):
+    return tuple(epochs_to_steps(target.setting(name, settings[name]), training.steps_per_epoch)
+                 for name in ("start_epoch", "end_epoch"))
+
+  def schedule(step, target):
+    start, end = start_and_end(target)
+    if settings.schedule == "one_shot":
+      return schedules.one_shot(step, target.sparsity, start)
+    if settings.schedule == "gradual":
+      return schedules.polynomial(step, target.sparsity, start, end)
+    round_length = jnp.maximum((end - start) // settings.num_rounds, 1)
+    return schedules.iterative(jnp.maximum(step - start + round_length, 0), target.sparsity,
+                               settings.num_rounds, round_length)
+
+  if settings.schedule not in SCHEDULES:
     raise ValueError(f"schedule {settings.schedule!r} is unknown; use one of {SCHEDULES}")
-  # Recompute every `update_every` steps from the start, and at the end step
-  # so that gradual pruning lands exactly on its target.
-  is_update_step = lambda step: (step >= start) & (
-      ((step - start) % settings.update_every == 0) | (step == end))
+
+  def is_update_step(step, target):
+    # Recompute every `update_every` steps from the start, and at the end
+    # step so that gradual pruning lands exactly on its target.
+    start, end = start_and_end(target)
+    return (step >= start) & (((step - start) % settings.update_every == 0) | (step == end))
+
   return magnitude_pruning(schedule, settings.scope, is_update_step)

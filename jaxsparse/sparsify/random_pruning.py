@@ -41,14 +41,14 @@ def random_pruning(settings, training: TrainingSchedule) -> SparsifyMethod:
   def init(params, key, target):
     dense = masks_lib.dense_masks(params)
     if prune_step == 0:
-      return RandomState(random_masks(key, params, dense, target, settings.scope), key)
+      return RandomState(random_masks(key, params, dense, target.sparsity, settings.scope), key)
     return RandomState(dense, key)
 
   def update(state, params, grads, step, target):
     del grads
     return jax.lax.cond(
         step == prune_step,
-        lambda: RandomState(random_masks(state.key, params, state.masks, target,
+        lambda: RandomState(random_masks(state.key, params, state.masks, target.sparsity,
                                          settings.scope), state.key),
         lambda: state)
 

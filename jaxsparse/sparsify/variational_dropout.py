@@ -78,7 +78,7 @@ def _drop_none(tree) -> dict:
 
 
 def variational_dropout(kl_weight, threshold: float = 3.0) -> SparsifyMethod:
-  """Sparse variational dropout with ``kl_weight(step) -> weight of KL / N``.
+  """Sparse variational dropout with ``kl_weight(step, target) -> weight of KL / N``.
 
   ``kl_weight`` already includes the 1/N that scales the KL term to one
   example (the loss is the mean cross-entropy of a batch).
@@ -97,23 +97,25 @@ def variational_dropout(kl_weight, threshold: float = 3.0) -> SparsifyMethod:
     return state._replace(masks=variational_dropout_masks(params, state.trainable, threshold))
 
   def forward(state, params, key, step, target):
-    del target
     if key is None:  # evaluation: theta where log alpha < threshold, no noise
       return masks_lib.apply_masks(params, state.masks), {}, 0.0
-    penalty = kl_weight(step) * kl_divergence(params, state.trainable)
+    penalty = kl_weight(step, target) * kl_divergence(params, state.trainable)
     return params, {"log_sigma2": _drop_none(state.trainable)}, penalty
 
   return SparsifyMethod(init, update, forward, zeroes_pruned_weights=False)
 
 
-@register("variational_dropout")
+@register("variational_dropout", member_settings=("kl_weight",))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
-  """Builds variational dropout from ``config.sparsify`` (warm-up epochs become steps)."""
+  """Builds variational dropout from ``config.sparsify`` (warm-up epochs become steps).
+
+  ``kl_weight`` may differ between members (see :class:`jaxsparse.sparsify.Target`).
+  """
   start = settings.start_epoch * training.steps_per_epoch
   end = settings.end_epoch * training.steps_per_epoch
-  scale = settings.kl_weight / training.num_examples
 
-  def kl_weight(step):
+  def kl_weight(step, target):
+    scale = target.setting("kl_weight", settings.kl_weight) / training.num_examples
     if end <= start:
       return jnp.where(step >= start, scale, 0.0)
     return scale * jnp.clip((step - start) / (end - start), 0.0, 1.0)
