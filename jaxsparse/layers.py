@@ -149,6 +149,10 @@ def log_alpha(kernel: jax.Array, log_sigma2: jax.Array) -> jax.Array:
 def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear) -> jax.Array:
   """``linear(x, kernel)``, or its local-reparameterisation sample under weight noise.
 
+  ``linear`` is linear in ``x`` elementwise (a matmul, a convolution, or a
+  matmul of im2col patches given as ``x``), so that ``linear(x * x, .)`` is
+  the variance path.
+
   Given a ``log_sigma2`` variable for the kernel (sparse variational dropout,
   passed in as the ``'log_sigma2'`` collection) and a ``'noise'`` PRNG stream,
   the weights are w = theta + sigma * eps with sigma^2 = alpha * theta^2.
@@ -192,9 +196,17 @@ class Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param("kernel", nn.initializers.lecun_normal(), kernel_shape)
-    convolve = lambda inputs, weights: conv2d(inputs, weights, self.strides, self.padding,
-                                              self.implementation)
-    y = _linear_output(self, x, kernel, convolve)
+    if self.implementation == "im2col":
+      # The patches are extracted once: weight noise's variance path reuses
+      # them squared (squaring commutes with extraction), which saves an
+      # im2col and its gradient per layer.
+      inputs = extract_patches(x, self.kernel_size, self.strides, self.padding)
+      convolve = lambda patches, weights: patches @ weights.reshape(-1, self.features)
+    else:
+      inputs = x
+      convolve = lambda images, weights: conv2d(images, weights, self.strides, self.padding,
+                                                self.implementation)
+    y = _linear_output(self, inputs, kernel, convolve)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))
     return y
