@@ -267,15 +267,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"method {settings.method!r} does not read {field} per member; "
             + (f"it accepts {', '.join(accepted)}" if accepted else "use ()"))
     for value in values:
-      if field.startswith("temperature") and not value > 0:
-        _fail(f"population.method_grid.{field}", value, "use positive temperatures, e.g. 0.5")
-      if field == "kl_weight" and not value >= 0:
-        _fail(f"population.method_grid.{field}", value, "use values >= 0")
       if field.endswith("_epoch") and value != int(value):
         _fail(f"population.method_grid.{field}", value, "use whole epochs")
 
   def values_of(field):  # every value a member may have
     return tuple(method_grid[field]) or (settings[field],)
+
+  def config_and_grid_values(field):  # (where it is set, value): the setting and its sweep
+    return [(f"sparsify.{field}", settings[field])] + [
+        (f"population.method_grid.{field}", value) for value in method_grid[field]]
 
   if settings.schedule not in magnitude.SCHEDULES:
     _fail("sparsify.schedule", settings.schedule, f"use one of {', '.join(magnitude.SCHEDULES)}")
@@ -294,11 +294,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       if not start <= end <= num_epochs:
         _fail(field_name("end_epoch"), end,
               f"need start_epoch ({start}) <= end_epoch <= training.num_epochs ({num_epochs})")
-  if not settings.kl_weight >= 0:
-    _fail("sparsify.kl_weight", settings.kl_weight, "use 0 or more (1 = the variational bound)")
+  for name, value in config_and_grid_values("kl_weight"):
+    if not value >= 0:
+      _fail(name, value, "use 0 or more (1 = the variational bound)")
   for field in ("temperature_start", "temperature_end"):
-    if not settings[field] > 0:
-      _fail(f"sparsify.{field}", settings[field], "use a positive temperature, e.g. 0.5")
+    for name, value in config_and_grid_values(field):
+      if not value > 0:
+        _fail(name, value, "use a positive temperature, e.g. 0.5")
   if not settings.trainable_learning_rate_scale > 0:
     _fail("sparsify.trainable_learning_rate_scale", settings.trainable_learning_rate_scale,
           "use a positive multiple of the member's learning rate, e.g. 10")
