@@ -10,13 +10,24 @@ ARGS ?=
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test install data clean
+# Test tiers: `make test` is the fast tier (every test not marked slow; run it
+# before each commit), `make test-slow` the slow tier (end-to-end runs,
+# subprocesses, long trainings), `make test-all` both at once.
+PYTEST = $(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
+
+.PHONY: run test test-slow test-all install data clean
 
 run: install data
 	$(VENV)/bin/python -m jaxsparse.main --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
 
 test: install data
-	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile tests $(ARGS)
+	$(PYTEST) -m "not slow" tests $(ARGS)
+
+test-slow: install data
+	$(PYTEST) -m slow tests $(ARGS)
+
+test-all: install data
+	$(PYTEST) tests $(ARGS)
 
 install: $(VENV)/.installed
 

@@ -1,6 +1,6 @@
 """The main job (``make run``): a CNN-s zoo on Fashion-MNIST and its sparsified twins.
 
-The zoo: 16 members, a reduced model-zoo grid (methods.md, section 1) of 4
+The zoo: 16 members, a reduced model-zoo grid (Schürholt et al. 2022; docs/twins.md) of 4
 activations x 2 optimizers (Adam, SGD-momentum; learning rate 1e-3) x 2 seeds,
 Kaiming-uniform init, trained for 2 epochs at batch 32. Its twins: every
 member pruned by magnitude (one-shot, layer-wise) to 50, 80, 90 and 95 %
@@ -30,7 +30,7 @@ def get_config():
   config.twins.methods = ("magnitude", "variational_dropout")
   config.twins.sparsities = (0.5, 0.8, 0.9, 0.95)
   # From a sweep on this zoo (fine-tuning on 10,000 examples, KL weight 1 / 10 /
-  # 100 / 1000 -> 5 / 19 / 55 / 90 % mean sparsity; README, "Measured results").
+  # 100 / 1000 -> 5 / 19 / 55 / 90 % mean sparsity; docs/results.md).
   config.twins.kl_weights = (100.0, 1000.0)
   config.twins.num_epochs = 1
   config.twins.train_examples = 5_000

@@ -1,13 +1,13 @@
 """The seed study at the paper's scale: the Fashion-MNIST hyperparameter zoo and its twins.
 
-The model-zoo grid of Schürholt et al. (methods.md, section 1): 4
+The model-zoo grid of Schürholt et al. (Schürholt et al. 2022; docs/twins.md): 4
 activations x 2 dropout rates x 4 initializers x 2 optimizers x 2 learning
 rates x 2 weight decays = 256 configurations x 10 seeds = 2,560 CNN-s
 members, 50 epochs at batch 10. Twins of every member: one-shot layer-wise
 magnitude pruning at 10 to 95 % and sparse variational dropout at four KL
 weights, each trained 25 epochs from the member's final checkpoint with its
 own optimizer (the public code's VD protocol: log sigma^2 from -10, KL
-warmed up linearly over the first 10 epochs). Not run in CI: see the README
+warmed up linearly over the first 10 epochs). Not run in CI: see docs/results.md
 for its projected run time (experiments/time_paper_epoch.py).
 """
 

@@ -1,7 +1,7 @@
 """A dense zoo: 32 CNN-s members on Fashion-MNIST (the foundation's main job).
 
-A reduced version of the model-zoo hyperparameter grid (methods.md, section
-1): 4 activations x 2 optimizers x 2 learning rates x 2 seeds, uniform /
+A reduced version of the model-zoo hyperparameter grid (Schürholt et al. 2022;
+docs/twins.md): 4 activations x 2 optimizers x 2 learning rates x 2 seeds, uniform /
 Kaiming init fixed, no dropout or weight decay, batch 32, 2 epochs. Sized to
 finish in under 10 minutes on 2 CPU cores.
 """

@@ -89,18 +89,17 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
                chunk: int):
   import jax
   import jax.numpy as jnp
-  from jaxsparse import engine, models, population as population_lib, sparsify
+  from jaxsparse import engine, experiment
   from jaxsparse.config import default_config
-  settings = default_config().sparsify
-  settings.method = method_name
-  sparsity = 0.8 if method_name == "magnitude" else 0.0
-  grid = dict(sparsity=(sparsity,), activation=("tanh",), dropout_rate=(0.0,),
-              initializer=("kaiming_uniform",), optimizer=("adam",), learning_rate=(1e-3,),
-              weight_decay=(0.0,), momentum=(0.9,))
-  hyper = population_lib.member_hyperparameters(
-      population_lib.member_table(grid, num_seeds=population))
-  built = models.get_model(model, INPUT_SHAPES[model])
-  method = sparsify.get_method(settings, sparsify.TrainingSchedule(steps, steps * batch, steps))
+  config = default_config()  # one tanh / Adam 1e-3 configuration, seeds 0..population-1
+  config.model.name = model
+  config.sparsify.method = method_name
+  config.population.grid.sparsity = (0.8 if method_name == "magnitude" else 0.0,)
+  config.population.num_seeds = population
+  config.training.num_epochs = 1
+  config.training.batch_size = batch
+  run = experiment.setup(config, experiment.DataShape(INPUT_SHAPES[model], 10, steps * batch))
+  built, method, hyper = run.model, run.method, run.hyper
   images, labels = map(jnp.asarray, _synthetic(model, batch, steps))
   state = [engine.init_population(built, method, hyper)]
   # Steps 1 to `steps` of the schedule: magnitude pruning's one-shot ranking at

@@ -26,7 +26,7 @@ import jax
 import pandas as pd
 from ml_collections import config_flags
 
-from jaxsparse import checkpoints, masks, models, structured, train
+from jaxsparse import checkpoints, experiment, masks, models, structured, train
 from jaxsparse.config import validate_config
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -40,7 +40,7 @@ flags.mark_flags_as_required(["workdir"])
 def _member_rows(workdir: str, arm: str, width: float) -> list[dict]:
   """Test accuracy, parameters and multiply-adds of every member of a finished run."""
   state, table = checkpoints.load_population(workdir)
-  model = checkpoints.model_from_metadata(checkpoints.read_metadata(workdir))
+  model = experiment.from_metadata(checkpoints.read_metadata(workdir)).model
   members = pd.read_csv(os.path.join(workdir, "members.csv"))
   rows = []
   for index in range(len(table)):

@@ -23,7 +23,7 @@ from absl import app, flags, logging
 import jax
 import jax.numpy as jnp
 
-from jaxsparse import engine, models, population, sparsify, train, twins
+from jaxsparse import engine, experiment, train, twins
 from jaxsparse.config import load_config_file
 
 flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
@@ -52,34 +52,27 @@ def main(argv):
   config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                          "configs", "twins_paper.py"))
   dataset = train.dataset_from_config(config)
-  table = population.member_table(config.population.grid, config.population.num_seeds)
-  if FLAGS.members:
-    table = table.iloc[:FLAGS.members].reset_index(drop=True)
-  model = models.get_model(config.model.name, dataset.input_shape, dataset.num_classes,
-                           config.model.conv_implementation)
-  batch_size = config.training.batch_size
-  steps_per_epoch = len(dataset.train_labels) // batch_size
+  shape = experiment.data_shape(dataset)
   images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
-  schedule = sparsify.TrainingSchedule(steps_per_epoch, len(dataset.train_labels),
-                                       config.twins.num_epochs * steps_per_epoch)
-  phases = [("dense zoo", twins.original_config(config), config.training.num_epochs, 1)]
+  phases = [("dense zoo", twins.original_config(config), 1)]
   runs = twins.twin_runs(config, "unused")
   for method in config.twins.methods:
     levels = [run for run in runs if run.method == method]
-    phases.append((f"{method} twins", twins.twin_config(config, levels[0]),
-                   config.twins.num_epochs, len(levels)))
+    phases.append((f"{method} twins", twins.twin_config(config, levels[0]), len(levels)))
   rows = []
-  for name, phase_config, epochs, populations in phases:
-    method = sparsify.get_method(phase_config.sparsify, schedule)
-    phase_hyper = population.member_hyperparameters(population.member_table(
-        phase_config.population.grid, phase_config.population.num_seeds).iloc[:len(table)])
-    seconds = _time_population(model, method, phase_hyper, images, labels, batch_size,
-                               config.population.chunk_size, FLAGS.steps)
-    hours = seconds * steps_per_epoch * epochs * populations / 3600
-    rows.append({"phase": name, "members": len(table), "seconds_per_step": seconds,
-                 "member_steps_per_second": len(table) / seconds,
+  for name, phase_config, populations in phases:
+    run = experiment.setup(phase_config, shape)
+    members = FLAGS.members or run.num_members
+    hyper = jax.tree.map(lambda leaf: leaf[:members], run.hyper)
+    seconds = _time_population(run.model, run.method, hyper, images, labels,
+                               phase_config.training.batch_size, config.population.chunk_size,
+                               FLAGS.steps)
+    epochs = phase_config.training.num_epochs
+    hours = seconds * run.steps_per_epoch * epochs * populations / 3600
+    rows.append({"phase": name, "members": members, "seconds_per_step": seconds,
+                 "member_steps_per_second": members / seconds,
                  "epochs": epochs, "populations": populations, "projected_hours": hours})
-    print(f"{name}: {seconds:.3f} s/step, {len(table) / seconds:.0f} member-steps/s, "
+    print(f"{name}: {seconds:.3f} s/step, {members / seconds:.0f} member-steps/s, "
           f"{epochs} epochs x {populations} population(s) -> {hours:.1f} h", flush=True)
   total = sum(row["projected_hours"] for row in rows)
   print(f"projected total on {jax.default_backend()} ({jax.device_count()} device(s)): "

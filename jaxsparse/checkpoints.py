@@ -1,34 +1,30 @@
 """Population checkpoints with Orbax, and the public loaders.
 
-A run's workdir holds:
-- ``checkpoints/<epoch>/``: the whole population state (params, BatchNorm
-  statistics, optimizer state, masks, PRNG keys, epoch) written by Orbax's
-  CheckpointManager, which writes to a temporary directory and renames it
-  when complete, so a half-written checkpoint is never restored;
-- ``metadata.json``: the config, the dataset's input shape and class count,
-  and the member table (one row per member).
+``checkpoints/<epoch>/`` of a run's workdir (see :mod:`jaxsparse.workdir`)
+holds the whole population state (params, BatchNorm statistics, optimizer
+state, masks, PRNG keys, epoch) written by Orbax's CheckpointManager, which
+writes to a temporary directory and renames it when complete, so a
+half-written checkpoint is never restored.
 
 :func:`load_population` and :func:`load_member` rebuild the abstract state
-from ``metadata.json`` and restore it, so a population can be analysed
-without its training script.
+from ``metadata.json`` (:func:`jaxsparse.experiment.from_metadata`) and
+restore it, so a population can be analysed without its training script,
+in a fresh process, whatever module its method came from.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
 
-from jaxsparse import engine, models, population, sharding, sparsify
-from jaxsparse.config import default_config
+from jaxsparse import engine, experiment, models, population, sharding, sparsify
 from jaxsparse.errors import UserError
-from jaxsparse.workdir import CHECKPOINT_DIR, METADATA_FILE, read_metadata
+from jaxsparse.workdir import CHECKPOINT_DIR, read_metadata
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int = 0) -> ocp.CheckpointManager:
@@ -130,41 +126,6 @@ def _check_shapes(restored: engine.TrainState, abstract_state: engine.TrainState
           "size); use another --workdir")
 
 
-def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape, num_classes: int,
-                   table: pd.DataFrame, links: dict | None = None) -> None:
-  """Writes ``metadata.json`` atomically (write to a temporary file, then rename).
-
-  ``links`` are extra entries, e.g. a twin run's ``original``.
-  """
-  metadata = {"config": config.to_dict(), "input_shape": list(input_shape),
-              "num_classes": int(num_classes), "members": table.to_dict(orient="records"),
-              **(links or {})}
-  path = os.path.join(workdir, METADATA_FILE)
-  with open(path + ".tmp", "w") as file:
-    json.dump(metadata, file, indent=1)
-  os.replace(path + ".tmp", path)
-
-
-def model_from_metadata(metadata: dict[str, Any]) -> models.Model:
-  """The model a run trained, rebuilt from its metadata."""
-  model_config = metadata["config"]["model"]
-  return models.get_model(model_config["name"], tuple(metadata["input_shape"]),
-                          metadata["num_classes"], model_config["conv_implementation"],
-                          model_config["width"])
-
-
-def method_from_metadata(metadata: dict[str, Any]) -> sparsify.SparsifyMethod:
-  """The sparsification method of a run, for restoring and evaluating its population.
-
-  Fields added to the config schema after the run was made take their
-  defaults. The schedule is not the run's (only the state's structure and
-  the evaluation weights matter here).
-  """
-  settings = default_config().sparsify
-  settings.update(metadata["config"]["sparsify"])
-  return sparsify.get_method(settings, sparsify.TrainingSchedule(steps_per_epoch=1))
-
-
 def load_population(workdir: str, epoch: int | None = None
                     ) -> tuple[engine.TrainState, pd.DataFrame]:
   """Loads a whole population from a run's workdir.
@@ -177,13 +138,10 @@ def load_population(workdir: str, epoch: int | None = None
     The population state (leaves with a leading member axis) and the member
     table (one row per member: hyperparameters and seed).
   """
-  metadata = read_metadata(workdir)
-  table = pd.DataFrame(metadata["members"])
-  model = model_from_metadata(metadata)
-  method = method_from_metadata(metadata)
+  run = experiment.from_metadata(read_metadata(workdir))
   manager = checkpoint_manager(workdir)
   try:
-    return restore_members(manager, model, method, table, epoch), table
+    return restore_members(manager, run.model, run.method, run.table, epoch), run.table
   finally:
     manager.close()
 

@@ -12,11 +12,10 @@ import os
 
 import ml_collections
 
-from jaxsparse import data, layers, masks, sparsify
-from jaxsparse.errors import UserError
+from jaxsparse import data, layers, sparsify
+from jaxsparse.errors import UserError, invalid_field
 from jaxsparse.models import MODEL_NAMES
-from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS, METHOD_GRID_FIELDS
-from jaxsparse.sparsify import magnitude
+from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -56,15 +55,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.population.grid.momentum = (0.9,)
   # Per-member values of config.sparsify settings, each a grid axis like those
   # above; () = not swept (every member uses config.sparsify's value). Only
-  # the settings the method reads per member are allowed (see
-  # jaxsparse.sparsify.member_settings): magnitude's start_epoch/end_epoch,
-  # variational dropout's kl_weight, Gumbel-softmax's temperatures.
-  config.population.method_grid = ml_collections.ConfigDict()
-  config.population.method_grid.start_epoch = ()
-  config.population.method_grid.end_epoch = ()
-  config.population.method_grid.kl_weight = ()
-  config.population.method_grid.temperature_start = ()
-  config.population.method_grid.temperature_end = ()
+  # the settings the selected method declares as per-member settings are
+  # allowed (jaxsparse.sparsify.member_settings).
+  config.population.method_grid = ml_collections.ConfigDict(
+      {name: () for name in sparsify.sweepable_settings()})
 
   config.training = ml_collections.ConfigDict()
   config.training.num_epochs = 3
@@ -72,39 +66,25 @@ def default_config() -> ml_collections.ConfigDict:
   config.training.eval_batch_size = 1000
   config.training.evaluate_validation = True  # per-epoch validation metrics (twins skip them)
 
+  # The sparsification method and the fields the registered methods read
+  # (each method declares its own, with defaults and documentation: see
+  # jaxsparse.sparsify.config_fields() and the method's file).
   config.sparsify = ml_collections.ConfigDict()
-  config.sparsify.method = "none"          # see jaxsparse.sparsify.method_names()
-  config.sparsify.schedule = "one_shot"    # magnitude: 'one_shot' | 'gradual' | 'iterative'
-  config.sparsify.scope = "layerwise"      # magnitude: 'layerwise' | 'global'
-  config.sparsify.start_epoch = 0          # pruning / grow-and-prune / KL warm-up starts here
-  config.sparsify.end_epoch = 0            # ... and ends here (gradual, iterative, gap, VD)
-  config.sparsify.num_rounds = 1           # iterative: prune -> fine-tune rounds; gap: grow-prune rounds
-  config.sparsify.num_partitions = 4       # gap: contiguous groups of prunable tensors
-  config.sparsify.update_every = 100       # steps between mask recomputations
-  # variational_dropout: weight of the KL term relative to the variational
-  # bound (1 = the bound; larger = sparser), warmed up linearly from 0 at
-  # start_epoch to full at end_epoch; log alpha >= threshold is pruned.
-  # Learning rate of a method's own variables (VD's log sigma^2, Gumbel's
-  # logits, edge-popup's scores) as a multiple of the member's learning rate.
-  config.sparsify.trainable_learning_rate_scale = 1.0
-  config.sparsify.kl_weight = 1.0
-  config.sparsify.log_alpha_threshold = 3.0
-  # gumbel_softmax: temperature annealed exponentially over the run, learned
-  # per-layer rescaling of kept weights, and the weight of the penalty pulling
-  # the expected kept fraction to 1 - target sparsity (0 = sparsity is an outcome).
-  config.sparsify.temperature_start = 1.0
-  config.sparsify.temperature_end = 0.1
-  config.sparsify.rescale = True
-  config.sparsify.sparsity_penalty = 0.0
+  config.sparsify.method = sparsify.DENSE  # see jaxsparse.sparsify.method_names()
+  for name, field in sparsify.config_fields().items():
+    config.sparsify[name] = field.default
 
-  # The sparsified-twins study (jaxsparse.twins; `python -m jaxsparse.twins`):
-  # the zoo above trains dense, then every member gets a twin per method and
-  # level, derived from its final checkpoint with the config.sparsify settings
-  # and fine-tuned for twins.num_epochs on twins.train_examples examples.
+  # The sparsified-twins study (jaxsparse.twins; `python -m jaxsparse.main` with
+  # job = 'twins'): the zoo above trains dense, then every member gets a twin
+  # per method and level, derived from its final checkpoint with the
+  # config.sparsify settings and fine-tuned for twins.num_epochs on
+  # twins.train_examples examples. A method's levels are listed in the field
+  # its declaration names (target sparsities in twins.sparsities, or e.g. KL
+  # weights for a method whose sparsity is an outcome).
   config.twins = ml_collections.ConfigDict()
-  config.twins.methods = ("magnitude", "variational_dropout")
-  config.twins.sparsities = (0.5, 0.8, 0.9)    # levels of target-sparsity methods
-  config.twins.kl_weights = (100.0, 1000.0)    # levels of variational dropout
+  config.twins.methods = ()                    # methods to derive twins with
+  for levels_field, level in sparsify.twin_levels().items():
+    config.twins[levels_field] = level.default_levels
   config.twins.num_epochs = 1
   config.twins.train_examples = 0              # 0 = the whole training split
 
@@ -132,7 +112,7 @@ DISTRIBUTED_MODES = ("off", "auto", "address")
 #: What ``python -m jaxsparse.main`` does with a config (``config.job``).
 JOBS = ("train", "twins")
 
-#: Target sparsities of the method configs in configs/ (the README's table).
+#: Target sparsities of the method configs in configs/ (the table in docs/results.md).
 STUDY_SPARSITIES = (0.5, 0.8, 0.9, 0.95)
 
 
@@ -164,7 +144,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
 
 
 def _fail(field: str, value, allowed: str) -> None:
-  raise UserError(f"config.{field}={value!r} is invalid: {allowed}")
+  raise invalid_field(field, value, allowed)
 
 
 def _check_known_fields(config, schema, prefix: str = "") -> None:
@@ -179,33 +159,68 @@ def _check_known_fields(config, schema, prefix: str = "") -> None:
       _check_known_fields(config[key], schema[key], field + ".")
 
 
+def import_method_modules(config: ml_collections.ConfigDict) -> None:
+  """Imports the modules named by ``'module:name'`` methods of ``config`` (registering them),
+  so that the schema knows their fields."""
+  methods = [config.get("sparsify", {}).get("method", "")]
+  methods += list(config.get("twins", {}).get("methods", ()))
+  for method in methods:
+    if isinstance(method, str) and ":" in method:
+      sparsify.import_method_module(method.split(":", 1)[0], method)
+
+
+def completed_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` with every field it leaves out at its default (a copy)."""
+  import_method_modules(config)
+  completed = default_config()
+  completed.update(config)
+  return completed
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises :class:`UserError` naming the first invalid field of ``config``."""
+  import_method_modules(config)
   _check_known_fields(config, default_config())
-  defaults = default_config()
-  defaults.update(config)  # missing fields take their defaults for the checks below
-  config = defaults
+  config = completed_config(config)  # missing fields take their defaults for the checks
+  _check_model(config)
+  _check_data(config.data)
+  _check_population(config)
+  _check_grid(config.population.grid)
+  for field in ("num_epochs", "batch_size", "eval_batch_size"):
+    if config.training[field] < 1:
+      _fail(f"training.{field}", config.training[field], "use 1 or more")
+  _check_method(config)
+  _check_twins(config)
+  if config.checkpoint.max_to_keep < 0:
+    _fail("checkpoint.max_to_keep", config.checkpoint.max_to_keep, "use 0 (keep all) or more")
 
+
+def _check_model(config) -> None:
   if config.job not in JOBS:
     _fail("job", config.job, f"use one of {', '.join(JOBS)}")
-  if config.model.name not in MODEL_NAMES:
-    _fail("model.name", config.model.name, f"use one of {', '.join(MODEL_NAMES)}")
-  if not config.model.width > 0:
-    _fail("model.width", config.model.width, "use a positive multiplier, e.g. 0.5")
-  if config.model.conv_implementation not in layers.CONV_IMPLEMENTATIONS:
-    _fail("model.conv_implementation", config.model.conv_implementation,
+  model = config.model
+  if model.name not in MODEL_NAMES:
+    _fail("model.name", model.name, f"use one of {', '.join(MODEL_NAMES)}")
+  if not model.width > 0:
+    _fail("model.width", model.width, "use a positive multiplier, e.g. 0.5")
+  if model.conv_implementation not in layers.CONV_IMPLEMENTATIONS:
+    _fail("model.conv_implementation", model.conv_implementation,
           f"use one of {', '.join(layers.CONV_IMPLEMENTATIONS)}")
 
-  if config.data.name not in data.SUPPORTED_DATASETS:
-    _fail("data.name", config.data.name, f"use one of {', '.join(data.SUPPORTED_DATASETS)}")
-  if config.data.validation_size < 1:
-    _fail("data.validation_size", config.data.validation_size, "use at least 1")
-  for field in ("image_size", "train_examples"):
-    if config.data[field] < 0:
-      _fail(f"data.{field}", config.data[field], "use 0 (off) or a positive number")
-  if not config.data.std > 0:
-    _fail("data.std", config.data.std, "use a positive number")
 
+def _check_data(settings) -> None:
+  if settings.name not in data.SUPPORTED_DATASETS:
+    _fail("data.name", settings.name, f"use one of {', '.join(data.SUPPORTED_DATASETS)}")
+  if settings.validation_size < 1:
+    _fail("data.validation_size", settings.validation_size, "use at least 1")
+  for field in ("image_size", "train_examples"):
+    if settings[field] < 0:
+      _fail(f"data.{field}", settings[field], "use 0 (off) or a positive number")
+  if not settings.std > 0:
+    _fail("data.std", settings.std, "use a positive number")
+
+
+def _check_population(config) -> None:
   population = config.population
   if population.num_seeds < 1:
     _fail("population.num_seeds", population.num_seeds,
@@ -218,8 +233,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           "use 0 (every device) or a device count")
   if population.chunk_size < 0:
     _fail("population.chunk_size", population.chunk_size, "use 0 (all at once) or more")
+
+
+def _check_grid(grid) -> None:
   for field in GRID_FIELDS:
-    values = population.grid[field]
+    values = grid[field]
     if not isinstance(values, (tuple, list)):
       _fail(f"population.grid.{field}", values, f"list the values, e.g. ({values!r},)")
     if len(values) == 0:
@@ -236,98 +254,69 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       if field in ("momentum", "dropout_rate", "sparsity") and not 0 <= value < 1:
         _fail(f"population.grid.{field}", value, "use a value in [0, 1)")
 
-  for field in ("num_epochs", "batch_size", "eval_batch_size"):
-    if config.training[field] < 1:
-      _fail(f"training.{field}", config.training[field], "use 1 or more")
 
-  settings = config.sparsify
-  methods = sparsify.method_names()
-  if settings.method not in methods:
-    _fail("sparsify.method", settings.method, f"use one of {', '.join(methods)}")
-  for value in population.grid.sparsity:
-    if settings.method == "none" and value != 0:
-      _fail("population.grid.sparsity", value,
-            "method 'none' trains dense members; set config.sparsify.method or use 0")
-    if settings.method == "variational_dropout" and value != 0:
-      _fail("population.grid.sparsity", value,
-            "variational dropout's sparsity is an outcome of training, not a target; use 0 "
-            "and tune config.sparsify.kl_weight")
-  method_grid = population.method_grid
-  accepted = sparsify.member_settings(settings.method)
-  for field in METHOD_GRID_FIELDS:
-    values = method_grid[field]
+def _check_method(config) -> None:
+  """The selected method, the members' targets and sweeps, and every method field."""
+  spec = sparsify.declaration(config.sparsify.method)
+  if not spec.uses_target_sparsity:
+    for value in config.population.grid.sparsity:
+      if value != 0:
+        _fail("population.grid.sparsity", value, spec.target_sparsity)
+  _check_method_grid(config, spec)
+  for name, field in sparsify.config_fields().items():
+    sweep = config.population.method_grid.get(name, ())
+    for where, value in [(f"sparsify.{name}", config.sparsify[name])] + [
+        (f"population.method_grid.{name}", value) for value in sweep]:
+      allowed = field.check(value, config) if field.check else None
+      if allowed:
+        _fail(where, value, allowed)
+  if spec.validate is not None:
+    spec.validate(config)
+
+
+def _check_method_grid(config, spec: sparsify.MethodDeclaration) -> None:
+  accepted = spec.member_settings
+  for field, values in config.population.method_grid.items():
+    where = f"population.method_grid.{field}"
     if not isinstance(values, (tuple, list)):
-      _fail(f"population.method_grid.{field}", values,
-            f"list the values, e.g. ({values!r},), or () for config.sparsify.{field}")
+      _fail(where, values, f"list the values, e.g. ({values!r},), or () for "
+            f"config.sparsify.{field}")
     if len(values) and config.job == "twins":
-      _fail(f"population.method_grid.{field}", values,
-            "the twins study sets the method settings of each twin run itself; use ()")
+      _fail(where, values, "the twins study sets the method settings of each twin run itself; "
+            "use ()")
     if len(values) and field not in accepted:
-      _fail(f"population.method_grid.{field}", values,
-            f"method {settings.method!r} does not read {field} per member; "
-            + (f"it accepts {', '.join(accepted)}" if accepted else "use ()"))
-    for value in values:
-      if field.endswith("_epoch") and value != int(value):
-        _fail(f"population.method_grid.{field}", value, "use whole epochs")
+      _fail(where, values, f"method {config.sparsify.method!r} does not read {field} per "
+            "member; " + (f"it accepts {', '.join(accepted)}" if accepted else "use ()"))
 
-  def values_of(field):  # every value a member may have
-    return tuple(method_grid[field]) or (settings[field],)
 
-  def config_and_grid_values(field):  # (where it is set, value): the setting and its sweep
-    return [(f"sparsify.{field}", settings[field])] + [
-        (f"population.method_grid.{field}", value) for value in method_grid[field]]
+def twin_methods() -> tuple[str, ...]:
+  """The registered methods that make sparsified twins."""
+  return tuple(spec.name for spec in sparsify.declarations() if spec.twin_level is not None)
 
-  if settings.schedule not in magnitude.SCHEDULES:
-    _fail("sparsify.schedule", settings.schedule, f"use one of {', '.join(magnitude.SCHEDULES)}")
-  if settings.scope not in masks.SCOPES:
-    _fail("sparsify.scope", settings.scope, f"use one of {', '.join(masks.SCOPES)}")
-  num_epochs = config.training.num_epochs
-  field_name = lambda field: (f"population.method_grid.{field}" if method_grid[field]
-                              else f"sparsify.{field}")
-  for start in values_of("start_epoch"):
-    if not 0 <= start <= num_epochs:
-      _fail(field_name("start_epoch"), start, f"use 0 to training.num_epochs ({num_epochs})")
-  uses_end_epoch = settings.method in ("gap", "parallel_gap", "variational_dropout") or (
-      settings.method == "magnitude" and settings.schedule != "one_shot")
-  for start in values_of("start_epoch") if uses_end_epoch else ():
-    for end in values_of("end_epoch"):
-      if not start <= end <= num_epochs:
-        _fail(field_name("end_epoch"), end,
-              f"need start_epoch ({start}) <= end_epoch <= training.num_epochs ({num_epochs})")
-  for name, value in config_and_grid_values("kl_weight"):
-    if not value >= 0:
-      _fail(name, value, "use 0 or more (1 = the variational bound)")
-  for field in ("temperature_start", "temperature_end"):
-    for name, value in config_and_grid_values(field):
-      if not value > 0:
-        _fail(name, value, "use a positive temperature, e.g. 0.5")
-  if not settings.trainable_learning_rate_scale > 0:
-    _fail("sparsify.trainable_learning_rate_scale", settings.trainable_learning_rate_scale,
-          "use a positive multiple of the member's learning rate, e.g. 10")
-  if not settings.sparsity_penalty >= 0:
-    _fail("sparsify.sparsity_penalty", settings.sparsity_penalty, "use 0 (off) or more")
-  for field in ("num_rounds", "update_every", "num_partitions"):
-    if settings[field] < 1:
-      _fail(f"sparsify.{field}", settings[field], "use 1 or more")
-  if settings.method == "parallel_gap" and (
-      settings.end_epoch - settings.start_epoch) % settings.num_rounds:
-    _fail("sparsify.num_rounds", settings.num_rounds,
-          f"parallel GaP's rounds last whole epochs; use a divisor of end_epoch - start_epoch "
-          f"({settings.end_epoch - settings.start_epoch})")
+
+def _check_twins(config) -> None:
   twins = config.twins
   for method in twins.methods:
-    if method not in methods or method in ("none", "parallel_gap"):
-      _fail("twins.methods", method, "use sparsification methods from "
-            f"{', '.join(m for m in methods if m not in ('none', 'parallel_gap'))}")
-  for value in twins.sparsities:
-    if not 0 <= value < 1:
-      _fail("twins.sparsities", value, "use values in [0, 1)")
-  for value in twins.kl_weights:
-    if not value >= 0:
-      _fail("twins.kl_weights", value, "use values >= 0")
+    try:
+      spec = sparsify.declaration(method)
+    except UserError:
+      spec = None
+    if spec is None or spec.twin_level is None:
+      _fail("twins.methods", method, f"use sparsification methods from {', '.join(twin_methods())}")
+  if config.job == "twins" and not twins.methods:
+    _fail("twins.methods", twins.methods,
+          f"list the methods to derive twins with, e.g. {twin_methods()[:2]!r}")
+  fields = sparsify.config_fields()
+  for levels_field, level in sparsify.twin_levels().items():
+    for value in twins[levels_field]:
+      if level.setting == "sparsity":
+        allowed = None if 0 <= value < 1 else "use values in [0, 1)"
+      else:
+        check = fields[level.setting].check
+        allowed = check(value, config) if check else None
+      if allowed:
+        _fail(f"twins.{levels_field}", value, allowed)
   if twins.num_epochs < 1:
     _fail("twins.num_epochs", twins.num_epochs, "use 1 or more")
   if twins.train_examples < 0:
     _fail("twins.train_examples", twins.train_examples, "use 0 (all) or a positive number")
-  if config.checkpoint.max_to_keep < 0:
-    _fail("checkpoint.max_to_keep", config.checkpoint.max_to_keep, "use 0 (keep all) or more")

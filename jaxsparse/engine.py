@@ -133,27 +133,87 @@ def _map_members(member_fn, member_args, chunk_size: int):
   return jax.lax.map(member_fn, member_args, batch_size=chunk_size)
 
 
+class StepKeys(NamedTuple):
+  """One step's PRNG keys of one member: separate streams for the model's dropout, the
+  method's sampling and the layers' weight noise."""
+  dropout: jax.Array
+  method: jax.Array
+  noise: jax.Array
+
+
+def _loss_fn(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters,
+             params: PyTree, batch_stats: PyTree, sparsity_state, batch, global_step,
+             keys: StepKeys):
+  """The member's training loss as a function of what the optimizer trains."""
+  batch_images, batch_labels = batch
+
+  def loss_fn(trained):
+    weights, method_variables = trained
+    weights = weights if method.trains_weights else params
+    method_state = sparsify.with_trainable(sparsity_state, method_variables)
+    model_params, extra_variables, penalty = method.forward(
+        method_state, weights, keys.method, global_step, hyper.target)
+    variables = {"params": model_params, "batch_stats": batch_stats, **extra_variables}
+    logits, new_batch_stats = apply_model(
+        model, variables, batch_images, hyper.compiled_activation, hyper.dropout_rate,
+        hyper.dropout_key(keys.dropout), train=True, noise_key=keys.noise)
+    loss = cross_entropy(logits, batch_labels)
+    return loss + penalty, (new_batch_stats, loss, jnp.mean(logits.argmax(-1) == batch_labels))
+  return loss_fn
+
+
+def train_step(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters, carry,
+               batch: tuple[jax.Array, jax.Array], global_step: jax.Array, keys: StepKeys):
+  """One optimizer step of one member: forward, gradients, update, masks.
+
+  ``carry`` is ``((params, batch_stats, opt_state, sparsity_state), diverged)``.
+  The model runs with the weights the method's ``forward`` gives (the masked
+  weights for most methods); the optimizer updates the weights and the
+  method's own variables, then the method updates its masks. A step whose
+  loss, gradients or new weights are not all finite is not applied: the
+  member keeps its previous state and ``diverged`` becomes True, for the rest
+  of training (the selection leaves a finite member's new state bit for bit
+  as computed, so a diverging member changes nothing in the others).
+
+  Returns the new carry and the step's (loss, accuracy).
+  """
+  (params, batch_stats, opt_state, sparsity_state), diverged = carry
+  old_carry = carry[0]
+  optimizer = _optimizer(hyper)
+  loss_fn = _loss_fn(model, method, hyper, params, batch_stats, sparsity_state, batch,
+                     global_step, keys)
+  trained = _trained_variables(method, params, sparsity_state)
+  (_, (batch_stats, loss, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+  updates, opt_state = optimizer.update(grads, opt_state, trained)
+  if method.trainable_learning_rate_scale != 1.0:
+    updates = (updates[0], jax.tree.map(lambda u: u * method.trainable_learning_rate_scale,
+                                        updates[1]))
+  weights, method_variables = optax.apply_updates(trained, updates)
+  if method.trains_weights:
+    params = weights
+  sparsity_state = sparsify.with_trainable(sparsity_state, method_variables)
+  sparsity_state = method.update(sparsity_state, params, grads[0], global_step, hyper.target)
+  if method.zeroes_pruned_weights:
+    # Pruned weights stay exactly zero (weight decay and Adam momentum would
+    # otherwise move them), and regrown ones start from zero.
+    params = masks_lib.apply_masks(params, sparsity_state.masks)
+  new_carry = (params, batch_stats, opt_state, sparsity_state)
+  diverged = diverged | ~(jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_carry))
+  new_carry = jax.tree.map(lambda new, old: jnp.where(diverged, old, new), new_carry, old_carry)
+  return (new_carry, diverged), (loss, accuracy)
+
+
 def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
                        hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
                        first_step: jax.Array, batch_size: int,
                        ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One epoch of one member: a ``lax.scan`` over its own shuffled batches.
+  """One epoch of one member: a ``lax.scan`` of :func:`train_step` over its own batches.
 
-  The model runs with the weights the sparsification method's ``forward``
-  gives (the masked weights for most methods); the optimizer updates the
-  weights and the method's own variables, then the method updates its masks
-  (``first_step`` is the global step of the epoch's first batch, the same
-  for all members). The member's key is
-  split once per epoch: one part orders the data (the last incomplete batch
-  is dropped), one gives dropout keys per step, and one is carried to the
-  next epoch. Returns the new state and the epoch's mean
-  training loss and accuracy.
-
-  A step whose loss, gradients or new weights are not all finite is not
-  applied: the member keeps its previous state for the rest of training and
-  ``diverged`` becomes True. The check is per member, so a diverging member
-  changes nothing in the others (the selection leaves a finite member's new
-  state bit for bit as computed).
+  ``first_step`` is the global step of the epoch's first batch, the same for
+  all members. The member's key is split once per epoch: one part orders the
+  data (the last incomplete batch is dropped), one gives the steps' keys, and
+  one is carried to the next epoch. Returns the new state and the epoch's
+  mean training loss and accuracy (NaN or inf once the member diverged).
   """
   epoch_key, next_key = jax.random.split(state.key)
   order_key, dropout_key = jax.random.split(epoch_key)
@@ -161,56 +221,18 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   steps = images.shape[0] // batch_size
   order = jax.random.permutation(order_key, images.shape[0])[:steps * batch_size]
   batches = order.reshape(steps, batch_size)
-  optimizer = _optimizer(hyper)
 
-  def step(carry, inputs):
-    (params, batch_stats, opt_state, sparsity_state), diverged = carry
-    old_carry = carry[0]
+  def scan_step(carry, inputs):
     step_index, batch = inputs
-    global_step = first_step + step_index
-    batch_images, batch_labels = images[batch], labels[batch]
-    step_key = jax.random.fold_in(dropout_key, step_index)
-    # Separate streams for the method's sampling and the layers' weight noise.
-    method_key = jax.random.fold_in(method_keys, step_index)
-    noise_key = jax.random.fold_in(noise_keys, step_index)
-
-    def loss_fn(trained):
-      weights, method_variables = trained
-      weights = weights if method.trains_weights else params
-      method_state = sparsify.with_trainable(sparsity_state, method_variables)
-      model_params, extra_variables, penalty = method.forward(
-          method_state, weights, method_key, global_step, hyper.target)
-      variables = {"params": model_params, "batch_stats": batch_stats, **extra_variables}
-      logits, new_batch_stats = apply_model(
-          model, variables, batch_images, hyper.compiled_activation, hyper.dropout_rate,
-          hyper.dropout_key(step_key), train=True, noise_key=noise_key)
-      loss = cross_entropy(logits, batch_labels)
-      return loss + penalty, (new_batch_stats, loss, jnp.mean(logits.argmax(-1) == batch_labels))
-
-    trained = _trained_variables(method, params, sparsity_state)
-    (_, (batch_stats, loss, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
-    updates, opt_state = optimizer.update(grads, opt_state, trained)
-    if method.trainable_learning_rate_scale != 1.0:
-      updates = (updates[0], jax.tree.map(lambda u: u * method.trainable_learning_rate_scale,
-                                          updates[1]))
-    weights, method_variables = optax.apply_updates(trained, updates)
-    if method.trains_weights:
-      params = weights
-    sparsity_state = sparsify.with_trainable(sparsity_state, method_variables)
-    sparsity_state = method.update(sparsity_state, params, grads[0], global_step, hyper.target)
-    if method.zeroes_pruned_weights:
-      # Pruned weights stay exactly zero (weight decay and Adam momentum would
-      # otherwise move them), and regrown ones start from zero.
-      params = masks_lib.apply_masks(params, sparsity_state.masks)
-    new_carry = (params, batch_stats, opt_state, sparsity_state)
-    diverged = diverged | ~(jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_carry))
-    new_carry = jax.tree.map(lambda new, old: jnp.where(diverged, old, new), new_carry, old_carry)
-    return (new_carry, diverged), (loss, accuracy)
+    keys = StepKeys(*(jax.random.fold_in(key, step_index)
+                      for key in (dropout_key, method_keys, noise_keys)))
+    return train_step(model, method, hyper, carry, (images[batch], labels[batch]),
+                      first_step + step_index, keys)
 
   carry = ((state.params, state.batch_stats, state.opt_state, state.sparsity_state),
            state.diverged)
   ((params, batch_stats, opt_state, sparsity_state), diverged), (losses, accuracies) = \
-      jax.lax.scan(step, carry, (jnp.arange(steps), batches))
+      jax.lax.scan(scan_step, carry, (jnp.arange(steps), batches))
   new_state = state._replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
                              sparsity_state=sparsity_state, key=next_key,
                              epoch=state.epoch + 1, diverged=diverged)

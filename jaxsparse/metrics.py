@@ -16,10 +16,8 @@ import numpy as np
 import pandas as pd
 
 from jaxsparse import masks
+from jaxsparse.workdir import METRICS_FILE, PREDICTIONS_FILE, TENSORBOARD_DIR
 
-METRICS_FILE = "metrics.jsonl"
-MEMBERS_FILE = "members.csv"
-PREDICTIONS_FILE = "predictions.npz"
 SUMMARY_METRICS = ("train_loss", "validation_accuracy", "test_accuracy", "achieved_sparsity")
 
 
@@ -31,7 +29,7 @@ class MetricsWriter:
     self._summary_writer = None
     if tensorboard:
       from tensorboardX import SummaryWriter  # local: optional output, slow import
-      self._summary_writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+      self._summary_writer = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
 
   def truncate_after(self, epoch: int) -> None:
     """Drops the rows of epochs later than ``epoch`` (those not in the checkpoint)."""

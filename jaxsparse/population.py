@@ -21,7 +21,7 @@ import pandas as pd
 from jaxsparse.layers import ACTIVATIONS
 from jaxsparse.models import INITIALIZERS
 from jaxsparse.optim import OPTIMIZERS
-from jaxsparse.sparsify.base import Target
+from jaxsparse import sparsify
 
 #: Grid fields that name a choice, with the allowed values (their index is what the program sees).
 CATEGORICAL_FIELDS: dict[str, tuple[str, ...]] = {
@@ -35,12 +35,6 @@ NUMERIC_FIELDS: tuple[str, ...] = ("learning_rate", "weight_decay", "momentum", 
 #: Order of the grid's axes; the last one varies fastest, and seeds vary fastest of all.
 GRID_FIELDS: tuple[str, ...] = ("sparsity", "activation", "dropout_rate", "initializer",
                                 "optimizer", "learning_rate", "weight_decay", "momentum")
-#: ``config.sparsify`` settings a population may sweep per member (the method
-#: grid); the methods that read each one declare it when they register (see
-#: :func:`jaxsparse.sparsify.member_settings`). Their axes come right after
-#: sparsity's.
-METHOD_GRID_FIELDS: tuple[str, ...] = ("start_epoch", "end_epoch", "kl_weight",
-                                       "temperature_start", "temperature_end")
 
 
 @flax.struct.dataclass
@@ -50,7 +44,8 @@ class MemberHyperparameters:
   Categorical fields hold indices into :data:`CATEGORICAL_FIELDS`;
   ``sparsity`` is the member's target sparsity for the sparsification method
   and ``method_settings`` the values of the method settings the population
-  sweeps (:data:`METHOD_GRID_FIELDS`), by name; together they are the
+  sweeps (``config.population.method_grid``; see
+  :func:`jaxsparse.sparsify.sweepable_settings`), by name; together they are the
   member's :attr:`target`.
 
   The last two fields are static (part of the compiled program's
@@ -76,9 +71,9 @@ class MemberHyperparameters:
   uses_dropout: bool = flax.struct.field(pytree_node=False, default=True)
 
   @property
-  def target(self) -> Target:
+  def target(self) -> sparsify.Target:
     """What the sparsification method aims for (see :class:`jaxsparse.sparsify.Target`)."""
-    return Target(self.sparsity, self.method_settings)
+    return sparsify.Target(self.sparsity, self.method_settings)
 
   @property
   def compiled_activation(self) -> jax.Array | int:
@@ -100,9 +95,11 @@ def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0,
       (``sparsity`` may be left out: dense, 0).
     num_seeds: seeds per grid point; member seeds are ``first_seed + i``.
     first_seed: the first seed.
-    method_grid: for fields of :data:`METHOD_GRID_FIELDS` that differ
-      between members, a sequence of values (an empty sequence or a missing
-      field: not swept, every member uses ``config.sparsify``'s value).
+    method_grid: for method settings that differ between members (see
+      :func:`jaxsparse.sparsify.sweepable_settings`), a sequence of values
+      (an empty sequence or a missing field: not swept, every member uses
+      ``config.sparsify``'s value). Their axes come right after sparsity's,
+      in the order the methods declare them.
 
   Returns:
     A DataFrame with columns ``member``, ``configuration`` (index of the grid
@@ -110,7 +107,9 @@ def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0,
     their names) and one per swept method field.
   """
   method_grid = method_grid or {}
-  swept = [field for field in METHOD_GRID_FIELDS if len(method_grid.get(field, ())) > 0]
+  order = sparsify.sweepable_settings()
+  swept = sorted((field for field, values in method_grid.items() if len(values) > 0),
+                 key=lambda field: order.index(field) if field in order else len(order))
   fields = (GRID_FIELDS[0], *swept, *GRID_FIELDS[1:])
   axes = [tuple(method_grid[field]) if field in swept else
           tuple(grid[field]) if field in grid else (0.0,) for field in fields]
@@ -151,6 +150,6 @@ def member_hyperparameters(table: pd.DataFrame) -> MemberHyperparameters:
       optimizer=index_of("optimizer"),
       **{field: jnp.asarray(table[field].to_numpy(np.float32)) for field in NUMERIC_FIELDS},
       method_settings={field: jnp.asarray(table[field].to_numpy(np.float32))
-                       for field in METHOD_GRID_FIELDS if field in table},
+                       for field in sparsify.sweepable_settings() if field in table},
       activations_used=tuple(sorted({ACTIVATIONS.index(name) for name in table["activation"]})),
       uses_dropout=bool((table["dropout_rate"] > 0).any()))

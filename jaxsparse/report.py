@@ -15,12 +15,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jaxsparse import analysis  # noqa: E402
+from jaxsparse import analysis, sparsify  # noqa: E402
 from jaxsparse.population import GRID_FIELDS  # noqa: E402
-
-SUMMARY_FILE = "summary.json"
-REPORT_FILE = "report.md"
-FIGURES_DIR = "figures"
+from jaxsparse.workdir import FIGURES_DIR, REPORT_FILE, SUMMARY_FILE  # noqa: E402
 
 
 def _layers(result: dict) -> dict[str, np.ndarray]:
@@ -86,8 +83,7 @@ def headline_table(summary: dict) -> str:
   lines.append(f"| original (dense) | | 0 | {original['mean']:.4f} ± {original['std']:.4f} | | "
                "| | | |")
   for entry in summary["twins"]:
-    level = ("KL weight " if entry["level_field"] == "kl_weight" else "target ") + \
-        f"{entry['level']:g}"
+    level = f"{sparsify.declaration(entry['method']).twin_level.label} {entry['level']:g}"
     accuracy = entry["twin_accuracy_distribution"]
     lines.append(
         f"| {entry['method']} | {level} | {np.mean(entry['sparsity']):.3f} | "
@@ -139,19 +135,35 @@ def findings(summary: dict) -> list[str]:
           f"separates the accuracy drop most is `{effect['field']}`: mean drop "
           f"{effect['mean_drop_there']:.4f} at {effect['largest_drop_at']} against "
           f"{effect['mean_drop_there_min']:.4f} at {effect['smallest_drop_at']}.")
-  if "magnitude" in by_method and "variational_dropout" in by_method:
-    for entry in by_method["variational_dropout"]:
+  lines += _target_versus_outcome(by_method)
+  return lines
+
+
+def _target_versus_outcome(by_method: dict[str, list[dict]]) -> list[str]:
+  """Each level of a method whose sparsity is an outcome, against every method pruning to a
+  target, interpolated at the outcome's mean sparsity."""
+  specs = {method: sparsify.declaration(method) for method in by_method}
+  targets = [method for method, spec in specs.items() if spec.twin_level.setting == "sparsity"]
+  lines = []
+  for method, spec in specs.items():
+    if method in targets:
+      continue
+    for entry in by_method[method]:
       sparsity = float(np.mean(entry["sparsity"]))
-      magnitude = _interpolated_accuracy(by_method["magnitude"], sparsity)
-      if magnitude is None:
-        lines.append(f"- Variational dropout at KL weight {entry['level']:g} reaches "
-                     f"{sparsity:.1%} sparsity, outside the range of the magnitude twins, so "
-                     "the two are not compared there.")
-        continue
-      vd = float(np.mean(entry["twin_accuracy"]))
-      ahead = "magnitude pruning is ahead" if magnitude > vd else "variational dropout is ahead"
-      lines.append(f"- At {sparsity:.1%} sparsity (VD, KL weight {entry['level']:g}) {ahead}: "
-                   f"magnitude {magnitude:.4f} (interpolated) vs VD {vd:.4f} mean accuracy.")
+      level = f"{spec.twin_level.label} {entry['level']:g}"
+      for target in targets:
+        other = specs[target]
+        accuracy = _interpolated_accuracy(by_method[target], sparsity)
+        if accuracy is None:
+          lines.append(f"- {spec.title[0].upper() + spec.title[1:]} at {level} reaches "
+                       f"{sparsity:.1%} sparsity, outside the range of the {other.abbreviation} "
+                       "twins, so the two are not compared there.")
+          continue
+        own = float(np.mean(entry["twin_accuracy"]))
+        ahead = other.title if accuracy > own else spec.title
+        lines.append(f"- At {sparsity:.1%} sparsity ({spec.abbreviation}, {level}) {ahead} is "
+                     f"ahead: {other.abbreviation} {accuracy:.4f} (interpolated) vs "
+                     f"{spec.abbreviation} {own:.4f} mean accuracy.")
   return lines
 
 

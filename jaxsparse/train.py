@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from jaxsparse import checkpoints, engine, masks, metrics, models, population, sharding
-from jaxsparse import sparsify
+from jaxsparse import checkpoints, engine, experiment, masks, metrics, sharding
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import validate_config
 from jaxsparse.data import Dataset, check_dataset, load_dataset
 from jaxsparse.errors import UserError
+from jaxsparse.workdir import MEMBERS_FILE, METRICS_FILE
 
 
 def dataset_from_config(config: ml_collections.ConfigDict) -> Dataset:
@@ -65,14 +65,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   workdir_lib.prepare_workdir(workdir, config, overwrite, links)
   num_epochs = config.training.num_epochs
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
-  metrics_path = os.path.join(workdir, metrics.METRICS_FILE)
   start_epoch = manager.latest_step() or 0
-  if start_epoch >= num_epochs and os.path.exists(metrics_path):
+  if start_epoch >= num_epochs and os.path.exists(os.path.join(workdir, METRICS_FILE)):
     # A finished run: report without loading data or compiling anything.
     manager.close()
-    table = pd.DataFrame(checkpoints.read_metadata(workdir)["members"])
+    table = pd.DataFrame(workdir_lib.read_metadata(workdir)["members"])
     print(f"Already trained for {start_epoch} epochs; nothing to do.", flush=True)
     return _report(workdir, table, start_epoch)
+  dataset = _checked_dataset(config, workdir, dataset, start_epoch)
+  run = experiment.setup(config, experiment.data_shape(dataset), sharded=True)
+  if is_writer():
+    workdir_lib.write_metadata(workdir, run.config, dataset.input_shape, dataset.num_classes,
+                               run.table, run.declaration.module, links)
+  writer = metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer())
+  try:
+    state = _initial_state(run, manager, start_epoch, initial_variables, workdir)
+    if is_writer():
+      writer.truncate_after(start_epoch)
+    _print_start(run, dataset)
+    splits = {name: sharding.replicate(arrays, run.mesh)
+              for name, arrays in _splits(dataset).items()}
+    progress = tqdm(total=num_epochs, initial=start_epoch, unit="epoch", desc="zoo",
+                    disable=not config.logging.progress_bar or not is_writer())
+    with progress:
+      for epoch in range(start_epoch + 1, num_epochs + 1):
+        state, epoch_metrics, test_evaluation = _train_and_save_epoch(
+            run, state, splits, epoch, writer, manager)
+        if epoch == num_epochs:
+          _write_final_predictions(workdir, run, state, test_evaluation, dataset.test_labels)
+        if on_epoch_end is not None:
+          on_epoch_end(epoch, state)
+        progress.update(1)
+        progress.set_postfix(
+            test_accuracy=f"{np.mean(epoch_metrics['test_accuracy']):.4f}",
+            train_loss=f"{np.mean(epoch_metrics['train_loss']):.4f}")
+  finally:
+    writer.close()
+    manager.close()
+
+  if not is_writer():
+    return run.table
+  return _report(workdir, run.table, num_epochs)
+
+
+def _checked_dataset(config, workdir: str, dataset: Dataset | None,
+                     start_epoch: int) -> Dataset:
+  """The run's data (loaded if not given), checked against the config and a resumed run."""
   dataset = dataset or dataset_from_config(config)
   check_dataset(dataset)
   if start_epoch:
@@ -80,102 +118,86 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if config.training.batch_size > len(dataset.train_labels):
     raise UserError(f"config.training.batch_size={config.training.batch_size} is larger than "
                     f"the {len(dataset.train_labels)} training examples; use a smaller batch")
+  return dataset
 
-  model = models.get_model(config.model.name, dataset.input_shape, dataset.num_classes,
-                           config.model.conv_implementation, config.model.width)
-  steps_per_epoch = len(dataset.train_labels) // config.training.batch_size
-  method = sparsify.get_method(config.sparsify, sparsify.TrainingSchedule(
-      steps_per_epoch, num_examples=len(dataset.train_labels),
-      num_steps=num_epochs * steps_per_epoch))
-  table = population.member_table(config.population.grid, config.population.num_seeds,
-                                  config.population.first_seed, config.population.method_grid)
-  if method.copies > 1:
-    table = population.with_copies(table, method.copies)
-  num_members = len(table)
-  mesh = sharding.population_mesh(config.population.num_devices)
-  size = sharding.padded_size(num_members, mesh)
-  hyper = sharding.shard_members(
-      sharding.pad_members(population.member_hyperparameters(table), size), mesh)
-  if is_writer():
-    checkpoints.write_metadata(workdir, config, dataset.input_shape, dataset.num_classes, table,
-                               links)
-  writer = metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer())
 
+def _initial_state(run: experiment.Experiment, manager, start_epoch: int,
+                   initial_variables: tuple | None, workdir: str) -> engine.TrainState:
+  """The restored population of a resumed run, or a fresh one (from ``initial_variables``)."""
   if start_epoch:
-    state = checkpoints.restore_members(manager, model, method, table, start_epoch, size, mesh)
+    state = checkpoints.restore_members(manager, run.model, run.method, run.table, start_epoch,
+                                        run.padded_size, run.mesh)
     print(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.", flush=True)
-  else:
-    initial = sharding.pad_members(tuple(initial_variables), size) if initial_variables \
-        else ()
-    state = engine.init_population(model, method, hyper, *initial, mesh=mesh)
-    state = _between_epochs(method, state, hyper, 0, num_members, mesh)
-  if is_writer():
-    writer.truncate_after(start_epoch)
+    return state
+  initial = sharding.pad_members(tuple(initial_variables), run.padded_size) \
+      if initial_variables else ()
+  state = engine.init_population(run.model, run.method, run.hyper, *initial, mesh=run.mesh)
+  return _between_epochs(run, state, 0)
 
-  print(f"jaxsparse: {num_members} members of {model.name} on {dataset.name} "
+
+def _print_start(run: experiment.Experiment, dataset: Dataset) -> None:
+  padding = run.padded_size - run.num_members
+  training = run.config.training
+  print(f"jaxsparse: {run.num_members} members of {run.model.name} on {dataset.name} "
         f"({len(dataset.train_labels)} train / {len(dataset.validation_labels)} validation / "
-        f"{len(dataset.test_labels)} test), {num_epochs} epochs of batch "
-        f"{config.training.batch_size}, on {jax.default_backend()} "
-        f"({sharding.num_shards(mesh)} of {jax.device_count()} device(s)"
-        f"{f', {size - num_members} padding members' if size > num_members else ''}).",
-        flush=True)
+        f"{len(dataset.test_labels)} test), {training.num_epochs} epochs of batch "
+        f"{training.batch_size}, on {jax.default_backend()} "
+        f"({sharding.num_shards(run.mesh)} of {jax.device_count()} device(s)"
+        f"{f', {padding} padding members' if padding else ''}).", flush=True)
 
-  splits = {name: sharding.replicate((images, labels), mesh) for name, images, labels in (
-      ("train", dataset.train_images, dataset.train_labels),
-      ("validation", dataset.validation_images, dataset.validation_labels),
-      ("test", dataset.test_images, dataset.test_labels))}
-  chunk_size = config.population.chunk_size
-  progress = tqdm(total=num_epochs, initial=start_epoch, unit="epoch", desc="zoo",
-                  disable=not config.logging.progress_bar or not is_writer())
+
+def _splits(dataset: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  return {"train": (dataset.train_images, dataset.train_labels),
+          "validation": (dataset.validation_images, dataset.validation_labels),
+          "test": (dataset.test_images, dataset.test_labels)}
+
+
+def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, splits: dict,
+                          epoch: int, writer: metrics.MetricsWriter, manager
+                          ) -> tuple[engine.TrainState, dict, dict]:
+  """Trains every member for ``epoch``, evaluates, appends the metrics and checkpoints.
+
+  Returns the population, the epoch's metrics (on the host, padding dropped)
+  and the test split's evaluation (on the devices, for the final predictions).
+  """
+  started = time.time()
+  config = run.config
+  state, epoch_metrics = engine.train_epoch(
+      run.model, run.method, state, run.hyper, *splits["train"],
+      (epoch - 1) * run.steps_per_epoch, batch_size=config.training.batch_size,
+      chunk_size=config.population.chunk_size, mesh=run.mesh)
+  state = _between_epochs(run, state, epoch)
+  epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
+  epoch_metrics["diverged"] = state.diverged
+  for split in ("validation", "test") if config.training.evaluate_validation else ("test",):
+    evaluation = engine.evaluate(run.model, run.method, state, run.hyper, *splits[split],
+                                 batch_size=config.training.eval_batch_size,
+                                 chunk_size=config.population.chunk_size, mesh=run.mesh)
+    epoch_metrics[f"{split}_accuracy"] = evaluation["accuracy"]
+    epoch_metrics[f"{split}_loss"] = evaluation["loss"]
+  epoch_metrics = sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members)
+  epoch_metrics["epoch_seconds"] = np.full(run.num_members, time.time() - started)
+  if is_writer():
+    writer.write_epoch(epoch, epoch_metrics)
   try:
-    for epoch in range(start_epoch + 1, num_epochs + 1):
-      started = time.time()
-      state, epoch_metrics = engine.train_epoch(
-          model, method, state, hyper, *splits["train"], (epoch - 1) * steps_per_epoch,
-          batch_size=config.training.batch_size, chunk_size=chunk_size, mesh=mesh)
-      state = _between_epochs(method, state, hyper, epoch, num_members, mesh)
-      epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
-      epoch_metrics["diverged"] = state.diverged
-      for split in ("validation", "test") if config.training.evaluate_validation else ("test",):
-        evaluation = engine.evaluate(model, method, state, hyper, *splits[split],
-                                     batch_size=config.training.eval_batch_size,
-                                     chunk_size=chunk_size, mesh=mesh)
-        epoch_metrics[f"{split}_accuracy"] = evaluation["accuracy"]
-        epoch_metrics[f"{split}_loss"] = evaluation["loss"]
-      epoch_metrics = sharding.unpad_members(sharding.to_host(epoch_metrics), num_members)
-      epoch_metrics["epoch_seconds"] = np.full(num_members, time.time() - started)
-      if is_writer():
-        writer.write_epoch(epoch, epoch_metrics)
-      try:
-        checkpoints.save_population(manager, epoch, state)
-      except BaseException:
-        # Without its checkpoint the epoch did not happen: drop its metrics now
-        # (a resumed run would drop them anyway).
-        if is_writer():
-          _forget_epoch(writer, epoch)
-        raise
-      if epoch == num_epochs:
-        # The final test predictions, for the twins report (saves evaluating again).
-        # Every process takes part in gathering them; one writes them.
-        final = sharding.unpad_members(sharding.to_host(
-            (state.masks, state.diverged, evaluation)), num_members)
-        if is_writer():
-          metrics.write_predictions(workdir,
-                                    metrics.prediction_record(*final, dataset.test_labels))
-      if on_epoch_end is not None:
-        on_epoch_end(epoch, state)
-      progress.update(1)
-      progress.set_postfix(
-          test_accuracy=f"{np.mean(epoch_metrics['test_accuracy']):.4f}",
-          train_loss=f"{np.mean(epoch_metrics['train_loss']):.4f}")
-  finally:
-    progress.close()
-    writer.close()
-    manager.close()
+    checkpoints.save_population(manager, epoch, state)
+  except BaseException:
+    # Without its checkpoint the epoch did not happen: drop its metrics now
+    # (a resumed run would drop them anyway).
+    if is_writer():
+      _forget_epoch(writer, epoch)
+    raise
+  return state, epoch_metrics, evaluation
 
-  if not is_writer():
-    return table
-  return _report(workdir, table, num_epochs)
+
+def _write_final_predictions(workdir: str, run: experiment.Experiment, state: engine.TrainState,
+                             evaluation: dict, test_labels: np.ndarray) -> None:
+  """The final test predictions, for the twins report (saves evaluating again). Every
+  process takes part in gathering them; one writes them."""
+  final = sharding.unpad_members(sharding.to_host((state.masks, state.diverged, evaluation)),
+                                 run.num_members)
+  if is_writer():
+    metrics.write_predictions(workdir, metrics.prediction_record(*final, test_labels))
 
 
 def is_writer() -> bool:
@@ -184,16 +206,16 @@ def is_writer() -> bool:
   return jax.process_index() == 0
 
 
-def _between_epochs(method, state, hyper, completed_epochs: int, num_members: int, mesh):
+def _between_epochs(run: experiment.Experiment, state, completed_epochs: int):
   """The method's step between epochs, on the real members (padding is re-added after)."""
-  if method.between_epochs is None:
+  between_epochs, num_members = run.method.between_epochs, run.num_members
+  if between_epochs is None:
     return state
-  if jax.tree.leaves(hyper)[0].shape[0] == num_members:
-    return method.between_epochs(state, hyper, completed_epochs)
-  size = jax.tree.leaves(hyper)[0].shape[0]
-  real = method.between_epochs(sharding.unpad_members(state, num_members),
-                               sharding.unpad_members(hyper, num_members), completed_epochs)
-  return sharding.shard_members(sharding.pad_members(real, size), mesh)
+  if run.padded_size == num_members:
+    return between_epochs(state, run.hyper, completed_epochs)
+  real = between_epochs(sharding.unpad_members(state, num_members),
+                        sharding.unpad_members(run.hyper, num_members), completed_epochs)
+  return sharding.shard_members(sharding.pad_members(real, run.padded_size), run.mesh)
 
 
 def _forget_epoch(writer: metrics.MetricsWriter, epoch: int) -> None:
@@ -216,10 +238,10 @@ def _check_same_data(workdir: str, dataset: Dataset) -> None:
 
 def _report(workdir: str, table: pd.DataFrame, num_epochs: int) -> pd.DataFrame:
   """Writes ``members.csv`` and prints the population summary; returns the members."""
-  members = metrics.final_member_table(table, os.path.join(workdir, metrics.METRICS_FILE))
+  members = metrics.final_member_table(table, os.path.join(workdir, METRICS_FILE))
   if "diverged" in members:
     members["diverged"] = members["diverged"].astype(bool)
-  members.to_csv(os.path.join(workdir, metrics.MEMBERS_FILE), index=False)
+  members.to_csv(os.path.join(workdir, MEMBERS_FILE), index=False)
   if "diverged" in members and members["diverged"].any():
     diverged = members.index[members["diverged"]].tolist()
     print(f"{len(diverged)} member(s) diverged (non-finite loss or weights) and were frozen at "

@@ -6,7 +6,8 @@ A config with ``job = 'twins'`` (``python -m jaxsparse.main
 
 1. ``original/``: trains the zoo of the config densely (or finds it trained);
 2. ``twins/<method>_<level>/``: for every method in ``config.twins.methods``
-   and level (target sparsity, or KL weight for variational dropout), one
+   and level (what a level sets is the method's declaration: a target
+   sparsity, or e.g. a KL weight when sparsity is an outcome), one
    population of twins, member i starting from original member i's final
    weights, sparsified with the ``config.sparsify`` settings and fine-tuned
    for ``config.twins.num_epochs`` in one compiled program per epoch. Each
@@ -29,12 +30,10 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import analysis, checkpoints, engine, metrics, population, train
+from jaxsparse import analysis, checkpoints, engine, experiment, metrics, sparsify, train
 from jaxsparse.config import default_config, validate_config
 from jaxsparse.data import Dataset
-
-ORIGINAL_DIR = "original"
-TWINS_DIR = "twins"
+from jaxsparse.workdir import ORIGINAL_DIR, read_metadata, twin_run_dir
 
 
 class TwinRun(NamedTuple):
@@ -44,25 +43,23 @@ class TwinRun(NamedTuple):
   workdir: str
 
   @property
+  def twin_level(self) -> sparsify.TwinLevel:
+    """What the level sets for this method (see :class:`jaxsparse.sparsify.TwinLevel`)."""
+    return sparsify.declaration(self.method).twin_level
+
+  @property
   def level_field(self) -> str:
-    """What the level sets: the members' target sparsity, or the KL weight."""
-    return level_field(self.method)
-
-
-def level_field(method: str) -> str:
-  """'kl_weight' for variational dropout (sparsity is its outcome), else 'sparsity'."""
-  return "kl_weight" if method == "variational_dropout" else "sparsity"
+    """What the level sets: 'sparsity' (the members' target) or a ``config.sparsify`` field."""
+    return self.twin_level.setting
 
 
 def twin_runs(config: ml_collections.ConfigDict, workdir: str) -> list[TwinRun]:
   """Every (method, level) of the study, in order."""
   runs = []
   for method in config.twins.methods:
-    levels = config.twins.kl_weights if level_field(method) == "kl_weight" else \
-        config.twins.sparsities
-    for level in levels:
-      runs.append(TwinRun(method, float(level),
-                          os.path.join(workdir, TWINS_DIR, f"{method}_{float(level):g}")))
+    levels = config.twins[sparsify.declaration(method).twin_level.levels_field]
+    runs += [TwinRun(method, float(level), twin_run_dir(workdir, method, level))
+             for level in levels]
   return runs
 
 
@@ -70,7 +67,8 @@ def original_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   """The zoo's own run: the config, trained densely (its twin settings play no part)."""
   original = config.copy_and_resolve_references()
   original.twins = default_config().twins
-  original.sparsify.method = "none"
+  original.twins.methods = config.twins.methods  # (a twins job must name its methods)
+  original.sparsify.method = sparsify.DENSE
   original.population.grid.sparsity = (0.0,)
   return original
 
@@ -79,10 +77,10 @@ def twin_config(config: ml_collections.ConfigDict, run: TwinRun) -> ml_collectio
   """The run of one twin population: the zoo's grid, the method at its level."""
   twin = original_config(config)
   twin.sparsify.method = run.method
-  if run.level_field == "kl_weight":
-    twin.sparsify.kl_weight = run.level
-  else:
+  if run.level_field == "sparsity":
     twin.population.grid.sparsity = (run.level,)
+  else:
+    twin.sparsify[run.level_field] = run.level
   twin.training.num_epochs = config.twins.num_epochs
   # The study reads only test predictions; a twin's validation pass would cost
   # more than its fine-tuning epoch.
@@ -111,12 +109,10 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
   cached = metrics.read_predictions(workdir)
   if cached is not None:
     return cached
-  state, table = checkpoints.load_population(workdir)
-  metadata = checkpoints.read_metadata(workdir)
-  model = checkpoints.model_from_metadata(metadata)
-  method = checkpoints.method_from_metadata(metadata)
-  hyper = population.member_hyperparameters(table)
-  evaluation = engine.evaluate(model, method, state, hyper, jax.numpy.asarray(dataset.test_images),
+  state, _ = checkpoints.load_population(workdir)
+  run = experiment.from_metadata(read_metadata(workdir))
+  evaluation = engine.evaluate(run.model, run.method, state, run.hyper,
+                               jax.numpy.asarray(dataset.test_images),
                                jax.numpy.asarray(dataset.test_labels), batch_size=batch_size)
   record = metrics.prediction_record(state.masks, state.diverged, evaluation,
                                      dataset.test_labels)
@@ -169,7 +165,7 @@ def load_twins(workdir: str, method: str, level: float, epoch: int | None = None
   original's and the twin's test accuracy, achieved sparsity and agreement
   with the original, from the study's predictions).
   """
-  run_dir = os.path.join(workdir, TWINS_DIR, f"{method}_{float(level):g}")
+  run_dir = twin_run_dir(workdir, method, level)
   state, table = checkpoints.load_population(run_dir, epoch)
   table = table.copy()
   table["original_member"] = table["member"]

@@ -1,4 +1,17 @@
-"""Checks on a run's workdir before anything is written to it.
+"""The run directory: what a run writes where, its metadata, and the checks before writing.
+
+Layout of a training run's ``--workdir``:
+
+- ``metadata.json``: the config, the method's module, the dataset's input
+  shape and class count, the member table, and links (a twin's original);
+- ``checkpoints/<epoch>/``: Orbax checkpoints of the whole population;
+- ``metrics.jsonl``: one row per (epoch, member); ``members.csv``: the final
+  row per member; ``predictions.npz``: final test predictions and sparsity;
+- ``tensorboard/``: the same metrics for TensorBoard.
+
+A twins study's workdir holds ``original/`` and ``twins/<method>_<level>/``
+(each a run directory as above), ``report.md``, ``summary.json`` and
+``figures/``.
 
 A workdir belongs to one config. Re-running the same config resumes it; a
 different config is refused (naming the first differing field) unless the
@@ -21,16 +34,57 @@ from jaxsparse.errors import UserError
 
 METADATA_FILE = "metadata.json"
 CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+MEMBERS_FILE = "members.csv"
+PREDICTIONS_FILE = "predictions.npz"
+TENSORBOARD_DIR = "tensorboard"
 #: What a run writes under its workdir; ``overwrite`` removes exactly these.
-RUN_OUTPUTS = (CHECKPOINT_DIR, METADATA_FILE, "metrics.jsonl", "members.csv", "tensorboard",
-               "predictions.npz")
+RUN_OUTPUTS = (CHECKPOINT_DIR, METADATA_FILE, METRICS_FILE, MEMBERS_FILE, TENSORBOARD_DIR,
+               PREDICTIONS_FILE)
+
+# A twins study's workdir.
+ORIGINAL_DIR = "original"
+TWINS_DIR = "twins"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+
 #: Config fields that may differ between a run and its resumption: they do not
 #: change any member's results (output, scheduling on the machine, or which
-#: other twin runs a study makes, each in its own workdir).
+#: other twin runs a study makes, each in its own workdir). The twins study's
+#: level lists (one field per kind of level) are added by
+#: :func:`resumable_differences`.
 RESUMABLE_DIFFERENCES = ("logging", "checkpoint", "population.chunk_size",
                          "population.num_devices", "distributed",
-                         "training.eval_batch_size", "twins.methods", "twins.sparsities",
-                         "twins.kl_weights")
+                         "training.eval_batch_size", "twins.methods")
+
+
+def resumable_differences() -> tuple[str, ...]:
+  """:data:`RESUMABLE_DIFFERENCES` and the twins study's level lists."""
+  from jaxsparse import sparsify
+  return RESUMABLE_DIFFERENCES + tuple(f"twins.{field}" for field in sparsify.twin_levels())
+
+
+def twin_run_dir(study_dir: str, method: str, level: float) -> str:
+  """Where a twins study keeps the twins of ``method`` at ``level``."""
+  return os.path.join(study_dir, TWINS_DIR, f"{method.replace(':', '.')}_{float(level):g}")
+
+
+def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape,
+                   num_classes: int, table, method_module: str,
+                   links: dict | None = None) -> None:
+  """Writes ``metadata.json`` atomically (write to a temporary file, then rename).
+
+  ``method_module`` is the module that registers the run's method (loaders
+  import it); ``links`` are extra entries, e.g. a twin run's ``original``.
+  """
+  metadata = {"config": config.to_dict(), "method_module": method_module,
+              "input_shape": list(input_shape), "num_classes": int(num_classes),
+              "members": table.to_dict(orient="records"), **(links or {})}
+  path = os.path.join(workdir, METADATA_FILE)
+  with open(path + ".tmp", "w") as file:
+    json.dump(metadata, file, indent=1)
+  os.replace(path + ".tmp", path)
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -46,14 +100,15 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 def config_difference(saved: dict, current: dict) -> tuple[str, Any, Any] | None:
   """The first field (dotted path) whose value differs between two config dicts, with both
-  values; None if they agree on every field outside :data:`RESUMABLE_DIFFERENCES`.
+  values; None if they agree on every field outside :func:`resumable_differences`.
 
   A field missing on one side (a run made before the field existed) counts
   as agreeing.
   """
   saved, current = _flatten(saved), _flatten(current)
+  resumable = resumable_differences()
   for path in sorted(saved.keys() & current.keys()):
-    if any(path == field or path.startswith(field + ".") for field in RESUMABLE_DIFFERENCES):
+    if any(path == field or path.startswith(field + ".") for field in resumable):
       continue
     # JSON turned tuples into lists and may have turned ints into floats.
     if _normalised(saved[path]) != _normalised(current[path]):

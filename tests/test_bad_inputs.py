@@ -1,6 +1,6 @@
 """Bad inputs beyond the config checks: each ends in one clear line and leaves every file intact.
 
-``python tests/test_bad_inputs.py`` prints the README's table of these cases
+``python tests/test_bad_inputs.py`` prints the table of these cases in docs/bad_inputs.md
 with the message each gives.
 """
 
@@ -20,6 +20,8 @@ from jaxsparse.train import train_and_evaluate
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import files_under, make_tiny_config, random_dataset  # noqa: E402
+
+pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
 
 DATA = random_dataset(num_train=64)
 

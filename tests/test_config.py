@@ -120,9 +120,10 @@ def run_cli(*arguments, workdir):
 
 @pytest.mark.parametrize("override,field", [
     ("--config.population.grid.learning_rate=(0.0,)", "population.grid.learning_rate"),
-    ("--config.population.grid.sparsity=(1.5,)", "population.grid.sparsity"),
-    ("--config.model.name=vgg", "model.name"),
-    ("--config.population.num_seeds=0", "population.num_seeds"),
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [
+        ("--config.population.grid.sparsity=(1.5,)", "population.grid.sparsity"),
+        ("--config.model.name=vgg", "model.name"),
+        ("--config.population.num_seeds=0", "population.num_seeds")]),
 ])
 def test_cli_prints_one_line_without_traceback(tmp_path, override, field):
   result = run_cli(override, workdir=tmp_path / "run")
@@ -133,6 +134,7 @@ def test_cli_prints_one_line_without_traceback(tmp_path, override, field):
   assert not (tmp_path / "run").exists(), "a rejected config must not create the workdir"
 
 
+@pytest.mark.slow
 def test_cli_rejects_unknown_override_field(tmp_path):
   result = run_cli("--config.training.lr=0.1", workdir=tmp_path / "run")
   assert result.returncode == 2
@@ -141,6 +143,7 @@ def test_cli_rejects_unknown_override_field(tmp_path):
       "error: config.training.lr is not a known field; see jaxsparse/config.py for the fields"]
 
 
+@pytest.mark.slow
 def test_cli_rejects_override_of_wrong_type(tmp_path):
   result = run_cli("--config.training.num_epochs=abc", workdir=tmp_path / "run")
   assert result.returncode == 2

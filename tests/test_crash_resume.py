@@ -24,6 +24,8 @@ from conftest import files_under
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY = os.path.dirname(TESTS)
 
+pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
+
 STUDY = """
 import os, signal, sys
 from jaxsparse import checkpoints, engine, report, twins

@@ -63,6 +63,7 @@ def test_validation_size_larger_than_training_split_is_rejected():
     data.load_dataset("digits", validation_size=5000)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR),
                     reason="needs Debian's dataset-fashion-mnist (make test installs it)")
 def test_fashion_mnist_prepared_offline_by_tfds_from_debian_files(tmp_path):

@@ -10,6 +10,8 @@ from jaxsparse import models, population, report, sparsify, train, twins
 
 from conftest import SINGLE, make_tiny_config, method_settings, random_dataset, train_population
 
+pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
+
 DIVERGING = 3
 
 

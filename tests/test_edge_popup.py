@@ -3,12 +3,15 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxsparse import engine, masks, models, population, sparsify
 
 from conftest import SINGLE, method_settings, random_dataset, train_population
 
 
+
+@pytest.mark.slow
 def test_scores_learn_exact_per_member_sparsity_over_frozen_weights():
   data = random_dataset(num_train=128)
   model = models.get_model("cnn_s", data.input_shape)

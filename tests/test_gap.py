@@ -70,6 +70,7 @@ def test_sparse_tensors_keep_their_masks_through_a_prune():
   assert magnitudes[kept].min() >= magnitudes[~kept].max()
 
 
+@pytest.mark.slow
 def test_gap_population_trains_to_exact_targets():
   data = random_dataset(num_train=64)
   model = models.get_model("cnn_s", data.input_shape)
@@ -84,6 +85,7 @@ def test_gap_population_trains_to_exact_targets():
       assert int(np.sum(mask[member] == 0)) == round(target * size), (member, mask.shape)
 
 
+@pytest.mark.slow
 def test_parallel_gap_grows_one_partition_per_copy_and_reassembles():
   model = models.get_model("cnn_s", (28, 28, 1))
   table = population.with_copies(
@@ -123,6 +125,7 @@ def test_parallel_gap_grows_one_partition_per_copy_and_reassembles():
     assert len(final_layers) == 5
 
 
+@pytest.mark.slow
 def test_parallel_gap_runs_from_the_training_loop(tmp_path, tiny_config):
   from jaxsparse.train import train_and_evaluate
   config = tiny_config

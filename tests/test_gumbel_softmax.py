@@ -11,6 +11,7 @@ from jaxsparse.sparsify import gumbel_softmax as gs
 from conftest import SINGLE, method_settings, random_dataset, train_population
 
 
+
 def test_keep_rate_of_samples_matches_sigmoid_of_logit():
   logits = jnp.array([-3.0, -1.0, 0.0, 0.5, 2.0])
   samples = jax.vmap(lambda k: gs.sample_mask(k, logits, 0.5))(
@@ -49,6 +50,7 @@ def trained():
   return data, model, table, initial, results
 
 
+@pytest.mark.slow
 def test_weights_stay_frozen_and_masks_are_the_most_probable(trained):
   _, _, _, initial, results = trained
   method, state = results[True]
@@ -60,6 +62,7 @@ def test_weights_stay_frozen_and_masks_are_the_most_probable(trained):
   assert not np.allclose(jax.tree.leaves(logits)[0], gs.INITIAL_LOGIT), "logits learn"
 
 
+@pytest.mark.slow
 def test_penalty_pulls_sparsity_towards_each_target(trained):
   _, _, _, _, results = trained
   _, state = results[True]
@@ -67,6 +70,7 @@ def test_penalty_pulls_sparsity_towards_each_target(trained):
   assert achieved[1] > achieved[0] > 0.1, achieved
 
 
+@pytest.mark.slow
 def test_rescaling_is_switchable_and_learned(trained):
   _, _, _, _, results = trained
   scales = results[True][1].sparsity_state.trainable["scales"]
@@ -75,6 +79,7 @@ def test_rescaling_is_switchable_and_learned(trained):
   assert "scales" not in results[False][1].sparsity_state.trainable
 
 
+@pytest.mark.slow
 def test_evaluation_uses_mask_and_scale(trained):
   data, model, table, _, results = trained
   method, state = results[True]

@@ -27,6 +27,7 @@ def data():
   return random_dataset(num_train=128)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scope", ["layerwise", "global"])
 def test_gradual_pruning_reaches_each_members_target_exactly(data, scope):
   model = models.get_model("cnn_s", data.input_shape)
@@ -53,6 +54,7 @@ def test_gradual_pruning_reaches_each_members_target_exactly(data, scope):
         assert np.all(np.asarray(weight)[np.asarray(mask) == 0] == 0)
 
 
+@pytest.mark.slow
 def test_member_with_its_own_target_equals_member_alone(data):
   model = models.get_model("cnn_s", data.input_shape)
   method = sparsify.get_method(settings(schedule="gradual", start_epoch=0, end_epoch=2,

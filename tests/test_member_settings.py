@@ -34,6 +34,7 @@ def train(method, table, data, model):
   return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, shared, field, values, sparsity", SWEEPS,
                          ids=[sweep[0] for sweep in SWEEPS])
 def test_swept_member_equals_the_member_trained_alone(name, shared, field, values, sparsity):
@@ -63,6 +64,7 @@ def test_swept_member_equals_the_member_trained_alone(name, shared, field, value
                                                     jax.tree.leaves(second)))
 
 
+@pytest.mark.slow
 def test_gradual_schedule_per_member_reaches_the_target_at_each_members_end():
   data = random_dataset(num_train=NUM_TRAIN)
   model = models.get_model("cnn_s", data.input_shape)

@@ -8,32 +8,21 @@ from jaxsparse import engine, models, population, sparsify
 
 from conftest import SINGLE, method_settings, random_dataset, train_population
 
-SETTINGS = {
-    "none": dict(),
-    "magnitude": dict(schedule="gradual", start_epoch=0, end_epoch=1, update_every=2),
-    "random": dict(),
-    "variational_dropout": dict(kl_weight=100.0),
-    "gumbel_softmax": dict(sparsity_penalty=50.0),
-    "edge_popup": dict(),
-    "gap": dict(start_epoch=0, end_epoch=1, num_rounds=2, num_partitions=2),
-    "filter": dict(start_epoch=1),
-    # Its copies meet only between epochs (tested in test_gap.py); here its engine part.
-    "parallel_gap": dict(start_epoch=0, end_epoch=1, num_rounds=1, num_partitions=2),
-}
+#: Every registered method with the settings its declaration gives for a short run.
+SETTINGS = {spec.name: dict(spec.example) for spec in sparsify.declarations()}
 
 
-def test_every_registered_method_is_covered():
-  assert set(SETTINGS) == set(sparsify.method_names())
-
-
-@pytest.mark.parametrize("name", sorted(SETTINGS))
+@pytest.mark.parametrize("name", [name if name == "magnitude" else
+                                  pytest.param(name, marks=pytest.mark.slow)
+                                  for name in sorted(SETTINGS)])
 def test_members_do_not_depend_on_the_rest_of_the_population(name):
   # Member i must train exactly as it would beside any other members: the
   # same three members in two orders give each the same result (one compile;
   # the engine tests also compare against a population of one).
   data = random_dataset(num_train=64)
   model = models.get_model("cnn_s", data.input_shape)
-  sparsities = (0.0,) if name in ("none", "variational_dropout") else (0.5, 0.7, 0.9)
+  uses_target = sparsify.declaration(name).uses_target_sparsity
+  sparsities = (0.5, 0.7, 0.9) if uses_target else (0.0,)
   table = population.member_table(
       {**SINGLE, "sparsity": sparsities, "activation": ("relu", "tanh"),
        "learning_rate": (0.01,)}, num_seeds=2).iloc[:3].reset_index(drop=True)

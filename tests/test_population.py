@@ -5,7 +5,7 @@ import numpy as np
 from jaxsparse import population
 from jaxsparse.config import default_config
 
-# The Model-Zoo "hyperparameter" grid of methods.md, section 1.
+# The Model-Zoo "hyperparameter" grid of Schürholt et al. 2022 ("Model Zoos").
 ZOO_GRID = dict(activation=("tanh", "relu", "sigmoid", "gelu"), dropout_rate=(0.0, 0.5),
                 initializer=("uniform", "normal", "kaiming_uniform", "kaiming_normal"),
                 optimizer=("adam", "sgd"), learning_rate=(1e-3, 1e-4),

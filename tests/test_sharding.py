@@ -10,6 +10,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPOSITORY = os.path.dirname(TESTS)
 

@@ -38,7 +38,8 @@ def test_channel_masks_remove_the_smallest_filters_exactly():
       ("Conv_0",), ("Conv_1",), ("Conv_2",), ("Dense_0",)]
 
 
-@pytest.mark.parametrize("name,activation", [("cnn_s", 2), ("cnn_s", 0), ("resnet20", 1)])
+@pytest.mark.parametrize("name,activation", [("cnn_s", 2), ("cnn_s", 0),
+                                             pytest.param("resnet20", 1, marks=pytest.mark.slow)])
 def test_shrunk_model_gives_the_outputs_of_the_masked_model(name, activation):
   model, variables = random_member(name)
   params = variables["params"]
@@ -72,6 +73,7 @@ def test_multiply_adds_of_cnn_s_by_hand():
       small[0], {"params": small[1], "batch_stats": small[2]}) < expected
 
 
+@pytest.mark.slow
 def test_filter_pruning_population_has_each_members_channel_sparsity():
   data = random_dataset(num_train=64)
   model = models.get_model("cnn_s", data.input_shape)

@@ -35,6 +35,7 @@ def data():
   return random_dataset(num_train=128)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_config, data):
   tiny_config.training.num_epochs = 3
   uninterrupted = train_and_evaluate(tiny_config, str(tmp_path / "a"), dataset=data)
@@ -58,6 +59,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_config, data):
       (epoch, member) for epoch in (1, 2, 3) for member in range(4)]
 
 
+@pytest.mark.slow
 def test_finished_run_returns_at_once_with_same_results(tmp_path, tiny_config, data, capsys):
   first = train_and_evaluate(tiny_config, str(tmp_path), dataset=data)
   steps_before = sorted(os.listdir(tmp_path / "checkpoints"))
@@ -67,6 +69,7 @@ def test_finished_run_returns_at_once_with_same_results(tmp_path, tiny_config, d
   pd.testing.assert_frame_equal(first, second)
 
 
+@pytest.mark.slow
 def test_loaders_return_population_and_member(tmp_path, tiny_config, data):
   members = train_and_evaluate(tiny_config, str(tmp_path), dataset=data)
   state, table = checkpoints.load_population(str(tmp_path))

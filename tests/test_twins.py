@@ -8,10 +8,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsparse import checkpoints, engine, population, sparsify, twins
+from jaxsparse import checkpoints, engine, experiment, population, sparsify, twins
 from jaxsparse.config import load_config_file, validate_config
 
 from conftest import make_tiny_study_config, random_dataset
+
+pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +59,7 @@ def test_restored_twins_evaluate_to_the_summary(study):
   state, table = twins.load_twins(workdir, "magnitude", 0.9)
   assert list(table["original_member"]) == [0, 1]
   metadata = checkpoints.read_metadata(os.path.join(workdir, "twins", "magnitude_0.9"))
-  model = checkpoints.model_from_metadata(metadata)
+  model = experiment.from_metadata(metadata).model
   run = twins.twin_runs(config, workdir)[1]
   method = sparsify.get_method(twins.twin_config(config, run).sparsify,
                                sparsify.TrainingSchedule(1))

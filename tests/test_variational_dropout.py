@@ -64,6 +64,7 @@ def test_local_reparameterisation_has_the_weight_noise_moments(layer):
   np.testing.assert_allclose(samples.var(0), variance, rtol=0.05)
 
 
+@pytest.mark.slow
 def test_twin_starts_from_the_members_weights():
   data = random_dataset(num_train=64)
   model = models.get_model("cnn_s", data.input_shape)
@@ -94,6 +95,7 @@ def trained_vd():
   return data, model, method, table, state
 
 
+@pytest.mark.slow
 def test_kl_prunes_weights_and_evaluation_uses_the_masks(trained_vd):
   data, model, method, table, state = trained_vd
   achieved = np.asarray(jax.vmap(masks.sparsity)(state.masks))

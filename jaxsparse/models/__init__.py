@@ -23,7 +23,7 @@ from jaxsparse.models import resnet, zoo
 #: Weight initializers selectable per member, in the order of their index.
 #: All are scaled by the fan-in of the layer (PyTorch's convention for
 #: "kaiming"; "uniform" and "normal" use the fan-in-scaled variance 1/fan_in,
-#: which keeps tanh and sigmoid networks trainable; see README).
+#: which keeps tanh and sigmoid networks trainable; see docs/design.md).
 INITIALIZERS: tuple[str, ...] = ("uniform", "normal", "kaiming_uniform", "kaiming_normal")
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {
@@ -39,7 +39,7 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet.resnet18,
 }
 
-#: Biases of the model-zoo CNNs are initialised to 0.01 (methods.md, section 1).
+#: Biases of the model-zoo CNNs are initialised to 0.01 (Schürholt et al. 2022; docs/twins.md).
 _BIAS_INIT = {"cnn_s": 0.01, "cnn_l": 0.01}
 
 MODEL_NAMES: tuple[str, ...] = tuple(_FACTORIES)

@@ -25,9 +25,11 @@ and ``step`` is the same for all members, so a method may branch on it with
 becomes a select that computes both sides). Methods keep no hidden state and
 draw randomness only from keys they are given or hold in their state.
 
-Methods are registered by name with :func:`register`; a config selects one
-with ``config.sparsify.method`` and :func:`get_method` builds it from
-``config.sparsify``.
+Each method declares itself in its own file with
+:func:`jaxsparse.sparsify.register` (builder, config fields, validation,
+per-member settings, twin levels; see :mod:`jaxsparse.sparsify.registry`); a
+config selects one with ``config.sparsify.method`` and
+:func:`jaxsparse.sparsify.get_method` builds it from ``config.sparsify``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from jaxsparse import masks as masks_lib
 
@@ -114,34 +115,6 @@ def with_trainable(state: NamedTuple, variables: PyTree) -> NamedTuple:
   return state._replace(trainable=variables) if hasattr(state, "trainable") else state
 
 
-_REGISTRY: dict[str, Callable[..., SparsifyMethod]] = {}
-_MEMBER_SETTINGS: dict[str, tuple[str, ...]] = {}
-
-
-def register(name: str, member_settings: tuple[str, ...] = ()):
-  """Decorator: registers ``builder(settings, training) -> SparsifyMethod`` as ``name``.
-
-  ``settings`` is ``config.sparsify``, ``training`` a :class:`TrainingSchedule`.
-  ``member_settings`` names the settings the method reads from its
-  :class:`Target`, which a population may therefore sweep per member.
-  """
-  def decorate(builder):
-    _REGISTRY[name] = builder
-    _MEMBER_SETTINGS[name] = tuple(member_settings)
-    return builder
-  return decorate
-
-
-def member_settings(name: str) -> tuple[str, ...]:
-  """The ``config.sparsify`` settings that method ``name`` accepts per member."""
-  return _MEMBER_SETTINGS[name]
-
-
-def method_names() -> tuple[str, ...]:
-  """Names of the registered methods."""
-  return tuple(_REGISTRY)
-
-
 def epochs_to_steps(epochs: jax.Array | int, steps_per_epoch: int) -> jax.Array | int:
   """A number of epochs (a config int, or a per-member traced setting) as whole steps."""
   if isinstance(epochs, int):
@@ -164,7 +137,3 @@ class TrainingSchedule(NamedTuple):
   num_steps: int = 1
 
 
-def get_method(settings: ml_collections.ConfigDict,
-               training: TrainingSchedule) -> SparsifyMethod:
-  """Builds the method named ``settings.method`` from ``config.sparsify`` settings."""
-  return _REGISTRY[settings.method](settings, training)

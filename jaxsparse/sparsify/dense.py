@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from jaxsparse import masks as masks_lib
-from jaxsparse.sparsify.base import SparsifyMethod, register
+from jaxsparse.sparsify.base import SparsifyMethod
+from jaxsparse.sparsify.registry import DENSE, register
 
 
 class DenseState(NamedTuple):
@@ -13,7 +14,8 @@ class DenseState(NamedTuple):
   masks: Any
 
 
-@register("none")
+@register(DENSE, twin_level=None, title="dense", target_sparsity=(
+    "method 'none' trains dense members; set config.sparsify.method or use 0"))
 def dense(settings=None, training=None) -> SparsifyMethod:
   """No sparsification: all-ones masks that never change."""
   del settings, training

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 
 from jaxsparse import layers
 from jaxsparse import masks as masks_lib
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+from jaxsparse.sparsify import fields
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
+from jaxsparse.sparsify.registry import register
 
 
 class EdgePopupState(NamedTuple):
@@ -59,7 +61,8 @@ def edge_popup() -> SparsifyMethod:
                         zeroes_pruned_weights=False)
 
 
-@register("edge_popup")
+@register("edge_popup", title="edge-popup",
+          fields={"trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE})
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds edge-popup (its only setting: the scores' learning rate scale)."""
   del training

@@ -17,7 +17,9 @@ import jax
 
 from jaxsparse import masks as masks_lib
 from jaxsparse import structured
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+from jaxsparse.sparsify import fields
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
+from jaxsparse.sparsify.registry import register
 
 
 class FilterPruningState(NamedTuple):
@@ -44,7 +46,8 @@ def filter_pruning(prune_step: int) -> SparsifyMethod:
   return SparsifyMethod(init, update)
 
 
-@register("filter")
+@register("filter", title="L1 filter pruning", fields={"start_epoch": fields.START_EPOCH},
+          example=dict(start_epoch=1))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds L1 filter pruning at ``settings.start_epoch``."""
   return filter_pruning(settings.start_epoch * training.steps_per_epoch)

@@ -34,7 +34,10 @@ import numpy as np
 
 from jaxsparse import masks as masks_lib
 from jaxsparse.errors import UserError
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+from jaxsparse.errors import invalid_field
+from jaxsparse.sparsify import fields
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
+from jaxsparse.sparsify.registry import Field, register
 from jaxsparse.sparsify.random_pruning import random_masks
 
 
@@ -169,7 +172,15 @@ def parallel_gap(num_partitions: int, start_epoch: int, end_epoch: int, round_ep
   return SparsifyMethod(init, update, copies=num_partitions, between_epochs=between_epochs)
 
 
-@register("gap")
+#: The fields both GaP variants read.
+GAP_FIELDS = {"start_epoch": fields.START_EPOCH, "end_epoch": fields.END_EPOCH,
+              "num_rounds": fields.NUM_ROUNDS, "scope": fields.SCOPE,
+              "num_partitions": Field(4, "contiguous groups of prunable tensors",
+                                      fields.at_least(1, "use 1 or more"))}
+
+
+@register("gap", title="cyclic GaP", fields=GAP_FIELDS, validate=fields.check_epoch_window,
+          example=dict(start_epoch=0, end_epoch=1, num_rounds=2, num_partitions=2))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds cyclic GaP from ``config.sparsify`` (epochs become steps)."""
   start = settings.start_epoch * training.steps_per_epoch
@@ -178,7 +189,21 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   return cyclic_gap(settings.num_partitions, start, end, round_length, settings.scope)
 
 
-@register("parallel_gap")
+def _validate_parallel(config) -> None:
+  fields.check_epoch_window(config)
+  settings = config.sparsify
+  if (settings.end_epoch - settings.start_epoch) % settings.num_rounds:
+    raise invalid_field(
+        "sparsify.num_rounds", settings.num_rounds,
+        f"parallel GaP's rounds last whole epochs; use a divisor of end_epoch - start_epoch "
+        f"({settings.end_epoch - settings.start_epoch})")
+
+
+# Its copies meet only between epochs (tested in test_gap.py); the example
+# exercises its engine part.
+@register("parallel_gap", title="parallel GaP", fields=GAP_FIELDS, validate=_validate_parallel,
+          twin_level=None,
+          example=dict(start_epoch=0, end_epoch=1, num_rounds=1, num_partitions=2))
 def parallel_from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds parallel GaP from ``config.sparsify`` (rounds of whole epochs)."""
   del training

@@ -23,7 +23,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxsparse import masks as masks_lib
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+from jaxsparse.sparsify import fields
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
+from jaxsparse.sparsify.registry import Field, register
 
 
 class GumbelSoftmaxState(NamedTuple):
@@ -111,7 +113,21 @@ def gumbel_softmax(temperature, rescale: bool = True,
                         zeroes_pruned_weights=False)
 
 
-@register("gumbel_softmax", member_settings=("temperature_start", "temperature_end"))
+_TEMPERATURE_CHECK = fields.positive("use a positive temperature, e.g. 0.5")
+
+
+@register("gumbel_softmax", title="Gumbel-softmax",
+          fields={"temperature_start": Field(1.0, "temperature at the first step",
+                                             _TEMPERATURE_CHECK),
+                  "temperature_end": Field(0.1, "temperature at the last step (annealed "
+                                           "exponentially)", _TEMPERATURE_CHECK),
+                  "rescale": Field(True, "learn a scale of each layer's kept weights"),
+                  "sparsity_penalty": Field(
+                      0.0, "weight of the penalty pulling the kept fraction to 1 - target "
+                      "(0 = sparsity is an outcome)", fields.at_least(0, "use 0 (off) or more")),
+                  "trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE},
+          member_settings=("temperature_start", "temperature_end"),
+          example=dict(sparsity_penalty=50.0))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds Gumbel-softmax mask learning from ``config.sparsify``.
 
@@ -119,10 +135,11 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   :class:`jaxsparse.sparsify.Target`).
   """
   num_steps = max(training.num_steps, 1)
+  default_start, default_end = settings.temperature_start, settings.temperature_end
 
   def temperature(step, target):
-    start = target.setting("temperature_start", settings.temperature_start)
-    end = target.setting("temperature_end", settings.temperature_end)
+    start = target.setting("temperature_start", default_start)
+    end = target.setting("temperature_end", default_end)
     return start * (end / start) ** jnp.clip(step / num_steps, 0.0, 1.0)
   return gumbel_softmax(temperature, settings.rescale, settings.sparsity_penalty)._replace(
       trainable_learning_rate_scale=settings.trainable_learning_rate_scale)

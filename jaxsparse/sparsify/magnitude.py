@@ -15,7 +15,9 @@ import jax.numpy as jnp
 
 from jaxsparse import masks as masks_lib
 from jaxsparse.sparsify import schedules
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, epochs_to_steps, register
+from jaxsparse.sparsify import fields
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, epochs_to_steps
+from jaxsparse.sparsify.registry import Field, register
 
 SCHEDULES = ("one_shot", "gradual", "iterative")
 
@@ -58,34 +60,49 @@ def magnitude_pruning(schedule, scope: str = "layerwise",
   return SparsifyMethod(init, update)
 
 
-@register("magnitude", member_settings=("start_epoch", "end_epoch"))
+def _validate(config) -> None:
+  if config.sparsify.schedule != "one_shot":
+    fields.check_epoch_window(config)
+
+
+@register("magnitude", title="magnitude pruning", abbreviation="magnitude",
+          fields={"schedule": Field("one_shot", "'one_shot' | 'gradual' | 'iterative'",
+                                    fields.one_of(SCHEDULES)),
+                  "scope": fields.SCOPE, "start_epoch": fields.START_EPOCH,
+                  "end_epoch": fields.END_EPOCH, "num_rounds": fields.NUM_ROUNDS,
+                  "update_every": Field(100, "steps between mask recomputations",
+                                        fields.at_least(1, "use 1 or more"))},
+          member_settings=("start_epoch", "end_epoch"), validate=_validate,
+          example=dict(schedule="gradual", start_epoch=0, end_epoch=1, update_every=2))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds magnitude pruning from ``config.sparsify`` (epochs become steps).
 
   ``start_epoch`` and ``end_epoch`` may differ between members (see
   :class:`jaxsparse.sparsify.Target`).
   """
+  kind, num_rounds, update_every = settings.schedule, settings.num_rounds, settings.update_every
+  epochs = {name: settings[name] for name in ("start_epoch", "end_epoch")}
+  if kind not in SCHEDULES:
+    raise ValueError(f"schedule {kind!r} is unknown; use one of {SCHEDULES}")
+
   def start_and_end(target):
-    return tuple(epochs_to_steps(target.setting(name, settings[name]), training.steps_per_epoch)
-                 for name in ("start_epoch", "end_epoch"))
+    return tuple(epochs_to_steps(target.setting(name, default), training.steps_per_epoch)
+                 for name, default in epochs.items())
 
   def schedule(step, target):
     start, end = start_and_end(target)
-    if settings.schedule == "one_shot":
+    if kind == "one_shot":
       return schedules.one_shot(step, target.sparsity, start)
-    if settings.schedule == "gradual":
+    if kind == "gradual":
       return schedules.polynomial(step, target.sparsity, start, end)
-    round_length = jnp.maximum((end - start) // settings.num_rounds, 1)
+    round_length = jnp.maximum((end - start) // num_rounds, 1)
     return schedules.iterative(jnp.maximum(step - start + round_length, 0), target.sparsity,
-                               settings.num_rounds, round_length)
-
-  if settings.schedule not in SCHEDULES:
-    raise ValueError(f"schedule {settings.schedule!r} is unknown; use one of {SCHEDULES}")
+                               num_rounds, round_length)
 
   def is_update_step(step, target):
     # Recompute every `update_every` steps from the start, and at the end
     # step so that gradual pruning lands exactly on its target.
     start, end = start_and_end(target)
-    return (step >= start) & (((step - start) % settings.update_every == 0) | (step == end))
+    return (step >= start) & (((step - start) % update_every == 0) | (step == end))
 
   return magnitude_pruning(schedule, settings.scope, is_update_step)

@@ -17,7 +17,9 @@ from typing import Any, NamedTuple
 import jax
 
 from jaxsparse import masks as masks_lib
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+from jaxsparse.sparsify import fields
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
+from jaxsparse.sparsify.registry import register
 
 
 class RandomState(NamedTuple):
@@ -33,23 +35,25 @@ def random_masks(key: jax.Array, params, masks, sparsity, scope: str = "layerwis
   return masks_lib.top_k_masks(scores, masks, sparsity, scope)
 
 
-@register("random")
+@register("random", title="random pruning",
+          fields={"start_epoch": fields.START_EPOCH, "scope": fields.SCOPE})
 def random_pruning(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Random masks at the target sparsity, drawn at ``settings.start_epoch``."""
   prune_step = settings.start_epoch * training.steps_per_epoch
+  scope = settings.scope
 
   def init(params, key, target):
     dense = masks_lib.dense_masks(params)
     if prune_step == 0:
-      return RandomState(random_masks(key, params, dense, target.sparsity, settings.scope), key)
+      return RandomState(random_masks(key, params, dense, target.sparsity, scope), key)
     return RandomState(dense, key)
 
   def update(state, params, grads, step, target):
     del grads
     return jax.lax.cond(
         step == prune_step,
-        lambda: RandomState(random_masks(state.key, params, state.masks, target.sparsity,
-                                         settings.scope), state.key),
+        lambda: RandomState(random_masks(state.key, params, state.masks, target.sparsity, scope),
+                             state.key),
         lambda: state)
 
   return SparsifyMethod(init, update)

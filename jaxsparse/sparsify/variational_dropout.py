@@ -26,7 +26,9 @@ from flax import traverse_util
 
 from jaxsparse import layers
 from jaxsparse import masks as masks_lib
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule, register
+from jaxsparse.sparsify import fields
+from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
+from jaxsparse.sparsify.registry import Field, TwinLevel, register
 
 #: Constants of the KL approximation (Molchanov et al. 2017, eq. 14).
 KL_CONSTANTS = (0.63576, 1.87320, 1.48695)
@@ -105,7 +107,19 @@ def variational_dropout(kl_weight, threshold: float = 3.0) -> SparsifyMethod:
   return SparsifyMethod(init, update, forward, zeroes_pruned_weights=False)
 
 
-@register("variational_dropout", member_settings=("kl_weight",))
+@register("variational_dropout", title="variational dropout", abbreviation="VD",
+          fields={"kl_weight": Field(
+                      1.0, "weight of the KL term (1 = the variational bound; larger = sparser)",
+                      fields.at_least(0, "use 0 or more (1 = the variational bound)")),
+                  "log_alpha_threshold": Field(3.0, "log alpha at or above which a weight is "
+                                               "pruned"),
+                  "start_epoch": fields.START_EPOCH, "end_epoch": fields.END_EPOCH,
+                  "trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE},
+          member_settings=("kl_weight",), validate=fields.check_epoch_window,
+          twin_level=TwinLevel("kl_weight", "kl_weights", (100.0, 1000.0), "KL weight"),
+          target_sparsity=("variational dropout's sparsity is an outcome of training, not a "
+                           "target; use 0 and tune config.sparsify.kl_weight"),
+          example=dict(kl_weight=100.0))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds variational dropout from ``config.sparsify`` (warm-up epochs become steps).
 
@@ -113,9 +127,10 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """
   start = settings.start_epoch * training.steps_per_epoch
   end = settings.end_epoch * training.steps_per_epoch
+  default_kl_weight = settings.kl_weight
 
   def kl_weight(step, target):
-    scale = target.setting("kl_weight", settings.kl_weight) / training.num_examples
+    scale = target.setting("kl_weight", default_kl_weight) / training.num_examples
     if end <= start:
       return jnp.where(step >= start, scale, 0.0)
     return scale * jnp.clip((step - start) / (end - start), 0.0, 1.0)

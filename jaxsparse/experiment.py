@@ -1,0 +1,138 @@
+"""One setup for every run: config + data -> model, method, member table, hyperparameters, mesh.
+
+Training, resuming, loading a run, the twins study, the experiments and the
+tests all build what a population needs with :func:`setup` (or
+:func:`from_metadata` for a run on disk), so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import ml_collections
+import pandas as pd
+
+from jaxsparse import models, population, sharding, sparsify
+from jaxsparse.config import completed_config
+from jaxsparse.data import Dataset
+from jaxsparse.errors import UserError
+
+
+class DataShape(NamedTuple):
+  """What a population's setup needs to know about its data.
+
+  Attributes:
+    input_shape: one example's shape, e.g. (28, 28, 1).
+    num_classes: number of labels.
+    num_train: training examples per epoch; None when unknown (a run loaded
+      for evaluation: the method's schedule then counts one step per epoch,
+      which changes nothing that evaluation or restoring reads).
+  """
+  input_shape: tuple[int, ...]
+  num_classes: int = 10
+  num_train: int | None = None
+
+
+def data_shape(dataset: Dataset) -> DataShape:
+  """The :class:`DataShape` of a loaded dataset."""
+  return DataShape(tuple(dataset.input_shape), dataset.num_classes, len(dataset.train_labels))
+
+
+class Experiment(NamedTuple):
+  """Everything a population's compiled programs take besides its state and data.
+
+  Attributes:
+    config: the completed config (every field present).
+    model: the architecture.
+    method: the sparsification method, built from ``config.sparsify``.
+    declaration: the method's declaration (see :mod:`jaxsparse.sparsify.registry`).
+    table: the member table, one row per member (method copies included).
+    hyper: per-member hyperparameters; with a mesh, padded to a multiple of
+      the device count and split over the devices.
+    mesh: the devices the members are split over (None: one device).
+    steps_per_epoch: optimizer steps per epoch (0 when the data are unknown).
+  """
+  config: ml_collections.ConfigDict
+  model: models.Model
+  method: sparsify.SparsifyMethod
+  declaration: sparsify.MethodDeclaration
+  table: pd.DataFrame
+  hyper: population.MemberHyperparameters
+  mesh: Any
+  steps_per_epoch: int
+
+  @property
+  def num_members(self) -> int:
+    """Members of the population (padding excluded)."""
+    return len(self.table)
+
+  @property
+  def padded_size(self) -> int:
+    """Members including the padding that fills the last device."""
+    return int(self.hyper.seed.shape[0])
+
+
+def member_table(config: ml_collections.ConfigDict,
+                 declaration: sparsify.MethodDeclaration) -> pd.DataFrame:
+  """The member table of ``config``: its grid and method grid times its seeds (and copies)."""
+  sweeps = {field: tuple(config.population.method_grid.get(field, ()))
+            for field in declaration.member_settings}
+  table = population.member_table(config.population.grid, config.population.num_seeds,
+                                  config.population.first_seed, sweeps)
+  return table
+
+
+def setup(config: ml_collections.ConfigDict, data: DataShape, *,
+          table: pd.DataFrame | None = None, sharded: bool = False) -> Experiment:
+  """Builds a population's model, method, member table and hyperparameters from ``config``.
+
+  Args:
+    config: a config (fields it leaves out take their defaults).
+    data: the data's shape, class count and training-set size.
+    table: the member table, if known (a run on disk); otherwise expanded
+      from the config's grid.
+    sharded: split the members over ``config.population.num_devices``
+      devices (padding the population to a multiple of them); otherwise
+      everything stays on the default device.
+  """
+  config = completed_config(config)
+  declaration = sparsify.declaration(config.sparsify.method)
+  model = models.get_model(config.model.name, tuple(data.input_shape), data.num_classes,
+                           config.model.conv_implementation, config.model.width)
+  num_epochs = config.training.num_epochs
+  if data.num_train is None:
+    steps_per_epoch, schedule = 0, sparsify.TrainingSchedule(steps_per_epoch=1)
+  else:
+    steps_per_epoch = data.num_train // config.training.batch_size
+    schedule = sparsify.TrainingSchedule(steps_per_epoch, num_examples=data.num_train,
+                                         num_steps=num_epochs * steps_per_epoch)
+  method = sparsify.get_method(config.sparsify, schedule)
+  if table is None:
+    table = member_table(config, declaration)
+    if method.copies > 1:
+      table = population.with_copies(table, method.copies)
+  hyper = population.member_hyperparameters(table)
+  mesh = None
+  if sharded:
+    mesh = sharding.population_mesh(config.population.num_devices)
+    hyper = sharding.shard_members(
+        sharding.pad_members(hyper, sharding.padded_size(len(table), mesh)), mesh)
+  return Experiment(config, model, method, declaration, table, hyper, mesh, steps_per_epoch)
+
+
+def from_metadata(metadata: dict[str, Any]) -> Experiment:
+  """The setup of a run on disk, from its ``metadata.json`` (for loading and evaluating it).
+
+  The method's module is imported first (a method from a user's module
+  registers itself on import). Fields added to the config schema after the
+  run was made take their defaults.
+  """
+  module = metadata.get("method_module")
+  if module:
+    try:
+      sparsify.import_method_module(module, metadata["config"]["sparsify"]["method"])
+    except UserError as error:
+      raise UserError(f"the run's method cannot be loaded: {error}") from error
+  config = ml_collections.ConfigDict(metadata["config"])
+  data = DataShape(tuple(metadata["input_shape"]), metadata["num_classes"])
+  return setup(config, data, table=pd.DataFrame(metadata["members"]))
