@@ -77,9 +77,8 @@ def member_table(config: ml_collections.ConfigDict,
   """The member table of ``config``: its grid and method grid times its seeds (and copies)."""
   sweeps = {field: tuple(config.population.method_grid.get(field, ()))
             for field in declaration.member_settings}
-  table = population.member_table(config.population.grid, config.population.num_seeds,
-                                  config.population.first_seed, sweeps)
-  return table
+  return population.member_table(config.population.grid, config.population.num_seeds,
+                                 config.population.first_seed, sweeps)
 
 
 def setup(config: ml_collections.ConfigDict, data: DataShape, *,
