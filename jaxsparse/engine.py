@@ -58,9 +58,13 @@ class TrainState(NamedTuple):
     return self.sparsity_state.masks
 
 
-def _optimizer(hyper: MemberHyperparameters) -> optax.GradientTransformation:
+def _optimizer(method: SparsifyMethod, hyper: MemberHyperparameters
+               ) -> optax.GradientTransformation:
+  """The member's optimizer over :func:`_trained_variables`: weight decay reaches the model's
+  weights and, only if the method opts in, its own variables."""
   return population_optimizer(hyper.optimizer, hyper.learning_rate, hyper.weight_decay,
-                              hyper.momentum)
+                              hyper.momentum,
+                              decay_mask=(True, method.weight_decay_on_method_variables))
 
 
 def _trained_variables(method: SparsifyMethod, params: PyTree, sparsity_state) -> PyTree:
@@ -88,7 +92,7 @@ def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparamete
   sparsity_state = method.init(params, method_key, hyper.target)
   if method.zeroes_pruned_weights:
     params = masks_lib.apply_masks(params, sparsity_state.masks)
-  opt_state = _optimizer(hyper).init(_trained_variables(method, params, sparsity_state))
+  opt_state = _optimizer(method, hyper).init(_trained_variables(method, params, sparsity_state))
   return TrainState(params=params, batch_stats=batch_stats, opt_state=opt_state,
                     sparsity_state=sparsity_state, key=training_key,
                     epoch=jnp.zeros((), jnp.int32), diverged=jnp.zeros((), bool))
@@ -179,7 +183,7 @@ def train_step(model: Model, method: SparsifyMethod, hyper: MemberHyperparameter
   """
   (params, batch_stats, opt_state, sparsity_state), diverged = carry
   old_carry = carry[0]
-  optimizer = _optimizer(hyper)
+  optimizer = _optimizer(method, hyper)
   loss_fn = _loss_fn(model, method, hyper, params, batch_stats, sparsity_state, batch,
                      global_step, keys)
   trained = _trained_variables(method, params, sparsity_state)

@@ -9,11 +9,11 @@ import pytest
 from jaxsparse import engine, models, population, sparsify
 from jaxsparse.optim import population_optimizer
 
-from conftest import random_dataset, train_population
+from conftest import method_settings, random_dataset, train_population
 
 DENSE = sparsify.dense.dense()
 GRID = dict(activation=("tanh", "relu", "sigmoid", "gelu"), dropout_rate=(0.0, 0.5),
-            initializer=("uniform", "kaiming_normal"), optimizer=("adam", "sgd"),
+            initializer=("fan_in_uniform", "kaiming_normal"), optimizer=("adam", "sgd"),
             learning_rate=(3e-3,), weight_decay=(1e-4,), momentum=(0.9,))
 
 
@@ -100,7 +100,7 @@ def test_masked_weights_stay_zero():
   data = random_dataset(num_train=64)
   model = models.get_model("cnn_s", data.input_shape)
   table = population.member_table(dict(GRID, activation=("tanh",), dropout_rate=(0.0,),
-                                       initializer=("uniform",)), num_seeds=1)
+                                       initializer=("fan_in_uniform",)), num_seeds=1)
   hyper = population.member_hyperparameters(table)
   state = engine.init_population(model, DENSE, hyper)
   mask = (jax.random.uniform(jax.random.PRNGKey(0), state.masks["Dense_0"]["kernel"].shape) > 0.7)
@@ -150,3 +150,29 @@ def test_population_with_one_activation_and_no_dropout_compiles_the_shortcut_wit
                                   batch_size=32)
     results.append(state.params)
   assert_trees_close(results[0], results[1], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("method_name", ["gumbel_softmax",
+                                         pytest.param("edge_popup", marks=pytest.mark.slow)])
+def test_weight_decay_does_not_reach_a_frozen_weight_methods_variables(method_name):
+  """Weight decay regularises the model's weights; a method that trains only its own
+  variables over frozen weights must not feel it: members that differ only in weight decay
+  end up identical (with decay on the method's variables they would not)."""
+  data = random_dataset(num_train=128)
+  model = models.get_model("lenet_300_100", data.input_shape)
+  grid = dict(GRID, activation=("relu",), dropout_rate=(0.0,), initializer=("kaiming_normal",),
+              optimizer=("adam", "sgd"), weight_decay=(0.0, 1e-2), sparsity=(0.5,))
+  table = population.member_table(grid, num_seeds=1)
+  assert list(table["weight_decay"]) == [0.0, 1e-2, 0.0, 1e-2]
+  schedule = sparsify.TrainingSchedule(steps_per_epoch=4, num_examples=128, num_steps=8)
+  method = sparsify.get_method(method_settings(method_name), schedule)
+  state, _ = train_population(model, method, table, data, epochs=2)
+  for no_decay, decay in ((0, 1), (2, 3)):
+    for a, b in zip(jax.tree.leaves(engine.member(state, no_decay)),
+                    jax.tree.leaves(engine.member(state, decay))):
+      np.testing.assert_array_equal(a, b)
+  opted_in = method._replace(weight_decay_on_method_variables=True)
+  state, _ = train_population(model, opted_in, table, data, epochs=2)
+  trainable = sparsify.trainable(state.sparsity_state)
+  assert not np.allclose(jax.tree.leaves(engine.member(trainable, 0))[0],
+                         jax.tree.leaves(engine.member(trainable, 1))[0])

@@ -106,15 +106,30 @@ def test_dropout_rate_zero_is_identity_and_rate_half_keeps_half():
   np.testing.assert_array_equal(layers.dropout(x, 0.5, None), x)
 
 
-def test_initializer_families_have_their_scale():
+def test_initializer_families_match_torch_nn_init():
+  """The zoo's names mean what torch.nn.init means with its defaults (the public zoo code
+  calls uniform_, normal_, kaiming_uniform_, kaiming_normal_ without arguments); the
+  fan-in-scaled families keep their own names. Compared by the first two moments and
+  the support, against scipy's distributions of those parameters."""
+  from scipy import stats
   model = models.get_model("lenet_300_100", (28, 28, 1))
-  stds = []
-  for initializer in range(len(models.INITIALIZERS)):
-    params = jax.jit(functools.partial(models.init_variables, model))(
-        jax.random.PRNGKey(0), jnp.asarray(initializer))["params"]
-    stds.append(float(jnp.std(params["Dense_0"]["kernel"])) * np.sqrt(784))
-  # fan-in scaled: uniform 1/sqrt(3), normal 1, kaiming uniform sqrt(2), kaiming normal sqrt(2).
-  np.testing.assert_allclose(stds, [1 / np.sqrt(3), 1.0, np.sqrt(2), np.sqrt(2)], rtol=0.02)
+  fan_in = 784
+  bound = np.sqrt(6 / fan_in)
+  expected = {"uniform": stats.uniform(0, 1), "normal": stats.norm(0, 1),
+              "kaiming_uniform": stats.uniform(-bound, 2 * bound),
+              "kaiming_normal": stats.norm(0, np.sqrt(2 / fan_in)),
+              "fan_in_uniform": stats.uniform(-1 / np.sqrt(fan_in), 2 / np.sqrt(fan_in)),
+              "fan_in_normal": stats.norm(0, 1 / np.sqrt(fan_in))}
+  assert set(expected) == set(models.INITIALIZERS)
+  init = jax.jit(functools.partial(models.init_variables, model))
+  for name, distribution in expected.items():
+    kernel = np.asarray(init(jax.random.PRNGKey(0), jnp.asarray(
+        models.INITIALIZERS.index(name)))["params"]["Dense_0"]["kernel"])
+    np.testing.assert_allclose(kernel.mean(), distribution.mean(), atol=0.01 * distribution.std(),
+                               err_msg=name)
+    np.testing.assert_allclose(kernel.std(), distribution.std(), rtol=0.01, err_msg=name)
+    low, high = distribution.support()
+    assert low <= kernel.min() and kernel.max() <= high, name
 
 
 def test_zoo_biases_start_at_0_01():

@@ -21,10 +21,14 @@ from jaxsparse import layers
 from jaxsparse.models import resnet, zoo
 
 #: Weight initializers selectable per member, in the order of their index.
-#: All are scaled by the fan-in of the layer (PyTorch's convention for
-#: "kaiming"; "uniform" and "normal" use the fan-in-scaled variance 1/fan_in,
-#: which keeps tanh and sigmoid networks trainable; see docs/design.md).
-INITIALIZERS: tuple[str, ...] = ("uniform", "normal", "kaiming_uniform", "kaiming_normal")
+#: The first four are the model zoos' own (``torch.nn.init`` with its
+#: defaults, as the public zoo code calls it; docs/twins.md): ``uniform`` is
+#: U(0, 1), ``normal`` N(0, 1), ``kaiming_*`` He et al. with PyTorch's defaults
+#: (a = 0, fan_in, gain sqrt(2)). ``fan_in_uniform`` U(-1/sqrt(fan_in),
+#: 1/sqrt(fan_in)) (PyTorch's default layer init) and ``fan_in_normal``
+#: N(0, 1/fan_in) keep tanh and sigmoid networks trainable at any depth.
+INITIALIZERS: tuple[str, ...] = ("uniform", "normal", "kaiming_uniform", "kaiming_normal",
+                                 "fan_in_uniform", "fan_in_normal")
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "cnn_s": zoo.cnn_s,
@@ -86,10 +90,12 @@ def _draw_kernel(key: jax.Array, shape: tuple[int, ...], initializer: jax.Array 
   uniform = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
   normal = jax.random.normal(key, shape)
   candidates = jnp.stack([
-      uniform * scale,                      # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-      normal * scale,                       # N(0, 1/fan_in)
+      (uniform + 1.0) / 2.0,                # U(0, 1): torch.nn.init.uniform_
+      normal,                               # N(0, 1): torch.nn.init.normal_
       uniform * scale * jnp.sqrt(6.0),      # kaiming uniform, gain sqrt(2)
       normal * scale * jnp.sqrt(2.0),       # kaiming normal, gain sqrt(2)
+      uniform * scale,                      # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+      normal * scale,                       # N(0, 1/fan_in)
   ])
   return candidates[initializer]
 

@@ -87,6 +87,11 @@ class SparsifyMethod(NamedTuple):
       variables as a multiple of the member's (Adam moves each variable by
       about one learning rate per step, so log sigma^2 = -10 needs many steps
       to reach log alpha = 3 at a weight's learning rate).
+    weight_decay_on_method_variables: whether the member's weight decay also
+      reaches the method's own variables (``trainable``). Off by default:
+      weight decay is a regulariser of the model's weights, and decaying
+      log sigma^2, mask logits or scores towards 0 would change what the
+      method prunes.
     copies: how many population members train as one (parallel GaP's
       copies): the training loop repeats every member of the table this many
       times, consecutively, and numbers them in a ``copy`` column.
@@ -101,6 +106,7 @@ class SparsifyMethod(NamedTuple):
   trains_weights: bool = True
   zeroes_pruned_weights: bool = True
   trainable_learning_rate_scale: float = 1.0
+  weight_decay_on_method_variables: bool = False
   copies: int = 1
   between_epochs: Callable[[Any, Any, int], Any] | None = None
 
