@@ -5,12 +5,13 @@ at batch 10, plus 25-epoch magnitude and variational-dropout twins) is far
 too large to run in CI or on a laptop, so this measures what one optimizer
 step of the whole population costs, for the dense zoo, a magnitude twin
 population and a variational-dropout twin population, after compilation,
-over ``--steps`` steps of the real first epoch, and projects::
+over ``--steps`` steps of the real first epoch, and projects (linearly in the
+members: ``--members`` times a sample of the population)::
 
   python experiments/time_paper_epoch.py --steps=10 [--members=2560] [--out=FILE]
 
-Prints a table (seconds per step, member-steps per second, projected hours)
-and writes it as JSON with ``--out``.
+Prints a table (seconds per step, member-steps per second, seconds per
+member-epoch, projected hours) and writes it as JSON with ``--out``.
 """
 
 from __future__ import annotations
@@ -54,26 +55,27 @@ def main(argv):
   dataset = train.dataset_from_config(config)
   shape = experiment.data_shape(dataset)
   images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
-  phases = [("dense zoo", twins.original_config(config), 1)]
-  runs = twins.twin_runs(config, "unused")
-  for method in config.twins.methods:
-    levels = [run for run in runs if run.method == method]
-    phases.append((f"{method} twins", twins.twin_config(config, levels[0]), len(levels)))
+  phases = [("dense zoo", twins.original_config(config))]
+  phases += [(f"{run.name} twins", twins.twin_config(config, run))
+             for run in twins.twin_runs(config, "unused")]
   rows = []
-  for name, phase_config, populations in phases:
+  for name, phase_config in phases:
     run = experiment.setup(phase_config, shape)
-    members = FLAGS.members or run.num_members
+    members = min(FLAGS.members or run.num_members, run.num_members)
     hyper = jax.tree.map(lambda leaf: leaf[:members], run.hyper)
     seconds = _time_population(run.model, run.method, hyper, images, labels,
                                phase_config.training.batch_size, config.population.chunk_size,
                                FLAGS.steps)
     epochs = phase_config.training.num_epochs
-    hours = seconds * run.steps_per_epoch * epochs * populations / 3600
-    rows.append({"phase": name, "members": members, "seconds_per_step": seconds,
-                 "member_steps_per_second": members / seconds,
-                 "epochs": epochs, "populations": populations, "projected_hours": hours})
-    print(f"{name}: {seconds:.3f} s/step, {members / seconds:.0f} member-steps/s, "
-          f"{epochs} epochs x {populations} population(s) -> {hours:.1f} h", flush=True)
+    member_epoch = seconds / members * run.steps_per_epoch
+    hours = member_epoch * run.num_members * epochs / 3600
+    rows.append({"phase": name, "members_timed": members, "members": run.num_members,
+                 "seconds_per_step": seconds, "member_steps_per_second": members / seconds,
+                 "seconds_per_member_epoch": member_epoch, "epochs": epochs,
+                 "projected_hours": hours})
+    print(f"{name}: {seconds:.3f} s/step for {members} members, {members / seconds:.0f} "
+          f"member-steps/s, {member_epoch:.2f} s per member-epoch; {run.num_members} members x "
+          f"{epochs} epochs -> {hours:.1f} h", flush=True)
   total = sum(row["projected_hours"] for row in rows)
   print(f"projected total on {jax.default_backend()} ({jax.device_count()} device(s)): "
         f"{total:.1f} hours ({total / 24:.1f} days)")

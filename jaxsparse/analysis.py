@@ -83,3 +83,83 @@ def hyperparameter_effects(table: pd.DataFrame, drop: np.ndarray,
              "mean_drop_there_min"]
   return pd.DataFrame(rows, columns=columns).sort_values("spread", ascending=False,
                                                          ignore_index=True)
+
+
+def cohen_kappa(original: np.ndarray, twin: np.ndarray) -> np.ndarray:
+  """Per member, Cohen's kappa of twin and original predictions: agreement beyond chance.
+
+  kappa = (p_o - p_e) / (1 - p_e), with p_o the agreement and p_e the
+  agreement expected if the two predicted independently with their own class
+  frequencies. 1: identical; 0: no better than chance (raw agreement of 0.15
+  between two 10-class predictors can be chance); NaN when both predict one
+  and the same class everywhere (p_e = 1).
+
+  Args:
+    original, twin: predicted classes [members, inputs] (or [inputs]).
+  """
+  original, twin = np.atleast_2d(original), np.atleast_2d(twin)
+  classes = int(max(original.max(), twin.max())) + 1
+  observed = np.mean(original == twin, axis=-1)
+  frequencies = lambda p: np.stack([np.bincount(row, minlength=classes) for row in p]) / p.shape[-1]
+  expected = np.sum(frequencies(original) * frequencies(twin), axis=-1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(expected < 1, (observed - expected) / (1 - expected), np.nan)
+
+
+def mean_interval(values: np.ndarray, confidence: float = 0.95, seed: int = 0,
+                  num_resamples: int = 9_999) -> tuple[float, float]:
+  """A bootstrap confidence interval of the mean of ``values`` (one per member; NaNs dropped).
+
+  The percentile bootstrap of :func:`scipy.stats.bootstrap` with a fixed seed, so a
+  report is reproducible. (NaN, NaN) with fewer than 2 values; a sample with no
+  spread gives its value as both ends.
+  """
+  from scipy import stats
+  values = np.asarray(values, np.float64)
+  values = values[np.isfinite(values)]
+  if len(values) < 2:
+    return float("nan"), float("nan")
+  if np.ptp(values) == 0:
+    return float(values[0]), float(values[0])
+  result = stats.bootstrap((values,), np.mean, confidence_level=confidence, method="percentile",
+                           n_resamples=num_resamples, random_state=np.random.default_rng(seed))
+  return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def pearson_interval(x: np.ndarray, y: np.ndarray,
+                     confidence: float = 0.95) -> tuple[float, float]:
+  """The confidence interval of Pearson's r from Fisher's z transform (scipy); NaNs with
+  fewer than 4 members or without variance."""
+  from scipy import stats
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if len(x) < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    return float("nan"), float("nan")
+  interval = stats.pearsonr(x, y).confidence_interval(confidence)
+  return float(interval.low), float(interval.high)
+
+
+def paired_differences(curve_sparsity: np.ndarray, curve_accuracy: np.ndarray,
+                       sparsity: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+  """Per member, its own curve's accuracy at another twin's sparsity, minus that twin's.
+
+  For a paired comparison of two methods: member i's twins under the first
+  method (a curve: accuracy at several sparsities) are linearly interpolated
+  at the sparsity its twin under the second method reached. NaN where that
+  sparsity lies outside member i's curve (no extrapolation).
+
+  Args:
+    curve_sparsity, curve_accuracy: [levels, members], the first method.
+    sparsity, accuracy: [members], the second method's twins.
+
+  Returns:
+    [members]: interpolated first-method accuracy minus second-method accuracy
+    (positive: the first method is ahead at that sparsity).
+  """
+  curve_sparsity, curve_accuracy = np.asarray(curve_sparsity), np.asarray(curve_accuracy)
+  differences = np.full(len(sparsity), np.nan)
+  for member, (at, own) in enumerate(zip(sparsity, accuracy)):
+    order = np.argsort(curve_sparsity[:, member])
+    xs, ys = curve_sparsity[order, member], curve_accuracy[order, member]
+    if xs[0] <= at <= xs[-1]:
+      differences[member] = np.interp(at, xs, ys) - own
+  return differences

@@ -83,6 +83,9 @@ def default_config() -> ml_collections.ConfigDict:
   # weights for a method whose sparsity is an outcome).
   config.twins = ml_collections.ConfigDict()
   config.twins.methods = ()                    # methods to derive twins with
+  # Scopes of a method with a `scope` field (magnitude pruning): one twin
+  # population per scope, e.g. ('layerwise', 'global').
+  config.twins.scopes = ("layerwise",)
   for levels_field, level in sparsify.twin_levels().items():
     config.twins[levels_field] = level.default_levels
   config.twins.num_epochs = 1
@@ -135,12 +138,14 @@ def method_study_config(method: str) -> ml_collections.ConfigDict:
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-  """``get_config()`` of a config file, as ``--config=path`` gives it (for scripts and tests)."""
+  """``get_config()`` of a config file, as ``--config=path`` gives it (for scripts and tests);
+  ``path:argument`` calls ``get_config(argument)``, as ml_collections' config flags do."""
+  path, _, argument = path.partition(":") if not os.path.exists(path) else (path, "", "")
   name = os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(argument) if argument else module.get_config()
 
 
 def _fail(field: str, value, allowed: str) -> None:
@@ -316,6 +321,13 @@ def _check_twins(config) -> None:
         allowed = check(value, config) if check else None
       if allowed:
         _fail(f"twins.{levels_field}", value, allowed)
+  if not twins.scopes:
+    _fail("twins.scopes", twins.scopes, "list at least one scope, e.g. ('layerwise',)")
+  scope_check = sparsify.config_fields()["scope"].check
+  for scope in twins.scopes:
+    allowed = scope_check(scope, config)
+    if allowed:
+      _fail("twins.scopes", scope, allowed)
   if twins.num_epochs < 1:
     _fail("twins.num_epochs", twins.num_epochs, "use 1 or more")
   if twins.train_examples < 0:

@@ -5,14 +5,16 @@ A config with ``job = 'twins'`` (``python -m jaxsparse.main
 ``DIR``:
 
 1. ``original/``: trains the zoo of the config densely (or finds it trained);
-2. ``twins/<method>_<level>/``: for every method in ``config.twins.methods``
-   and level (what a level sets is the method's declaration: a target
-   sparsity, or e.g. a KL weight when sparsity is an outcome), one
-   population of twins, member i starting from original member i's final
-   weights, sparsified with the ``config.sparsify`` settings and fine-tuned
-   for ``config.twins.num_epochs`` in one compiled program per epoch. Each
-   is an ordinary run directory (Orbax checkpoints, metrics, members.csv)
-   whose ``metadata.json`` names its original;
+2. ``twins/<method>[_<scope>]/``: for every method in ``config.twins.methods``
+   (and, for a method with a ``scope`` field, every scope in
+   ``config.twins.scopes``), ONE population of twins holding all its levels
+   (what a level sets is the method's declaration: a target sparsity, or
+   e.g. a KL weight when sparsity is an outcome): twin ``k * P + i`` starts
+   from original member i's final weights at the k-th level, is sparsified
+   with the ``config.sparsify`` settings and fine-tuned for
+   ``config.twins.num_epochs`` in one compiled program per epoch. Each is an
+   ordinary run directory (Orbax checkpoints, metrics, members.csv) whose
+   ``metadata.json`` names its original;
 3. ``report.md``, ``summary.json`` and ``figures/``: see :mod:`jaxsparse.report`.
 
 Every step is resumable: a finished run is not recomputed, an interrupted
@@ -33,54 +35,76 @@ import pandas as pd
 from jaxsparse import analysis, checkpoints, engine, experiment, metrics, sparsify, train
 from jaxsparse.config import default_config, validate_config
 from jaxsparse.data import Dataset
-from jaxsparse.workdir import ORIGINAL_DIR, read_metadata, twin_run_dir
+from jaxsparse.errors import UserError
+from jaxsparse.workdir import METRICS_FILE, ORIGINAL_DIR, read_metadata, twin_run_dir
 
 
 class TwinRun(NamedTuple):
-  """One population of twins: a method at a level, and where it lives."""
+  """One population of twins: a method (at one scope) at all its levels, and where it lives.
+
+  The population holds ``len(levels) x P`` members for a zoo of P: member
+  ``k * P + i`` is original member i's twin at ``levels[k]`` (the level is the
+  outermost axis of the member table), so a method's levels train in one
+  compiled program.
+  """
   method: str
-  level: float
+  scope: str | None
+  levels: tuple[float, ...]
   workdir: str
 
   @property
   def twin_level(self) -> sparsify.TwinLevel:
-    """What the level sets for this method (see :class:`jaxsparse.sparsify.TwinLevel`)."""
+    """What a level sets for this method (see :class:`jaxsparse.sparsify.TwinLevel`)."""
     return sparsify.declaration(self.method).twin_level
 
   @property
   def level_field(self) -> str:
-    """What the level sets: 'sparsity' (the members' target) or a ``config.sparsify`` field."""
+    """What a level sets: 'sparsity' (the members' target) or a ``config.sparsify`` field."""
     return self.twin_level.setting
+
+  @property
+  def name(self) -> str:
+    """The method, with its scope when it has one (e.g. ``magnitude (global)``)."""
+    return self.method if self.scope is None else f"{self.method} ({self.scope})"
+
+  def level_members(self, num_originals: int, level_index: int) -> slice:
+    """The twins at ``levels[level_index]``, in the order of the originals."""
+    return slice(level_index * num_originals, (level_index + 1) * num_originals)
 
 
 def twin_runs(config: ml_collections.ConfigDict, workdir: str) -> list[TwinRun]:
-  """Every (method, level) of the study, in order."""
+  """Every population of the study, in order: per method, one per scope in ``twins.scopes``
+  if the method has a ``scope`` field, else one."""
   runs = []
   for method in config.twins.methods:
-    levels = config.twins[sparsify.declaration(method).twin_level.levels_field]
-    runs += [TwinRun(method, float(level), twin_run_dir(workdir, method, level))
-             for level in levels]
+    spec = sparsify.declaration(method)
+    levels = tuple(float(level) for level in config.twins[spec.twin_level.levels_field])
+    scopes = tuple(config.twins.scopes) if "scope" in spec.fields else (None,)
+    runs += [TwinRun(method, scope, levels, twin_run_dir(workdir, method, scope))
+             for scope in scopes]
   return runs
 
 
 def original_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """The zoo's own run: the config, trained densely (its twin settings play no part)."""
   original = config.copy_and_resolve_references()
+  original.job = "train"  # each run of the study is a training run
   original.twins = default_config().twins
-  original.twins.methods = config.twins.methods  # (a twins job must name its methods)
   original.sparsify.method = sparsify.DENSE
   original.population.grid.sparsity = (0.0,)
   return original
 
 
 def twin_config(config: ml_collections.ConfigDict, run: TwinRun) -> ml_collections.ConfigDict:
-  """The run of one twin population: the zoo's grid, the method at its level."""
+  """The run of one twin population: the zoo's grid times the method's levels."""
   twin = original_config(config)
   twin.sparsify.method = run.method
+  if run.scope is not None:
+    twin.sparsify.scope = run.scope
   if run.level_field == "sparsity":
-    twin.population.grid.sparsity = (run.level,)
+    twin.population.grid.sparsity = run.levels
   else:
-    twin.sparsify[run.level_field] = run.level
+    twin.population.method_grid[run.level_field] = run.levels
   twin.training.num_epochs = config.twins.num_epochs
   # The study reads only test predictions; a twin's validation pass would cost
   # more than its fine-tuning epoch.
@@ -89,6 +113,11 @@ def twin_config(config: ml_collections.ConfigDict, run: TwinRun) -> ml_collectio
   twin.twins.num_epochs = config.twins.num_epochs
   twin.twins.train_examples = config.twins.train_examples
   return twin
+
+
+def _tiled(variables, copies: int):
+  """Every member's variables repeated ``copies`` times along the member axis (level-major)."""
+  return jax.tree.map(lambda leaf: np.concatenate([np.asarray(leaf)] * copies), variables)
 
 
 def _training_subset(dataset: Dataset, num_examples: int) -> Dataset:
@@ -140,41 +169,65 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   original_state, table = checkpoints.load_population(original_dir)
   final_epoch = int(original_state.epoch[0])
   twin_data = _training_subset(dataset, config.twins.train_examples)
+  originals = (original_state.params, original_state.batch_stats)
+  del original_state
   for run in runs:
-    print(f"== twins: {run.method} at {run.level_field} {run.level:g} -> {run.workdir}",
-          flush=True)
+    levels = ", ".join(f"{level:g}" for level in run.levels)
+    print(f"== twins: {run.name} at {run.twin_level.label} {levels} "
+          f"({len(run.levels)} x {len(table)} members) -> {run.workdir}", flush=True)
     train.train_and_evaluate(
         twin_config(config, run), run.workdir, twin_data,
-        initial_variables=(original_state.params, original_state.batch_stats),
+        initial_variables=_tiled(originals, len(run.levels)),
         links={"original": {"workdir": os.path.relpath(original_dir, run.workdir),
                             "epoch": final_epoch,
-                            "members": "twin member i is the twin of original member i"}},
+                            "members": f"twin member k * {len(table)} + i is the twin of "
+                                       "original member i at the k-th level"}},
         overwrite=overwrite)
-  del original_state
+  del originals
   batch_size = config.training.eval_batch_size
   original = cache_predictions(original_dir, dataset, batch_size)
-  twins = [(run, cache_predictions(run.workdir, dataset, batch_size)) for run in runs]
+  twins = [(run, cache_predictions(run.workdir, dataset, batch_size),
+            epoch_test_accuracy(run.workdir)) for run in runs]
   return report.write_report(workdir, config, table, original, twins)
 
 
-def load_twins(workdir: str, method: str, level: float, epoch: int | None = None
-               ) -> tuple[engine.TrainState, pd.DataFrame]:
-  """A twin population of a study and its member table.
+def epoch_test_accuracy(run_dir: str) -> np.ndarray:
+  """Test accuracy of every member after every epoch of a run, [epochs, members] (from
+  ``metrics.jsonl``; NaN where a member has no value)."""
+  rows = pd.DataFrame(metrics.read_metrics(os.path.join(run_dir, METRICS_FILE)))
+  return rows.pivot(index="epoch", columns="member", values="test_accuracy").to_numpy()
+
+
+def load_twins(workdir: str, method: str, level: float, epoch: int | None = None,
+               scope: str | None = None) -> tuple[engine.TrainState, pd.DataFrame]:
+  """The twins of a study at one level of ``method`` (and ``scope``: e.g. 'global' for
+  magnitude pruning; None: the method's only or first population), with their member table.
 
   The table has one row per twin (hyperparameters, ``original_member``, the
   original's and the twin's test accuracy, achieved sparsity and agreement
   with the original, from the study's predictions).
   """
-  run_dir = twin_run_dir(workdir, method, level)
+  run_dir = twin_run_dir(workdir, method, scope)
+  if scope is None and not os.path.isdir(run_dir):
+    run_dir = twin_run_dir(workdir, method, default_config().sparsify.scope)
   state, table = checkpoints.load_population(run_dir, epoch)
-  table = table.copy()
-  table["original_member"] = table["member"]
+  level_field = sparsify.declaration(method).twin_level.setting
+  chosen = np.flatnonzero(np.isclose(table[level_field].to_numpy(float), level))
+  if not len(chosen):
+    levels = sorted(set(table[level_field]))
+    raise UserError(f"{run_dir} has no twins at {level_field}={level:g}; its levels are "
+                    f"{', '.join(f'{value:g}' for value in levels)}")
+  state = jax.tree.map(lambda leaf: leaf[chosen], state)
+  table = table.iloc[chosen].reset_index(drop=True)
+  table["original_member"] = np.arange(len(table))
   original = metrics.read_predictions(os.path.join(workdir, ORIGINAL_DIR))
   twin = metrics.read_predictions(run_dir)
   if original is not None and twin is not None:
+    twin = {name: value[chosen] for name, value in twin.items() if name != "labels"}
     table["original_test_accuracy"] = original["accuracy"]
     table["test_accuracy"] = twin["accuracy"]
     table["achieved_sparsity"] = twin["sparsity"]
     table["agreement"] = analysis.agreement(original["predictions"], twin["predictions"])
+    table["cohen_kappa"] = analysis.cohen_kappa(original["predictions"], twin["predictions"])
   return state, table
 

@@ -65,9 +65,10 @@ def resumable_differences() -> tuple[str, ...]:
   return RESUMABLE_DIFFERENCES + tuple(f"twins.{field}" for field in sparsify.twin_levels())
 
 
-def twin_run_dir(study_dir: str, method: str, level: float) -> str:
-  """Where a twins study keeps the twins of ``method`` at ``level``."""
-  return os.path.join(study_dir, TWINS_DIR, f"{method.replace(':', '.')}_{float(level):g}")
+def twin_run_dir(study_dir: str, method: str, scope: str | None = None) -> str:
+  """Where a twins study keeps the twins of ``method`` (at ``scope``), all levels together."""
+  name = method.replace(":", ".") + ("" if scope is None else f"_{scope}")
+  return os.path.join(study_dir, TWINS_DIR, name)
 
 
 def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape,

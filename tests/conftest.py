@@ -52,9 +52,10 @@ def make_tiny_config():
   return config
 
 
-def make_tiny_study_config(sparsities=(0.5, 0.9), kl_weights=(500.0,), num_epochs=1):
-  """A twins study of the tiny zoo (Adam only): magnitude and VD twins, 1 epoch on 48
-  examples, batch 16."""
+def make_tiny_study_config(sparsities=(0.5, 0.9), kl_weights=(500.0, 5000.0), num_epochs=1,
+                           scopes=("layerwise", "global")):
+  """A twins study of the tiny zoo (Adam only): magnitude twins (both scopes) and VD twins,
+  2 epochs on 48 examples, batch 16."""
   config = make_tiny_config()
   config.job = "twins"
   config.population.grid.optimizer = ("adam",)
@@ -63,7 +64,8 @@ def make_tiny_study_config(sparsities=(0.5, 0.9), kl_weights=(500.0,), num_epoch
   config.twins.methods = ("magnitude", "variational_dropout")
   config.twins.sparsities = sparsities
   config.twins.kl_weights = kl_weights
-  config.twins.num_epochs = 1
+  config.twins.scopes = scopes
+  config.twins.num_epochs = 2
   config.twins.train_examples = 48
   return config
 

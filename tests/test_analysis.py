@@ -54,3 +54,63 @@ def test_distribution_quantiles():
   summary = analysis.distribution(np.arange(11.0))
   assert summary["mean"] == 5 and summary["q50"] == 5 and summary["q10"] == 1
   assert summary["min"] == 0 and summary["max"] == 10
+
+
+def test_cohen_kappa_equals_sklearn():
+  from sklearn.metrics import cohen_kappa_score
+  rng = np.random.default_rng(0)
+  original = rng.integers(0, 10, (5, 300))
+  # Twins that copy the original on a member-specific fraction of inputs.
+  copy = rng.random((5, 300)) < np.linspace(0.1, 0.95, 5)[:, None]
+  twin = np.where(copy, original, rng.integers(0, 10, (5, 300)))
+  expected = [cohen_kappa_score(o, t) for o, t in zip(original, twin)]
+  np.testing.assert_allclose(analysis.cohen_kappa(original, twin), expected, rtol=1e-12)
+
+
+def test_cohen_kappa_separates_chance_from_agreement():
+  # Two predictors that each always say "class 0" agree everywhere, but a twin that
+  # predicts at random agrees about 10 % of the time at 10 classes: kappa near 0.
+  rng = np.random.default_rng(1)
+  original = rng.integers(0, 10, (1, 20_000))
+  twin = rng.integers(0, 10, (1, 20_000))
+  assert abs(analysis.cohen_kappa(original, twin)[0]) < 0.02
+  assert np.isnan(analysis.cohen_kappa(np.zeros((1, 5), int), np.zeros((1, 5), int))[0])
+
+
+def test_mean_interval_matches_an_independent_bootstrap_and_the_t_interval():
+  from scipy import stats
+  values = np.random.default_rng(2).normal(0.3, 0.1, 60)
+  low, high = analysis.mean_interval(values)
+  rng = np.random.default_rng(99)
+  means = values[rng.integers(0, len(values), (20_000, len(values)))].mean(axis=1)
+  np.testing.assert_allclose([low, high], np.quantile(means, [0.025, 0.975]), atol=2e-3)
+  t_low, t_high = stats.t.interval(0.95, len(values) - 1, values.mean(), stats.sem(values))
+  np.testing.assert_allclose([low, high], [t_low, t_high], atol=4e-3)
+  assert analysis.mean_interval(np.array([0.5, 0.5, 0.5])) == (0.5, 0.5)
+  assert all(np.isnan(analysis.mean_interval(np.array([0.5, np.nan]))))
+
+
+def test_pearson_interval_is_fishers():
+  x = np.array([0.1, 0.4, 0.35, 0.8, 0.6, 0.9, 0.2, 0.55])
+  y = np.array([0.2, 0.3, 0.4, 0.7, 0.65, 0.8, 0.1, 0.5])
+  r, n = analysis.pearson(x, y), len(x)
+  z, half = np.arctanh(r), 1.959964 / np.sqrt(n - 3)
+  np.testing.assert_allclose(analysis.pearson_interval(x, y), np.tanh([z - half, z + half]),
+                             rtol=1e-5)
+
+
+def test_paired_differences_interpolate_each_members_own_curve():
+  # Two members, three levels of the first method: sparsity [levels, members].
+  curve_sparsity = np.array([[0.5, 0.5], [0.8, 0.8], [0.9, 0.9]])
+  curve_accuracy = np.array([[0.90, 0.70], [0.80, 0.60], [0.60, 0.50]])
+  # Member 0's other twin: 0.85 sparse, 0.75 accurate; its curve there: 0.7 -> -0.05.
+  # Member 1's: 0.95 sparse, beyond its curve: no pair.
+  differences = analysis.paired_differences(curve_sparsity, curve_accuracy,
+                                            np.array([0.85, 0.95]), np.array([0.75, 0.4]))
+  np.testing.assert_allclose(differences[0], -0.05)
+  assert np.isnan(differences[1])
+  # Levels in any order give the same pairs.
+  np.testing.assert_allclose(
+      analysis.paired_differences(curve_sparsity[::-1], curve_accuracy[::-1],
+                                  np.array([0.6, 0.5]), np.array([0.8, 0.7])),
+      [0.9 - (0.1 / 0.3) * 0.1 - 0.8, 0.0])

@@ -67,7 +67,7 @@ elif kill_point == "predictions":            # the second predictions cache writ
 elif kill_point == "report":                 # figures written, report not
   report._figures = after_calls(report._figures, 1, before=False)
 
-config = make_tiny_study_config(sparsities=(0.8,), num_epochs=2)
+config = make_tiny_study_config(sparsities=(0.8,), num_epochs=2, scopes=("layerwise",))
 twins.run_study(config, workdir, random_dataset(num_train=64))
 """
 

@@ -77,8 +77,8 @@ def test_report_leaves_diverged_members_out():
               "labels": labels, "sparsity": np.zeros(4),
               "diverged": np.array([False, False, False, True])}
   twin = dict(original, diverged=np.array([False, True, False, False]))
-  run = twins.TwinRun("magnitude", 0.5, "/study/twins/magnitude_0.5")
-  summary = report.summarise(table, original, [(run, twin)])
+  run = twins.TwinRun("magnitude", "layerwise", (0.5,), "/study/twins/magnitude_layerwise")
+  summary = report.summarise(table, original, [(run, twin, None)])
   entry = summary["twins"][0]
   assert entry["member_indices"] == [0, 2]
   assert entry["diverged_members"] == [1, 3]

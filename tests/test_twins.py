@@ -29,38 +29,53 @@ def test_study_writes_report_summary_and_figures(study):
   _, _, workdir, summary = study
   for name in ("report.md", "summary.json", "figures/accuracy_vs_sparsity.png",
                "figures/layer_sparsity.png", "figures/agreement_vs_sparsity.png",
-               "figures/original_vs_twin.png"):
+               "figures/original_vs_twin.png", "figures/convergence.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   with open(os.path.join(workdir, "summary.json")) as file:
     assert json.load(file) == json.loads(json.dumps(summary))
-  assert [(e["method"], e["level"]) for e in summary["twins"]] == [
-      ("magnitude", 0.5), ("magnitude", 0.9), ("variational_dropout", 500.0)]
+  assert [(e["series"], e["level"]) for e in summary["twins"]] == [
+      ("magnitude (layerwise)", 0.5), ("magnitude (layerwise)", 0.9),
+      ("magnitude (global)", 0.5), ("magnitude (global)", 0.9),
+      ("variational_dropout", 500.0), ("variational_dropout", 5000.0)]
   magnitude = summary["twins"][1]
   np.testing.assert_allclose(magnitude["sparsity"], 0.9, atol=0.002)
+  np.testing.assert_allclose(summary["twins"][3]["sparsity"], 0.9, atol=0.002)
   assert len(magnitude["agreement"]) == 2 and all(0 <= a <= 1 for a in magnitude["agreement"])
-  assert "| magnitude | target 0.9 |" in open(os.path.join(workdir, "report.md")).read()
+  assert len(magnitude["cohen_kappa"]) == 2
+  assert len(magnitude["accuracy_per_epoch"]) == 2
+  assert all(set(row) >= {"claim", "statistic", "value", "ci_low", "ci_high", "verdict"}
+             for row in summary["claims"])
+  report = open(os.path.join(workdir, "report.md")).read()
+  assert "| magnitude (layerwise) | target 0.9 |" in report and "## Claims" in report
 
 
 def test_twin_metadata_points_at_its_original(study):
+  """All levels of a method are one population, level-major: twin k * P + i is original
+  member i's twin at the k-th level, with its hyperparameters and starting weights."""
   _, _, workdir, _ = study
-  run_dir = os.path.join(workdir, "twins", "magnitude_0.5")
+  run_dir = os.path.join(workdir, "twins", "magnitude_layerwise")
   metadata = checkpoints.read_metadata(run_dir)
   assert os.path.normpath(os.path.join(run_dir, metadata["original"]["workdir"])) == \
       os.path.join(workdir, "original")
-  original = checkpoints.read_metadata(os.path.join(workdir, "original"))
-  for twin_row, original_row in zip(metadata["members"], original["members"]):
-    for field in ("seed", "activation", "learning_rate", "optimizer"):
+  original = checkpoints.read_metadata(os.path.join(workdir, "original"))["members"]
+  twins_table = metadata["members"]
+  assert len(twins_table) == 2 * len(original)
+  for index, twin_row in enumerate(twins_table):
+    original_row = original[index % len(original)]
+    for field in ("seed", "activation", "learning_rate", "optimizer", "initializer"):
       assert twin_row[field] == original_row[field]
-    assert twin_row["sparsity"] == 0.5
+    assert twin_row["sparsity"] == (0.5, 0.9)[index // len(original)]
+  vd = checkpoints.read_metadata(os.path.join(workdir, "twins", "variational_dropout"))
+  assert [row["kl_weight"] for row in vd["members"]] == [500.0, 500.0, 5000.0, 5000.0]
 
 
 def test_restored_twins_evaluate_to_the_summary(study):
   config, data, workdir, summary = study
   state, table = twins.load_twins(workdir, "magnitude", 0.9)
   assert list(table["original_member"]) == [0, 1]
-  metadata = checkpoints.read_metadata(os.path.join(workdir, "twins", "magnitude_0.9"))
+  metadata = checkpoints.read_metadata(os.path.join(workdir, "twins", "magnitude_layerwise"))
   model = experiment.from_metadata(metadata).model
-  run = twins.twin_runs(config, workdir)[1]
+  run = twins.twin_runs(config, workdir)[0]
   method = sparsify.get_method(twins.twin_config(config, run).sparsify,
                                sparsify.TrainingSchedule(1))
   accuracy = engine.evaluate(model, method, state, population.member_hyperparameters(table),
@@ -72,30 +87,34 @@ def test_restored_twins_evaluate_to_the_summary(study):
 
 def test_rerun_recomputes_only_what_is_missing(study, capsys):
   config, data, workdir, summary = study
-  finished = os.path.join(workdir, "twins", "magnitude_0.5", "checkpoints")
+  finished = os.path.join(workdir, "twins", "magnitude_layerwise", "checkpoints")
   before = {name: os.path.getmtime(os.path.join(finished, name)) for name in os.listdir(finished)}
   # An interrupted last run: its checkpoint, metrics and cached predictions are gone.
-  lost = os.path.join(workdir, "twins", "variational_dropout_500")
+  lost = os.path.join(workdir, "twins", "variational_dropout")
   for name in ("members.csv", "predictions.npz", "metrics.jsonl"):
     os.remove(os.path.join(lost, name))
   shutil.rmtree(os.path.join(lost, "checkpoints"))
   os.remove(os.path.join(workdir, "report.md"))
   again = twins.run_study(config, workdir, data)
   output = capsys.readouterr().out
-  assert output.count("Already trained") == 3  # the original and two magnitude runs
+  assert output.count("Already trained") == 3  # the original and two magnitude populations
   assert {name: os.path.getmtime(os.path.join(finished, name))
           for name in os.listdir(finished)} == before
   assert again == summary
   assert os.path.exists(os.path.join(workdir, "report.md"))
 
 
-@pytest.mark.parametrize("name", ["default", "twins_paper"])
+@pytest.mark.parametrize("name", ["default.py", "twins_paper.py", "twins_paper.py:uniform"])
 def test_shipped_study_configs_give_valid_runs(name):
   config = load_config_file(os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", f"{name}.py"))
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", name))
   assert config.job == "twins"
   validate_config(twins.original_config(config))
   runs = twins.twin_runs(config, "study")
-  assert {run.method for run in runs} == {"magnitude", "variational_dropout"}
+  assert [run.name for run in runs] == ["magnitude (layerwise)", "magnitude (global)",
+                                        "variational_dropout"]
   for run in runs:
     validate_config(twins.twin_config(config, run))
+  if name.endswith(":uniform"):
+    assert config.population.grid.initializer == ("uniform",)
+    assert config.population.num_seeds == 1000

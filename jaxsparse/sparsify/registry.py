@@ -139,6 +139,11 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
                        "in fields")
     if setting in RESERVED_NAMES:
       raise ValueError(f"method {name!r}: {setting!r} is a member-table column; rename it")
+  if twin_level is not None and twin_level.setting != "sparsity" and \
+      twin_level.setting not in member_settings:
+    raise ValueError(f"method {name!r}: its twin level sets {twin_level.setting!r}, which must "
+                     "be one of its member_settings (a study trains all levels as one "
+                     "population)")
   for field_name, field in fields.items():
     known = _FIELDS.get(field_name)
     if known is not None and known.default != field.default:

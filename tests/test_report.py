@@ -1,0 +1,101 @@
+"""The study's statistics and claims, from hand-made prediction records."""
+
+import numpy as np
+import pytest
+
+from jaxsparse import population, report, twins
+
+P = 8
+LEVELS = (0.5, 0.8, 0.9)
+
+
+def _record(accuracy, sparsity, predictions):
+  return {"accuracy": np.asarray(accuracy, float), "sparsity": np.asarray(sparsity, float),
+          "predictions": np.asarray(predictions), "labels": np.zeros(40, np.int16),
+          "diverged": np.zeros(len(accuracy), bool)}
+
+
+@pytest.fixture(scope="module")
+def study():
+  """P members; magnitude twins at 50/80/90 % (all levels in one record, level-major) and VD
+  twins at two KL weights reaching about 70 % and 87 %: magnitude is 0.05 ahead of VD's
+  accuracy at 70 % and 0.08 behind at 87 % (member-dependent noise added)."""
+  rng = np.random.default_rng(0)
+  table = population.member_table(dict(activation=("tanh", "relu"), optimizer=("adam",)),
+                                  num_seeds=P // 2)
+  original_accuracy = rng.uniform(0.6, 0.9, P)
+  original_predictions = rng.integers(0, 10, (P, 40))
+  original = _record(original_accuracy, np.zeros(P), original_predictions)
+  mp_accuracy = np.stack([original_accuracy - drop for drop in (0.0, 0.05, 0.2)])
+  mp_sparsity = np.repeat(np.array(LEVELS)[:, None], P, 1)
+  flip = lambda fraction: np.where(rng.random((P, 40)) < fraction,
+                                   (original_predictions + 1) % 10, original_predictions)
+  mp = _record(mp_accuracy.reshape(-1), mp_sparsity.reshape(-1),
+               np.concatenate([flip(f) for f in (0.0, 0.05, 0.3)]))
+  vd_sparsity = np.stack([np.full(P, 0.7), np.full(P, 0.87)]) + rng.uniform(-0.01, 0.01, (2, P))
+  mp_at_vd = np.stack([np.interp(s, LEVELS, a) for s, a in zip(vd_sparsity.T, mp_accuracy.T)]).T
+  noise = rng.normal(0, 0.005, (2, P))
+  vd_accuracy = mp_at_vd + np.array([[-0.05], [0.08]]) + noise
+  vd = _record(vd_accuracy.reshape(-1), vd_sparsity.reshape(-1),
+               np.concatenate([flip(0.1), flip(0.2)]))
+  runs = [(twins.TwinRun("magnitude", "layerwise", LEVELS, "/s/twins/magnitude_layerwise"),
+           mp, np.stack([mp["accuracy"] - 0.01, mp["accuracy"]])),
+          (twins.TwinRun("variational_dropout", None, (10.0, 100.0), "/s/twins/vd"), vd, None)]
+  summary = report.summarise(table, original, runs)
+  return summary, dict(mp_at_vd=mp_at_vd, vd_accuracy=vd_accuracy, vd_sparsity=vd_sparsity)
+
+
+def _claim(summary, *words):
+  rows = [row for row in summary["claims"] if all(word in row["claim"] for word in words)]
+  assert len(rows) == 1, [row["claim"] for row in summary["claims"]]
+  return rows[0]
+
+
+def test_entries_are_per_level_with_kappa_and_convergence(study):
+  summary, _ = study
+  entries = summary["twins"]
+  assert [(e["series"], e["level"]) for e in entries] == [
+      ("magnitude (layerwise)", 0.5), ("magnitude (layerwise)", 0.8),
+      ("magnitude (layerwise)", 0.9), ("variational_dropout", 10.0),
+      ("variational_dropout", 100.0)]
+  assert entries[0]["cohen_kappa"] == pytest.approx([1.0] * P)
+  assert all(len(e["cohen_kappa"]) == P for e in entries)
+  assert len(entries[1]["accuracy_per_epoch"]) == 2
+  assert entries[3]["accuracy_per_epoch"] == []
+  assert all(set(row) >= {"claim", "statistic", "value", "ci_low", "ci_high", "verdict"}
+             for row in summary["claims"])
+
+
+def test_paired_comparison_below_and_above_the_crossover(study):
+  summary, truth = study
+  below = _claim(summary, "magnitude (layerwise) beats variational_dropout below 80")
+  above = _claim(summary, "variational_dropout beats magnitude (layerwise) at or above 80")
+  np.testing.assert_allclose(below["value"],
+                             np.mean(truth["mp_at_vd"][0] - truth["vd_accuracy"][0]))
+  np.testing.assert_allclose(above["value"],
+                             np.mean(truth["vd_accuracy"][1] - truth["mp_at_vd"][1]))
+  assert below["members"] == above["members"] == P
+  assert below["verdict"] == above["verdict"] == "holds"
+  assert below["ci_low"] < below["value"] < below["ci_high"]
+
+
+def test_verdicts_follow_the_interval():
+  assert report._verdict(0.01, 0.03, 0.0, above=True) == "holds"
+  assert report._verdict(-0.03, -0.01, 0.0, above=True) == "fails"
+  assert report._verdict(-0.01, 0.01, 0.0, above=True) == "inconclusive"
+  assert report._verdict(0.001, 0.015, 0.02, above=False) == "holds"
+  assert report._verdict(np.nan, np.nan, 0.0, above=True) == "not tested"
+
+
+def test_robustness_agreement_and_correlation_claims(study):
+  summary, _ = study
+  robust = _claim(summary, "magnitude (layerwise) is robust")
+  # Below 80 %: only the 50 % level (drop 0) counts.
+  assert robust["value"] == pytest.approx(0.0) and robust["verdict"] == "holds"
+  kappa = _claim(summary, "magnitude (layerwise) twins agree", "below")
+  assert kappa["value"] == pytest.approx(1.0) and kappa["verdict"] == "holds"
+  correlation = _claim(summary, "magnitude (layerwise) at target 0.5")
+  assert correlation["value"] == pytest.approx(1.0)
+  assert _claim(summary, "variational_dropout is robust")["verdict"] in (
+      "holds", "fails", "inconclusive")
+  assert "| claim |" in report.claims_table(summary)
