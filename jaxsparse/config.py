@@ -65,6 +65,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.training.batch_size = 32
   config.training.eval_batch_size = 1000
   config.training.evaluate_validation = True  # per-epoch validation metrics (twins skip them)
+  # > 0: before the last epoch, evaluate only this many test examples (the
+  # first ones; logged as `curve_accuracy` at every epoch, the last included);
+  # the last epoch evaluates the whole test set. Cheap learning curves.
+  config.training.curve_test_examples = 0
 
   # The sparsification method and the fields the registered methods read
   # (each method declares its own, with defaults and documentation: see
@@ -328,6 +332,9 @@ def _check_twins(config) -> None:
     allowed = scope_check(scope, config)
     if allowed:
       _fail("twins.scopes", scope, allowed)
+  if config.training.curve_test_examples < 0:
+    _fail("training.curve_test_examples", config.training.curve_test_examples,
+          "use 0 (the whole test set every epoch) or a positive number")
   if twins.num_epochs < 1:
     _fail("twins.num_epochs", twins.num_epochs, "use 1 or more")
   if twins.train_examples < 0:

@@ -96,8 +96,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if on_epoch_end is not None:
           on_epoch_end(epoch, state)
         progress.update(1)
+        accuracy = epoch_metrics.get("test_accuracy", epoch_metrics.get("curve_accuracy"))
         progress.set_postfix(
-            test_accuracy=f"{np.mean(epoch_metrics['test_accuracy']):.4f}",
+            test_accuracy=f"{np.mean(accuracy):.4f}",
             train_loss=f"{np.mean(epoch_metrics['train_loss']):.4f}")
   finally:
     writer.close()
@@ -169,10 +170,20 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
   state = _between_epochs(run, state, epoch)
   epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
   epoch_metrics["diverged"] = state.diverged
+  evaluate = lambda images, labels: engine.evaluate(
+      run.model, run.method, state, run.hyper, images, labels,
+      batch_size=config.training.eval_batch_size, chunk_size=config.population.chunk_size,
+      mesh=run.mesh)
+  curve_examples = config.training.curve_test_examples
+  if curve_examples:
+    epoch_metrics["curve_accuracy"] = evaluate(
+        *(split[:curve_examples] for split in splits["test"]))["accuracy"]
+  evaluation = None
+  last = epoch == config.training.num_epochs
   for split in ("validation", "test") if config.training.evaluate_validation else ("test",):
-    evaluation = engine.evaluate(run.model, run.method, state, run.hyper, *splits[split],
-                                 batch_size=config.training.eval_batch_size,
-                                 chunk_size=config.population.chunk_size, mesh=run.mesh)
+    if split == "test" and curve_examples and not last:
+      continue  # the curve's subset stands in for the test set until the last epoch
+    evaluation = evaluate(*splits[split])
     epoch_metrics[f"{split}_accuracy"] = evaluation["accuracy"]
     epoch_metrics[f"{split}_loss"] = evaluation["loss"]
   epoch_metrics = sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members)

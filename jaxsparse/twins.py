@@ -192,10 +192,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
 
 
 def epoch_test_accuracy(run_dir: str) -> np.ndarray:
-  """Test accuracy of every member after every epoch of a run, [epochs, members] (from
-  ``metrics.jsonl``; NaN where a member has no value)."""
+  """Test accuracy of every member after every epoch of a run, [epochs, members], from
+  ``metrics.jsonl``: on the curve's test subset if the run logged one
+  (``training.curve_test_examples``), else on the whole test set."""
   rows = pd.DataFrame(metrics.read_metrics(os.path.join(run_dir, METRICS_FILE)))
-  return rows.pivot(index="epoch", columns="member", values="test_accuracy").to_numpy()
+  column = "curve_accuracy" if "curve_accuracy" in rows else "test_accuracy"
+  return rows.pivot(index="epoch", columns="member", values=column).to_numpy()
 
 
 def load_twins(workdir: str, method: str, level: float, epoch: int | None = None,

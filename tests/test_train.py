@@ -118,3 +118,20 @@ def test_cli_trains_writes_outputs_and_resumes(tmp_path):
   again = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=600)
   assert again.returncode == 0, again.stderr
   assert "Already trained for 2 epochs" in again.stdout
+
+
+def test_curve_test_examples_evaluate_a_subset_until_the_last_epoch(tmp_path, tiny_config, data):
+  """Learning curves on the first test examples; the last epoch evaluates the whole test set,
+  and its curve value is the accuracy of the final predictions on that subset."""
+  from jaxsparse import metrics
+  tiny_config.training.curve_test_examples = 5
+  train_and_evaluate(tiny_config, str(tmp_path), data)
+  rows = metrics.read_metrics(str(tmp_path / "metrics.jsonl"))
+  first = [row for row in rows if row["epoch"] == 1]
+  last = [row for row in rows if row["epoch"] == 2]
+  assert all("curve_accuracy" in row and "test_accuracy" not in row for row in first)
+  assert all("curve_accuracy" in row and "test_accuracy" in row for row in last)
+  final = metrics.read_predictions(str(tmp_path))
+  subset = (final["predictions"][:, :5] == data.test_labels[:5]).mean(axis=1)
+  np.testing.assert_allclose([row["curve_accuracy"] for row in last], subset, atol=1e-6)
+  np.testing.assert_allclose([row["test_accuracy"] for row in last], final["accuracy"])
