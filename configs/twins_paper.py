@@ -15,22 +15,16 @@ docs/twins.md gives its cost per member-epoch on a CPU and the projection
 (experiments/time_paper_epoch.py).
 """
 
-import importlib.util
 import os
 
-
-def _zoo_config(name: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"zoo_{name}.py")
-  spec = importlib.util.spec_from_file_location(f"zoo_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from jaxsparse.config import load_config_file
 
 
 def get_config(zoo: str = "hyperparameter"):
   if zoo not in ("hyperparameter", "uniform"):
     raise ValueError(f"configs/twins_paper.py:{zoo}: use ':hyperparameter' or ':uniform'")
-  config = _zoo_config(zoo)
+  config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         f"zoo_{zoo}.py"))
   config.job = "twins"
   config.twins.methods = ("magnitude", "variational_dropout")
   config.twins.scopes = ("layerwise", "global")
