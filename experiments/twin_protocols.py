@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxsparse import checkpoints, train, twins  # noqa: E402
+from jaxsparse import checkpoints, metrics, train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
 
 
@@ -55,16 +55,16 @@ def main():
   state, table = checkpoints.load_population(args.zoo, args.epoch)
   originals = (state.params, state.batch_stats)
   dataset = train.dataset_from_config(config)
-  data = twins._training_subset(dataset, config.twins.train_examples)
+  data = twins.training_subset(dataset, config.twins.train_examples)
   results = {}
   for name, run, changes in variants(config, kl_weights, args.scopes.split(",")):
     run = run._replace(workdir=os.path.join(args.workdir, name))
     twin = twins.twin_config(config, run)
     twin.sparsify.update(changes)
     train.train_and_evaluate(twin, run.workdir, data,
-                             initial_variables=twins._tiled(originals, len(run.levels)))
+                             initial_variables=twins.tile_members(originals, len(run.levels)))
     per_epoch = twins.epoch_test_accuracy(run.workdir)
-    sparsity = np.asarray(checkpoints_sparsity(run.workdir))
+    sparsity = metrics.read_predictions(run.workdir)["sparsity"]
     results[name] = []
     for index, level in enumerate(run.levels):
       members = run.level_members(len(table), index)
@@ -76,15 +76,6 @@ def main():
   if args.out:
     with open(args.out, "w") as file:
       json.dump(results, file, indent=1)
-
-
-def checkpoints_sparsity(run_dir: str) -> list[float]:
-  """Achieved sparsity of every member after the last epoch (from metrics.jsonl)."""
-  from jaxsparse import metrics
-  rows = metrics.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
-  last = max(row["epoch"] for row in rows)
-  return [row["achieved_sparsity"] for row in sorted(rows, key=lambda r: r["member"])
-          if row["epoch"] == last]
 
 
 if __name__ == "__main__":

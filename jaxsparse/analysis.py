@@ -99,7 +99,7 @@ def cohen_kappa(original: np.ndarray, twin: np.ndarray) -> np.ndarray:
   """
   original, twin = np.atleast_2d(original), np.atleast_2d(twin)
   classes = int(max(original.max(), twin.max())) + 1
-  observed = np.mean(original == twin, axis=-1)
+  observed = agreement(original, twin)
   frequencies = lambda p: np.stack([np.bincount(row, minlength=classes) for row in p]) / p.shape[-1]
   expected = np.sum(frequencies(original) * frequencies(twin), axis=-1)
   with np.errstate(invalid="ignore", divide="ignore"):

@@ -195,9 +195,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_data(config.data)
   _check_population(config)
   _check_grid(config.population.grid)
-  for field in ("num_epochs", "batch_size", "eval_batch_size"):
-    if config.training[field] < 1:
-      _fail(f"training.{field}", config.training[field], "use 1 or more")
+  _check_training(config.training)
   _check_method(config)
   _check_twins(config)
   if config.checkpoint.max_to_keep < 0:
@@ -242,6 +240,15 @@ def _check_population(config) -> None:
           "use 0 (every device) or a device count")
   if population.chunk_size < 0:
     _fail("population.chunk_size", population.chunk_size, "use 0 (all at once) or more")
+
+
+def _check_training(training) -> None:
+  for field in ("num_epochs", "batch_size", "eval_batch_size"):
+    if training[field] < 1:
+      _fail(f"training.{field}", training[field], "use 1 or more")
+  if training.curve_test_examples < 0:
+    _fail("training.curve_test_examples", training.curve_test_examples,
+          "use 0 (the whole test set every epoch) or a positive number")
 
 
 def _check_grid(grid) -> None:
@@ -332,9 +339,6 @@ def _check_twins(config) -> None:
     allowed = scope_check(scope, config)
     if allowed:
       _fail("twins.scopes", scope, allowed)
-  if config.training.curve_test_examples < 0:
-    _fail("training.curve_test_examples", config.training.curve_test_examples,
-          "use 0 (the whole test set every epoch) or a positive number")
   if twins.num_epochs < 1:
     _fail("twins.num_epochs", twins.num_epochs, "use 1 or more")
   if twins.train_examples < 0:

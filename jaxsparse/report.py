@@ -128,20 +128,25 @@ def _verdict(low: float, high: float, threshold: float, above: bool) -> str:
   return "inconclusive"
 
 
-def _claim(claim: str, statistic: str, values: np.ndarray, threshold: float, above: bool,
-           interval: tuple[float, float] | None = None, value: float | None = None) -> dict:
-  """One row of the claims table: the mean of per-member ``values`` with its bootstrap
-  interval (or the given ``value`` and ``interval``), judged against ``threshold``."""
-  values = np.asarray(values, np.float64)
-  values = values[np.isfinite(values)]
-  if value is None:
-    value = float(values.mean()) if len(values) else float("nan")
-    interval = analysis.mean_interval(values)
+def _claim(claim: str, statistic: str, value: float, interval: tuple[float, float],
+           members: int, threshold: float, above: bool) -> dict:
+  """One row of the claims table: ``value`` and its ``interval``, judged against
+  ``threshold`` (see :func:`_verdict`)."""
   low, high = interval
   return {"claim": claim, "statistic": statistic, "value": _finite_or_none(value),
           "ci_low": _finite_or_none(low), "ci_high": _finite_or_none(high),
-          "threshold": threshold, "members": int(len(values)),
+          "threshold": threshold, "members": int(members),
           "verdict": _verdict(low, high, threshold, above)}
+
+
+def _mean_claim(claim: str, statistic: str, values: np.ndarray, threshold: float,
+                above: bool) -> dict:
+  """A claim about the mean of per-member ``values``, with its bootstrap interval."""
+  values = np.asarray(values, np.float64)
+  values = values[np.isfinite(values)]
+  value = float(values.mean()) if len(values) else float("nan")
+  return _claim(claim, statistic, value, analysis.mean_interval(values), len(values),
+                threshold, above)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -186,24 +191,26 @@ def claims(summary: dict) -> list[dict]:
   by_series = _series(summary)
   for series, entries in by_series.items():
     below_name, below = _bands()[0]
-    rows.append(_claim(f"{series} is robust: its twins lose at most {ROBUST_DROP:.0%} "
-                       f"accuracy {below_name} sparsity", "mean accuracy drop (original - twin)",
-                       _by_member(entries, "accuracy_drop", below), ROBUST_DROP, above=False))
+    rows.append(_mean_claim(f"{series} is robust: its twins lose at most {ROBUST_DROP:.0%} "
+                            f"accuracy {below_name} sparsity",
+                            "mean accuracy drop (original - twin)",
+                            _by_member(entries, "accuracy_drop", below), ROBUST_DROP,
+                            above=False))
   rows += _paired_claims(by_series)
   for series, entries in by_series.items():
     for band_name, band in _bands():
-      rows.append(_claim(f"{series} twins agree highly with their originals ({band_name} "
-                         "sparsity)", "mean Cohen's kappa of twin vs original predictions",
-                         _by_member(entries, "cohen_kappa", band), HIGH_KAPPA, above=True))
+      rows.append(_mean_claim(f"{series} twins agree highly with their originals "
+                              f"({band_name} sparsity)",
+                              "mean Cohen's kappa of twin vs original predictions",
+                              _by_member(entries, "cohen_kappa", band), HIGH_KAPPA, above=True))
   for series, entries in by_series.items():
     for entry in entries:
       level = f"{sparsify.declaration(entry['method']).twin_level.label} {entry['level']:g}"
       rows.append(_claim(
           f"{series} at {level} ({np.mean(entry['sparsity']):.0%} sparse): original and twin "
-          "accuracy are highly correlated", "Pearson r across members", entry["twin_accuracy"],
-          HIGH_CORRELATION, above=True, value=_nan_if_none(entry["pearson"]),
-          interval=tuple(map(_nan_if_none, entry["pearson_ci"]))))
-      rows[-1]["members"] = entry["members"]
+          "accuracy are highly correlated", "Pearson r across members",
+          _nan_if_none(entry["pearson"]), tuple(map(_nan_if_none, entry["pearson_ci"])),
+          entry["members"], HIGH_CORRELATION, above=True))
   return rows
 
 
@@ -224,7 +231,7 @@ def _paired_claims(by_series: dict[str, list[dict]]) -> list[dict]:
       for index, (band_name, band) in enumerate(_bands()):
         ahead, behind = (target, outcome) if index == 0 else (outcome, target)
         sign = 1.0 if index == 0 else -1.0
-        rows.append(_claim(
+        rows.append(_mean_claim(
             f"{ahead} beats {behind} {band_name} sparsity (paired per member)",
             f"mean accuracy difference {ahead} - {behind} at the {outcome} twin's sparsity",
             sign * _by_member(pairs, "difference", band), 0.0, above=True))

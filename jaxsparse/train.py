@@ -159,7 +159,8 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
   """Trains every member for ``epoch``, evaluates, appends the metrics and checkpoints.
 
   Returns the population, the epoch's metrics (on the host, padding dropped)
-  and the test split's evaluation (on the devices, for the final predictions).
+  and the test split's evaluation (on the devices, for the final predictions;
+  None for an epoch that evaluated only ``training.curve_test_examples``).
   """
   started = time.time()
   config = run.config
@@ -174,18 +175,23 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
       run.model, run.method, state, run.hyper, images, labels,
       batch_size=config.training.eval_batch_size, chunk_size=config.population.chunk_size,
       mesh=run.mesh)
+  if config.training.evaluate_validation:
+    validation = evaluate(*splits["validation"])
+    epoch_metrics["validation_accuracy"] = validation["accuracy"]
+    epoch_metrics["validation_loss"] = validation["loss"]
   curve_examples = config.training.curve_test_examples
-  if curve_examples:
-    epoch_metrics["curve_accuracy"] = evaluate(
-        *(split[:curve_examples] for split in splits["test"]))["accuracy"]
   evaluation = None
-  last = epoch == config.training.num_epochs
-  for split in ("validation", "test") if config.training.evaluate_validation else ("test",):
-    if split == "test" and curve_examples and not last:
-      continue  # the curve's subset stands in for the test set until the last epoch
-    evaluation = evaluate(*splits[split])
-    epoch_metrics[f"{split}_accuracy"] = evaluation["accuracy"]
-    epoch_metrics[f"{split}_loss"] = evaluation["loss"]
+  if not curve_examples or epoch == config.training.num_epochs:
+    evaluation = evaluate(*splits["test"])
+    epoch_metrics["test_accuracy"] = evaluation["accuracy"]
+    epoch_metrics["test_loss"] = evaluation["loss"]
+  if curve_examples:
+    # The learning curve's subset; at the last epoch read off the whole test pass.
+    subset_labels = splits["test"][1][:curve_examples]
+    epoch_metrics["curve_accuracy"] = (
+        evaluate(splits["test"][0][:curve_examples], subset_labels)["accuracy"]
+        if evaluation is None else
+        (evaluation["predictions"][:, :curve_examples] == subset_labels).mean(axis=1))
   epoch_metrics = sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members)
   epoch_metrics["epoch_seconds"] = np.full(run.num_members, time.time() - started)
   if is_writer():

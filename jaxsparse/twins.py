@@ -115,12 +115,13 @@ def twin_config(config: ml_collections.ConfigDict, run: TwinRun) -> ml_collectio
   return twin
 
 
-def _tiled(variables, copies: int):
+def tile_members(variables, copies: int):
   """Every member's variables repeated ``copies`` times along the member axis (level-major)."""
   return jax.tree.map(lambda leaf: np.concatenate([np.asarray(leaf)] * copies), variables)
 
 
-def _training_subset(dataset: Dataset, num_examples: int) -> Dataset:
+def training_subset(dataset: Dataset, num_examples: int) -> Dataset:
+  """The first ``num_examples`` training examples of ``dataset`` (0: all of them)."""
   if not num_examples or num_examples >= len(dataset.train_labels):
     return dataset
   return dataset._replace(train_images=dataset.train_images[:num_examples],
@@ -168,7 +169,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   train.train_and_evaluate(original_config(config), original_dir, dataset, overwrite=overwrite)
   original_state, table = checkpoints.load_population(original_dir)
   final_epoch = int(original_state.epoch[0])
-  twin_data = _training_subset(dataset, config.twins.train_examples)
+  twin_data = training_subset(dataset, config.twins.train_examples)
   originals = (original_state.params, original_state.batch_stats)
   del original_state
   for run in runs:
@@ -177,7 +178,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
           f"({len(run.levels)} x {len(table)} members) -> {run.workdir}", flush=True)
     train.train_and_evaluate(
         twin_config(config, run), run.workdir, twin_data,
-        initial_variables=_tiled(originals, len(run.levels)),
+        initial_variables=tile_members(originals, len(run.levels)),
         links={"original": {"workdir": os.path.relpath(original_dir, run.workdir),
                             "epoch": final_epoch,
                             "members": f"twin member k * {len(table)} + i is the twin of "
@@ -203,17 +204,19 @@ def epoch_test_accuracy(run_dir: str) -> np.ndarray:
 def load_twins(workdir: str, method: str, level: float, epoch: int | None = None,
                scope: str | None = None) -> tuple[engine.TrainState, pd.DataFrame]:
   """The twins of a study at one level of ``method`` (and ``scope``: e.g. 'global' for
-  magnitude pruning; None: the method's only or first population), with their member table.
+  magnitude pruning; None: the method's only population, or its default scope's), with
+  their member table.
 
   The table has one row per twin (hyperparameters, ``original_member``, the
   original's and the twin's test accuracy, achieved sparsity and agreement
   with the original, from the study's predictions).
   """
+  spec = sparsify.declaration(method)
+  if scope is None and "scope" in spec.fields:
+    scope = spec.fields["scope"].default
   run_dir = twin_run_dir(workdir, method, scope)
-  if scope is None and not os.path.isdir(run_dir):
-    run_dir = twin_run_dir(workdir, method, default_config().sparsify.scope)
   state, table = checkpoints.load_population(run_dir, epoch)
-  level_field = sparsify.declaration(method).twin_level.setting
+  level_field = spec.twin_level.setting
   chosen = np.flatnonzero(np.isclose(table[level_field].to_numpy(float), level))
   if not len(chosen):
     levels = sorted(set(table[level_field]))
