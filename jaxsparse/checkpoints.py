@@ -4,7 +4,12 @@
 holds the whole population state (params, BatchNorm statistics, optimizer
 state, masks, PRNG keys, epoch) written by Orbax's CheckpointManager, which
 writes to a temporary directory and renames it when complete, so a
-half-written checkpoint is never restored.
+half-written checkpoint is never restored. Beside it, ``checksums.json``
+holds a SHA-256 digest of every saved array, checked on restore, so that
+damaged files (a bit flip, a partial copy) are named instead of restored as
+wrong weights. A checkpoint without the file (killed between the two
+writes, or written before checksums existed) is restored unchecked, as
+Orbax completed it.
 
 :func:`load_population` and :func:`load_member` rebuild the abstract state
 from ``metadata.json`` (:func:`jaxsparse.experiment.from_metadata`) and
@@ -14,6 +19,8 @@ in a fresh process, whatever module its method came from.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from typing import Any
 
@@ -25,6 +32,8 @@ import pandas as pd
 from jaxsparse import engine, experiment, models, population, sharding, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import CHECKPOINT_DIR, read_metadata
+
+CHECKSUM_FILE = "checksums.json"
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int = 0) -> ocp.CheckpointManager:
@@ -38,6 +47,43 @@ def save_population(manager: ocp.CheckpointManager, epoch: int, state: engine.Tr
   """Saves the population state as checkpoint ``epoch`` and waits until it is complete."""
   manager.save(epoch, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
+  if jax.process_index() == 0:
+    path = os.path.join(str(manager.directory), str(epoch), CHECKSUM_FILE)
+    with open(path + ".tmp", "w") as file:
+      json.dump(checksums(state), file, indent=0)
+    os.replace(path + ".tmp", path)
+
+
+def checksums(state: engine.TrainState) -> dict[str, str]:
+  """SHA-256 of every array of a population state (its bytes, dtype and shape), by path."""
+  host = sharding.to_host(state)
+  return {jax.tree_util.keystr(path): _digest(np.asarray(leaf))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(host)}
+
+
+def _digest(array: np.ndarray) -> str:
+  digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+  digest.update(np.ascontiguousarray(array).tobytes())
+  return digest.hexdigest()
+
+
+def _verify(manager: ocp.CheckpointManager, epoch: int, restored: engine.TrainState) -> None:
+  """Compares a restored checkpoint with the checksums saved with it (if any)."""
+  directory = os.path.join(str(manager.directory), str(epoch))
+  try:
+    with open(os.path.join(directory, CHECKSUM_FILE)) as file:
+      saved = json.load(file)
+  except FileNotFoundError:
+    return
+  except (OSError, ValueError):
+    saved = {}
+  for path, digest in checksums(restored).items():
+    if saved.get(path) != digest:
+      earlier = [step for step in manager.all_steps() if step < epoch]
+      fallback = (f"resume from epoch {max(earlier)}" if earlier else "start again")
+      raise UserError(f"checkpoint {directory} is damaged ({path} does not match the checksum "
+                      f"saved with it); move that directory away to {fallback}, or restore it "
+                      "from a backup")
 
 
 def restore_population(manager: ocp.CheckpointManager, abstract_state: engine.TrainState,
@@ -65,6 +111,7 @@ def restore_population(manager: ocp.CheckpointManager, abstract_state: engine.Tr
         f"population size or method. Move it away to resume from the epoch before, or use "
         "another --workdir") from error
   _check_shapes(restored, abstract_state, directory)
+  _verify(manager, epoch, restored)
   return restored
 
 

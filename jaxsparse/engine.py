@@ -42,7 +42,11 @@ class TrainState(NamedTuple):
     key: raw PRNG key (uint32[2]) for data order and dropout of future epochs.
     epoch: number of completed epochs.
     diverged: True once a step produced a non-finite loss, gradient or
-      weight; the member is then frozen at its last finite state.
+      weight, or an epoch's mean training loss blew up (see
+      :func:`blew_up`); the member is then frozen (at its last finite state,
+      or at the end of the epoch that blew up).
+    reference_loss: the training loss of the member's first step (NaN
+      before it), the scale a blow-up is measured against.
   """
   params: PyTree
   batch_stats: PyTree
@@ -51,6 +55,7 @@ class TrainState(NamedTuple):
   key: jax.Array
   epoch: jax.Array
   diverged: jax.Array
+  reference_loss: jax.Array
 
   @property
   def masks(self) -> PyTree:
@@ -95,7 +100,8 @@ def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparamete
   opt_state = _optimizer(method, hyper).init(_trained_variables(method, params, sparsity_state))
   return TrainState(params=params, batch_stats=batch_stats, opt_state=opt_state,
                     sparsity_state=sparsity_state, key=training_key,
-                    epoch=jnp.zeros((), jnp.int32), diverged=jnp.zeros((), bool))
+                    epoch=jnp.zeros((), jnp.int32), diverged=jnp.zeros((), bool),
+                    reference_loss=jnp.full((), jnp.nan, jnp.float32))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "method", "mesh"))
@@ -207,6 +213,25 @@ def train_step(model: Model, method: SparsifyMethod, hyper: MemberHyperparameter
   return (new_carry, diverged), (loss, accuracy)
 
 
+#: A member whose mean training loss over an epoch exceeds this many times its first step's
+#: loss (or 1, if that is larger) diverged, although every number stayed finite.
+BLOW_UP_FACTOR = 100.0
+
+
+def blew_up(epoch_loss: jax.Array, reference_loss: jax.Array) -> jax.Array:
+  """Whether an epoch's mean training loss is a finite blow-up: above
+  :data:`BLOW_UP_FACTOR` times ``max(reference_loss, 1)``.
+
+  The reference is the member's loss at its first step, so members that
+  start high (large uniform initialisations) are measured against their own
+  start; the floor of 1 keeps a twin that starts from a well-trained
+  original (loss near 0) from being flagged for an ordinary rise. A member
+  at chance level (loss log C, 2.3 for 10 classes) is not a blow-up; one
+  whose loss reaches 1e10 with finite weights is.
+  """
+  return epoch_loss > BLOW_UP_FACTOR * jnp.maximum(reference_loss, 1.0)
+
+
 def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
                        hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
                        first_step: jax.Array, batch_size: int,
@@ -217,7 +242,8 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   all members. The member's key is split once per epoch: one part orders the
   data (the last incomplete batch is dropped), one gives the steps' keys, and
   one is carried to the next epoch. Returns the new state and the epoch's
-  mean training loss and accuracy (NaN or inf once the member diverged).
+  mean training loss and accuracy (NaN or inf once the member diverged). A
+  finite blow-up (:func:`blew_up`) marks the member diverged at the epoch's end.
   """
   epoch_key, next_key = jax.random.split(state.key)
   order_key, dropout_key = jax.random.split(epoch_key)
@@ -237,9 +263,12 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
            state.diverged)
   ((params, batch_stats, opt_state, sparsity_state), diverged), (losses, accuracies) = \
       jax.lax.scan(scan_step, carry, (jnp.arange(steps), batches))
+  reference_loss = jnp.where(jnp.isnan(state.reference_loss), losses[0], state.reference_loss)
+  diverged = diverged | blew_up(losses.mean(), reference_loss)
   new_state = state._replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
                              sparsity_state=sparsity_state, key=next_key,
-                             epoch=state.epoch + 1, diverged=diverged)
+                             epoch=state.epoch + 1, diverged=diverged,
+                             reference_loss=reference_loss)
   return new_state, {"train_loss": losses.mean(), "train_accuracy": accuracies.mean()}
 
 

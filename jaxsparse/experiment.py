@@ -7,6 +7,8 @@ tests all build what a population needs with :func:`setup` (or
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any, NamedTuple
 
 import ml_collections
@@ -134,4 +136,36 @@ def from_metadata(metadata: dict[str, Any]) -> Experiment:
       raise UserError(f"the run's method cannot be loaded: {error}") from error
   config = ml_collections.ConfigDict(metadata["config"])
   data = DataShape(tuple(metadata["input_shape"]), metadata["num_classes"])
-  return setup(config, data, table=pd.DataFrame(metadata["members"]))
+  run = setup(config, data)
+  _check_member_table(metadata["members"], run.table)
+  return run
+
+
+def _check_member_table(saved: list, expected: pd.DataFrame) -> None:
+  """A member table in ``metadata.json`` must be the one its config expands to: a table
+  edited by hand (another learning rate, fewer members, a value's type) is not trusted."""
+  expected_rows = json.loads(expected.to_json(orient="records"))
+  if not isinstance(saved, list) or len(saved) != len(expected_rows):
+    count = len(saved) if isinstance(saved, list) else type(saved).__name__
+    raise UserError(f"metadata.json lists {count} members, but its config makes "
+                    f"{len(expected_rows)}; it was edited, so the run cannot be trusted: restore "
+                    "it, or run the training command again to rewrite it")
+  for index, (row, expected_row) in enumerate(zip(saved, expected_rows)):
+    for field, value in expected_row.items():
+      if not isinstance(row, dict) or not _same_value(row.get(field), value):
+        found = row.get(field) if isinstance(row, dict) else row
+        raise UserError(f"metadata.json gives member {index} {field}={found!r}, but its config "
+                        f"makes {value!r}; it was edited, so the run cannot be trusted: "
+                        "restore it, or run the training command again to rewrite it")
+
+
+def _same_value(saved: Any, expected: Any) -> bool:
+  """Equal, with JSON's number types (an integer stored as 3.0 is 3; a bool is no number;
+  pandas' missing value is NaN in metadata.json and null in ``to_json``)."""
+  if expected is None:
+    return saved is None or (isinstance(saved, float) and math.isnan(saved))
+  if isinstance(expected, bool) or isinstance(saved, bool):
+    return saved is expected
+  if isinstance(expected, (int, float)) and isinstance(saved, (int, float)):
+    return float(saved) == float(expected)
+  return saved == expected

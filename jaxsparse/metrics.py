@@ -1,14 +1,18 @@
 """Per-member metrics of a run: JSON lines, CSV, TensorBoard and a console summary.
 
-``metrics.jsonl`` has one row per (epoch, member). On resume the rows of
-epochs after the restored checkpoint are dropped, so a run interrupted
-between writing metrics and writing its checkpoint leaves no duplicate rows.
+``metrics.jsonl`` has one row per (epoch, member). The checkpoint is the
+truth: on resume the rows of epochs after the restored checkpoint are
+dropped (a run interrupted between writing metrics and writing its
+checkpoint), a partial last line (a disk that filled during the append) is
+dropped, and a repeated (epoch, member) row keeps its last value; missing
+rows of the checkpoint's epoch are recomputed by :mod:`jaxsparse.train`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zipfile
 from typing import Mapping
 
 import jax
@@ -16,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from jaxsparse import masks
-from jaxsparse.workdir import METRICS_FILE, PREDICTIONS_FILE, TENSORBOARD_DIR
+from jaxsparse.workdir import (METRICS_FILE, PREDICTIONS_FILE, TENSORBOARD_DIR, read_metadata,
+                               run_fingerprint)
 
 SUMMARY_METRICS = ("train_loss", "validation_accuracy", "test_accuracy", "achieved_sparsity")
 
@@ -25,6 +30,7 @@ class MetricsWriter:
   """Appends each epoch's per-member metrics to ``metrics.jsonl`` and TensorBoard."""
 
   def __init__(self, workdir: str, tensorboard: bool = True):
+    self.workdir = workdir
     self.path = os.path.join(workdir, METRICS_FILE)
     self._summary_writer = None
     if tensorboard:
@@ -32,10 +38,13 @@ class MetricsWriter:
       self._summary_writer = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
 
   def truncate_after(self, epoch: int) -> None:
-    """Drops the rows of epochs later than ``epoch`` (those not in the checkpoint)."""
+    """Keeps the well-formed rows of epochs up to ``epoch`` (those in the checkpoint), one
+    per (epoch, member), and drops everything else."""
     if not os.path.exists(self.path):
       return
-    rows = [row for row in read_metrics(self.path) if row["epoch"] <= epoch]
+    rows = {(row["epoch"], row["member"]): row for row in read_metrics(self.path)
+            if row["epoch"] <= epoch}
+    rows = [rows[key] for key in sorted(rows)]
     with open(self.path + ".tmp", "w") as file:
       file.writelines(json.dumps(row) + "\n" for row in rows)
     os.replace(self.path + ".tmp", self.path)
@@ -65,18 +74,43 @@ class MetricsWriter:
     if self._summary_writer is not None:
       self._summary_writer.close()
 
+  def __enter__(self) -> "MetricsWriter":
+    return self
+
+  def __exit__(self, *exception) -> None:
+    self.close()
+
 
 def read_metrics(path: str) -> list[dict]:
-  """The rows of a ``metrics.jsonl`` file."""
-  with open(path) as file:
-    return [json.loads(line) for line in file if line.strip()]
+  """The well-formed rows of a ``metrics.jsonl`` file (none if it is missing); a line that
+  is not a JSON object with an epoch and a member (a partial write) is skipped."""
+  if not os.path.exists(path):
+    return []
+  rows = []
+  with open(path, errors="replace") as file:
+    for line in file:
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      if isinstance(row, dict) and isinstance(row.get("epoch"), int) \
+          and isinstance(row.get("member"), int):
+        rows.append(row)
+  return rows
 
 
-def final_member_table(table: pd.DataFrame, metrics_path: str) -> pd.DataFrame:
-  """The member table joined with each member's metrics of the last epoch."""
-  rows = pd.DataFrame(read_metrics(metrics_path))
-  last = rows[rows["epoch"] == rows["epoch"].max()].drop(columns="epoch")
-  return table.merge(last, on="member", how="left")
+def epoch_rows(path: str, epoch: int) -> dict[int, dict]:
+  """The rows of ``epoch`` in a ``metrics.jsonl`` file, by member (the last of repeats)."""
+  return {row["member"]: row for row in read_metrics(path) if row["epoch"] == epoch}
+
+
+def final_member_table(table: pd.DataFrame, metrics_path: str, epoch: int) -> pd.DataFrame:
+  """The member table joined with each member's metrics of ``epoch`` (the run's last
+  checkpoint, whatever rows the file holds beyond it)."""
+  rows = pd.DataFrame(list(epoch_rows(metrics_path, epoch).values()))
+  if rows.empty:
+    return table.assign(epoch=epoch)
+  return table.merge(rows.drop(columns="epoch"), on="member", how="left")
 
 
 def population_summary(members: pd.DataFrame) -> str:
@@ -87,6 +121,8 @@ def population_summary(members: pd.DataFrame) -> str:
   """
   if "diverged" in members:
     members = members[~members["diverged"].astype(bool)]
+  if members.empty:
+    return "(no statistics: every member diverged)"
   lines = [f"{'metric':<22}{'mean':>9}{'std':>9}{'min':>9}{'max':>9}"]
   for name in SUMMARY_METRICS:
     if name in members:
@@ -98,20 +134,31 @@ def population_summary(members: pd.DataFrame) -> str:
 
 def write_predictions(workdir: str, record: Mapping[str, np.ndarray]) -> None:
   """Writes a run's final test-set record (predictions [P, N], labels, accuracy, sparsity
-  overall and per layer, diverged) to ``predictions.npz``, atomically."""
+  overall and per layer, diverged) to ``predictions.npz``, atomically, tied to the run
+  by its fingerprint (see :func:`jaxsparse.workdir.run_fingerprint`)."""
   path = os.path.join(workdir, PREDICTIONS_FILE)
+  fingerprint = run_fingerprint(read_metadata(workdir))
   with open(path + ".tmp", "wb") as file:
-    np.savez(file, **record)
+    np.savez(file, **record, run_fingerprint=np.array(fingerprint))
   os.replace(path + ".tmp", path)
 
 
 def read_predictions(workdir: str) -> dict[str, np.ndarray] | None:
-  """The record of :func:`write_predictions`, or None if the run has none yet."""
+  """The record of :func:`write_predictions`, or None if the run has none that can be
+  trusted: missing, unreadable, or written for another run (a copied file) or an earlier
+  config of this one."""
   path = os.path.join(workdir, PREDICTIONS_FILE)
   if not os.path.exists(path):
     return None
-  with np.load(path) as cached:
-    return dict(cached)
+  try:
+    with np.load(path, allow_pickle=False) as cached:
+      record = dict(cached)
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+    return None
+  fingerprint = record.pop("run_fingerprint", None)
+  if fingerprint is None or str(fingerprint) != run_fingerprint(read_metadata(workdir)):
+    return None
+  return record
 
 
 def prediction_record(member_masks, diverged, evaluation: dict,

@@ -9,6 +9,7 @@ checkpoint and continues; a finished run returns at once.
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from typing import Callable
@@ -62,51 +63,121 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ``workdir/members.csv``).
   """
   validate_config(config)
+  with workdir_lib.locked(workdir):
+    return _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables,
+                               links, overwrite)
+
+
+def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables, links,
+                        overwrite) -> pd.DataFrame:
+  """:func:`train_and_evaluate` once the workdir is locked."""
   workdir_lib.prepare_workdir(workdir, config, overwrite, links)
   num_epochs = config.training.num_epochs
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
   start_epoch = manager.latest_step() or 0
-  if start_epoch >= num_epochs and os.path.exists(os.path.join(workdir, METRICS_FILE)):
+  if start_epoch >= num_epochs and _has_final_outputs(workdir, start_epoch):
     # A finished run: report without loading data or compiling anything.
     manager.close()
     table = pd.DataFrame(workdir_lib.read_metadata(workdir)["members"])
     print(f"Already trained for {start_epoch} epochs; nothing to do.", flush=True)
     return _report(workdir, table, start_epoch)
-  dataset = _checked_dataset(config, workdir, dataset, start_epoch)
-  run = experiment.setup(config, experiment.data_shape(dataset), sharded=True)
-  if is_writer():
-    workdir_lib.write_metadata(workdir, run.config, dataset.input_shape, dataset.num_classes,
-                               run.table, run.declaration.module, links)
-  writer = metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer())
   try:
-    state = _initial_state(run, manager, start_epoch, initial_variables, workdir)
+    dataset = _checked_dataset(config, workdir, dataset, start_epoch)
+    run = experiment.setup(config, experiment.data_shape(dataset), sharded=True)
     if is_writer():
-      writer.truncate_after(start_epoch)
-    _print_start(run, dataset)
+      workdir_lib.write_metadata(workdir, run.config, dataset.input_shape, dataset.num_classes,
+                                 run.table, run.declaration.module, links)
     splits = {name: sharding.replicate(arrays, run.mesh)
               for name, arrays in _splits(dataset).items()}
-    progress = tqdm(total=num_epochs, initial=start_epoch, unit="epoch", desc="zoo",
-                    disable=not config.logging.progress_bar or not is_writer())
-    with progress:
-      for epoch in range(start_epoch + 1, num_epochs + 1):
-        state, epoch_metrics, test_evaluation = _train_and_save_epoch(
-            run, state, splits, epoch, writer, manager)
-        if epoch == num_epochs:
-          _write_final_predictions(workdir, run, state, test_evaluation, dataset.test_labels)
-        if on_epoch_end is not None:
-          on_epoch_end(epoch, state)
-        progress.update(1)
-        accuracy = epoch_metrics.get("test_accuracy", epoch_metrics.get("curve_accuracy"))
-        progress.set_postfix(
-            test_accuracy=f"{np.mean(accuracy):.4f}",
-            train_loss=f"{np.mean(epoch_metrics['train_loss']):.4f}")
+    with metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer()) as writer:
+      state = _initial_state(run, manager, start_epoch, initial_variables, workdir)
+      if start_epoch and is_writer():
+        _reconcile_metrics(run, state, splits, writer, start_epoch, dataset.test_labels)
+      elif is_writer():
+        writer.truncate_after(0)
+      _print_start(run, dataset)
+      _train_epochs(run, state, splits, writer, manager, start_epoch, dataset.test_labels,
+                    on_epoch_end)
   finally:
-    writer.close()
     manager.close()
-
+    _remove_empty_checkpoint_dir(workdir)
   if not is_writer():
     return run.table
   return _report(workdir, run.table, num_epochs)
+
+
+def _train_epochs(run: experiment.Experiment, state: engine.TrainState, splits: dict,
+                  writer: metrics.MetricsWriter, manager, start_epoch: int,
+                  test_labels: np.ndarray, on_epoch_end) -> None:
+  """Trains, evaluates and checkpoints the epochs after ``start_epoch``, with a progress bar."""
+  config, num_epochs = run.config, run.config.training.num_epochs
+  progress = tqdm(total=num_epochs, initial=start_epoch, unit="epoch", desc="zoo",
+                  disable=not config.logging.progress_bar or not is_writer())
+  with progress:
+    for epoch in range(start_epoch + 1, num_epochs + 1):
+      state, epoch_metrics, test_evaluation = _train_and_save_epoch(
+          run, state, splits, epoch, writer, manager)
+      if epoch == num_epochs:
+        _write_final_predictions(writer.workdir, run, state, test_evaluation, test_labels)
+      if on_epoch_end is not None:
+        on_epoch_end(epoch, state)
+      progress.update(1)
+      accuracy = epoch_metrics.get("test_accuracy", epoch_metrics.get("curve_accuracy"))
+      progress.set_postfix(
+          test_accuracy=f"{np.mean(accuracy):.4f}",
+          train_loss=f"{np.mean(epoch_metrics['train_loss']):.4f}")
+
+
+def _has_final_outputs(workdir: str, epoch: int) -> bool:
+  """Whether a finished run's metrics hold a row of its last epoch for every member, and
+  its final predictions exist (otherwise they are recomputed from the checkpoint)."""
+  num_members = len(workdir_lib.read_metadata(workdir)["members"])
+  rows = metrics.epoch_rows(os.path.join(workdir, METRICS_FILE), epoch)
+  return (len(rows) == num_members and
+          os.path.exists(os.path.join(workdir, workdir_lib.PREDICTIONS_FILE)))
+
+
+def _remove_empty_checkpoint_dir(workdir: str) -> None:
+  """A run that failed before its first checkpoint leaves no empty ``checkpoints/``."""
+  directory = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
+  if is_writer() and os.path.isdir(directory) and not os.listdir(directory):
+    os.rmdir(directory)
+
+
+def _reconcile_metrics(run: experiment.Experiment, state: engine.TrainState, splits: dict,
+                       writer: metrics.MetricsWriter, epoch: int,
+                       test_labels: np.ndarray) -> None:
+  """Makes ``metrics.jsonl`` agree with the restored checkpoint of ``epoch``.
+
+  Rows after it and partial lines are dropped. If rows of ``epoch`` itself
+  are missing, the epoch's evaluation is recomputed from the checkpoint
+  (training loss and accuracy, which were averages over the epoch's steps,
+  become NaN, and ``recomputed`` is 1). Missing rows of earlier epochs are
+  named in one line (the learning curves have a gap there).
+  """
+  writer.truncate_after(epoch)
+  rows = metrics.read_metrics(writer.path)
+  missing_rows = len(metrics.epoch_rows(writer.path, epoch)) < run.num_members
+  missing_predictions = epoch == run.config.training.num_epochs and not os.path.exists(
+      os.path.join(writer.workdir, workdir_lib.PREDICTIONS_FILE))
+  if missing_rows or missing_predictions:
+    epoch_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
+  if missing_rows:
+    writer.truncate_after(epoch - 1)
+    nan = np.full(run.num_members, np.nan)
+    epoch_metrics.update(train_loss=nan, train_accuracy=nan,
+                         recomputed=np.ones(run.num_members))
+    writer.write_epoch(epoch, epoch_metrics)
+    print(f"Recomputed the metrics of epoch {epoch} from its checkpoint (they were missing "
+          "from metrics.jsonl; its training loss and accuracy cannot be, and are NaN).",
+          flush=True)
+  if missing_predictions:
+    _write_final_predictions(writer.workdir, run, state, evaluation, test_labels)
+  counts = collections.Counter(row["epoch"] for row in rows)
+  gaps = [earlier for earlier in range(1, epoch) if counts[earlier] < run.num_members]
+  if gaps:
+    print(f"metrics.jsonl lacks rows of epoch(s) {gaps}; their learning-curve points are "
+          "missing (the final results do not depend on them).", flush=True)
 
 
 def _checked_dataset(config, workdir: str, dataset: Dataset | None,
@@ -169,12 +240,36 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
       (epoch - 1) * run.steps_per_epoch, batch_size=config.training.batch_size,
       chunk_size=config.population.chunk_size, mesh=run.mesh)
   state = _between_epochs(run, state, epoch)
-  epoch_metrics["achieved_sparsity"] = jax.vmap(masks.sparsity)(state.masks)
-  epoch_metrics["diverged"] = state.diverged
+  evaluation_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
+  epoch_metrics = {**sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members),
+                   **evaluation_metrics}
+  epoch_metrics["epoch_seconds"] = np.full(run.num_members, time.time() - started)
+  if is_writer():
+    writer.write_epoch(epoch, epoch_metrics)
+  try:
+    checkpoints.save_population(manager, epoch, state)
+  except BaseException:
+    # Without its checkpoint the epoch did not happen: drop its metrics now
+    # (a resumed run would drop them anyway).
+    if is_writer():
+      _forget_epoch(writer, epoch)
+    raise
+  return state, epoch_metrics, evaluation
+
+
+def _evaluate_epoch(run: experiment.Experiment, state: engine.TrainState, splits: dict,
+                    epoch: int) -> tuple[dict, dict | None]:
+  """The population's evaluation after ``epoch``: achieved sparsity, divergence, validation
+  and test metrics (on the host, padding dropped), and the test split's evaluation (on
+  the devices, for the final predictions; None for an epoch that evaluated only
+  ``training.curve_test_examples``)."""
+  config = run.config
+  epoch_metrics = {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
+                   "diverged": state.diverged}
   evaluate = lambda images, labels: engine.evaluate(
       run.model, run.method, state, run.hyper, images, labels,
-      batch_size=config.training.eval_batch_size, chunk_size=config.population.chunk_size,
-      mesh=run.mesh)
+      batch_size=min(config.training.eval_batch_size, len(labels)),
+      chunk_size=config.population.chunk_size, mesh=run.mesh)
   if config.training.evaluate_validation:
     validation = evaluate(*splits["validation"])
     epoch_metrics["validation_accuracy"] = validation["accuracy"]
@@ -192,19 +287,7 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
         evaluate(splits["test"][0][:curve_examples], subset_labels)["accuracy"]
         if evaluation is None else
         (evaluation["predictions"][:, :curve_examples] == subset_labels).mean(axis=1))
-  epoch_metrics = sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members)
-  epoch_metrics["epoch_seconds"] = np.full(run.num_members, time.time() - started)
-  if is_writer():
-    writer.write_epoch(epoch, epoch_metrics)
-  try:
-    checkpoints.save_population(manager, epoch, state)
-  except BaseException:
-    # Without its checkpoint the epoch did not happen: drop its metrics now
-    # (a resumed run would drop them anyway).
-    if is_writer():
-      _forget_epoch(writer, epoch)
-    raise
-  return state, epoch_metrics, evaluation
+  return sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members), evaluation
 
 
 def _write_final_predictions(workdir: str, run: experiment.Experiment, state: engine.TrainState,
@@ -255,7 +338,7 @@ def _check_same_data(workdir: str, dataset: Dataset) -> None:
 
 def _report(workdir: str, table: pd.DataFrame, num_epochs: int) -> pd.DataFrame:
   """Writes ``members.csv`` and prints the population summary; returns the members."""
-  members = metrics.final_member_table(table, os.path.join(workdir, METRICS_FILE))
+  members = metrics.final_member_table(table, os.path.join(workdir, METRICS_FILE), num_epochs)
   if "diverged" in members:
     members["diverged"] = members["diverged"].astype(bool)
   members.to_csv(os.path.join(workdir, MEMBERS_FILE), index=False)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from jaxsparse import analysis, checkpoints, engine, experiment, metrics, sparsify, train
+from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import default_config, validate_config
 from jaxsparse.data import Dataset
 from jaxsparse.errors import UserError
@@ -158,11 +159,18 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   discarded instead of refused (see :mod:`jaxsparse.workdir`).
   Returns the summary written to ``summary.json``.
   """
-  from jaxsparse import report  # matplotlib is imported only when a report is made
   validate_config(config)
   runs = twin_runs(config, workdir)
   for run in runs:
     validate_config(twin_config(config, run))
+  with workdir_lib.locked(workdir):  # the whole tree: the original, the twins, the report
+    return _run_study(config, workdir, runs, dataset, overwrite)
+
+
+def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinRun],
+               dataset: Dataset | None, overwrite: bool) -> dict:
+  """:func:`run_study` once the study's workdir is locked."""
+  from jaxsparse import report  # matplotlib is imported only when a report is made
   dataset = dataset or train.dataset_from_config(config)
   original_dir = os.path.join(workdir, ORIGINAL_DIR)
   print(f"== original zoo -> {original_dir}", flush=True)

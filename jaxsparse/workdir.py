@@ -22,10 +22,16 @@ scheduled on the machine, but not its results, may differ.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import fcntl
+import hashlib
 import json
 import os
 import shutil
-from typing import Any
+import socket
+import sys
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -38,6 +44,8 @@ METRICS_FILE = "metrics.jsonl"
 MEMBERS_FILE = "members.csv"
 PREDICTIONS_FILE = "predictions.npz"
 TENSORBOARD_DIR = "tensorboard"
+#: Held (``flock``) by the one command working on a workdir; see :func:`locked`.
+LOCK_FILE = ".jaxsparse.lock"
 #: What a run writes under its workdir; ``overwrite`` removes exactly these.
 RUN_OUTPUTS = (CHECKPOINT_DIR, METADATA_FILE, METRICS_FILE, MEMBERS_FILE, TENSORBOARD_DIR,
                PREDICTIONS_FILE)
@@ -117,6 +125,18 @@ def config_difference(saved: dict, current: dict) -> tuple[str, Any, Any] | None
   return None
 
 
+def run_fingerprint(metadata: dict[str, Any]) -> str:
+  """A digest of what determines a run's results: its config (fields outside
+  :func:`resumable_differences`), member table and links (a twin's original). Caches
+  derived from a run carry it, so that a cache copied from another run is not trusted."""
+  resumable = resumable_differences()
+  config = {path: value for path, value in _flatten(metadata["config"]).items()
+            if not any(path == field or path.startswith(field + ".") for field in resumable)}
+  content = {"config": config, "members": metadata["members"],
+             "original": metadata.get("original")}
+  return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def read_metadata(workdir: str) -> dict[str, Any]:
   """The parsed ``metadata.json`` of a run, or a UserError saying what is wrong with it."""
   path = os.path.join(workdir, METADATA_FILE)
@@ -153,19 +173,11 @@ def run_difference(metadata: dict, config: ml_collections.ConfigDict,
   return None
 
 
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
-                    overwrite: bool = False, links: dict | None = None) -> None:
-  """Makes sure ``workdir`` can hold the run of ``config``, before anything is written.
-
-  ``links`` are the metadata entries the run will record (a twin's original
-  and its epoch): a run linked elsewhere is another run, like one of another
-  config.
-
-  Raises:
-    UserError: the workdir cannot be created or written, or it holds a run
-      of another config (unless ``overwrite``, which then removes that run's
-      outputs and nothing else), or a checkpoint without its metadata.
-  """
+def _ensure_directory(workdir: str) -> None:
+  """Creates ``workdir`` if needed and checks that this process can write to it."""
+  if os.path.islink(workdir) and not os.path.exists(workdir):
+    raise UserError(f"--workdir={workdir} is a symbolic link to {os.readlink(workdir)}, which "
+                    "does not exist; create its target or choose another --workdir")
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f"--workdir={workdir} is a file, not a directory; choose another --workdir")
   try:
@@ -179,19 +191,120 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
     raise UserError(f"cannot write to --workdir={workdir} ({error.strerror}); choose a "
                     "writable directory") from error
 
+
+#: Lock files this process holds: directory (real path) -> open file descriptor.
+_HELD_LOCKS: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def locked(workdir: str) -> Iterator[None]:
+  """Holds ``workdir``'s lock for the block, so that one command at a time works on it.
+
+  The lock is an exclusive ``flock`` on ``workdir/.jaxsparse.lock``, which
+  names its holder; the kernel releases it when the holder exits in any way
+  (even SIGKILL), so a lock file left by a dead process never blocks. A
+  directory inside a locked one (a twins study's runs) counts as locked by
+  the study's holder. Nested use in one process (the study, then each of
+  its runs) takes nothing more. Only process 0 of a multi-host run locks.
+
+  Raises:
+    UserError: another command holds the lock of ``workdir`` or of a
+      directory around it (the message names it), or ``workdir`` cannot be
+      created or written.
+  """
+  _ensure_directory(workdir)
+  path = os.path.realpath(workdir)
+  if jax.process_index() != 0 or _held_around(path):
+    yield
+    return
+  descriptor = _acquire(path)
+  _HELD_LOCKS[path] = descriptor
+  try:
+    yield
+  finally:
+    del _HELD_LOCKS[path]
+    with contextlib.suppress(OSError):
+      os.remove(os.path.join(path, LOCK_FILE))
+    os.close(descriptor)
+
+
+def _held_around(path: str) -> bool:
+  """Whether this process holds the lock of ``path`` or of a directory around it; refuses
+  when another process holds one of those around it."""
+  directory = path
+  while True:
+    if directory in _HELD_LOCKS:
+      return True
+    if directory != path and os.path.exists(os.path.join(directory, LOCK_FILE)):
+      os.close(_acquire(directory, inside=path))  # refuses if held; released at once
+    parent = os.path.dirname(directory)
+    if parent == directory:
+      return False
+    directory = parent
+
+
+def _acquire(directory: str, inside: str | None = None) -> int:
+  """The descriptor of ``directory``'s lock file, exclusively locked and naming this process."""
+  lock_path = os.path.join(directory, LOCK_FILE)
+  while True:
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(descriptor, 1000).decode(errors="replace").strip() or "unknown"
+      os.close(descriptor)
+      where = directory if inside is None else f"{inside} (inside {directory})"
+      raise UserError(f"{where} is in use by another jaxsparse command ({holder}); wait for it "
+                      "to finish or stop it, or use another --workdir") from None
+    # The holder before us may have removed the file between our open and our lock.
+    with contextlib.suppress(FileNotFoundError):
+      if os.stat(lock_path).st_ino == os.fstat(descriptor).st_ino:
+        break
+    os.close(descriptor)
+  started = datetime.datetime.now().isoformat(timespec="seconds")
+  holder = f"pid {os.getpid()} on {socket.gethostname()} since {started}: {' '.join(sys.argv)}"
+  os.ftruncate(descriptor, 0)
+  os.write(descriptor, holder.encode())
+  return descriptor
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether ``workdir/checkpoints`` holds anything (a complete or partial checkpoint)."""
+  directory = os.path.join(workdir, CHECKPOINT_DIR)
+  return os.path.isdir(directory) and bool(os.listdir(directory))
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
+                    overwrite: bool = False, links: dict | None = None) -> None:
+  """Makes sure ``workdir`` can hold the run of ``config``, before anything is written.
+
+  ``links`` are the metadata entries the run will record (a twin's original
+  and its epoch): a run linked elsewhere is another run, like one of another
+  config. A run that never completed a checkpoint (it failed before the end
+  of its first epoch) holds nothing to resume and is replaced.
+
+  Raises:
+    UserError: the workdir cannot be created or written, or it holds a run
+      of another config (unless ``overwrite``, which then removes that run's
+      outputs and nothing else), or checkpoints without jaxsparse's metadata
+      (which ``overwrite`` does not remove either: jaxsparse did not write
+      them, as far as it can tell).
+  """
+  _ensure_directory(workdir)
   has_metadata = os.path.exists(os.path.join(workdir, METADATA_FILE))
-  has_checkpoints = os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)) and \
-      bool(os.listdir(os.path.join(workdir, CHECKPOINT_DIR)))
-  if not has_metadata and not has_checkpoints:
+  if not has_metadata and has_checkpoint(workdir):
+    raise UserError(f"{workdir} holds checkpoints but no {METADATA_FILE}, so they cannot be "
+                    "checked against this config (nor are they known to be jaxsparse's, so "
+                    "--overwrite leaves them); move them away or use another --workdir")
+  if not has_metadata:
+    return
+  if not has_checkpoint(workdir) and jax.process_index() == 0:
+    _remove_outputs(workdir)  # a run that failed before its first checkpoint
     return
   if overwrite:
     if jax.process_index() == 0:
       _discard_run(workdir, config, links)
     return
-  if not has_metadata:
-    raise UserError(f"{workdir} holds checkpoints but no {METADATA_FILE}, so they cannot be "
-                    "checked against this config; use another --workdir, or --overwrite to "
-                    "discard them")
   difference = run_difference(read_metadata(workdir), config, links)
   if difference is not None:
     field, saved, current = difference
@@ -207,6 +320,11 @@ def _discard_run(workdir: str, config: ml_collections.ConfigDict, links: dict | 
   except UserError:
     pass  # unreadable metadata: the run cannot be resumed, so it goes
   print(f"Overwriting the run in {workdir} (another config).", flush=True)
+  _remove_outputs(workdir)
+
+
+def _remove_outputs(workdir: str) -> None:
+  """Removes what a run writes (:data:`RUN_OUTPUTS`) and nothing else."""
   for name in RUN_OUTPUTS:
     path = os.path.join(workdir, name)
     if os.path.isdir(path):
