@@ -8,6 +8,7 @@ with one line that names the field, the value and what is allowed.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 
 import ml_collections
@@ -223,6 +224,9 @@ def _check_data(settings) -> None:
   for field in ("image_size", "train_examples"):
     if settings[field] < 0:
       _fail(f"data.{field}", settings[field], "use 0 (off) or a positive number")
+  for field in ("mean", "std"):
+    if not _is_number(settings[field]):
+      _fail(f"data.{field}", settings[field], "use a finite number")
   if not settings.std > 0:
     _fail("data.std", settings.std, "use a positive number")
 
@@ -259,7 +263,10 @@ def _check_grid(grid) -> None:
     if len(values) == 0:
       _fail(f"population.grid.{field}", values,
             "the population would have 0 members; list at least one value")
+    _check_distinct(f"population.grid.{field}", values)
     for value in values:
+      if field not in CATEGORICAL_FIELDS and not _is_number(value):
+        _fail(f"population.grid.{field}", value, "use finite numbers")
       if field in CATEGORICAL_FIELDS and value not in CATEGORICAL_FIELDS[field]:
         _fail(f"population.grid.{field}", value,
               f"use values from {', '.join(CATEGORICAL_FIELDS[field])}")
@@ -269,6 +276,23 @@ def _check_grid(grid) -> None:
         _fail(f"population.grid.{field}", value, "weight decay must be >= 0")
       if field in ("momentum", "dropout_rate", "sparsity") and not 0 <= value < 1:
         _fail(f"population.grid.{field}", value, "use a value in [0, 1)")
+
+
+def _is_number(value) -> bool:
+  """A finite int or float (not a bool, a string or NaN)."""
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def _check_distinct(field: str, values) -> None:
+  """Each value of a list that makes members (or runs) once: a repeat would make identical
+  members, counted twice in every statistic (and a repeated tuple override on the command
+  line joins the two tuples)."""
+  seen = []
+  for value in values:
+    if value in seen:
+      _fail(field, tuple(values), f"{value!r} is listed twice; list each value once")
+    seen.append(value)
 
 
 def _check_method(config) -> None:
@@ -297,6 +321,10 @@ def _check_method_grid(config, spec: sparsify.MethodDeclaration) -> None:
     if not isinstance(values, (tuple, list)):
       _fail(where, values, f"list the values, e.g. ({values!r},), or () for "
             f"config.sparsify.{field}")
+    _check_distinct(where, values)
+    for value in values:
+      if isinstance(value, float) and not math.isfinite(value):
+        _fail(where, value, "use finite numbers")
     if len(values) and config.job == "twins":
       _fail(where, values, "the twins study sets the method settings of each twin run itself; "
             "use ()")
@@ -322,9 +350,14 @@ def _check_twins(config) -> None:
   if config.job == "twins" and not twins.methods:
     _fail("twins.methods", twins.methods,
           f"list the methods to derive twins with, e.g. {twin_methods()[:2]!r}")
+  _check_distinct("twins.methods", twins.methods)
+  _check_distinct("twins.scopes", twins.scopes)
   fields = sparsify.config_fields()
   for levels_field, level in sparsify.twin_levels().items():
+    _check_distinct(f"twins.{levels_field}", twins[levels_field])
     for value in twins[levels_field]:
+      if not _is_number(value):
+        _fail(f"twins.{levels_field}", value, "use finite numbers")
       if level.setting == "sparsity":
         allowed = None if 0 <= value < 1 else "use values in [0, 1)"
       else:

@@ -11,10 +11,11 @@ import json
 import math
 from typing import Any, NamedTuple
 
+import jax
 import ml_collections
 import pandas as pd
 
-from jaxsparse import models, population, sharding, sparsify
+from jaxsparse import masks, models, population, sharding, sparsify
 from jaxsparse.config import completed_config
 from jaxsparse.data import Dataset
 from jaxsparse.errors import UserError
@@ -112,6 +113,8 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
     table = member_table(config, declaration)
     if method.copies > 1:
       table = population.with_copies(table, method.copies)
+  if declaration.uses_target_sparsity:
+    _check_targets(model, table)
   hyper = population.member_hyperparameters(table)
   mesh = None
   if sharded:
@@ -119,6 +122,27 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
     hyper = sharding.shard_members(
         sharding.pad_members(hyper, sharding.padded_size(len(table), mesh)), mesh)
   return Experiment(config, model, method, declaration, table, hyper, mesh, steps_per_epoch)
+
+
+def _check_targets(model: models.Model, table: pd.DataFrame) -> None:
+  """Every target sparsity leaves at least one weight in the model's smallest prunable layer
+  (a target of 0.9999 would otherwise prune whole layers, and the members predict a
+  constant)."""
+  shapes = jax.eval_shape(lambda key: models.init_variables(model, key), jax.random.PRNGKey(0))
+  shapes = shapes["params"]
+  sizes = {jax.tree_util.keystr(path): leaf.size
+           for path, leaf in jax.tree_util.tree_leaves_with_path(shapes)
+           if masks.is_prunable(path, leaf)}
+  if not sizes:
+    return
+  layer = min(sizes, key=sizes.get)
+  smallest = sizes[layer]
+  for target in sorted(set(table["sparsity"]), reverse=True):
+    if round(target * smallest) >= smallest:
+      most = math.floor((1 - 1 / smallest) * 1000) / 1000
+      raise UserError(f"config.population.grid.sparsity={target!r} is invalid: it prunes every "
+                      f"weight of {model.name}'s smallest layer ({layer}, {smallest} weights); "
+                      f"use at most {most:g}")
 
 
 def from_metadata(metadata: dict[str, Any]) -> Experiment:

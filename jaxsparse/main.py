@@ -10,7 +10,10 @@ resumes from the latest complete checkpoint.
 """
 
 import errno
+import os
+import signal
 import sys
+import threading
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -47,13 +50,44 @@ def _unknown_override(argv: list[str]) -> str | None:
   return None
 
 
+def _config_argument(argv: list[str]) -> str | None:
+  """The value of ``--config`` in ``argv`` (None if absent)."""
+  for index, argument in enumerate(argv):
+    if argument.startswith("--config="):
+      return argument[len("--config="):]
+    if argument == "--config" and index + 1 < len(argv):
+      return argv[index + 1]
+  return None
+
+
+def _check_arguments(argv: list[str]) -> None:
+  """Mistakes absl and ml_collections would turn into tracebacks or silently wrong configs."""
+  import os
+  config = _config_argument(argv)
+  if config is not None:
+    path = config if os.path.exists(config) else config.partition(":")[0]
+    if not os.path.isfile(path):
+      _fail(f"--config={config}: there is no file {path}; give a config file such as "
+            "configs/default.py")
+  overrides = [argument[len("--config."):].split("=", 1)[0] for argument in argv
+               if argument.startswith("--config.")]
+  for field in overrides:
+    if overrides.count(field) > 1:
+      _fail(f"--config.{field} is given {overrides.count(field)} times (ml_collections would "
+            "join repeated tuples, multiplying the population); give it once")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with one-line errors instead of usage text or tracebacks."""
+  _check_arguments(argv)
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
     _fail(str(error))
   except (AttributeError, KeyError) as error:
+    if "get_config" in str(error):
+      _fail(f"--config={_config_argument(argv)} defines no get_config(); a config file defines "
+            "get_config() returning an ml_collections.ConfigDict (see configs/default.py)")
     # ml_collections raises these, deep in flag parsing, for an unknown override.
     field = _unknown_override(argv)
     _fail(f"config.{field} is not a known field; see jaxsparse/config.py for the fields"
@@ -67,9 +101,50 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   # Local imports keep `--help` and flag errors fast.
   try:
-    run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value)
+    run_interruptibly(lambda: run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value),
+                      _WORKDIR.value)
   except UserError as error:
     _fail(str(error))
+
+
+def run_interruptibly(job, workdir: str) -> None:
+  """Runs ``job`` so that Ctrl-C (SIGINT) or SIGTERM stops the process within a second.
+
+  A compiled epoch cannot be interrupted from Python, so the job runs in a
+  worker thread while the main thread waits for it and for a signal. On a
+  signal the process exits at once (status 128 + the signal's number) with
+  one line saying how to resume. This is as safe as SIGKILL, which every
+  point of a run survives: checkpoints are renamed into place when complete,
+  metrics beyond the last checkpoint are dropped on resume, and the other
+  files are written atomically. The job's own exceptions are re-raised here.
+  """
+  outcome: dict[str, BaseException] = {}
+
+  def target():
+    try:
+      job()
+    except BaseException as error:  # re-raised in the main thread
+      outcome["error"] = error
+
+  received: list[int] = []
+  handlers = {number: signal.signal(number, lambda number, _: received.append(number))
+              for number in (signal.SIGINT, signal.SIGTERM)}
+  worker = threading.Thread(target=target, name="jaxsparse-job", daemon=True)
+  worker.start()
+  try:
+    while worker.is_alive() and not received:
+      worker.join(0.2)
+  finally:
+    for number, handler in handlers.items():
+      signal.signal(number, handler)
+  if received:
+    print(f"\nStopped by {signal.Signals(received[0]).name}; the complete checkpoints in "
+          f"{workdir} are kept; run the same command to resume from the last one.",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + received[0])
+  if "error" in outcome:
+    raise outcome["error"]
 
 
 def start_distributed(config) -> None:

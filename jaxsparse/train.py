@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from jaxsparse import checkpoints, engine, experiment, masks, metrics, sharding
+from jaxsparse import checkpoints, engine, experiment, masks, memory, metrics, sharding
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import validate_config
 from jaxsparse.data import Dataset, check_dataset, load_dataset
@@ -84,6 +84,8 @@ def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variable
   try:
     dataset = _checked_dataset(config, workdir, dataset, start_epoch)
     run = experiment.setup(config, experiment.data_shape(dataset), sharded=True)
+    memory.check_fits(run, sum(len(split[1]) for split in _splits(dataset).values()),
+                      dataset.input_shape)
     if is_writer():
       workdir_lib.write_metadata(workdir, run.config, dataset.input_shape, dataset.num_classes,
                                  run.table, run.declaration.module, links)

@@ -144,7 +144,8 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
   run = experiment.from_metadata(read_metadata(workdir))
   evaluation = engine.evaluate(run.model, run.method, state, run.hyper,
                                jax.numpy.asarray(dataset.test_images),
-                               jax.numpy.asarray(dataset.test_labels), batch_size=batch_size)
+                               jax.numpy.asarray(dataset.test_labels),
+                               batch_size=min(batch_size, len(dataset.test_labels)))
   record = metrics.prediction_record(state.masks, state.diverged, evaluation,
                                      dataset.test_labels)
   metrics.write_predictions(workdir, record)
@@ -172,6 +173,8 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
   """:func:`run_study` once the study's workdir is locked."""
   from jaxsparse import report  # matplotlib is imported only when a report is made
   dataset = dataset or train.dataset_from_config(config)
+  for run in runs:  # model-dependent checks (e.g. a level that prunes whole layers), up front
+    experiment.setup(twin_config(config, run), experiment.data_shape(dataset))
   original_dir = os.path.join(workdir, ORIGINAL_DIR)
   print(f"== original zoo -> {original_dir}", flush=True)
   train.train_and_evaluate(original_config(config), original_dir, dataset, overwrite=overwrite)

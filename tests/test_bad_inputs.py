@@ -9,12 +9,13 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from jaxsparse import checkpoints, main
+from jaxsparse import checkpoints, main, memory
 from jaxsparse.errors import UserError
 from jaxsparse.train import train_and_evaluate
 
@@ -22,6 +23,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from conftest import files_under, make_tiny_config, random_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DATA = random_dataset(num_train=64)
 
@@ -44,6 +47,8 @@ def _trained(directory):
 def _snapshot(directory):
   """Every file under ``directory`` with the hash of its bytes."""
   def digest(path):
+    if os.path.islink(path):
+      return "link to " + os.readlink(path)
     with open(path, "rb") as file:
       return hashlib.sha256(file.read()).hexdigest()
   return files_under(directory, digest)
@@ -90,6 +95,16 @@ def _changed(field, value):
   return _train(config)
 
 
+def _changed_new(field, value, method=None):
+  """Trains a changed config in a new directory ``new`` of the run."""
+  config = _config()
+  section, name = field.rsplit(".", 1)
+  config[section][name] = value
+  if method:
+    config.sparsify.method = method
+  return _train(config, subdirectory="new")
+
+
 def _write(name, text=None, truncate_to=None):
   def write(run):
     with open(os.path.join(run, name), "r+" if truncate_to else "w") as file:
@@ -123,6 +138,84 @@ def _shrunk_images(size):
   return DATA._replace(train_images=crop(DATA.train_images),
                        validation_images=crop(DATA.validation_images),
                        test_images=crop(DATA.test_images))
+
+
+def _overwrite_bytes(run):
+  """Overwrites 4 bytes in the middle of the largest data file of the last checkpoint."""
+  files = [os.path.join(root, name) for root, _, names in
+           os.walk(os.path.join(run, "checkpoints", "2")) for name in names
+           if os.sep + "d" in root]
+  path = max(files, key=os.path.getsize)
+  with open(path, "r+b") as file:
+    file.seek(os.path.getsize(path) // 2)
+    file.write(b"\xff\xff\x7f\x7f")
+
+
+def _edit_members(edit):
+  def change(run):
+    path = os.path.join(run, "metadata.json")
+    with open(path) as file:
+      metadata = json.load(file)
+    edit(metadata["members"])
+    with open(path, "w") as file:
+      json.dump(metadata, file)
+  return change
+
+
+HOLDERS = []
+
+
+def _hold_lock(run):
+  """Another command working on the run (a process holding its lock)."""
+  holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                             "from jaxsparse.workdir import locked\n"
+                             "with locked(sys.argv[1]):\n print('held', flush=True)\n"
+                             " time.sleep(300)\n", run],
+                            stdout=subprocess.PIPE, text=True)
+  HOLDERS.append(holder)
+  assert holder.stdout.readline().strip() == "held"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _stop_holders():
+  yield
+  for holder in HOLDERS:
+    holder.kill()
+
+
+def _dangling_link(run):
+  os.symlink(os.path.join(run, "gone"), os.path.join(run, "link"))
+
+
+def _foreign_checkpoints(run):
+  """A directory that never held a jaxsparse run, with directories of the same names."""
+  for name in os.listdir(run):
+    path = os.path.join(run, name)
+    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+  for name in ("checkpoints", "tensorboard"):
+    os.makedirs(os.path.join(run, name, "mine"))
+    with open(os.path.join(run, name, "mine", "weights.pt"), "w") as file:
+      file.write("someone else's")
+
+
+def _too_large(run, monkeypatch):
+  monkeypatch.setattr(memory, "available_bytes", lambda: 2**25)
+  config = _config()
+  config.population.num_seeds = 64
+  train_and_evaluate(config, os.path.join(run, "new"), DATA)
+
+
+def _cli(*arguments):
+  """The command line; its one-line error as a UserError."""
+  def run_cli(run):
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxsparse.main", *(argument.format(run=run) for argument in
+                                                   arguments)],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=120)
+    if result.returncode:
+      assert "Traceback" not in result.stderr, result.stderr
+      raise UserError(result.stderr.strip().removeprefix("error: "))
+  return run_cli
 
 
 #: (description, what breaks the finished run ``run`` first or None, the action that must
@@ -170,6 +263,48 @@ CASES = [
      _train(data=DATA._replace(num_classes=1), subdirectory="new"), "at least 2"),
     ("disk full while writing a checkpoint", _interrupted_after_epoch_1, _disk_full,
      "No space left on device"),
+    ("another command works on the workdir", _hold_lock, _train(),
+     "in use by another jaxsparse command (pid"),
+    ("another command works on the study around the workdir", _hold_lock,
+     _train(subdirectory="original"), "(inside"),
+    ("4 bytes of a checkpoint overwritten", lambda run: (_overwrite_bytes(run), _unfinish(run)),
+     _train(), "is damaged ("),
+    ("a member's learning rate edited in metadata.json",
+     _edit_members(lambda members: members[1].__setitem__("learning_rate", 0.5)),
+     lambda run: checkpoints.load_population(run), "member 1 learning_rate=0.5"),
+    ("the member list in metadata.json cut short", _edit_members(lambda members: members.pop()),
+     lambda run: checkpoints.load_population(run), "lists 1 members"),
+    ("a dangling symbolic link as --workdir", _dangling_link, _train(subdirectory="link"),
+     "which does not exist"),
+    ("--overwrite on a directory whose checkpoints/ jaxsparse did not write",
+     _foreign_checkpoints, lambda run: train_and_evaluate(_config(), run, DATA, overwrite=True),
+     "--overwrite leaves them"),
+    ("a target sparsity that prunes whole layers", None,
+     _changed_new("population.grid.sparsity", (0.9999,), method="magnitude"),
+     "prunes every weight"),
+    ("a population too large for memory", None, _too_large, "chunk_size"),
+    ("a config path that does not exist", None,
+     _cli("--config=configs/nope.py", "--workdir={run}/new"), "there is no file"),
+    ("a config file without get_config()", lambda run: open(
+        os.path.join(run, "..", "no_get_config.py"), "w").write("CONFIG = 1\n"),
+     _cli("--config={run}/../no_get_config.py", "--workdir={run}/new"),
+     "defines no get_config()"),
+    ("a tuple override given twice", None,
+     _cli("--config=configs/default.py", "--config.population.grid.learning_rate=(1e-3,)",
+          "--config.population.grid.learning_rate=(1e-3,)", "--workdir={run}/new"),
+     "given 2 times"),
+    ("a string in a numeric tuple", None,
+     _cli("--config=configs/default.py", "--config.population.grid.learning_rate=('1e-3',)",
+          "--workdir={run}/new"), "use finite numbers"),
+    ("an empty method list for the twins study", None,
+     _cli("--config=configs/twins_paper.py", "--config.twins.methods=()",
+          "--workdir={run}/new"), "list the methods"),
+    ("a repeated twin level", None,
+     _cli("--config=configs/twins_paper.py", "--config.twins.sparsities=(0.5,0.5)",
+          "--workdir={run}/new"), "listed twice"),
+    ("a non-finite normalisation", None,
+     _cli("--config=configs/default.py", "--config.data.std=nan", "--workdir={run}/new"),
+     "use a finite number"),
 ]
 
 

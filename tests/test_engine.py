@@ -39,22 +39,62 @@ def cnn_population():
   return data, model, table, state, metrics
 
 
-# Member 0 (tanh, uniform init, Adam) fails on the 2026-11-22 machine with the
-# code that passed on 2026-11-21: its weights differ from the member alone by
-# up to 8.5e-5 (1.8 % relative) after 10 steps, on the old tree as well as
-# this one; not yet explained. Kept visible, not loosened.
-MEMBER_0 = pytest.param(0, marks=[pytest.mark.slow, pytest.mark.xfail(
-    reason="member 0 differs from itself alone on this CPU (pre-existing, under investigation)",
-    strict=False)])
+def rounding_sensitivity(model, row, data):
+  """Per leaf, how far one member's trained weights move between two implementations of the
+  same convolution (im2col matmuls and XLA's convolution): the distance that the order of
+  float32 sums alone makes over these steps.
+
+  Adam divides by the root of the squared-gradient average, so a gradient near zero whose
+  rounding changes moves its weight by up to the learning rate per step: an exact claim
+  cannot be tested bit for bit in float32, nor at one fixed tolerance for every member.
+  """
+  runs = []
+  for implementation in ("im2col", "xla"):
+    other = models.get_model(model.name, model.input_shape, 10, implementation)
+    runs.append(train_population(other, DENSE, row, data)[0].params)
+  return jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), *runs)
 
 
-@pytest.mark.parametrize("index", [MEMBER_0, 5, *(pytest.param(i, marks=pytest.mark.slow)
-                                                  for i in (11, 15))])
+@pytest.mark.parametrize("index", [0, *(pytest.param(i, marks=pytest.mark.slow)
+                                        for i in (5, 11, 15))])
 def test_member_in_population_equals_member_alone(cnn_population, index):
+  """A member trained inside a population is the member trained alone: the same data order
+  (its key, compared exactly) and the same weights up to float32 rounding. vmap changes
+  the order of the sums in convolutions and matmuls, so the weights are compared at 10x
+  the distance another order of the same sums makes over the same steps
+  (:func:`rounding_sensitivity`), plus 2e-6. A wrong hyperparameter, initialisation,
+  activation or data order moves them by orders of magnitude more."""
   data, model, table, state, _ = cnn_population
-  alone, _ = train(model, table.iloc[[index]].reset_index(drop=True), data)
-  assert_trees_close(engine.member(state.params, index), engine.member(alone.params, 0))
+  row = table.iloc[[index]].reset_index(drop=True)
+  alone, _ = train(model, row, data)
   np.testing.assert_array_equal(engine.member(state.key, index), engine.member(alone.key, 0))
+  noise = rounding_sensitivity(model, row, data)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(engine.member(state.params, index)):
+    difference = float(jnp.max(jnp.abs(leaf - _leaf(alone.params, path, member=0))))
+    tolerance = 10 * _leaf(noise, path) + 2e-6
+    assert difference <= tolerance, (jax.tree_util.keystr(path), difference, tolerance)
+
+
+@pytest.mark.slow
+def test_alone_comparison_detects_another_learning_rate(cnn_population):
+  """The tolerance of the test above is tight enough to see a 10 % change of one
+  hyperparameter over one epoch."""
+  data, model, table, state, _ = cnn_population
+  row = table.iloc[[5]].reset_index(drop=True)
+  changed = row.assign(learning_rate=row["learning_rate"] * 1.1)
+  other, _ = train(model, changed, data)
+  noise = rounding_sensitivity(model, row, data)
+  differences = [float(jnp.max(jnp.abs(leaf - _leaf(other.params, path, member=0))))
+                 > 10 * _leaf(noise, path) + 2e-6
+                 for path, leaf in jax.tree_util.tree_leaves_with_path(
+                     engine.member(state.params, 5))]
+  assert all(differences)
+
+
+def _leaf(tree, path, member=None):
+  for key in path:
+    tree = tree[key.key]
+  return tree if member is None else tree[member]
 
 
 def test_members_differ_and_learn(cnn_population):

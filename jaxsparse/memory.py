@@ -1,0 +1,114 @@
+"""A population's memory, estimated before anything is compiled, against what the device has.
+
+A population too large for memory otherwise fails deep inside XLA (an
+allocation error for terabytes, or the kernel's out-of-memory killer) after
+minutes of compiling. :func:`check_fits` names the problem and the fix
+(``config.population.chunk_size``, fewer members or more devices) first.
+
+The estimate is deliberately rough: the population's state (every member's
+weights, optimizer state, masks and method state, exact), the data splits
+held on the device (exact), and the activations of the members trained at
+once (batch x the sum of the model's layer outputs per example, times
+:data:`ACTIVATION_FACTOR` for the backward pass's buffers and the
+gradients' temporaries).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsparse import engine, sharding
+from jaxsparse.errors import UserError
+
+#: Bytes counted per activation element while training: float32 for the forward
+#: value, its gradient and one temporary (a rough bound, not a measurement).
+ACTIVATION_FACTOR = 3 * 4
+#: Share of the available memory a population may plan to use.
+USABLE_SHARE = 0.9
+
+
+class MemoryEstimate(NamedTuple):
+  """Bytes a population needs on one device: state, data and the activations of the
+  members trained at once (``members_at_once``)."""
+  state: int
+  data: int
+  activations: int
+  members_at_once: int
+
+  @property
+  def total(self) -> int:
+    """All of it."""
+    return self.state + self.data + self.activations
+
+
+def activation_elements(model) -> int:
+  """Elements of every layer's output for one example (without running the model)."""
+  dummy = jnp.zeros((1, *model.input_shape), jnp.float32)
+
+  def forward(dummy):
+    variables = model.module.init(jax.random.PRNGKey(0), dummy, activation=0,
+                                  dropout_rate=0.0, train=False)
+    _, state = model.module.apply(variables, dummy, activation=0, dropout_rate=0.0,
+                                  train=False, capture_intermediates=True,
+                                  mutable=["intermediates"])
+    return state["intermediates"]
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(jax.eval_shape(forward, dummy)))
+
+
+def estimate(run, num_examples: int, image_shape: tuple[int, ...]) -> MemoryEstimate:
+  """The :class:`MemoryEstimate` of ``run`` (an :class:`jaxsparse.experiment.Experiment`)
+  on one of its devices, for data of ``num_examples`` images of ``image_shape``."""
+  shards = sharding.num_shards(run.mesh)
+  abstract = jax.eval_shape(engine.init_population, run.model, run.method, run.hyper)
+  state = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract)) // shards
+  data = num_examples * math.prod(image_shape) * 4
+  per_device = -(-run.padded_size // shards)
+  at_once = min(run.config.population.chunk_size or per_device, per_device)
+  training = run.config.training
+  per_member = activation_elements(run.model) * ACTIVATION_FACTOR * training.batch_size
+  return MemoryEstimate(state, data, at_once * per_member, at_once)
+
+
+def available_bytes() -> int | None:
+  """Memory a computation may use on the first local device (None when unknown)."""
+  device = jax.local_devices()[0]
+  if device.platform != "cpu":
+    stats = device.memory_stats() or {}
+    return stats.get("bytes_limit")
+  try:
+    with open("/proc/meminfo") as file:
+      fields = dict(line.split(":", 1) for line in file)
+    return int(fields["MemAvailable"].split()[0]) * 1024
+  except (OSError, KeyError, ValueError):
+    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else None
+    return pages * os.sysconf("SC_PAGE_SIZE") if pages else None
+
+
+def check_fits(run, num_examples: int, image_shape: tuple[int, ...],
+               available: int | None = None) -> MemoryEstimate:
+  """Raises :class:`UserError` if ``run`` would not fit in ``available`` bytes (default:
+  :func:`available_bytes`), naming the estimate and the fix. Returns the estimate."""
+  needed = estimate(run, num_examples, image_shape)
+  available = available_bytes() if available is None else available
+  if available is None or needed.total <= USABLE_SHARE * available:
+    return needed
+  gib = lambda value: f"{value / 2**30:.1f} GiB"
+  room = USABLE_SHARE * available - needed.state - needed.data
+  per_member = needed.activations / needed.members_at_once
+  if room >= per_member:
+    fix = (f"set config.population.chunk_size={int(room // per_member)} or less (members "
+           "trained at once on a device)")
+  else:
+    fix = ("the members' state alone does not fit: train fewer members, or split them over "
+           "more devices (config.population.num_devices)")
+  raise UserError(
+      f"the population needs about {gib(needed.total)} per device (state {gib(needed.state)}, "
+      f"data {gib(needed.data)}, activations {gib(needed.activations)} for "
+      f"{needed.members_at_once} members at once), more than the {gib(available)} available; "
+      f"{fix}")

@@ -1,0 +1,80 @@
+"""Ctrl-C and SIGTERM stop a run within seconds, keep its checkpoints and say how to resume;
+a second command on a busy workdir is refused (end to end through the command line)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _command(workdir):
+  # 16 members of CNN-s on 1,200 digits at batch 10: epochs of several seconds.
+  return [sys.executable, "-m", "jaxsparse.main", "--config=configs/zoo.py",
+          f"--workdir={workdir}", "--config.data.name=digits", "--config.data.image_size=28",
+          "--config.data.validation_size=300", "--config.population.num_seeds=4",
+          "--config.population.grid.activation=('tanh','relu')",
+          "--config.population.grid.learning_rate=(1e-3,3e-4)",
+          "--config.training.batch_size=10", "--config.training.num_epochs=40",
+          "--config.logging.progress_bar=False"]
+
+
+def _start(workdir):
+  return subprocess.Popen(_command(workdir), cwd=REPOSITORY, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, timeout=300):
+  deadline = time.time() + timeout
+  while not condition():
+    assert time.time() < deadline, "timed out"
+    time.sleep(0.2)
+
+
+def _stop(process, number):
+  """Sends ``number``; returns (seconds until the process ended, exit status, stdout, stderr)."""
+  process.send_signal(number)
+  sent = time.time()
+  stdout, stderr = process.communicate(timeout=120)
+  return time.time() - sent, process.returncode, stdout, stderr
+
+
+def test_signals_stop_within_seconds_and_a_busy_workdir_is_refused(tmp_path):
+  workdir = tmp_path / "run"
+  first = _start(workdir)
+  try:
+    _wait_for(lambda: (workdir / "checkpoints" / "1" / "checksums.json").exists())
+    second = subprocess.run(_command(workdir), cwd=REPOSITORY, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines() == [
+        line for line in second.stderr.strip().splitlines() if line.startswith("error:")]
+    assert f"in use by another jaxsparse command (pid {first.pid}" in second.stderr
+    time.sleep(1.0)  # inside epoch 2's compiled call
+    seconds, status, _, stderr = _stop(first, signal.SIGTERM)
+  finally:
+    first.kill()
+  epoch_seconds = json.loads(open(workdir / "metrics.jsonl").readline())["epoch_seconds"]
+  assert status == 128 + signal.SIGTERM
+  assert seconds < 3 < epoch_seconds, (seconds, epoch_seconds)
+  assert "Traceback" not in stderr
+  assert stderr.strip().splitlines()[-1].startswith("Stopped by SIGTERM")
+  assert "run the same command to resume" in stderr
+
+  resumed = _start(workdir)
+  try:
+    _wait_for(lambda: (workdir / "checkpoints" / "2" / "checksums.json").exists())
+    seconds, status, stdout, _ = _stop(resumed, signal.SIGINT)
+  finally:
+    resumed.kill()
+  assert status == 128 + signal.SIGINT and seconds < 3
+  assert "Resuming from the checkpoint of epoch 1" in stdout
+  rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+  assert {row["epoch"] for row in rows} >= {1, 2}
