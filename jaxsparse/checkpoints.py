@@ -31,7 +31,7 @@ import pandas as pd
 
 from jaxsparse import engine, experiment, models, population, sharding, sparsify
 from jaxsparse.errors import UserError
-from jaxsparse.workdir import CHECKPOINT_DIR, read_metadata
+from jaxsparse.workdir import CHECKPOINT_DIR, METADATA_FILE, read_metadata
 
 CHECKSUM_FILE = "checksums.json"
 
@@ -185,7 +185,7 @@ def load_population(workdir: str, epoch: int | None = None
     The population state (leaves with a leading member axis) and the member
     table (one row per member: hyperparameters and seed).
   """
-  run = experiment.from_metadata(read_metadata(workdir))
+  run = experiment.from_metadata(read_metadata(workdir), os.path.join(workdir, METADATA_FILE))
   manager = checkpoint_manager(workdir)
   try:
     return restore_members(manager, run.model, run.method, run.table, epoch), run.table

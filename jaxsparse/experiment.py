@@ -145,7 +145,7 @@ def _check_targets(model: models.Model, table: pd.DataFrame) -> None:
                       f"use at most {most:g}")
 
 
-def from_metadata(metadata: dict[str, Any]) -> Experiment:
+def from_metadata(metadata: dict[str, Any], path: str = "metadata.json") -> Experiment:
   """The setup of a run on disk, from its ``metadata.json`` (for loading and evaluating it).
 
   The method's module is imported first (a method from a user's module
@@ -161,24 +161,24 @@ def from_metadata(metadata: dict[str, Any]) -> Experiment:
   config = ml_collections.ConfigDict(metadata["config"])
   data = DataShape(tuple(metadata["input_shape"]), metadata["num_classes"])
   run = setup(config, data)
-  _check_member_table(metadata["members"], run.table)
+  _check_member_table(metadata["members"], run.table, path)
   return run
 
 
-def _check_member_table(saved: list, expected: pd.DataFrame) -> None:
+def _check_member_table(saved: list, expected: pd.DataFrame, path: str) -> None:
   """A member table in ``metadata.json`` must be the one its config expands to: a table
   edited by hand (another learning rate, fewer members, a value's type) is not trusted."""
   expected_rows = json.loads(expected.to_json(orient="records"))
   if not isinstance(saved, list) or len(saved) != len(expected_rows):
     count = len(saved) if isinstance(saved, list) else type(saved).__name__
-    raise UserError(f"metadata.json lists {count} members, but its config makes "
+    raise UserError(f"{path} lists {count} members, but its config makes "
                     f"{len(expected_rows)}; it was edited, so the run cannot be trusted: restore "
                     "it, or run the training command again to rewrite it")
   for index, (row, expected_row) in enumerate(zip(saved, expected_rows)):
     for field, value in expected_row.items():
       if not isinstance(row, dict) or not _same_value(row.get(field), value):
         found = row.get(field) if isinstance(row, dict) else row
-        raise UserError(f"metadata.json gives member {index} {field}={found!r}, but its config "
+        raise UserError(f"{path} gives member {index} {field}={found!r}, but its config "
                         f"makes {value!r}; it was edited, so the run cannot be trusted: "
                         "restore it, or run the training command again to rewrite it")
 

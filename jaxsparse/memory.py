@@ -21,7 +21,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxsparse import engine, sharding
 from jaxsparse.errors import UserError
@@ -98,7 +97,8 @@ def check_fits(run, num_examples: int, image_shape: tuple[int, ...],
   available = available_bytes() if available is None else available
   if available is None or needed.total <= USABLE_SHARE * available:
     return needed
-  gib = lambda value: f"{value / 2**30:.1f} GiB"
+  gib = lambda value: (f"{value / 2**30:.1f} GiB" if value >= 2**30 else
+                       f"{value / 2**20:.0f} MiB")
   room = USABLE_SHARE * available - needed.state - needed.data
   per_member = needed.activations / needed.members_at_once
   if room >= per_member:

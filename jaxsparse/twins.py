@@ -37,7 +37,8 @@ from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import default_config, validate_config
 from jaxsparse.data import Dataset
 from jaxsparse.errors import UserError
-from jaxsparse.workdir import METRICS_FILE, ORIGINAL_DIR, read_metadata, twin_run_dir
+from jaxsparse.workdir import (METADATA_FILE, METRICS_FILE, ORIGINAL_DIR, read_metadata,
+                               twin_run_dir)
 
 
 class TwinRun(NamedTuple):
@@ -141,7 +142,7 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
   if cached is not None:
     return cached
   state, _ = checkpoints.load_population(workdir)
-  run = experiment.from_metadata(read_metadata(workdir))
+  run = experiment.from_metadata(read_metadata(workdir), os.path.join(workdir, METADATA_FILE))
   evaluation = engine.evaluate(run.model, run.method, state, run.hyper,
                                jax.numpy.asarray(dataset.test_images),
                                jax.numpy.asarray(dataset.test_labels),

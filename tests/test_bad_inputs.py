@@ -373,6 +373,8 @@ def _markdown_table():
       finally:
         patcher.undo()
       rows.append(f"| {description} | `{message}` |")
+    for holder in HOLDERS:
+      holder.kill()
     return "\n".join(rows)
 
 

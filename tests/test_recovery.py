@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxsparse import engine, memory, metrics, twins
+from jaxsparse import engine, metrics, twins
 from jaxsparse.train import train_and_evaluate
 
 sys.path.insert(0, os.path.dirname(__file__))

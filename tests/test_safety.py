@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import jax.numpy as jnp
 import numpy as np
