@@ -52,6 +52,16 @@ def make_tiny_config():
   return config
 
 
+def make_two_member_config():
+  """Two ReLU members (seeds 0 and 1) of the tiny config, 2 epochs: a finished run to break
+  in end-to-end tests."""
+  config = make_tiny_config()
+  config.population.grid.activation = ("relu",)
+  config.population.grid.optimizer = ("adam",)
+  config.population.num_seeds = 2
+  return config
+
+
 def make_tiny_study_config(sparsities=(0.5, 0.9), kl_weights=(500.0, 5000.0), num_epochs=1,
                            scopes=("layerwise", "global")):
   """A twins study of the tiny zoo (Adam only): magnitude twins (both scopes) and VD twins,

@@ -20,7 +20,7 @@ from jaxsparse.errors import UserError
 from jaxsparse.train import train_and_evaluate
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import files_under, make_tiny_config, random_dataset  # noqa: E402
+from conftest import files_under, make_two_member_config, random_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
 
@@ -29,13 +29,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = random_dataset(num_train=64)
 
 
-def _config():
-  config = make_tiny_config()
-  config.population.grid.activation = ("relu",)
-  config.population.grid.optimizer = ("adam",)
-  config.population.num_seeds = 2
-  config.training.num_epochs = 2
-  return config
+_config = make_two_member_config
 
 
 def _trained(directory):

@@ -57,14 +57,20 @@ def test_other_members_are_bit_identical(with_and_without):
                                   np.asarray(leaf_sane)[others])
 
 
-def test_member_table_and_report_mark_diverged(tmp_path, capsys):
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_member_table_and_report_mark_diverged(tmp_path, capsys, activation):
+  """SGD at 1e10: ReLU overflows to non-finite numbers; tanh stays finite (bounded
+  activations) while its loss explodes, a blow-up by engine.blew_up."""
   config = make_tiny_config()
-  config.population.grid.activation = ("relu",)
+  config.population.grid.activation = (activation,)
   config.population.grid.optimizer = ("sgd",)
   config.population.grid.learning_rate = (3e-3, 1e10)
   config.training.num_epochs = 1
   members = train.train_and_evaluate(config, str(tmp_path), random_dataset(num_train=128))
   np.testing.assert_array_equal(members["diverged"], members["learning_rate"] == 1e10)
+  if activation == "tanh":
+    blown = members.loc[members["learning_rate"] == 1e10, "train_loss"]
+    assert np.isfinite(blown).all() and (blown > 100).all()
   assert "diverged" in capsys.readouterr().out
   assert pd.read_csv(tmp_path / "members.csv")["diverged"].dtype == bool
 
