@@ -54,8 +54,12 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def distribution(values: np.ndarray) -> dict[str, float]:
-  """Mean, standard deviation, min, max and :data:`QUANTILES` of values across members."""
+  """Mean, standard deviation, min, max and :data:`QUANTILES` of values across members
+  (all NaN when there are none, e.g. every member diverged)."""
   values = np.asarray(values, np.float64)
+  if not values.size:
+    return {name: float("nan") for name in
+            ("mean", "std", "min", "max", *(f"q{round(q * 100)}" for q in QUANTILES))}
   summary = {"mean": float(values.mean()), "std": float(values.std()),
              "min": float(values.min()), "max": float(values.max())}
   summary.update({f"q{round(q * 100)}": float(np.quantile(values, q)) for q in QUANTILES})
@@ -98,6 +102,8 @@ def cohen_kappa(original: np.ndarray, twin: np.ndarray) -> np.ndarray:
     original, twin: predicted classes [members, inputs] (or [inputs]).
   """
   original, twin = np.atleast_2d(original), np.atleast_2d(twin)
+  if original.size == 0:  # no members (all diverged) or no inputs
+    return np.full(original.shape[0], np.nan)
   classes = int(max(original.max(), twin.max())) + 1
   observed = agreement(original, twin)
   frequencies = lambda p: np.stack([np.bincount(row, minlength=classes) for row in p]) / p.shape[-1]

@@ -332,9 +332,14 @@ def findings(summary: dict) -> list[str]:
 
 def _figures(summary: dict, directory: str) -> list[str]:
   os.makedirs(directory, exist_ok=True)
-  by_series = _series(summary)
+  # Levels whose members all diverged have nothing to plot.
+  by_series = {series: [entry for entry in entries if entry["members"]]
+               for series, entries in _series(summary).items()}
+  by_series = {series: entries for series, entries in by_series.items() if entries}
   original = summary["original"]["distribution"]
   written = []
+  if not by_series:
+    return written
 
   figure, axis = plt.subplots(figsize=(6, 4))
   for series, entries in by_series.items():

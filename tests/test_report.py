@@ -99,3 +99,19 @@ def test_robustness_agreement_and_correlation_claims(study):
   assert _claim(summary, "variational_dropout is robust")["verdict"] in (
       "holds", "fails", "inconclusive")
   assert "| claim |" in report.claims_table(summary)
+
+
+def test_a_study_whose_members_all_diverged_reports_without_statistics(tmp_path):
+  from jaxsparse.config import default_config
+  table = population.member_table(dict(activation=("tanh",), optimizer=("adam",)), num_seeds=4)
+  predictions = np.zeros((4, 40), int)
+  original = dict(_record(np.full(4, 0.5), np.zeros(4), predictions), diverged=np.ones(4, bool))
+  twin = dict(_record(np.full(8, 0.4), np.full(8, 0.7), np.zeros((8, 40), int)),
+              diverged=np.ones(8, bool))
+  run = twins.TwinRun("magnitude", "layerwise", (0.5, 0.9), "/s/twins/magnitude_layerwise")
+  config = default_config()
+  config.twins.methods = ("magnitude",)
+  summary = report.write_report(str(tmp_path), config, table, original, [(run, twin, None)])
+  assert [entry["members"] for entry in summary["twins"]] == [0, 0]
+  assert {claim["verdict"] for claim in summary["claims"]} == {"not tested"}
+  assert (tmp_path / "report.md").exists() and not list((tmp_path / "figures").iterdir())
