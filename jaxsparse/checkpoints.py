@@ -47,10 +47,11 @@ def save_population(manager: ocp.CheckpointManager, epoch: int, state: engine.Tr
   """Saves the population state as checkpoint ``epoch`` and waits until it is complete."""
   manager.save(epoch, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()
+  digests = checksums(state)  # on every process: gathering a sharded state is collective
   if jax.process_index() == 0:
     path = os.path.join(str(manager.directory), str(epoch), CHECKSUM_FILE)
     with open(path + ".tmp", "w") as file:
-      json.dump(checksums(state), file, indent=0)
+      json.dump(digests, file, indent=0)
     os.replace(path + ".tmp", path)
 
 

@@ -93,10 +93,7 @@ def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variable
               for name, arrays in _splits(dataset).items()}
     with metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer()) as writer:
       state = _initial_state(run, manager, start_epoch, initial_variables, workdir)
-      if start_epoch and is_writer():
-        _reconcile_metrics(run, state, splits, writer, start_epoch, dataset.test_labels)
-      elif is_writer():
-        writer.truncate_after(0)
+      _reconcile_metrics(run, state, splits, writer, start_epoch, dataset.test_labels)
       _print_start(run, dataset)
       _train_epochs(run, state, splits, writer, manager, start_epoch, dataset.test_labels,
                     on_epoch_end)
@@ -149,23 +146,28 @@ def _remove_empty_checkpoint_dir(workdir: str) -> None:
 def _reconcile_metrics(run: experiment.Experiment, state: engine.TrainState, splits: dict,
                        writer: metrics.MetricsWriter, epoch: int,
                        test_labels: np.ndarray) -> None:
-  """Makes ``metrics.jsonl`` agree with the restored checkpoint of ``epoch``.
+  """Makes ``metrics.jsonl`` agree with the restored checkpoint of ``epoch`` (0: none).
 
   Rows after it and partial lines are dropped. If rows of ``epoch`` itself
   are missing, the epoch's evaluation is recomputed from the checkpoint
   (training loss and accuracy, which were averages over the epoch's steps,
-  become NaN, and ``recomputed`` is 1). Missing rows of earlier epochs are
-  named in one line (the learning curves have a gap there).
+  become NaN, and ``recomputed`` is 1); so are the final predictions of a
+  finished run that lacks them. Missing rows of earlier epochs are named in
+  one line (the learning curves have a gap there). Every process takes part
+  (evaluating is collective); the decisions are made before anything is written.
   """
-  writer.truncate_after(epoch)
   rows = metrics.read_metrics(writer.path)
-  missing_rows = len(metrics.epoch_rows(writer.path, epoch)) < run.num_members
+  missing_rows = epoch > 0 and len(metrics.epoch_rows(writer.path, epoch)) < run.num_members
   missing_predictions = epoch == run.config.training.num_epochs and not os.path.exists(
       os.path.join(writer.workdir, workdir_lib.PREDICTIONS_FILE))
   if missing_rows or missing_predictions:
     epoch_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
+  if missing_predictions:
+    _write_final_predictions(writer.workdir, run, state, evaluation, test_labels)
+  if not is_writer():
+    return
+  writer.truncate_after(epoch - 1 if missing_rows else epoch)
   if missing_rows:
-    writer.truncate_after(epoch - 1)
     nan = np.full(run.num_members, np.nan)
     epoch_metrics.update(train_loss=nan, train_accuracy=nan,
                          recomputed=np.ones(run.num_members))
@@ -173,8 +175,6 @@ def _reconcile_metrics(run: experiment.Experiment, state: engine.TrainState, spl
     print(f"Recomputed the metrics of epoch {epoch} from its checkpoint (they were missing "
           "from metrics.jsonl; its training loss and accuracy cannot be, and are NaN).",
           flush=True)
-  if missing_predictions:
-    _write_final_predictions(writer.workdir, run, state, evaluation, test_labels)
   counts = collections.Counter(row["epoch"] for row in rows)
   gaps = [earlier for earlier in range(1, epoch) if counts[earlier] < run.num_members]
   if gaps:

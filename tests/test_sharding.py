@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
@@ -90,8 +92,23 @@ def _free_port() -> int:
     return probe.getsockname()[1]
 
 
+def _run_two_processes(program: str) -> list[str]:
+  environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                     JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([REPOSITORY, TESTS]))
+  processes = [subprocess.Popen([sys.executable, "-c", program, str(index)], cwd=REPOSITORY,
+                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for index in range(2)]
+  outputs = [process.communicate(timeout=900)[0] for process in processes]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 0, output[-4000:]
+  return outputs
+
+
 def test_two_processes_train_and_save_one_population_restored_in_one_process(tmp_path):
-  """jax.distributed on localhost: 2 processes x 2 CPU devices train 6 members (2 padding)."""
+  """jax.distributed on localhost: 2 processes x 2 CPU devices train 6 members (2 padding),
+
+  resume after losing metrics rows and predictions, and restore in one process.
+  """
   port = _free_port()
   program = textwrap.dedent(f"""
       import sys
@@ -112,14 +129,19 @@ def test_two_processes_train_and_save_one_population_restored_in_one_process(tmp
       train_and_evaluate(config, "{tmp_path}/distributed", random_dataset(num_train=96))
       print("done", jax.process_index())
   """)
-  environment = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                     JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([REPOSITORY, TESTS]))
-  processes = [subprocess.Popen([sys.executable, "-c", program, str(index)], cwd=REPOSITORY,
-                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True) for index in range(2)]
-  outputs = [process.communicate(timeout=900)[0] for process in processes]
-  for process, output in zip(processes, outputs):
-    assert process.returncode == 0, output[-4000:]
+  _run_two_processes(program)
+  # Lose the last epoch's rows and the final predictions: the resumed run
+  # recomputes them from the checkpoint, collectively on both processes.
+  run = tmp_path / "distributed"
+  before = pd.read_csv(run / "members.csv")
+  lines = (run / "metrics.jsonl").read_text().splitlines()
+  (run / "metrics.jsonl").write_text("\n".join(lines[:-3]) + "\n")
+  (run / "predictions.npz").unlink()
+  outputs = _run_two_processes(program)
+  assert "Recomputed the metrics of epoch 2" in outputs[0]
+  after = pd.read_csv(run / "members.csv")
+  np.testing.assert_array_equal(after["test_accuracy"], before["test_accuracy"])
+  assert (run / "predictions.npz").exists()
 
   output = run_with_8_devices(f"""
       import jax, numpy as np
