@@ -112,6 +112,19 @@ def cohen_kappa(original: np.ndarray, twin: np.ndarray) -> np.ndarray:
     return np.where(expected < 1, (observed - expected) / (1 - expected), np.nan)
 
 
+def _interval_of_mean(values: np.ndarray, interval) -> tuple[float, float]:
+  """``interval(finite values)`` with the NaNs dropped; (NaN, NaN) with fewer than 2 values;
+  a sample with no spread gives its value as both ends."""
+  values = np.asarray(values, np.float64)
+  values = values[np.isfinite(values)]
+  if len(values) < 2:
+    return float("nan"), float("nan")
+  if np.ptp(values) == 0:
+    return float(values[0]), float(values[0])
+  low, high = interval(values)
+  return float(low), float(high)
+
+
 def mean_interval(values: np.ndarray, confidence: float = 0.95, seed: int = 0,
                   num_resamples: int = 9_999) -> tuple[float, float]:
   """A bootstrap confidence interval of the mean of ``values`` (one per member; NaNs dropped).
@@ -121,15 +134,21 @@ def mean_interval(values: np.ndarray, confidence: float = 0.95, seed: int = 0,
   spread gives its value as both ends.
   """
   from scipy import stats
-  values = np.asarray(values, np.float64)
-  values = values[np.isfinite(values)]
-  if len(values) < 2:
-    return float("nan"), float("nan")
-  if np.ptp(values) == 0:
-    return float(values[0]), float(values[0])
-  result = stats.bootstrap((values,), np.mean, confidence_level=confidence, method="percentile",
-                           n_resamples=num_resamples, random_state=np.random.default_rng(seed))
-  return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+  def bootstrap(sample):
+    result = stats.bootstrap((sample,), np.mean, confidence_level=confidence,
+                             method="percentile", n_resamples=num_resamples,
+                             random_state=np.random.default_rng(seed))
+    return result.confidence_interval.low, result.confidence_interval.high
+  return _interval_of_mean(values, bootstrap)
+
+
+def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+  """Student's t confidence interval of the mean of ``values`` (NaNs dropped), the interval
+  for a handful of seeds (the bootstrap needs more); (NaN, NaN) with fewer than 2 values."""
+  from scipy import stats
+  return _interval_of_mean(values, lambda sample: stats.t.interval(
+      confidence, len(sample) - 1, loc=sample.mean(), scale=stats.sem(sample)))
 
 
 def pearson_interval(x: np.ndarray, y: np.ndarray,

@@ -13,9 +13,9 @@ import os
 
 import ml_collections
 
-from jaxsparse import data, layers, sparsify
+from jaxsparse import data, layers, optim, sparsify
 from jaxsparse.errors import UserError, invalid_field
-from jaxsparse.models import MODEL_NAMES
+from jaxsparse.models import MODEL_NAMES, WIDTH_MODELS
 from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS
 
 
@@ -70,6 +70,19 @@ def default_config() -> ml_collections.ConfigDict:
   # first ones; logged as `curve_accuracy` at every epoch, the last included);
   # the last epoch evaluates the whole test set. Cheap learning curves.
   config.training.curve_test_examples = 0
+  # The recipe every member follows (jaxsparse.optim.Recipe); the peak learning
+  # rate stays per member (population.grid.learning_rate). The defaults are
+  # the model zoos' recipe: a constant rate, coupled L2 weight decay on every
+  # weight, plain cross-entropy.
+  config.training.lr_schedule = "constant"   # 'constant' | 'warmup_cosine' | 'step'
+  config.training.warmup_epochs = 0.0        # 'warmup_cosine': linear warm-up from 0
+  config.training.final_lr_fraction = 0.0    # 'warmup_cosine': final rate / peak rate
+  config.training.lr_decay_epochs = ()       # 'step': epochs at which the rate is multiplied
+  config.training.lr_decay_factor = 0.1      # 'step': by this factor
+  config.training.label_smoothing = 0.0      # in [0, 1)
+  config.training.weight_decay_style = "coupled"  # 'coupled' (L2, the zoos) | 'decoupled' (AdamW)
+  config.training.decay_biases_and_norms = True   # False: decay kernels only
+  config.training.nesterov = False           # Nesterov momentum for the SGD members
 
   # The sparsification method and the fields the registered methods read
   # (each method declares its own, with defaults and documentation: see
@@ -197,6 +210,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_population(config)
   _check_grid(config.population.grid)
   _check_training(config.training)
+  _check_recipe(config)
   _check_method(config)
   _check_twins(config)
   if config.checkpoint.max_to_keep < 0:
@@ -211,6 +225,9 @@ def _check_model(config) -> None:
     _fail("model.name", model.name, f"use one of {', '.join(MODEL_NAMES)}")
   if not model.width > 0:
     _fail("model.width", model.width, "use a positive multiplier, e.g. 0.5")
+  if model.width != 1 and model.name not in WIDTH_MODELS:
+    _fail("model.width", model.width, f"{model.name} has fixed widths; use 1, or a model "
+          f"whose width scales: {', '.join(WIDTH_MODELS)}")
   if model.conv_implementation not in layers.CONV_IMPLEMENTATIONS:
     _fail("model.conv_implementation", model.conv_implementation,
           f"use one of {', '.join(layers.CONV_IMPLEMENTATIONS)}")
@@ -253,6 +270,63 @@ def _check_training(training) -> None:
   if training.curve_test_examples < 0:
     _fail("training.curve_test_examples", training.curve_test_examples,
           "use 0 (the whole test set every epoch) or a positive number")
+
+
+def _check_recipe(config) -> None:
+  """The training recipe's fields (see :class:`jaxsparse.optim.Recipe`)."""
+  training = config.training
+  schedule = training.lr_schedule
+  if schedule not in optim.SCHEDULES:
+    _fail("training.lr_schedule", schedule, f"use one of {', '.join(optim.SCHEDULES)}")
+  if not _is_number(training.warmup_epochs) or not 0 <= training.warmup_epochs < \
+      training.num_epochs:
+    _fail("training.warmup_epochs", training.warmup_epochs,
+          f"use a number of epochs in [0, training.num_epochs={training.num_epochs})")
+  if training.warmup_epochs and schedule != "warmup_cosine":
+    _fail("training.warmup_epochs", training.warmup_epochs,
+          f"only lr_schedule='warmup_cosine' reads it (this run uses {schedule!r}); use 0")
+  if not _is_number(training.final_lr_fraction) or not 0 <= training.final_lr_fraction <= 1:
+    _fail("training.final_lr_fraction", training.final_lr_fraction, "use a value in [0, 1]")
+  epochs = training.lr_decay_epochs
+  if not isinstance(epochs, (tuple, list)):
+    _fail("training.lr_decay_epochs", epochs, f"list the epochs, e.g. ({epochs!r},)")
+  for epoch in epochs:
+    if not _is_number(epoch) or not 0 < epoch < training.num_epochs:
+      _fail("training.lr_decay_epochs", epoch,
+            f"use epochs in (0, training.num_epochs={training.num_epochs})")
+  if list(epochs) != sorted(set(epochs)):
+    _fail("training.lr_decay_epochs", tuple(epochs), "list distinct epochs in increasing order")
+  if epochs and schedule != "step":
+    _fail("training.lr_decay_epochs", tuple(epochs),
+          f"only lr_schedule='step' reads it (this run uses {schedule!r}); use ()")
+  if not _is_number(training.lr_decay_factor) or not 0 < training.lr_decay_factor <= 1:
+    _fail("training.lr_decay_factor", training.lr_decay_factor, "use a factor in (0, 1]")
+  if not _is_number(training.label_smoothing) or not 0 <= training.label_smoothing < 1:
+    _fail("training.label_smoothing", training.label_smoothing, "use a value in [0, 1)")
+  if training.weight_decay_style not in optim.WEIGHT_DECAY_STYLES:
+    _fail("training.weight_decay_style", training.weight_decay_style,
+          f"use one of {', '.join(optim.WEIGHT_DECAY_STYLES)}")
+  if training.nesterov and "sgd" not in config.population.grid.optimizer:
+    _fail("training.nesterov", True, "no member uses SGD (population.grid.optimizer); add "
+          "'sgd' or leave it False")
+
+
+def recipe(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optim.Recipe:
+  """The :class:`jaxsparse.optim.Recipe` of a (validated) config, its epochs in steps."""
+  training = completed_config(config).training
+  return optim.Recipe(
+      schedule=training.lr_schedule,
+      # Only what the schedule reads, so equal programs compile once.
+      total_steps=(training.num_epochs * steps_per_epoch
+                   if training.lr_schedule == "warmup_cosine" else 0),
+      warmup_steps=round(training.warmup_epochs * steps_per_epoch),
+      final_fraction=float(training.final_lr_fraction),
+      decay_steps=tuple(round(epoch * steps_per_epoch) for epoch in training.lr_decay_epochs),
+      decay_factor=float(training.lr_decay_factor),
+      label_smoothing=float(training.label_smoothing),
+      weight_decay_style=training.weight_decay_style,
+      decay_biases_and_norms=bool(training.decay_biases_and_norms),
+      nesterov=bool(training.nesterov))
 
 
 def _check_grid(grid) -> None:

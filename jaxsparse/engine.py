@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 from jaxsparse import masks as masks_lib
 from jaxsparse import sharding
 from jaxsparse.models import Model, apply_model, init_variables
-from jaxsparse.optim import population_optimizer
+from jaxsparse import optim
 from jaxsparse.population import MemberHyperparameters
 from jaxsparse import sparsify
 from jaxsparse.sparsify import SparsifyMethod
@@ -63,13 +63,18 @@ class TrainState(NamedTuple):
     return self.sparsity_state.masks
 
 
-def _optimizer(method: SparsifyMethod, hyper: MemberHyperparameters
-               ) -> optax.GradientTransformation:
-  """The member's optimizer over :func:`_trained_variables`: weight decay reaches the model's
-  weights and, only if the method opts in, its own variables."""
-  return population_optimizer(hyper.optimizer, hyper.learning_rate, hyper.weight_decay,
-                              hyper.momentum,
-                              decay_mask=(True, method.weight_decay_on_method_variables))
+def _optimizer(method: SparsifyMethod, hyper: MemberHyperparameters,
+               global_step: jax.Array | int = 0) -> optax.GradientTransformation:
+  """The member's optimizer over :func:`_trained_variables` at ``global_step``: the
+  recipe's schedule scales the member's learning rate; weight decay reaches the model's
+  weights (the recipe says whether biases and normalisation parameters too) and, only if
+  the method opts in, its own variables."""
+  recipe = hyper.recipe
+  rate = hyper.learning_rate * optim.schedule_shape(recipe)(global_step)
+  decay_mask = functools.partial(optim.decayed, recipe=recipe,
+                                 method_variables=method.weight_decay_on_method_variables)
+  return optim.population_optimizer(hyper.optimizer, rate, hyper.weight_decay, hyper.momentum,
+                                    decay_mask=decay_mask, recipe=recipe)
 
 
 def _trained_variables(method: SparsifyMethod, params: PyTree, sparsity_state) -> PyTree:
@@ -119,9 +124,14 @@ def init_population(model: Model, method: SparsifyMethod, hyper: MemberHyperpara
   return sharding.over_members(init, mesh, 3)(hyper, params, batch_stats)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy of integer labels."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0
+                  ) -> jax.Array:
+  """Mean softmax cross-entropy of integer labels, against targets that mix the one-hot
+  label with the uniform distribution by ``label_smoothing`` (Szegedy et al. 2016)."""
+  if not label_smoothing:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets).mean()
 
 
 def _all_finite(tree: PyTree) -> jax.Array:
@@ -167,7 +177,7 @@ def _loss_fn(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters,
     logits, new_batch_stats = apply_model(
         model, variables, batch_images, hyper.compiled_activation, hyper.dropout_rate,
         hyper.dropout_key(keys.dropout), train=True, noise_key=keys.noise)
-    loss = cross_entropy(logits, batch_labels)
+    loss = cross_entropy(logits, batch_labels, hyper.recipe.label_smoothing)
     return loss + penalty, (new_batch_stats, loss, jnp.mean(logits.argmax(-1) == batch_labels))
   return loss_fn
 
@@ -189,7 +199,7 @@ def train_step(model: Model, method: SparsifyMethod, hyper: MemberHyperparameter
   """
   (params, batch_stats, opt_state, sparsity_state), diverged = carry
   old_carry = carry[0]
-  optimizer = _optimizer(method, hyper)
+  optimizer = _optimizer(method, hyper, global_step)
   loss_fn = _loss_fn(model, method, hyper, params, batch_stats, sparsity_state, batch,
                      global_step, keys)
   trained = _trained_variables(method, params, sparsity_state)

@@ -16,7 +16,7 @@ import ml_collections
 import pandas as pd
 
 from jaxsparse import masks, models, population, sharding, sparsify
-from jaxsparse.config import completed_config
+from jaxsparse.config import completed_config, recipe
 from jaxsparse.data import Dataset
 from jaxsparse.errors import UserError
 
@@ -113,9 +113,10 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
     table = member_table(config, declaration)
     if method.copies > 1:
       table = population.with_copies(table, method.copies)
+  shapes = _parameter_shapes(model, config)
   if declaration.uses_target_sparsity:
-    _check_targets(model, table)
-  hyper = population.member_hyperparameters(table)
+    _check_targets(model, shapes, table)
+  hyper = population.member_hyperparameters(table, recipe(config, steps_per_epoch))
   mesh = None
   if sharded:
     mesh = sharding.population_mesh(config.population.num_devices)
@@ -124,12 +125,25 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
   return Experiment(config, model, method, declaration, table, hyper, mesh, steps_per_epoch)
 
 
-def _check_targets(model: models.Model, table: pd.DataFrame) -> None:
+def _parameter_shapes(model: models.Model, config: ml_collections.ConfigDict) -> Any:
+  """The shapes of the model's parameters (traced, not computed), or one line saying that
+  the model does not fit the images (a CNN that pools 8x8 digits down to nothing)."""
+  try:
+    return jax.eval_shape(lambda key: models.init_variables(model, key),
+                          jax.random.PRNGKey(0))["params"]
+  except Exception as error:  # a shape error surfaces as one of several kinds
+    height, width, channels = model.input_shape
+    raise UserError(
+        f"config.model.name={model.name!r} does not fit the {height}x{width}x{channels} images "
+        f"of config.data.name={config.data.name!r} ({type(error).__name__}: its layers shrink "
+        "them to nothing); resize them with config.data.image_size (e.g. 28) or use a model "
+        "for small images such as 'lenet_300_100'") from error
+
+
+def _check_targets(model: models.Model, shapes: Any, table: pd.DataFrame) -> None:
   """Every target sparsity leaves at least one weight in the model's smallest prunable layer
   (a target of 0.9999 would otherwise prune whole layers, and the members predict a
   constant)."""
-  shapes = jax.eval_shape(lambda key: models.init_variables(model, key), jax.random.PRNGKey(0))
-  shapes = shapes["params"]
   sizes = {jax.tree_util.keystr(path): leaf.size
            for path, leaf in jax.tree_util.tree_leaves_with_path(shapes)
            if masks.is_prunable(path, leaf)}

@@ -20,7 +20,7 @@ import pandas as pd
 
 from jaxsparse.layers import ACTIVATIONS
 from jaxsparse.models import INITIALIZERS
-from jaxsparse.optim import OPTIMIZERS
+from jaxsparse.optim import OPTIMIZERS, Recipe
 from jaxsparse import sparsify
 
 #: Grid fields that name a choice, with the allowed values (their index is what the program sees).
@@ -48,9 +48,11 @@ class MemberHyperparameters:
   :func:`jaxsparse.sparsify.sweepable_settings`), by name; together they are the
   member's :attr:`target`.
 
-  The last two fields are static (part of the compiled program's
-  signature, not traced): which activations the population uses and whether
-  any member uses dropout. Under ``vmap`` a per-member activation computes
+  The last three fields are static (part of the compiled program's
+  signature, not traced): the training recipe the members share (the
+  schedule's shape, label smoothing, the weight-decay style; see
+  :class:`jaxsparse.optim.Recipe`), which activations the population uses and
+  whether any member uses dropout. Under ``vmap`` a per-member activation computes
   every branch and selects, and dropout draws random bits even at rate 0;
   knowing that a population uses one activation or no dropout lets the
   program skip that work (about 1.5x on the CPU for a CNN-s zoo) while
@@ -66,6 +68,7 @@ class MemberHyperparameters:
   dropout_rate: jax.Array
   sparsity: jax.Array
   method_settings: dict[str, jax.Array] = flax.struct.field(default_factory=dict)
+  recipe: Recipe = flax.struct.field(pytree_node=False, default=Recipe())
   activations_used: tuple[int, ...] = flax.struct.field(
       pytree_node=False, default=tuple(range(len(ACTIVATIONS))))
   uses_dropout: bool = flax.struct.field(pytree_node=False, default=True)
@@ -137,8 +140,10 @@ def with_copies(table: pd.DataFrame, copies: int) -> pd.DataFrame:
   return repeated
 
 
-def member_hyperparameters(table: pd.DataFrame) -> MemberHyperparameters:
-  """The arrays of a member table, ready for the compiled program."""
+def member_hyperparameters(table: pd.DataFrame, recipe: Recipe = Recipe()
+                          ) -> MemberHyperparameters:
+  """The arrays of a member table, ready for the compiled program, with the members'
+  shared ``recipe``."""
   def index_of(field):
     choices = CATEGORICAL_FIELDS[field]
     return jnp.asarray([choices.index(value) for value in table[field]], jnp.int32)
@@ -151,5 +156,6 @@ def member_hyperparameters(table: pd.DataFrame) -> MemberHyperparameters:
       **{field: jnp.asarray(table[field].to_numpy(np.float32)) for field in NUMERIC_FIELDS},
       method_settings={field: jnp.asarray(table[field].to_numpy(np.float32))
                        for field in sparsify.sweepable_settings() if field in table},
+      recipe=recipe,
       activations_used=tuple(sorted({ACTIVATIONS.index(name) for name in table["activation"]})),
       uses_dropout=bool((table["dropout_rate"] > 0).any()))

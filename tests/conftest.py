@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsparse import engine, population
+from jaxsparse import engine, optim, population
 from jaxsparse.config import default_config
 from jaxsparse.data import Dataset
 
@@ -95,10 +95,10 @@ def method_settings(method: str, **changes):
 
 
 def train_population(model, method, table, data, epochs=1, batch_size=32, chunk_size=0,
-                     state=None):
-  """Trains the members of ``table`` (from ``state`` or fresh) for ``epochs``; returns the
-  state and the last epoch's metrics."""
-  hyper = population.member_hyperparameters(table)
+                     state=None, recipe=optim.Recipe()):
+  """Trains the members of ``table`` (from ``state`` or fresh, following ``recipe``) for
+  ``epochs``; returns the state and the last epoch's metrics."""
+  hyper = population.member_hyperparameters(table, recipe)
   if state is None:
     state = engine.init_population(model, method, hyper)
   images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)

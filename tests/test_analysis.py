@@ -114,3 +114,12 @@ def test_paired_differences_interpolate_each_members_own_curve():
       analysis.paired_differences(curve_sparsity[::-1], curve_accuracy[::-1],
                                   np.array([0.6, 0.5]), np.array([0.8, 0.7])),
       [0.9 - (0.1 / 0.3) * 0.1 - 0.8, 0.0])
+
+
+def test_t_interval_by_hand():
+  values = np.array([0.80, 0.82, 0.87])
+  mean, sd = values.mean(), values.std(ddof=1)
+  half = 4.302652729911275 * sd / np.sqrt(3)  # t quantile 0.975 with 2 degrees of freedom
+  np.testing.assert_allclose(analysis.t_interval(values), (mean - half, mean + half), rtol=1e-9)
+  assert analysis.t_interval(np.array([0.5, 0.5])) == (0.5, 0.5)
+  assert all(np.isnan(analysis.t_interval(np.array([0.5, np.nan]))))

@@ -12,7 +12,35 @@ from jaxsparse.errors import UserError
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (description, change to the default config, field the message must name, value it must show)
+def _training(**fields):
+  return lambda c: c.training.update(fields)
+
+
 BAD_CONFIGS = [
+    ("a width for a fixed-width model", lambda c: c.model.__setattr__("width", 0.5),
+     "model.width", "cnn_s has fixed widths"),
+    ("an unknown schedule", _training(lr_schedule="cosine"), "training.lr_schedule",
+     "warmup_cosine"),
+    ("warm-up as long as the run", _training(lr_schedule="warmup_cosine", warmup_epochs=3),
+     "training.warmup_epochs", "[0, training.num_epochs=3)"),
+    ("warm-up that the schedule ignores", _training(warmup_epochs=1.0),
+     "training.warmup_epochs", "only lr_schedule='warmup_cosine'"),
+    ("a decay epoch past the run", _training(lr_schedule="step", lr_decay_epochs=(1, 5)),
+     "training.lr_decay_epochs", "5"),
+    ("decay epochs out of order", _training(lr_schedule="step", lr_decay_epochs=(2, 1)),
+     "training.lr_decay_epochs", "increasing"),
+    ("decay epochs the schedule ignores", _training(lr_decay_epochs=(1,)),
+     "training.lr_decay_epochs", "only lr_schedule='step'"),
+    ("a decay factor above 1", _training(lr_schedule="step", lr_decay_factor=10.0),
+     "training.lr_decay_factor", "(0, 1]"),
+    ("a final fraction above 1", _training(final_lr_fraction=1.5),
+     "training.final_lr_fraction", "[0, 1]"),
+    ("label smoothing of 1", _training(label_smoothing=1.0), "training.label_smoothing",
+     "[0, 1)"),
+    ("an unknown decay style", _training(weight_decay_style="adamw"),
+     "training.weight_decay_style", "decoupled"),
+    ("Nesterov without SGD members", _training(nesterov=True), "training.nesterov",
+     "no member uses SGD"),
     ("a string in a numeric grid field",
      lambda c: c.population.grid.__setattr__("learning_rate", ("1e-3",)),
      "population.grid.learning_rate", "'1e-3'"),

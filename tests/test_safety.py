@@ -155,3 +155,9 @@ def test_a_target_that_prunes_a_whole_layer_is_refused():
   config.population.grid.sparsity = (0.5, 0.9999)
   with pytest.raises(UserError, match="sparsity=0.9999 is invalid: it prunes every weight"):
     experiment.setup(config, experiment.DataShape((28, 28, 1), 10, 1000))
+
+
+def test_a_model_that_does_not_fit_the_images_is_refused_before_anything_is_written():
+  config = load_config_file(os.path.join(REPOSITORY, "configs", "zoo.py"))
+  with pytest.raises(UserError, match=r"'cnn_s' does not fit the 8x8x1 images.*image_size"):
+    experiment.setup(config, experiment.DataShape((8, 8, 1), 10, 1000))

@@ -47,6 +47,8 @@ _FACTORIES: dict[str, Callable[..., nn.Module]] = {
 _BIAS_INIT = {"cnn_s": 0.01, "cnn_l": 0.01}
 
 MODEL_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+#: The models whose channel counts ``width`` scales (the zoo's fixed models ignore it).
+WIDTH_MODELS: tuple[str, ...] = ("conv2", "conv4", "conv6", "resnet20", "resnet56", "resnet18")
 
 
 class Model(NamedTuple):
@@ -73,7 +75,8 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int = 1
     input_shape: (height, width, channels).
     num_classes: number of logits.
     conv_implementation: 'auto', 'im2col' or 'xla'.
-    width: channel multiplier (ResNets and Conv-N; ignored by fixed zoo models).
+    width: channel multiplier (the models of :data:`WIDTH_MODELS`; the others have
+      fixed widths, and the config refuses another width for them).
   """
   if name not in _FACTORIES:
     raise ValueError(f"model {name!r} is unknown; use one of {MODEL_NAMES}")
