@@ -15,25 +15,34 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # subprocesses, long trainings), `make test-all` both at once.
 PYTEST = $(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
-.PHONY: run test test-slow test-all install data clean
+.PHONY: run test test-slow test-all install install-test data clean
 
 run: install data
 	$(VENV)/bin/python -m jaxsparse.main --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
 
-test: install data
+test: install-test data
 	$(PYTEST) -m "not slow" tests $(ARGS)
 
-test-slow: install data
+test-slow: install-test data
 	$(PYTEST) -m slow tests $(ARGS)
 
-test-all: install data
+test-all: install-test data
 	$(PYTEST) tests $(ARGS)
 
+# `install` is what the main job needs (no TensorFlow: Fashion-MNIST is read
+# from its IDX files); `install-test` adds the test tools, scikit-learn and
+# TFDS (with TensorFlow) for the tests of other datasets.
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e .
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	touch $@
 

@@ -86,10 +86,11 @@ def _time(run_steps, steps: int, repeats: int = 3) -> tuple[float, float]:
 
 
 def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps: int,
-               chunk: int):
+               chunk: int, progress: bool = False):
   import jax
   import jax.numpy as jnp
   from jaxsparse import engine, experiment
+  from jaxsparse import progress as progress_lib
   from jaxsparse.config import default_config
   config = default_config()  # one tanh / Adam 1e-3 configuration, seeds 0..population-1
   config.model.name = model
@@ -108,8 +109,9 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
   first_step = 1
 
   def run_steps():
-    state[0], metrics = engine.train_epoch(built, method, state[0], hyper, images, labels,
-                                           first_step, batch_size=batch, chunk_size=chunk)
+    state[0], metrics = engine.train_epoch(
+        built, method, state[0], hyper, images, labels, first_step, batch_size=batch,
+        chunk_size=chunk, progress_every=progress_lib.report_interval(steps) if progress else 0)
     jax.block_until_ready(metrics)
 
   return _time(run_steps, steps)
@@ -269,12 +271,13 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 
 def measure(impl: str, model: str, population: int, batch: int, steps: int,
-            chunk: int = 0) -> dict:
+            chunk: int = 0, progress: bool = False) -> dict:
   """One measurement, in this process."""
   if impl.startswith("jaxsparse"):
     method = {"jaxsparse": "none", "jaxsparse_magnitude": "magnitude",
               "jaxsparse_vd": "variational_dropout"}[impl]
-    compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps, chunk)
+    compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps, chunk,
+                                           progress)
   elif impl in ("naive_flax", "python_loop"):
     compile_seconds, per_step = _naive_flax(model, population, batch, steps,
                                             loop=impl == "python_loop")
@@ -331,12 +334,16 @@ def main():
   parser.add_argument("--full", action="store_true", help="every model, P and batch")
   parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
                       help="implementations of the set (comma-separated)")
+  parser.add_argument("--progress", action="store_true",
+                      help="jaxsparse: with the training progress reports of a run "
+                           "(progress.REPORTS_PER_EPOCH per call), to measure their cost")
   parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--out", default="", help="write all measurements here as JSON")
   args = parser.parse_args()
 
   if args.impl:
-    result = measure(args.impl, args.model, args.population, args.batch, args.steps, args.chunk)
+    result = measure(args.impl, args.model, args.population, args.batch, args.steps, args.chunk,
+                     args.progress)
     if args.json:
       print(json.dumps(result))
     else:

@@ -1,18 +1,21 @@
-"""Datasets as in-memory arrays: TFDS by name, scikit-learn's digits for fast tests.
+"""Datasets as in-memory arrays: Fashion-MNIST's IDX files, TFDS by name, scikit-learn's digits.
 
 Splits follow the model zoos: ``validation_size`` examples of the official
 training split are held out for validation with a fixed seed, and test
 accuracy is measured on the official test split. Images are scaled to [0, 1]
 and normalised with ``(x - mean) / std`` (0.5 / 0.5 in the zoos).
 
-Fashion-MNIST works offline: when TFDS has not prepared ``fashion_mnist`` yet
-and Debian's ``dataset-fashion-mnist`` package is installed, TFDS's own
-builder prepares it from the package's IDX files (see
-:mod:`jaxsparse.tfds_builders.fashion_mnist_debian`).
+Fashion-MNIST, the zoos' dataset, is read straight from the four IDX files of
+Debian's ``dataset-fashion-mnist`` package (in the files' order), so the main
+job needs neither TensorFlow nor a network. Other datasets go through TFDS
+(the optional ``tfds`` extra, which brings TensorFlow to prepare them);
+``digits`` needs scikit-learn (the ``digits`` extra).
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 from typing import NamedTuple
 
@@ -25,6 +28,12 @@ SUPPORTED_DATASETS: tuple[str, ...] = (
     "fashion_mnist", "mnist", "cifar10", "svhn_cropped", "eurosat/rgb", "digits")
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+#: The IDX files of MNIST-style datasets: (images, labels) of the train and test splits.
+IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+             "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+#: IDX type codes (the third byte of the header) of the types these files use.
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
 class Dataset(NamedTuple):
@@ -91,6 +100,9 @@ def load_dataset(name: str, *, validation_size: int = 10_000, split_seed: int = 
   """
   if name == "digits":
     images, labels, test_images, test_labels, num_classes = _load_digits()
+  elif name == "fashion_mnist" and _has_idx_files(DEBIAN_FASHION_MNIST_DIR):
+    images, labels, test_images, test_labels, num_classes = load_idx_directory(
+        DEBIAN_FASHION_MNIST_DIR)
   else:
     images, labels, test_images, test_labels, num_classes = _load_tfds(name, tfds_data_dir)
   if not 0 < validation_size < len(images):
@@ -118,9 +130,66 @@ def _normalise(images: np.ndarray, mean: float, std: float, image_size: int) -> 
   return (images - mean) / std
 
 
+def digest(dataset: Dataset) -> str:
+  """A short fingerprint of a dataset's splits and order (labels, shapes and the first
+  images of each split): a run resumes only on the data it started with."""
+  content = hashlib.sha256(dataset.name.encode())
+  for split in ("train", "validation", "test"):
+    images, labels = getattr(dataset, f"{split}_images"), getattr(dataset, f"{split}_labels")
+    content.update(str(np.shape(images)).encode())
+    content.update(np.ascontiguousarray(labels, dtype=np.int32).tobytes())
+    content.update(np.ascontiguousarray(images[:64], dtype=np.float32).tobytes())
+  return content.hexdigest()[:16]
+
+
+def read_idx(path: str) -> np.ndarray:
+  """The array in an IDX file (gzipped or not), the format of MNIST and Fashion-MNIST.
+
+  Raises:
+    UserError: the file is not a complete IDX file.
+  """
+  opener = gzip.open if path.endswith(".gz") else open
+  try:
+    with opener(path, "rb") as file:
+      content = file.read()
+  except (OSError, EOFError) as error:
+    raise UserError(f"cannot read {path} ({error}); reinstall the dataset's files") from error
+  if len(content) < 4 or content[:2] != b"\0\0" or content[2] not in _IDX_TYPES:
+    raise UserError(f"{path} is not an IDX file (its header is {content[:4]!r}); reinstall the "
+                    "dataset's files")
+  dtype, ndim = np.dtype(_IDX_TYPES[content[2]]), content[3]
+  shape = tuple(int(size) for size in np.frombuffer(content, ">u4", count=ndim, offset=4))
+  expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
+  if len(content) != expected:
+    raise UserError(f"{path} holds {len(content)} bytes but its header {shape} needs {expected}; "
+                    "the file is damaged: reinstall the dataset's files")
+  return np.frombuffer(content, dtype, offset=4 + 4 * ndim).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _has_idx_files(directory: str) -> bool:
+  return all(os.path.isfile(os.path.join(directory, name))
+             for pair in IDX_FILES.values() for name in pair)
+
+
+def load_idx_directory(directory: str, num_classes: int = 10):
+  """Train and test images and labels from the IDX files in ``directory``
+  (:data:`IDX_FILES`), as ``(images, labels, test_images, test_labels, num_classes)``."""
+  arrays = [read_idx(os.path.join(directory, name))
+            for split in ("train", "test") for name in IDX_FILES[split]]
+  for images, labels in (arrays[:2], arrays[2:]):
+    if len(images) != len(labels):
+      raise UserError(f"{directory}: {len(images)} images but {len(labels)} labels in one split; "
+                      "reinstall the dataset's files")
+  return (*arrays, num_classes)
+
+
 def _load_digits():
   """scikit-learn's 8x8 digits (1,797 images): the last 297 of a fixed shuffle are the test split."""
-  from sklearn.datasets import load_digits
+  try:
+    from sklearn.datasets import load_digits
+  except ImportError as error:
+    raise UserError("config.data.name='digits' needs scikit-learn; install it with "
+                    "pip install -e '.[digits]' (make test installs it)") from error
   digits = load_digits()
   images = (digits.images / 16.0 * 255.0).astype(np.uint8)
   order = np.random.default_rng(0).permutation(len(images))
@@ -128,8 +197,21 @@ def _load_digits():
   return images[train], digits.target[train], images[test], digits.target[test], 10
 
 
+def _import_tfds(name: str):
+  """TFDS, quiet (TensorFlow's C++ and absl logs silenced), or a UserError saying how to get it."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  try:
+    import tensorflow_datasets as tfds
+  except ImportError as error:
+    hint = (f" (or install Debian's dataset-fashion-mnist, read without TFDS from "
+            f"{DEBIAN_FASHION_MNIST_DIR})" if name == "fashion_mnist" else "")
+    raise UserError(f"config.data.name={name!r} is read through TensorFlow Datasets, which is "
+                    f"not installed; install it with pip install -e '.[tfds]'{hint}") from error
+  return tfds
+
+
 def _load_tfds(name: str, data_dir: str | None):
-  import tensorflow_datasets as tfds
+  tfds = _import_tfds(name)
   builder = _prepared_builder(name, data_dir)
 
   def load(split):
@@ -152,19 +234,10 @@ def _load_tfds(name: str, data_dir: str | None):
 
 def _prepared_builder(name: str, data_dir: str | None):
   """A TFDS builder with its data prepared, or a UserError saying how to get it."""
-  import tensorflow_datasets as tfds
+  tfds = _import_tfds(name)
   builder = tfds.builder(name, data_dir=data_dir)
   if builder.is_prepared():
     return builder
-  if name == "fashion_mnist" and os.path.isdir(DEBIAN_FASHION_MNIST_DIR):
-    from jaxsparse.tfds_builders.fashion_mnist_debian import FashionMnistDebian
-    debian_builder = FashionMnistDebian(data_dir=data_dir)
-    if not debian_builder.is_prepared():
-      print(f"Preparing fashion_mnist with TFDS from {DEBIAN_FASHION_MNIST_DIR} "
-            f"into {debian_builder.data_dir} (once).", flush=True)
-      debian_builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-          manual_dir=DEBIAN_FASHION_MNIST_DIR))
-    return debian_builder
   try:
     builder.download_and_prepare()
   except Exception as error:  # TFDS raises many kinds; all mean "not available here".

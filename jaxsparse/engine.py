@@ -10,8 +10,9 @@ i of a population trains exactly as it would alone.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -242,9 +243,36 @@ def blew_up(epoch_loss: jax.Array, reference_loss: jax.Array) -> jax.Array:
   return epoch_loss > BLOW_UP_FACTOR * jnp.maximum(reference_loss, 1.0)
 
 
+#: Receives the progress reports of training calls (see :func:`listening_to_progress`).
+_progress_listener: Callable[[], None] | None = None
+
+
+def _report_progress() -> None:
+  listener = _progress_listener
+  if listener is not None:
+    listener()
+
+
+@contextlib.contextmanager
+def listening_to_progress(listener: Callable[[], None]):
+  """Calls ``listener()`` (on a runtime thread) for every progress report of the training
+  calls made with ``progress_every > 0`` inside the ``with`` block.
+
+  A report means: one chunk of members (see ``chunk_size``) on one device has
+  run another ``progress_every`` steps. A call therefore reports
+  ``steps // progress_every`` times per chunk and device.
+  """
+  global _progress_listener
+  previous, _progress_listener = _progress_listener, listener
+  try:
+    yield
+  finally:
+    _progress_listener = previous
+
+
 def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
                        hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
-                       first_step: jax.Array, batch_size: int,
+                       first_step: jax.Array, batch_size: int, progress_every: int = 0,
                        ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of one member: a ``lax.scan`` of :func:`train_step` over its own batches.
 
@@ -254,6 +282,9 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   one is carried to the next epoch. Returns the new state and the epoch's
   mean training loss and accuracy (NaN or inf once the member diverged). A
   finite blow-up (:func:`blew_up`) marks the member diverged at the epoch's end.
+  ``train_loss_curve`` is the epoch's losses in a few windows (:func:`loss_curve`).
+  With ``progress_every > 0`` it reports every that many steps to the progress
+  listener (a host callback that reads no value, so the numbers do not change).
   """
   epoch_key, next_key = jax.random.split(state.key)
   order_key, dropout_key = jax.random.split(epoch_key)
@@ -266,6 +297,9 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
     step_index, batch = inputs
     keys = StepKeys(*(jax.random.fold_in(key, step_index)
                       for key in (dropout_key, method_keys, noise_keys)))
+    if progress_every:
+      jax.lax.cond(step_index % progress_every == progress_every - 1,
+                   lambda: jax.debug.callback(_report_progress), lambda: None)
     return train_step(model, method, hyper, carry, (images[batch], labels[batch]),
                       first_step + step_index, keys)
 
@@ -279,15 +313,29 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
                              sparsity_state=sparsity_state, key=next_key,
                              epoch=state.epoch + 1, diverged=diverged,
                              reference_loss=reference_loss)
-  return new_state, {"train_loss": losses.mean(), "train_accuracy": accuracies.mean()}
+  return new_state, {"train_loss": losses.mean(), "train_accuracy": accuracies.mean(),
+                     "train_loss_curve": loss_curve(losses)}
+
+
+#: Points per epoch of the training-loss curve that :func:`train_member_epoch` returns.
+LOSS_CURVE_POINTS = 20
+
+
+def loss_curve(losses: jax.Array) -> jax.Array:
+  """Per-step losses averaged over ``LOSS_CURVE_POINTS`` equal windows (fewer for short
+  epochs; the last ``steps % windows`` steps fall out). Window ``j`` ends at step
+  ``(j + 1) * (steps // points)`` of the epoch."""
+  points = min(LOSS_CURVE_POINTS, losses.shape[0])
+  window = losses.shape[0] // points
+  return losses[:points * window].reshape(points, window).mean(axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size",
-                                             "mesh"), donate_argnums=(2,))
+                                             "mesh", "progress_every"), donate_argnums=(2,))
 def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
                 hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
                 first_step: jax.Array | int = 0, *, batch_size: int,
-                chunk_size: int = 0, mesh: Mesh | None = None,
+                chunk_size: int = 0, mesh: Mesh | None = None, progress_every: int = 0,
                 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of every member in one compiled call.
 
@@ -303,15 +351,18 @@ def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
     chunk_size: members vmapped at once (0: all), per device with a mesh.
     mesh: devices to split the members over (see :mod:`jaxsparse.sharding`;
       P must be a multiple of its size); None runs on one device.
+    progress_every: if > 0, report progress every that many steps (see
+      :func:`listening_to_progress`).
 
   Returns:
-    The new population and per-member ``train_loss`` / ``train_accuracy`` [P]
+    The new population and per-member ``train_loss`` / ``train_accuracy`` [P] and
+    ``train_loss_curve`` [P, points] (see :func:`loss_curve`)
     (NaN or inf for a member whose training diverged; see
     :func:`train_member_epoch`).
   """
   def local(population, hyper, images, labels, first_step):
     member_fn = lambda args: train_member_epoch(model, method, *args, images, labels,
-                                                first_step, batch_size)
+                                                first_step, batch_size, progress_every)
     return _map_members(member_fn, (population, hyper), chunk_size)
   return sharding.over_members(local, mesh, 2)(population, hyper, images, labels,
                                                 jnp.asarray(first_step))

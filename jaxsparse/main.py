@@ -25,6 +25,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "If the workdir holds a run of another config, discard it instead of "
     "refusing to start.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Validate the config, print it resolved with every population's member "
+    "table, time a few steps to estimate the run's duration, and exit without writing.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 #: Errors of the file system that the user fixes (space, permissions), not bugs.
@@ -100,9 +103,10 @@ def main(argv):
   # Orbax logs every checkpoint step at INFO; a run's own output is the progress bar and summary.
   logging.set_verbosity(logging.WARNING)
   # Local imports keep `--help` and flag errors fast.
+  job = (lambda: dry_run(_CONFIG.value)) if _DRY_RUN.value else (
+      lambda: run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value))
   try:
-    run_interruptibly(lambda: run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value),
-                      _WORKDIR.value)
+    run_interruptibly(job, _WORKDIR.value)
   except UserError as error:
     _fail(str(error))
 
@@ -163,6 +167,13 @@ def start_distributed(config) -> None:
       coordinator_address=settings.coordinator_address or None,
       num_processes=settings.num_processes or None,
       process_id=settings.process_id if settings.process_id >= 0 else None)
+
+
+def dry_run(config) -> None:
+  """Prints what ``config`` would train and an estimate of its duration; writes nothing."""
+  from jaxsparse import plan, train
+  print(plan.describe(config, plan.phases(config, train.dataset_from_config(config))),
+        flush=True)
 
 
 def run_job(config, workdir: str, overwrite: bool = False) -> None:

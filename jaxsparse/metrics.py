@@ -1,5 +1,12 @@
 """Per-member metrics of a run: JSON lines, CSV, TensorBoard and a console summary.
 
+TensorBoard (``tensorboard/`` of a run) holds, per epoch, every metric of
+every member (``members/<metric>/<member>``, overlaid in one chart per metric
+on the Custom Scalars tab), the population's mean, min and max and a
+histogram; the training loss about 20 times per epoch (``steps/train_loss/...``,
+by optimizer step); and at the end one HParams session per member (its row of
+the member table and its final metrics), for the HParams tab.
+
 ``metrics.jsonl`` has one row per (epoch, member). The checkpoint is the
 truth: on resume the rows of epochs after the restored checkpoint are
 dropped (a run interrupted between writing metrics and writing its
@@ -33,6 +40,7 @@ class MetricsWriter:
     self.workdir = workdir
     self.path = os.path.join(workdir, METRICS_FILE)
     self._summary_writer = None
+    self._layout_written = False
     if tensorboard:
       from tensorboardX import SummaryWriter  # local: optional output, slow import
       self._summary_writer = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
@@ -58,16 +66,60 @@ class MetricsWriter:
         row = {"epoch": epoch, "member": index}
         row.update({name: float(values[index]) for name, values in metrics.items()})
         file.write(json.dumps(row) + "\n")
-    if self._summary_writer is not None:
-      for name, values in metrics.items():
-        values = values[np.isfinite(values)]  # a diverged member's loss is NaN or inf
-        if not len(values):
-          continue
-        self._summary_writer.add_scalar(f"population_mean/{name}", values.mean(), epoch)
-        self._summary_writer.add_scalar(f"population_min/{name}", values.min(), epoch)
-        self._summary_writer.add_scalar(f"population_max/{name}", values.max(), epoch)
-        self._summary_writer.add_histogram(f"members/{name}", values, epoch)
-      self._summary_writer.flush()
+    if self._summary_writer is None:
+      return
+    if not self._layout_written:
+      self._write_layout(metrics)
+    for name, values in metrics.items():
+      self._write_population(name, values, epoch)
+      self._summary_writer.add_histogram(f"population/{name}", values[np.isfinite(values)],
+                                         epoch)
+    self._summary_writer.flush()
+
+  def write_loss_curve(self, epoch: int, steps_per_epoch: int, curve: np.ndarray) -> None:
+    """Writes the training-loss curve of ``epoch`` ([P, points], window means as
+    :func:`jaxsparse.engine.loss_curve` makes them) to TensorBoard by optimizer step."""
+    if self._summary_writer is None:
+      return
+    curve = np.asarray(curve, np.float64)
+    window = steps_per_epoch // curve.shape[1]
+    for point in range(curve.shape[1]):
+      step = (epoch - 1) * steps_per_epoch + (point + 1) * window
+      self._write_population("train_loss", curve[:, point], step, prefix="steps/")
+    self._summary_writer.flush()
+
+  def write_hparams(self, table: pd.DataFrame, final: Mapping[str, np.ndarray],
+                    epoch: int) -> None:
+    """One TensorBoard HParams session per member: its row of the member table and its
+    final metrics (``hparam/<metric>``), under ``tensorboard/member_<index>/``."""
+    if self._summary_writer is None:
+      return
+    for index, row in enumerate(table.to_dict("records")):
+      hparams = {key: value.item() if hasattr(value, "item") else value
+                 for key, value in row.items() if key != "member"}
+      values = {f"hparam/{name}": float(np.asarray(final[name], np.float64)[index])
+                for name in final}
+      self._summary_writer.add_hparams(hparams, values, name=f"member_{index:04d}",
+                                       global_step=epoch)
+
+  def _write_population(self, name: str, values: np.ndarray, step: int,
+                        prefix: str = "") -> None:
+    """Every member's value and the population's mean / min / max of metric ``name``;
+    a diverged member's NaN or inf is left out."""
+    finite = np.isfinite(values)
+    for index in np.flatnonzero(finite):
+      self._summary_writer.add_scalar(f"{prefix}members/{name}/{index:04d}", values[index], step)
+    if finite.any():
+      for statistic in ("mean", "min", "max"):
+        self._summary_writer.add_scalar(f"{prefix}population_{statistic}/{name}",
+                                        getattr(values[finite], statistic)(), step)
+
+  def _write_layout(self, metrics: Mapping[str, np.ndarray]) -> None:
+    """The Custom Scalars layout: one chart per metric with every member's curve."""
+    charts = {name: ["Multiline", [f"^members/{name}/"]] for name in metrics}
+    charts["train_loss by step"] = ["Multiline", ["^steps/members/train_loss/"]]
+    self._summary_writer.add_custom_scalars({"members": charts})
+    self._layout_written = True
 
   def close(self) -> None:
     """Flushes and closes TensorBoard's event file."""

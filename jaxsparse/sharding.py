@@ -43,6 +43,13 @@ def num_shards(mesh: Mesh | None) -> int:
   return 1 if mesh is None else mesh.shape[POPULATION_AXIS]
 
 
+def local_shards(mesh: Mesh | None) -> int:
+  """How many of the population's blocks this process's devices hold (1 without a mesh)."""
+  if mesh is None:
+    return 1
+  return sum(device.process_index == jax.process_index() for device in mesh.devices.flat)
+
+
 def padded_size(num_members: int, mesh: Mesh | None) -> int:
   """The smallest multiple of the mesh's size that holds ``num_members``."""
   shards = num_shards(mesh)

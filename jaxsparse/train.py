@@ -18,9 +18,9 @@ import jax
 import ml_collections
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from jaxsparse import checkpoints, engine, experiment, masks, memory, metrics, sharding
+from jaxsparse import checkpoints, engine, experiment, masks, memory, metrics, progress, sharding
+from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import validate_config
 from jaxsparse.data import Dataset, check_dataset, load_dataset
@@ -41,7 +41,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        dataset: Dataset | None = None,
                        on_epoch_end: Callable[[int, engine.TrainState], None] | None = None,
                        initial_variables: tuple | None = None,
-                       links: dict | None = None, overwrite: bool = False) -> pd.DataFrame:
+                       links: dict | None = None, overwrite: bool = False,
+                       study_progress: progress.Bar | None = None) -> pd.DataFrame:
   """Trains (or resumes) the zoo of ``config`` under ``workdir``.
 
   Args:
@@ -57,6 +58,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       original there).
     overwrite: if ``workdir`` holds a run of another config, discard it
       (otherwise that is refused; see :mod:`jaxsparse.workdir`).
+    study_progress: a study's overall bar, advanced by this population's
+      member-steps (its own bar then sits below it).
 
   Returns:
     The member table with each member's final metrics (also written to
@@ -65,11 +68,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   validate_config(config)
   with workdir_lib.locked(workdir):
     return _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables,
-                               links, overwrite)
+                               links, overwrite, study_progress)
 
 
 def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables, links,
-                        overwrite) -> pd.DataFrame:
+                        overwrite, study_progress) -> pd.DataFrame:
   """:func:`train_and_evaluate` once the workdir is locked."""
   workdir_lib.prepare_workdir(workdir, config, overwrite, links)
   num_epochs = config.training.num_epochs
@@ -88,15 +91,16 @@ def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variable
                       dataset.input_shape)
     if is_writer():
       workdir_lib.write_metadata(workdir, run.config, dataset.input_shape, dataset.num_classes,
-                                 run.table, run.declaration.module, links)
+                                 run.table, run.declaration.module, links,
+                                 data_lib.digest(dataset))
     splits = {name: sharding.replicate(arrays, run.mesh)
               for name, arrays in _splits(dataset).items()}
     with metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer()) as writer:
+      _print_start(run, dataset)
       state = _initial_state(run, manager, start_epoch, initial_variables, workdir)
       _reconcile_metrics(run, state, splits, writer, start_epoch, dataset.test_labels)
-      _print_start(run, dataset)
       _train_epochs(run, state, splits, writer, manager, start_epoch, dataset.test_labels,
-                    on_epoch_end)
+                    on_epoch_end, study_progress)
   finally:
     manager.close()
     _remove_empty_checkpoint_dir(workdir)
@@ -107,24 +111,38 @@ def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variable
 
 def _train_epochs(run: experiment.Experiment, state: engine.TrainState, splits: dict,
                   writer: metrics.MetricsWriter, manager, start_epoch: int,
-                  test_labels: np.ndarray, on_epoch_end) -> None:
-  """Trains, evaluates and checkpoints the epochs after ``start_epoch``, with a progress bar."""
-  config, num_epochs = run.config, run.config.training.num_epochs
-  progress = tqdm(total=num_epochs, initial=start_epoch, unit="epoch", desc="zoo",
-                  disable=not config.logging.progress_bar or not is_writer())
-  with progress:
+                  test_labels: np.ndarray, on_epoch_end, study_progress) -> None:
+  """Trains, evaluates and checkpoints the epochs after ``start_epoch``, with a progress bar
+  that moves inside each epoch."""
+  config, num_epochs, steps = run.config, run.config.training.num_epochs, run.steps_per_epoch
+  show = config.logging.progress_bar and is_writer()
+  bar = progress.Bar(num_epochs * steps, start_epoch * steps, desc=os.path.basename(os.path.normpath(writer.workdir)),
+                     disable=not show, parent=study_progress, weight=run.num_members,
+                     position=None if study_progress is None else 1)
+  tracker = progress.EpochTracker(bar, steps, _reports_per_epoch(run))
+  with bar, engine.listening_to_progress(tracker.report):
     for epoch in range(start_epoch + 1, num_epochs + 1):
+      tracker.start_epoch(epoch)
       state, epoch_metrics, test_evaluation = _train_and_save_epoch(
-          run, state, splits, epoch, writer, manager)
+          run, state, splits, epoch, writer, manager, show)
       if epoch == num_epochs:
         _write_final_predictions(writer.workdir, run, state, test_evaluation, test_labels)
       if on_epoch_end is not None:
         on_epoch_end(epoch, state)
-      progress.update(1)
+      tracker.end_epoch(epoch)
       accuracy = epoch_metrics.get("test_accuracy", epoch_metrics.get("curve_accuracy"))
-      progress.set_postfix(
-          test_accuracy=f"{np.mean(accuracy):.4f}",
-          train_loss=f"{np.mean(epoch_metrics['train_loss']):.4f}")
+      bar.set_metrics(test_accuracy=np.mean(accuracy),
+                      train_loss=np.mean(epoch_metrics["train_loss"]))
+
+
+def _reports_per_epoch(run: experiment.Experiment) -> int:
+  """Progress reports one epoch's training call makes in this process: one per
+  :func:`progress.report_interval` steps, chunk of members and local device."""
+  members_per_device = run.padded_size // sharding.num_shards(run.mesh)
+  chunk = run.config.population.chunk_size
+  chunks = 1 if chunk <= 0 or chunk >= members_per_device else -(-members_per_device // chunk)
+  reports = run.steps_per_epoch // progress.report_interval(run.steps_per_epoch)
+  return reports * chunks * sharding.local_shards(run.mesh)
 
 
 def _has_final_outputs(workdir: str, epoch: int) -> bool:
@@ -185,7 +203,9 @@ def _reconcile_metrics(run: experiment.Experiment, state: engine.TrainState, spl
 def _checked_dataset(config, workdir: str, dataset: Dataset | None,
                      start_epoch: int) -> Dataset:
   """The run's data (loaded if not given), checked against the config and a resumed run."""
-  dataset = dataset or dataset_from_config(config)
+  if dataset is None:
+    print(f"Loading {config.data.name} ...", flush=True)
+    dataset = dataset_from_config(config)
   check_dataset(dataset)
   if start_epoch:
     _check_same_data(workdir, dataset)
@@ -227,9 +247,10 @@ def _splits(dataset: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, splits: dict,
-                          epoch: int, writer: metrics.MetricsWriter, manager
-                          ) -> tuple[engine.TrainState, dict, dict]:
-  """Trains every member for ``epoch``, evaluates, appends the metrics and checkpoints.
+                          epoch: int, writer: metrics.MetricsWriter, manager,
+                          report_progress: bool = False) -> tuple[engine.TrainState, dict, dict]:
+  """Trains every member for ``epoch`` (reporting its progress if ``report_progress``),
+  evaluates, appends the metrics and checkpoints.
 
   Returns the population, the epoch's metrics (on the host, padding dropped)
   and the test split's evaluation (on the devices, for the final predictions;
@@ -240,14 +261,17 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
   state, epoch_metrics = engine.train_epoch(
       run.model, run.method, state, run.hyper, *splits["train"],
       (epoch - 1) * run.steps_per_epoch, batch_size=config.training.batch_size,
-      chunk_size=config.population.chunk_size, mesh=run.mesh)
+      chunk_size=config.population.chunk_size, mesh=run.mesh,
+      progress_every=progress.report_interval(run.steps_per_epoch) if report_progress else 0)
   state = _between_epochs(run, state, epoch)
   evaluation_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
   epoch_metrics = {**sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members),
                    **evaluation_metrics}
+  loss_curve = epoch_metrics.pop("train_loss_curve")  # TensorBoard's, not a row's
   epoch_metrics["epoch_seconds"] = np.full(run.num_members, time.time() - started)
   if is_writer():
     writer.write_epoch(epoch, epoch_metrics)
+    writer.write_loss_curve(epoch, run.steps_per_epoch, loss_curve)
   try:
     checkpoints.save_population(manager, epoch, state)
   except BaseException:
@@ -256,6 +280,8 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
     if is_writer():
       _forget_epoch(writer, epoch)
     raise
+  if is_writer() and epoch == config.training.num_epochs:
+    writer.write_hparams(run.table, epoch_metrics, epoch)
   return state, epoch_metrics, evaluation
 
 
@@ -328,7 +354,7 @@ def _forget_epoch(writer: metrics.MetricsWriter, epoch: int) -> None:
 
 
 def _check_same_data(workdir: str, dataset: Dataset) -> None:
-  """A run resumes only on data of the shape and classes it was trained on."""
+  """A run resumes only on the data it was trained on: same shape, classes, splits and order."""
   metadata = workdir_lib.read_metadata(workdir)
   if (tuple(metadata["input_shape"]) != tuple(dataset.input_shape)
       or metadata["num_classes"] != dataset.num_classes):
@@ -336,6 +362,12 @@ def _check_same_data(workdir: str, dataset: Dataset) -> None:
         f"{workdir} was trained on inputs of shape {tuple(metadata['input_shape'])} with "
         f"{metadata['num_classes']} classes, but the data now has {tuple(dataset.input_shape)} "
         f"and {dataset.num_classes}; use the run's data or another --workdir")
+  recorded = metadata.get("data_digest")  # absent in runs written before it was recorded
+  if recorded and recorded != data_lib.digest(dataset):
+    raise UserError(
+        f"{workdir} was trained on other data than {dataset.name!r} gives now (its splits, order "
+        f"or pixels differ: data digest {recorded} vs {data_lib.digest(dataset)}); resume on "
+        "the run's data or start a new --workdir")
 
 
 def _report(workdir: str, table: pd.DataFrame, num_epochs: int) -> pd.DataFrame:

@@ -32,7 +32,8 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import analysis, checkpoints, engine, experiment, metrics, sparsify, train
+from jaxsparse import (analysis, checkpoints, engine, experiment, metrics, progress, sparsify,
+                       train)
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import default_config, validate_config
 from jaxsparse.data import Dataset
@@ -173,20 +174,48 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
                dataset: Dataset | None, overwrite: bool) -> dict:
   """:func:`run_study` once the study's workdir is locked."""
   from jaxsparse import report  # matplotlib is imported only when a report is made
-  dataset = dataset or train.dataset_from_config(config)
-  for run in runs:  # model-dependent checks (e.g. a level that prunes whole layers), up front
-    experiment.setup(twin_config(config, run), experiment.data_shape(dataset))
+  if dataset is None:
+    print(f"Loading {config.data.name} ...", flush=True)
+    dataset = train.dataset_from_config(config)
+  twin_data = training_subset(dataset, config.twins.train_examples)
+  # The model-dependent checks of every phase (e.g. a level that prunes whole layers) run
+  # up front; their sizes give the study's bar its total of member-steps.
+  phases = [experiment.setup(original_config(config), experiment.data_shape(dataset))]
+  phases += [experiment.setup(twin_config(config, run), experiment.data_shape(twin_data))
+             for run in runs]
+  member_steps = [phase.num_members * phase.steps_per_epoch * phase.config.training.num_epochs
+                  for phase in phases]
+  with progress.Bar(sum(member_steps), desc="study", unit="member-steps", position=0,
+                    disable=not config.logging.progress_bar or not train.is_writer()) as bar:
+    _train_phases(config, workdir, runs, dataset, twin_data, overwrite, bar,
+                  np.cumsum(member_steps))
   original_dir = os.path.join(workdir, ORIGINAL_DIR)
-  print(f"== original zoo -> {original_dir}", flush=True)
-  train.train_and_evaluate(original_config(config), original_dir, dataset, overwrite=overwrite)
+  table = experiment.from_metadata(read_metadata(original_dir)).table
+  batch_size = config.training.eval_batch_size
+  original = cache_predictions(original_dir, dataset, batch_size)
+  twins = [(run, cache_predictions(run.workdir, dataset, batch_size),
+            epoch_test_accuracy(run.workdir)) for run in runs]
+  return report.write_report(workdir, config, table, original, twins)
+
+
+def _train_phases(config, workdir: str, runs: list[TwinRun], dataset: Dataset,
+                  twin_data: Dataset, overwrite: bool, bar: progress.Bar,
+                  member_steps_after: np.ndarray) -> None:
+  """Trains (or resumes) the zoo, then each twin population from the zoo's final weights,
+  advancing the study's bar (``member_steps_after[k]``: its position after phase k)."""
+  original_dir = os.path.join(workdir, ORIGINAL_DIR)
+  phases = len(runs) + 1
+  print(f"== phase 1/{phases}: the original zoo -> {original_dir}", flush=True)
+  train.train_and_evaluate(original_config(config), original_dir, dataset, overwrite=overwrite,
+                           study_progress=bar)
+  bar.skip(int(member_steps_after[0]) - bar.n)
   original_state, table = checkpoints.load_population(original_dir)
   final_epoch = int(original_state.epoch[0])
-  twin_data = training_subset(dataset, config.twins.train_examples)
   originals = (original_state.params, original_state.batch_stats)
   del original_state
-  for run in runs:
+  for phase, run in enumerate(runs, start=2):
     levels = ", ".join(f"{level:g}" for level in run.levels)
-    print(f"== twins: {run.name} at {run.twin_level.label} {levels} "
+    print(f"== phase {phase}/{phases}: twins {run.name} at {run.twin_level.label} {levels} "
           f"({len(run.levels)} x {len(table)} members) -> {run.workdir}", flush=True)
     train.train_and_evaluate(
         twin_config(config, run), run.workdir, twin_data,
@@ -195,13 +224,8 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
                             "epoch": final_epoch,
                             "members": f"twin member k * {len(table)} + i is the twin of "
                                        "original member i at the k-th level"}},
-        overwrite=overwrite)
-  del originals
-  batch_size = config.training.eval_batch_size
-  original = cache_predictions(original_dir, dataset, batch_size)
-  twins = [(run, cache_predictions(run.workdir, dataset, batch_size),
-            epoch_test_accuracy(run.workdir)) for run in runs]
-  return report.write_report(workdir, config, table, original, twins)
+        overwrite=overwrite, study_progress=bar)
+    bar.skip(int(member_steps_after[phase - 1]) - bar.n)
 
 
 def epoch_test_accuracy(run_dir: str) -> np.ndarray:

@@ -81,14 +81,16 @@ def twin_run_dir(study_dir: str, method: str, scope: str | None = None) -> str:
 
 def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape,
                    num_classes: int, table, method_module: str,
-                   links: dict | None = None) -> None:
+                   links: dict | None = None, data_digest: str | None = None) -> None:
   """Writes ``metadata.json`` atomically (write to a temporary file, then rename).
 
   ``method_module`` is the module that registers the run's method (loaders
-  import it); ``links`` are extra entries, e.g. a twin run's ``original``.
+  import it); ``links`` are extra entries, e.g. a twin run's ``original``;
+  ``data_digest`` fingerprints the data (:func:`jaxsparse.data.digest`).
   """
   metadata = {"config": config.to_dict(), "method_module": method_module,
               "input_shape": list(input_shape), "num_classes": int(num_classes),
+              "data_digest": data_digest,
               "members": table.to_dict(orient="records"), **(links or {})}
   path = os.path.join(workdir, METADATA_FILE)
   with open(path + ".tmp", "w") as file:
@@ -96,12 +98,13 @@ def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape,
   os.replace(path + ".tmp", path)
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flatten_config(tree: dict, prefix: str = "") -> dict[str, Any]:
+  """A config dict as ``{dotted path: value}`` (tuples become lists, as in JSON)."""
   flat = {}
   for key, value in tree.items():
     path = f"{prefix}{key}"
     if isinstance(value, dict):
-      flat.update(_flatten(value, path + "."))
+      flat.update(flatten_config(value, path + "."))
     else:
       flat[path] = list(value) if isinstance(value, tuple) else value
   return flat
@@ -114,7 +117,7 @@ def config_difference(saved: dict, current: dict) -> tuple[str, Any, Any] | None
   A field missing on one side (a run made before the field existed) counts
   as agreeing.
   """
-  saved, current = _flatten(saved), _flatten(current)
+  saved, current = flatten_config(saved), flatten_config(current)
   resumable = resumable_differences()
   for path in sorted(saved.keys() & current.keys()):
     if any(path == field or path.startswith(field + ".") for field in resumable):
@@ -130,7 +133,7 @@ def run_fingerprint(metadata: dict[str, Any]) -> str:
   :func:`resumable_differences`), member table and links (a twin's original). Caches
   derived from a run carry it, so that a cache copied from another run is not trusted."""
   resumable = resumable_differences()
-  config = {path: value for path, value in _flatten(metadata["config"]).items()
+  config = {path: value for path, value in flatten_config(metadata["config"]).items()
             if not any(path == field or path.startswith(field + ".") for field in resumable)}
   content = {"config": config, "members": metadata["members"],
              "original": metadata.get("original")}

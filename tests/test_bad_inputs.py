@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxsparse import checkpoints, main, memory
+from jaxsparse import checkpoints, main, memory, train
 from jaxsparse.errors import UserError
 from jaxsparse.train import train_and_evaluate
 
@@ -124,6 +124,8 @@ def _disk_full(run, monkeypatch):
   def full(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.path.join(run, "checkpoints"))
   monkeypatch.setattr(checkpoints, "save_population", full)
+  # The CLI's job loads the config's data; the run was trained on DATA.
+  monkeypatch.setattr(train, "dataset_from_config", lambda config: DATA)
   main.run_job(_config(), run)
 
 
@@ -245,6 +247,9 @@ CASES = [
      "member 5 does not exist"),
     ("resuming on data of another image shape", _unfinish, _train(data=_shrunk_images(20)),
      "was trained on inputs of shape (28, 28, 1)"),
+    ("resuming on other data of the same shape (another split or order)", _unfinish,
+     _train(data=_with_data(train_labels=DATA.train_labels[::-1].copy())),
+     "was trained on other data"),
     ("labels outside the number of classes", None,
      _train(data=DATA._replace(num_classes=5), subdirectory="new"), "num_classes is 5"),
     ("images without a channel axis", None,

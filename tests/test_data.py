@@ -1,6 +1,8 @@
-"""Data: splits, normalisation, TFDS by name (mock data) and Fashion-MNIST from Debian."""
+"""Data: splits, normalisation, IDX files, TFDS by name (mock data) and Fashion-MNIST from Debian."""
 
+import gzip
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -63,14 +65,51 @@ def test_validation_size_larger_than_training_split_is_rejected():
     data.load_dataset("digits", validation_size=5000)
 
 
-@pytest.mark.slow
+def _write_idx(path, array, type_code=0x08):
+  """An IDX file written by hand from its specification: two zero bytes, the type code,
+  the number of dimensions, each dimension as a big-endian uint32, then the data."""
+  header = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+  with gzip.open(path, "wb") as file:
+    file.write(header + array.tobytes())
+
+
+def test_read_idx_equals_the_array_written_by_the_specification(tmp_path):
+  images = np.random.default_rng(0).integers(0, 256, (5, 3, 4), dtype=np.uint8)
+  _write_idx(tmp_path / "images.gz", images)
+  np.testing.assert_array_equal(data.read_idx(str(tmp_path / "images.gz")), images)
+  values = np.arange(6, dtype=">i4").reshape(2, 3)
+  _write_idx(tmp_path / "ints.gz", values, type_code=0x0C)
+  np.testing.assert_array_equal(data.read_idx(str(tmp_path / "ints.gz")), values)
+
+
+def test_a_damaged_idx_file_is_one_line(tmp_path):
+  _write_idx(tmp_path / "short.gz", np.zeros((4, 2), np.uint8))
+  content = gzip.open(tmp_path / "short.gz").read()
+  with gzip.open(tmp_path / "short.gz", "wb") as file:
+    file.write(content[:-3])
+  with pytest.raises(UserError, match=r"short.gz holds 17 bytes but its header \(4, 2\) needs 20"):
+    data.read_idx(str(tmp_path / "short.gz"))
+  (tmp_path / "text.gz").write_bytes(gzip.compress(b"hello"))
+  with pytest.raises(UserError, match="is not an IDX file"):
+    data.read_idx(str(tmp_path / "text.gz"))
+
+
+def test_digest_changes_with_the_split_and_not_with_a_reload():
+  first = data.load_dataset("digits", validation_size=300)
+  assert data.digest(first) == data.digest(data.load_dataset("digits", validation_size=300))
+  assert data.digest(first) != data.digest(data.load_dataset("digits", validation_size=300,
+                                                              split_seed=1))
+
+
 @pytest.mark.skipif(not os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR),
                     reason="needs Debian's dataset-fashion-mnist (make test installs it)")
-def test_fashion_mnist_prepared_offline_by_tfds_from_debian_files(tmp_path):
-  dataset = data.load_dataset("fashion_mnist", tfds_data_dir=str(tmp_path))
+def test_fashion_mnist_read_from_debian_idx_files_without_tensorflow():
+  dataset = data.load_dataset("fashion_mnist")
   assert (len(dataset.train_labels), len(dataset.validation_labels),
           len(dataset.test_labels)) == (50_000, 10_000, 10_000)
   assert dataset.input_shape == (28, 28, 1) and dataset.num_classes == 10
-  # Fashion-MNIST is balanced: 1,000 test images per class.
+  # Fashion-MNIST is balanced: 1,000 test images per class (6,000 per class in training).
   assert np.bincount(dataset.test_labels).tolist() == [1000] * 10
-  assert os.path.isdir(tmp_path / "fashion_mnist_debian")
+  assert (np.bincount(dataset.train_labels) + np.bincount(dataset.validation_labels)).tolist() \
+      == [6000] * 10
+  assert dataset.train_images.min() == -1.0 and dataset.train_images.max() == 1.0

@@ -1,1 +1,0 @@
-"""TFDS dataset builders that jaxsparse adds (imported lazily: importing TFDS is slow)."""

@@ -1,0 +1,87 @@
+"""Progress inside an epoch: reports from the compiled call, the bar's ETA, a study's bar."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsparse import engine, models, population, progress, sparsify
+
+from conftest import SINGLE, random_dataset
+
+
+def test_progress_reports_leave_the_numbers_unchanged_and_arrive_per_chunk():
+  chunk_size, passes = 1, 2  # two members, one at a time
+  data = random_dataset(num_train=10 * 16)  # 10 steps of batch 16
+  model = models.get_model("cnn_s", data.input_shape)
+  hyper = population.member_hyperparameters(population.member_table(SINGLE, num_seeds=2))
+  method = sparsify.dense.dense()
+  images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
+  results, reports = [], []
+  for every in (0, 3):
+    state = engine.init_population(model, method, hyper)
+    with engine.listening_to_progress(lambda: reports.append(every)):
+      state, metrics = engine.train_epoch(model, method, state, hyper, images, labels,
+                                          batch_size=16, chunk_size=chunk_size,
+                                          progress_every=every)
+      jax.block_until_ready(metrics)
+    results.append((state.params, metrics))
+  # After steps 3, 6 and 9 (10 // 3 reports) in every chunk; none without progress_every.
+  assert reports == [3] * (10 // 3) * passes
+  for without, with_reports in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+    np.testing.assert_array_equal(without, with_reports)
+
+
+class _Clock:
+  def __init__(self):
+    self.now = 100.0
+
+  def __call__(self):
+    return self.now
+
+
+def test_eta_leaves_out_the_time_before_the_first_advance(monkeypatch):
+  clock = _Clock()
+  monkeypatch.setattr(progress.time, "monotonic", clock)
+  bar = progress.Bar(total=100, disable=True)
+  assert bar.eta_seconds() is None
+  clock.now += 60.0  # compilation and the first 10 steps
+  bar.advance_to(10)
+  assert bar.eta_seconds() is None  # one point gives no rate yet
+  clock.now += 10.0  # 20 steps in 10 s: 2 steps/s, 70 steps left
+  bar.advance_to(30)
+  assert bar.eta_seconds() == pytest.approx(35.0)
+  bar.advance_to(20)  # never backwards
+  assert bar.n == 30
+
+
+def test_a_population_bar_advances_the_study_bar_by_member_steps(monkeypatch):
+  clock = _Clock()
+  monkeypatch.setattr(progress.time, "monotonic", clock)
+  study = progress.Bar(total=1000, disable=True)
+  # A resumed population of 10 members: 20 of its 50 steps were done before.
+  population_bar = progress.Bar(total=50, initial=20, disable=True, parent=study, weight=10)
+  assert study.n == 200
+  population_bar.advance_to(30)
+  clock.now += 5.0
+  population_bar.advance_to(40)
+  assert study.n == 400
+  # 100 member-steps in 5 s since the first timed advance; the skipped 200 are not timed.
+  assert study.eta_seconds() == pytest.approx(600 / 20)
+
+
+def test_epoch_tracker_turns_reports_into_steps():
+  bar = progress.Bar(total=3 * 40, disable=True)
+  # 40 steps per epoch, a report every 2 steps, 2 chunks: 40 reports per epoch.
+  tracker = progress.EpochTracker(bar, steps_per_epoch=40, reports_per_epoch=40)
+  tracker.start_epoch(2)
+  for _ in range(20):
+    tracker.report()
+  assert bar.n == 40 + 20
+  for _ in range(25):  # more reports than expected never pass the epoch's end
+    tracker.report()
+  assert bar.n == 80
+  tracker.end_epoch(2)
+  assert bar.n == 80
+  assert progress.report_interval(1000) == 1000 // progress.REPORTS_PER_EPOCH
+  assert progress.report_interval(5) == 1
