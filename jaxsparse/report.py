@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jaxsparse import analysis, sparsify  # noqa: E402
+from jaxsparse import analysis, sparsify, tables  # noqa: E402
 from jaxsparse.population import GRID_FIELDS  # noqa: E402
 from jaxsparse.workdir import FIGURES_DIR, REPORT_FILE, SUMMARY_FILE  # noqa: E402
 
@@ -330,96 +330,35 @@ def findings(summary: dict) -> list[str]:
   return lines
 
 
-def _figures(summary: dict, directory: str) -> list[str]:
+def _figures(workdir: str, summary: dict, rows: pd.DataFrame, num_classes: int) -> list[str]:
+  """The study's figures (:func:`jaxsparse.figures.study_figures` over its tidy table) and
+  the convergence of the twins' fine-tuning."""
+  from jaxsparse import figures  # local: figures imports this module's constants
+  directory = os.path.join(workdir, FIGURES_DIR)
   os.makedirs(directory, exist_ok=True)
-  # Levels whose members all diverged have nothing to plot.
-  by_series = {series: [entry for entry in entries if entry["members"]]
-               for series, entries in _series(summary).items()}
-  by_series = {series: entries for series, entries in by_series.items() if entries}
-  original = summary["original"]["distribution"]
-  written = []
-  if not by_series:
+  written = figures.study_figures(rows, directory, num_classes=num_classes)
+  entries = [entry for entry in summary["twins"] if entry["accuracy_per_epoch"]]
+  if not written or not entries:
     return written
-
-  figure, axis = plt.subplots(figsize=(6, 4))
-  for series, entries in by_series.items():
-    entries = sorted(entries, key=lambda e: np.mean(e["sparsity"]))
-    x = [np.mean(e["sparsity"]) for e in entries]
-    axis.plot(x, [np.mean(e["twin_accuracy"]) for e in entries], "o-", label=series)
-    axis.fill_between(x, [np.quantile(e["twin_accuracy"], 0.25) for e in entries],
-                      [np.quantile(e["twin_accuracy"], 0.75) for e in entries], alpha=0.2)
-  axis.axhline(original["mean"], color="gray", linestyle="--", label="original (mean)")
-  axis.axvline(CROSSOVER_SPARSITY, color="gray", linestyle=":", linewidth=0.8)
-  axis.set(xlabel="achieved sparsity (population mean)", ylabel="test accuracy",
-           title="Twin accuracy vs sparsity (mean, 25-75 % band)")
-  axis.legend(fontsize=8)
-  written.append(_save(figure, directory, "accuracy_vs_sparsity.png"))
-
-  figure, axis = plt.subplots(figsize=(6, 4))
-  for series, entries in by_series.items():
-    entries = sorted(entries, key=lambda e: np.mean(e["sparsity"]))
-    x = [np.mean(e["sparsity"]) for e in entries]
-    axis.plot(x, [np.nanmean(e["agreement"]) for e in entries], "o-", label=f"{series}: agreement")
-    axis.plot(x, [np.nanmean(e["cohen_kappa"]) for e in entries], "s--",
-              label=f"{series}: Cohen's κ")
-  axis.set(xlabel="achieved sparsity (population mean)", ylabel="agreement with original",
-           title="Twin / original agreement vs sparsity")
-  axis.legend(fontsize=7)
-  written.append(_save(figure, directory, "agreement_vs_sparsity.png"))
-
-  entries = summary["twins"]
-  figure, axes = plt.subplots(1, len(entries), figsize=(3 * len(entries), 3), squeeze=False)
-  for axis, entry in zip(axes[0], entries):
-    axis.scatter(entry["original_accuracy"], entry["twin_accuracy"], s=10)
-    low = min(min(entry["original_accuracy"]), min(entry["twin_accuracy"]))
-    axis.plot([low, 1], [low, 1], color="gray", linewidth=0.5)
-    axis.set_title(f"{entry['series']} {entry['level']:g}\n"
-                   f"r = {_nan_if_none(entry['pearson']):.2f}",
-                   fontsize=8)
-    axis.set_xlabel("original accuracy", fontsize=8)
-  axes[0][0].set_ylabel("twin accuracy")
-  written.append(_save(figure, directory, "original_vs_twin.png"))
-
-  layers = list(entries[0]["layer_sparsity"]) if entries else []
-  figure, axis = plt.subplots(figsize=(7, 4))
-  width = 0.8 / max(len(entries), 1)
-  for index, entry in enumerate(entries):
-    axis.bar(np.arange(len(layers)) + index * width,
-             [np.mean(entry["layer_sparsity"][layer]) for layer in layers], width,
-             label=f"{entry['series']} {entry['level']:g}")
-  axis.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, layers, fontsize=8)
-  axis.set(ylabel="sparsity (population mean)", title="Layer-wise sparsity per method and level")
-  axis.legend(fontsize=6)
-  written.append(_save(figure, directory, "layer_sparsity.png"))
-
-  figure, axis = plt.subplots(figsize=(6, 4))
+  figure, axis = plt.subplots(figsize=(6.5, 4), layout="constrained")
   for entry in entries:
     curve = entry["accuracy_per_epoch"]
-    if curve:
-      axis.plot(range(1, len(curve) + 1), curve, "o-", markersize=3,
-                label=f"{entry['series']} {entry['level']:g}")
-  axis.axhline(original["mean"], color="gray", linestyle="--", label="original (mean)")
+    axis.plot(range(1, len(curve) + 1), curve, "o-", markersize=3,
+              label=f"{entry['series']} {entry['level']:g}")
+  axis.axhline(summary["original"]["distribution"]["mean"], color="gray", linestyle="--",
+               label="dense originals (mean)")
   axis.set(xlabel="fine-tuning epoch", ylabel="twin test accuracy (population mean)",
            title="Convergence of the twins' fine-tuning")
-  axis.legend(fontsize=6)
-  written.append(_save(figure, directory, "convergence.png"))
-  return written
-
-
-def _save(figure, directory: str, name: str) -> str:
-  path = os.path.join(directory, name)
-  figure.tight_layout()
-  figure.savefig(path + ".tmp.png", dpi=120)
-  plt.close(figure)
-  os.replace(path + ".tmp.png", path)
-  return name
+  axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+  return written + [figures.save(figure, directory, "convergence")]
 
 
 def write_report(workdir: str, config, table: pd.DataFrame, original: dict,
                  twins: list) -> dict:
   """Writes summary.json, report.md and figures/ under ``workdir``; returns the summary."""
   summary = summarise(table, original, twins)
-  figures = _figures(summary, os.path.join(workdir, FIGURES_DIR))
+  rows = tables.study_table(table, original, twins)
+  figure_files = _figures(workdir, summary, rows, len(np.unique(original["labels"])))
   lines = [f"# Sparsified twins of a {config.model.name} zoo on {config.data.name}", "",
            f"{summary['original']['members']} members, trained densely for "
            f"{config.training.num_epochs} epochs; twins derived from their final checkpoints "
@@ -428,7 +367,7 @@ def write_report(workdir: str, config, table: pd.DataFrame, original: dict,
            "correlation of original and twin test accuracy across members.", "",
            headline_table(summary), "", "## Claims", "", _claims_preamble(), "",
            claims_table(summary), "", "## Findings", "", *findings(summary), "",
-           "## Figures", "", *[f"![{name}]({FIGURES_DIR}/{name})" for name in figures], ""]
+           "## Figures", "", *[f"![{name}]({FIGURES_DIR}/{name})" for name in figure_files], ""]
   _write_atomically(os.path.join(workdir, REPORT_FILE), "\n".join(lines))
   _write_atomically(os.path.join(workdir, SUMMARY_FILE), json.dumps(summary, indent=1))
   print("\n".join(lines[:lines.index("## Figures")]), flush=True)

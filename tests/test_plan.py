@@ -35,6 +35,7 @@ def _main(*arguments, cwd=REPOSITORY):
                         capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # a second subprocess beside the one below (the fast tier has the smoke run)
 @pytest.mark.skipif(not os.path.isdir(data.DEBIAN_FASHION_MNIST_DIR),
                     reason="needs Debian's dataset-fashion-mnist (make test installs it)")
 def test_dry_run_of_the_smoke_config_prints_the_plan_and_writes_nothing(tmp_path):

@@ -1,0 +1,131 @@
+"""A population's weights as one flat vector per member, with masks that line up.
+
+Weight-space research (hyper-representations, population statistics) works
+on ``[members, parameters]`` matrices. :func:`flat_weights` makes one from a
+population's parameters and masks (:func:`jaxsparse.checkpoints.load_population`),
+in one of two orders:
+
+- ``'flax'``: the leaves in Flax's order (``jax.tree`` order of the parameter
+  dict: modules by name, then ``bias`` before ``kernel``), as stored;
+- ``'pytorch'``: the order and layout of the model zoos' PyTorch state dicts
+  (Schürholt et al. 2022; ModelZoos/ModelZooDataset): layers in network order,
+  each layer's weight then bias, convolution kernels OIHW, dense weights
+  ``(out, in)``, and the first dense layer's inputs in PyTorch's NCHW flatten
+  order. It is defined for the model zoos' convolution-then-dense models
+  (CNN-s, CNN-l, LeNets, Conv-N), not for ResNets.
+
+Masks hold ``None`` for leaves that are never pruned (biases, normalisation);
+their flat mask is 1, so ``weights * masks`` is the effective network.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxsparse.errors import UserError
+
+ORDERS = ("flax", "pytorch")
+
+
+class FlatWeights(NamedTuple):
+  """``weights`` and ``masks`` [members, parameters]; ``segments`` names each leaf's slice
+  ``(name, start, shape)`` in the chosen order and layout (e.g. ``('Conv_0.weight', 0,
+  (8, 1, 5, 5))``)."""
+  weights: np.ndarray
+  masks: np.ndarray
+  segments: list[tuple[str, int, tuple[int, ...]]]
+
+
+def flat_weights(params: Any, masks: Any = None, order: str = "flax") -> FlatWeights:
+  """The parameters of every member (leaves with a leading member axis) as flat vectors.
+
+  Args:
+    params: a population's ``params`` (e.g. ``state.params``).
+    masks: its masks (e.g. ``state.masks``; None: every weight is kept).
+    order: ``'flax'`` or ``'pytorch'`` (see the module's docstring).
+
+  Raises:
+    UserError: an unknown order, or ``'pytorch'`` for a model outside the zoos' family.
+  """
+  if order not in ORDERS:
+    raise UserError(f"order={order!r} is unknown; use one of {ORDERS}")
+  leaves = _leaves(params)
+  mask_leaves = {} if masks is None else {
+      name: leaf for name, leaf in _leaves(masks, keep_none=True) if leaf is not None}
+  layout = _flax_layout(leaves) if order == "flax" else _pytorch_layout(leaves)
+  weights, flat_masks, segments, start = [], [], [], 0
+  for name, source, transform in layout:
+    weight = transform(np.asarray(dict(leaves)[source]))
+    mask = mask_leaves.get(source)
+    mask = np.ones_like(weight) if mask is None else transform(np.asarray(mask, weight.dtype))
+    segments.append((name, start, weight.shape[1:]))
+    start += math.prod(weight.shape[1:])
+    weights.append(weight.reshape(len(weight), -1))
+    flat_masks.append(mask.reshape(len(mask), -1))
+  return FlatWeights(np.concatenate(weights, axis=1), np.concatenate(flat_masks, axis=1),
+                     segments)
+
+
+def _leaves(tree: Any, keep_none: bool = False) -> list[tuple[str, Any]]:
+  """``(dotted path, leaf)`` in jax.tree order."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(
+      tree, is_leaf=(lambda leaf: leaf is None) if keep_none else None)
+  return [(".".join(str(getattr(key, "key", key)) for key in path), leaf) for path, leaf in flat]
+
+
+def _identity(leaf: np.ndarray) -> np.ndarray:
+  return leaf
+
+
+def _flax_layout(leaves):
+  return [(name, name, _identity) for name, _ in leaves]
+
+
+def _pytorch_layout(leaves):
+  """(PyTorch name, Flax leaf, transform) per parameter, in the zoos' state-dict order."""
+  shapes = {name: np.shape(leaf) for name, leaf in leaves}
+  layers = {name.rsplit(".", 1)[0] for name in shapes}
+  if any(_network_position(layer) is None for layer in layers):
+    raise UserError("order='pytorch' is defined for the model zoos' convolution-then-dense "
+                    f"models (layers Conv_i then Dense_j), not for layers such as {sorted(layers)[:3]}; use "
+                    "order='flax'")
+  layers = sorted(layers, key=_network_position)
+  convs = [layer for layer in layers if layer.startswith("Conv_")]
+  layout = []
+  for layer in layers:
+    kernel = shapes[f"{layer}.kernel"]
+    if layer.startswith("Conv_"):
+      transform = lambda leaf: leaf.transpose(0, 4, 3, 1, 2)  # [P, H, W, I, O] -> [P, O, I, H, W]
+    elif layer == "Dense_0" and convs:
+      transform = _nchw_dense(kernel, shapes[f"{convs[-1]}.kernel"][-1])
+    else:
+      transform = lambda leaf: leaf.transpose(0, 2, 1)  # [P, in, out] -> [P, out, in]
+    layout.append((f"{layer}.weight", f"{layer}.kernel", transform))
+    if f"{layer}.bias" in shapes:
+      layout.append((f"{layer}.bias", f"{layer}.bias", _identity))
+  return layout
+
+
+def _network_position(layer: str):
+  match = re.fullmatch(r"(Conv|Dense)_(\d+)", layer)
+  return None if match is None else (match[1] == "Dense", int(match[2]))
+
+
+def _nchw_dense(kernel_shape, channels: int):
+  """The first dense layer after convolutions: Flax flattens its input as (h, w, c),
+  PyTorch as (c, h, w); a square feature map is assumed, as in the zoos."""
+  side = math.isqrt(kernel_shape[1] // channels)
+  if side * side * channels != kernel_shape[1]:
+    raise UserError(f"Dense_0 takes {kernel_shape[1]} inputs from {channels} channels: not a "
+                    "square feature map, so its PyTorch order is unknown; use order='flax'")
+
+  def transform(leaf):
+    members, _, outputs = leaf.shape
+    leaf = leaf.reshape(members, side, side, channels, outputs).transpose(0, 4, 3, 1, 2)
+    return leaf.reshape(members, outputs, channels * side * side)
+  return transform
