@@ -98,6 +98,13 @@ class Bar:
               else "" if eta is None else f"eta {tqdm.format_interval(eta)}")
     self._bar.set_postfix_str(", ".join(part for part in (timing, self._metrics) if part))
 
+  def write(self, line: str) -> None:
+    """Prints ``line`` above the bars (a plain print when the bar is off)."""
+    if self._bar.disable:
+      print(line, flush=True)
+    else:
+      tqdm.write(line)
+
   def close(self) -> None:
     self._bar.close()
 

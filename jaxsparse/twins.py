@@ -205,7 +205,7 @@ def _train_phases(config, workdir: str, runs: list[TwinRun], dataset: Dataset,
   advancing the study's bar (``member_steps_after[k]``: its position after phase k)."""
   original_dir = os.path.join(workdir, ORIGINAL_DIR)
   phases = len(runs) + 1
-  print(f"== phase 1/{phases}: the original zoo -> {original_dir}", flush=True)
+  bar.write(f"== phase 1/{phases}: the original zoo -> {original_dir}")
   train.train_and_evaluate(original_config(config), original_dir, dataset, overwrite=overwrite,
                            study_progress=bar)
   bar.skip(int(member_steps_after[0]) - bar.n)
@@ -215,8 +215,8 @@ def _train_phases(config, workdir: str, runs: list[TwinRun], dataset: Dataset,
   del original_state
   for phase, run in enumerate(runs, start=2):
     levels = ", ".join(f"{level:g}" for level in run.levels)
-    print(f"== phase {phase}/{phases}: twins {run.name} at {run.twin_level.label} {levels} "
-          f"({len(run.levels)} x {len(table)} members) -> {run.workdir}", flush=True)
+    bar.write(f"== phase {phase}/{phases}: twins {run.name} at {run.twin_level.label} {levels} "
+              f"({len(run.levels)} x {len(table)} members) -> {run.workdir}")
     train.train_and_evaluate(
         twin_config(config, run), run.workdir, twin_data,
         initial_variables=tile_members(originals, len(run.levels)),
