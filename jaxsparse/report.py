@@ -355,9 +355,17 @@ def _figures(workdir: str, summary: dict, rows: pd.DataFrame, num_classes: int) 
 
 def write_report(workdir: str, config, table: pd.DataFrame, original: dict,
                  twins: list) -> dict:
-  """Writes summary.json, report.md and figures/ under ``workdir``; returns the summary."""
+  """Writes summary.json, report.md and figures/ under ``workdir``; returns the summary.
+
+  The summary holds the per-level statistics (``twins``), the ``claims`` and, record
+  by record, every member of every run (``members``: the rows of
+  :func:`jaxsparse.tables.load_study`, without the final metrics that only the runs'
+  files hold, such as validation accuracy).
+  """
   summary = summarise(table, original, twins)
   rows = tables.study_table(table, original, twins)
+  # Record-oriented: one object per (run, member), the table of tables.load_study (NaN -> null).
+  summary["members"] = json.loads(rows.to_json(orient="records"))
   figure_files = _figures(workdir, summary, rows, len(np.unique(original["labels"])))
   lines = [f"# Sparsified twins of a {config.model.name} zoo on {config.data.name}", "",
            f"{summary['original']['members']} members, trained densely for "

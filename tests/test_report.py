@@ -1,5 +1,7 @@
 """The study's statistics and claims, from hand-made prediction records."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -114,4 +116,12 @@ def test_a_study_whose_members_all_diverged_reports_without_statistics(tmp_path)
   summary = report.write_report(str(tmp_path), config, table, original, [(run, twin, None)])
   assert [entry["members"] for entry in summary["twins"]] == [0, 0]
   assert {claim["verdict"] for claim in summary["claims"]} == {"not tested"}
+  # summary.json's members: one record per (run, member), levels and divergence included.
+  with open(tmp_path / "summary.json") as file:
+    records = json.load(file)["members"]
+  assert [(record["run"], record["member"], record["level"]) for record in records] == (
+      [("original", member, None) for member in range(4)]
+      + [("magnitude_layerwise", member, 0.5 if member < 4 else 0.9) for member in range(8)])
+  assert all(record["diverged"] for record in records)
+  assert records[5]["original_member"] == 1 and records[5]["target_sparsity"] == 0.5
   assert (tmp_path / "report.md").exists() and not list((tmp_path / "figures").iterdir())
