@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -189,6 +190,25 @@ def layer_sparsity(rows: pd.DataFrame) -> plt.Figure:
   axis.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, layers)
   axis.set(ylabel="sparsity", ylim=(0, 1.02),
            title="Layer-wise sparsity (median, interquartile range)")
+  _legend_outside(axis)
+  return figure
+
+
+def convergence(curves: dict[str, np.ndarray], originals: np.ndarray) -> plt.Figure:
+  """Twin test accuracy per fine-tuning epoch: per curve (label -> [epochs, members]) the
+  median with its interquartile band, and the dense originals' median and band."""
+  figure, axis = plt.subplots(figsize=(6.5, 4), layout="constrained")
+  for label, accuracy in curves.items():
+    epochs = np.arange(1, len(accuracy) + 1)
+    low, median, high = np.nanquantile(accuracy, (0.25, 0.5, 0.75), axis=1)
+    line, = axis.plot(epochs, median, "o-", markersize=3, label=label)
+    axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.15)
+  median, low, high = _quartiles(originals)
+  axis.axhline(median, color="black", linestyle="--", label="dense originals (median, IQR)")
+  axis.axhspan(median - low, median + high, color="gray", alpha=0.12)
+  axis.set(xlabel="fine-tuning epoch", ylabel="twin test accuracy",
+           title="Convergence of the twins' fine-tuning (median, interquartile band)")
+  axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   _legend_outside(axis)
   return figure
 

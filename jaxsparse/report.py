@@ -330,27 +330,30 @@ def findings(summary: dict) -> list[str]:
   return lines
 
 
-def _figures(workdir: str, summary: dict, rows: pd.DataFrame, num_classes: int) -> list[str]:
+def _figures(workdir: str, rows: pd.DataFrame, twins: list, num_classes: int) -> list[str]:
   """The study's figures (:func:`jaxsparse.figures.study_figures` over its tidy table) and
-  the convergence of the twins' fine-tuning."""
+  the convergence of the twins' fine-tuning (healthy members only)."""
   from jaxsparse import figures  # local: figures imports this module's constants
   directory = os.path.join(workdir, FIGURES_DIR)
   os.makedirs(directory, exist_ok=True)
   written = figures.study_figures(rows, directory, num_classes=num_classes)
-  entries = [entry for entry in summary["twins"] if entry["accuracy_per_epoch"]]
-  if not written or not entries:
+  healthy = figures.healthy(rows)
+  num_originals = int((rows["run"] == "original").sum())
+  curves = {}
+  for run, _, per_epoch in twins:
+    if per_epoch is None:
+      continue
+    name = os.path.basename(run.workdir)
+    for index, level in enumerate(run.levels):
+      members = np.arange(per_epoch.shape[1])[run.level_members(num_originals, index)]
+      keep = np.isin(members, healthy[healthy.run == name]["member"])
+      if keep.any():
+        curves[f"{run.name} {level:g}"] = per_epoch[:, members[keep]]
+  if not written or not curves:
     return written
-  figure, axis = plt.subplots(figsize=(6.5, 4), layout="constrained")
-  for entry in entries:
-    curve = entry["accuracy_per_epoch"]
-    axis.plot(range(1, len(curve) + 1), curve, "o-", markersize=3,
-              label=f"{entry['series']} {entry['level']:g}")
-  axis.axhline(summary["original"]["distribution"]["mean"], color="gray", linestyle="--",
-               label="dense originals (mean)")
-  axis.set(xlabel="fine-tuning epoch", ylabel="twin test accuracy (population mean)",
-           title="Convergence of the twins' fine-tuning")
-  axis.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
-  return written + [figures.save(figure, directory, "convergence")]
+  originals = healthy[healthy.run == "original"]["test_accuracy"].to_numpy()
+  return written + [figures.save(figures.convergence(curves, originals), directory,
+                                 "convergence")]
 
 
 def write_report(workdir: str, config, table: pd.DataFrame, original: dict,
@@ -366,7 +369,7 @@ def write_report(workdir: str, config, table: pd.DataFrame, original: dict,
   rows = tables.study_table(table, original, twins)
   # Record-oriented: one object per (run, member), the table of tables.load_study (NaN -> null).
   summary["members"] = json.loads(rows.to_json(orient="records"))
-  figure_files = _figures(workdir, summary, rows, len(np.unique(original["labels"])))
+  figure_files = _figures(workdir, rows, twins, len(np.unique(original["labels"])))
   lines = [f"# Sparsified twins of a {config.model.name} zoo on {config.data.name}", "",
            f"{summary['original']['members']} members, trained densely for "
            f"{config.training.num_epochs} epochs; twins derived from their final checkpoints "

@@ -91,3 +91,15 @@ def test_study_figures_writes_png_and_pdf(tmp_path):
     assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / name.replace(".png", ".pdf")).read_bytes()[:4] == b"%PDF"
   assert figures.study_figures(_rows()[lambda rows: rows.run == "original"], str(tmp_path)) == []
+
+
+def test_convergence_shows_each_curve_with_its_band_and_the_originals():
+  rng = np.random.default_rng(1)
+  curves = {"magnitude 0.5": rng.uniform(0.5, 0.8, (3, 8)),
+            "magnitude 0.9": rng.uniform(0.2, 0.5, (3, 8))}
+  figure = figures.convergence(curves, rng.uniform(0.7, 0.9, 8))
+  [axis] = figure.axes
+  medians = [line.get_ydata() for line in axis.get_lines() if line.get_label() in curves]
+  np.testing.assert_allclose(medians[0], np.median(curves["magnitude 0.5"], axis=1))
+  assert len(axis.collections) >= 2  # one interquartile band per curve
+  _legend_outside_every_axis(figure, axis.get_legend())
