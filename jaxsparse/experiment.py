@@ -102,18 +102,20 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
   model = models.get_model(config.model.name, tuple(data.input_shape), data.num_classes,
                            config.model.conv_implementation, config.model.width)
   num_epochs = config.training.num_epochs
+  shapes = _parameter_shapes(model, config)
+  layers = models.layer_order(model)
   if data.num_train is None:
-    steps_per_epoch, schedule = 0, sparsify.TrainingSchedule(steps_per_epoch=1)
+    steps_per_epoch, schedule = 0, sparsify.TrainingSchedule(1, layer_order=layers)
   else:
     steps_per_epoch = data.num_train // config.training.batch_size
     schedule = sparsify.TrainingSchedule(steps_per_epoch, num_examples=data.num_train,
-                                         num_steps=num_epochs * steps_per_epoch)
+                                         num_steps=num_epochs * steps_per_epoch,
+                                         layer_order=layers)
   method = sparsify.get_method(config.sparsify, schedule)
   if table is None:
     table = member_table(config, declaration)
     if method.copies > 1:
       table = population.with_copies(table, method.copies)
-  shapes = _parameter_shapes(model, config)
   if declaration.uses_target_sparsity:
     _check_targets(model, shapes, table)
   hyper = population.member_hyperparameters(table, recipe(config, steps_per_epoch))

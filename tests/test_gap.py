@@ -25,6 +25,35 @@ def test_partitions_are_contiguous_and_balanced():
     gap.partition_of_leaves(masks.dense_masks(params), 6)
 
 
+def resnet_partition(layer):
+  """Partitions of ResNet-20's layers in 3 groups, written out by hand: 20 prunable layers in
+  depth order (stem conv, 9 blocks x 2 convs, dense) split 7 / 7 / 6; a BatchNorm joins the
+  conv before it."""
+  if layer[0] == "Dense_0":
+    return 2
+  if layer[0].startswith("BasicBlock_"):
+    conv = 1 + 2 * int(layer[0].split("_")[1]) + int(layer[1].split("_")[1])
+  else:
+    conv = 0  # the stem's Conv_0 and BatchNorm_0
+  return 0 if conv < 7 else 1 if conv < 14 else 2
+
+
+def test_partitions_follow_network_depth_not_the_alphabet():
+  model = models.get_model("resnet56", (28, 28, 1))
+  params = jax.eval_shape(lambda key: models.init_variables(model, key),
+                          jax.random.PRNGKey(0))["params"]
+  layers = gap.layer_partitions(masks.dense_masks(params), 4, models.layer_order(model))
+  # 56 prunable layers (stem, 27 blocks x 2 convs, dense) in 4 groups of 14.
+  assert layers[("Conv_0",)] == 0 and layers[("Dense_0",)] == 3
+  assert layers[("BasicBlock_2", "Conv_0")] == 0 and layers[("BasicBlock_10", "Conv_0")] == 1
+  assert layers[("BasicBlock_6", "Conv_1")] == 1 and layers[("BasicBlock_6", "BatchNorm_1")] == 1
+  in_depth = [layers[layer] for layer in models.layer_order(model) if layer in layers]
+  assert in_depth == sorted(in_depth)
+  prunable = [layers[layer] for layer in models.layer_order(model)
+              if layer[-1].startswith(("Conv", "Dense"))]
+  assert [prunable.count(group) for group in range(4)] == [14, 14, 14, 14]
+
+
 @pytest.mark.parametrize("scope", ["layerwise", "erk"])
 def test_one_dense_partition_at_every_step_and_target_after_each_prune(scope):
   params = cnn_s_params()
@@ -68,6 +97,61 @@ def test_sparse_tensors_keep_their_masks_through_a_prune():
   kept = np.asarray(moved.masks["Conv_0"]["kernel"]) == 1
   magnitudes = np.abs(np.asarray(params["Conv_0"]["kernel"]))
   assert magnitudes[kept].min() >= magnitudes[~kept].max()
+
+
+def test_global_scope_prunes_only_the_grown_partition():
+  params = cnn_s_params()
+  method = gap.cyclic_gap(num_partitions=3, start_step=0, end_step=6, round_length=2,
+                          scope="global")
+  target = sparsify.Target(0.8)
+  state = method.init(params, jax.random.PRNGKey(2), target)
+  parts = jax.tree.leaves(gap.partition_of_leaves(state.masks, 3))  # [0, 0, 1, 1, 2]
+  for step in range(7):
+    # Stand-in for training in which the dense partition's weights outgrow the others': a
+    # global prune of every tensor would hand it the sparse partitions' weights.
+    params = jax.tree.map(
+        lambda p, m: jax.random.normal(jax.random.PRNGKey(step), p.shape) * (
+            100.0 if m is not None and bool(np.all(m == 1)) else 1.0),
+        params, state.masks, is_leaf=lambda x: x is None)
+    params = masks.apply_masks(params, state.masks)
+    new = method.update(state, params, None, step, target)
+    if step in (2, 4, 6):
+      grown, growing = (step - 1) // 2 % 3, step // 2 % 3 if step < 6 else None
+      for old_mask, new_mask, part in zip(jax.tree.leaves(state.masks),
+                                          jax.tree.leaves(new.masks), parts):
+        if part not in (grown, growing):
+          np.testing.assert_array_equal(new_mask, old_mask, err_msg=f"step {step}")
+    state = new
+  size = sum(mask.size for mask in jax.tree.leaves(state.masks))
+  assert int(sum(np.sum(mask == 0) for mask in jax.tree.leaves(state.masks))) == round(0.8 * size)
+
+
+def test_parallel_reassembly_takes_every_layer_variable_from_its_partitions_copy():
+  model = models.get_model("resnet20", (28, 28, 1))
+  table = population.with_copies(population.member_table(SINGLE, num_seeds=1), 3)
+  hyper = population.member_hyperparameters(table)
+  state = engine.init_population(model, sparsify.get_method(
+      method_settings("parallel_gap", start_epoch=0, end_epoch=2, num_rounds=2,
+                      num_partitions=3), sparsify.TrainingSchedule(4)), hyper)
+  # Every copy's variables differ (biases, BatchNorm parameters and statistics, Adam's
+  # moments, SGD's trace); the masks stay those of the shared member.
+  offsets = np.array([0.0, 1.0, 2.0], np.float32)
+  moved = jax.tree.map(lambda leaf: leaf + offsets.reshape(-1, *[1] * (leaf.ndim - 1))
+                       if leaf.dtype == np.float32 else leaf, state)
+  moved = moved._replace(sparsity_state=state.sparsity_state)
+  after = gap.parallel_gap_boundary(moved, hyper.sparsity, num_copies=3, scope="layerwise",
+                                    prune=True, grow=False,
+                                    layer_order=models.layer_order(model))
+  before = dict(jax.tree_util.tree_leaves_with_path(moved))
+  sources = set()
+  for path, leaf in jax.tree_util.tree_leaves_with_path(after):
+    names = [str(entry.key) for entry in path if isinstance(entry, jax.tree_util.DictKey)]
+    if names and names[-1] != "kernel":  # every variable of a layer but its masked weights
+      source = resnet_partition(tuple(names[:-1]))
+      np.testing.assert_array_equal(leaf, np.repeat(np.asarray(before[path])[source][None], 3, 0),
+                                    err_msg=jax.tree_util.keystr(path))
+      sources.add(source)
+  assert sources == {0, 1, 2}
 
 
 @pytest.mark.slow
@@ -116,9 +200,10 @@ def test_parallel_gap_grows_one_partition_per_copy_and_reassembles():
         np.testing.assert_array_equal(after.params[name]["kernel"][3 * member + copy],
                                       source * kept)
         np.testing.assert_array_equal(final.masks[name]["kernel"][3 * member + copy], kept)
-      # Biases come from copy 0.
-      np.testing.assert_array_equal(final.params[name]["bias"][rows],
-                                    np.repeat(state.params[name]["bias"][3 * member][None], 3, 0))
+      # A layer's bias comes from the copy that grew its partition.
+      np.testing.assert_array_equal(
+          final.params[name]["bias"][rows],
+          np.repeat(state.params[name]["bias"][3 * member + part][None], 3, 0))
     final_layers = masks.layer_sparsity(engine.member(final.masks, 3 * member))
     for mask in jax.tree.leaves(engine.member(final.masks, 3 * member)):
       assert int(np.sum(mask == 0)) == round(target * mask.size)

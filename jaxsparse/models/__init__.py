@@ -149,6 +149,27 @@ def apply_model(model: Model, variables: dict[str, Any], images: jax.Array,
   return model.module.apply(variables, images, **kwargs), batch_stats
 
 
+def layer_order(model: Model) -> tuple[tuple[str, ...], ...]:
+  """The model's modules (paths of names, e.g. ``('BasicBlock_2', 'Conv_1')``) in the order
+  its forward pass calls them: network depth, which the parameter tree's alphabetical order
+  is not (``BasicBlock_10`` sorts before ``BasicBlock_2``). Traced, not computed."""
+  calls: list[tuple[str, ...]] = []
+
+  def record(next_fun, args, kwargs, context):
+    path = tuple(context.module.path)
+    if path and path not in calls:
+      calls.append(path)
+    return next_fun(*args, **kwargs)
+
+  def forward(key):
+    variables = init_variables(model, key)
+    with nn.intercept_methods(record):
+      return apply_model(model, variables, jnp.zeros((1, *model.input_shape)), activation=0)
+
+  jax.eval_shape(forward, jax.random.PRNGKey(0))
+  return tuple(calls)
+
+
 def count_parameters(params: Any) -> int:
   """Number of scalars in a parameter pytree."""
   return sum(leaf.size for leaf in jax.tree.leaves(params))

@@ -137,9 +137,13 @@ class TrainingSchedule(NamedTuple):
     num_examples: training examples per epoch (scales variational dropout's
       KL term to the data set).
     num_steps: total optimizer steps of the run.
+    layer_order: the model's layers (module paths) in network depth, from
+      :func:`jaxsparse.models.layer_order`; empty when unknown (methods that
+      group layers by depth, such as GaP, then use the parameter tree's order).
   """
   steps_per_epoch: int
   num_examples: int = 1
   num_steps: int = 1
+  layer_order: tuple[tuple[str, ...], ...] = ()
 
 
