@@ -116,15 +116,10 @@ def member_rows(workdir: str, arm: str, width: float) -> list[dict]:
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
   """One row per (arm, width, rate): mean test accuracy, its t interval, the budget."""
-  rows = []
-  for (arm, width, rate), group in results.groupby(["arm", "width", "channel_sparsity"],
-                                                   sort=False):
-    low, high = analysis.t_interval(group["test_accuracy"])
-    rows.append({"arm": arm, "width": width, "channel_sparsity": rate,
-                 "test_accuracy": group["test_accuracy"].mean(), "low": low, "high": high,
-                 "seeds": len(group), "parameters": group["parameters"].mean(),
-                 "multiply_adds": group["multiply_adds"].mean()})
-  return pd.DataFrame(rows)
+  keys = ["arm", "width", "channel_sparsity"]
+  budgets = results.groupby(keys, sort=False)[["parameters", "multiply_adds"]].mean()
+  return analysis.group_means(results, keys).assign(
+      parameters=budgets["parameters"].to_numpy(), multiply_adds=budgets["multiply_adds"].to_numpy())
 
 
 def markdown(summary: pd.DataFrame) -> str:

@@ -151,6 +151,19 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
       confidence, len(sample) - 1, loc=sample.mean(), scale=stats.sem(sample)))
 
 
+def group_means(frame: pd.DataFrame, by: list[str], column: str = "test_accuracy",
+                confidence: float = 0.95) -> pd.DataFrame:
+  """One row per group of ``frame`` by the columns ``by`` (in order of appearance): the mean
+  of ``column``, its Student's t interval (``low``, ``high``; see :func:`t_interval`) and the
+  group's size (``seeds``)."""
+  rows = []
+  for keys, group in frame.groupby(by, sort=False):
+    low, high = t_interval(group[column], confidence)
+    rows.append({**dict(zip(by, keys)), column: group[column].mean(), "low": low,
+                 "high": high, "seeds": len(group)})
+  return pd.DataFrame(rows)
+
+
 def pearson_interval(x: np.ndarray, y: np.ndarray,
                      confidence: float = 0.95) -> tuple[float, float]:
   """The confidence interval of Pearson's r from Fisher's z transform (scipy); NaNs with

@@ -183,6 +183,17 @@ def _loss_fn(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters,
   return loss_fn
 
 
+def scale_method_updates(updates: PyTree, scale: float | tuple[tuple[str, float], ...]) -> PyTree:
+  """The updates of a method's own variables times their learning-rate scale: one float for
+  all, or ``(name, float)`` pairs for the entries of the method's ``trainable`` dict (entries
+  it omits keep 1)."""
+  if isinstance(scale, tuple):
+    per_entry = dict(scale)
+    return {name: jax.tree.map(lambda u, s=per_entry.get(name, 1.0): u * s, entry)
+            for name, entry in updates.items()}
+  return updates if scale == 1.0 else jax.tree.map(lambda u: u * scale, updates)
+
+
 def train_step(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters, carry,
                batch: tuple[jax.Array, jax.Array], global_step: jax.Array, keys: StepKeys):
   """One optimizer step of one member: forward, gradients, update, masks.
@@ -206,9 +217,7 @@ def train_step(model: Model, method: SparsifyMethod, hyper: MemberHyperparameter
   trained = _trained_variables(method, params, sparsity_state)
   (_, (batch_stats, loss, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
   updates, opt_state = optimizer.update(grads, opt_state, trained)
-  if method.trainable_learning_rate_scale != 1.0:
-    updates = (updates[0], jax.tree.map(lambda u: u * method.trainable_learning_rate_scale,
-                                        updates[1]))
+  updates = (updates[0], scale_method_updates(updates[1], method.trainable_learning_rate_scale))
   weights, method_variables = optax.apply_updates(trained, updates)
   if method.trains_weights:
     params = weights

@@ -116,6 +116,20 @@ def test_paired_differences_interpolate_each_members_own_curve():
       [0.9 - (0.1 / 0.3) * 0.1 - 0.8, 0.0])
 
 
+def test_group_means_by_hand():
+  frame = pd.DataFrame({"arm": ["b", "a", "b", "a", "b"], "level": [1, 1, 1, 1, 1],
+                        "test_accuracy": [0.80, 0.5, 0.82, 0.7, 0.87]})
+  table = analysis.group_means(frame, ["arm", "level"])
+  assert list(table["arm"]) == ["b", "a"] and list(table["seeds"]) == [3, 2]
+  values = np.array([0.80, 0.82, 0.87])
+  half = 4.302652729911275 * values.std(ddof=1) / np.sqrt(3)
+  np.testing.assert_allclose(table.loc[0, ["test_accuracy", "low", "high"]].to_numpy(float),
+                             [values.mean(), values.mean() - half, values.mean() + half])
+  half = 12.706204736174698 * np.std([0.5, 0.7], ddof=1) / np.sqrt(2)
+  np.testing.assert_allclose(table.loc[1, ["low", "high"]].to_numpy(float),
+                             [0.6 - half, 0.6 + half])
+
+
 def test_t_interval_by_hand():
   values = np.array([0.80, 0.82, 0.87])
   mean, sd = values.mean(), values.std(ddof=1)

@@ -97,3 +97,40 @@ def test_evaluation_uses_mask_and_scale(trained):
   np.testing.assert_allclose(
       engine.evaluate(model, method, state, hyper, images, labels)["loss"],
       engine.evaluate(model, dense, plain, hyper, images, labels)["loss"], rtol=1e-5)
+
+
+def test_logits_and_scales_learn_at_their_own_rates_from_their_initial_logit():
+  """Dupont et al.'s code: SGD with the logits at 50 and the scales at 1e-3, logits from 0.
+  One SGD step moves a variable by -rate * gradient, so between two runs that differ only in
+  the logits' rate, the logits' moves scale with it and the scales' moves are identical."""
+  data = random_dataset(num_train=16)
+  model = models.get_model("cnn_s", data.input_shape)
+  table = population.member_table({**SINGLE, "optimizer": ("sgd",), "learning_rate": (1e-3,)},
+                                  num_seeds=1)
+  moves = {}
+  for logit_scale in (5e4, 1e4):
+    method = sparsify.get_method(
+        method_settings("gumbel_softmax", initial_logit=0.0, temperature_start=1.0,
+                        temperature_end=1.0, trainable_learning_rate_scale=logit_scale,
+                        scales_learning_rate_scale=1.0),
+        sparsify.TrainingSchedule(1, 16, 1))
+    state, _ = train_population(model, method, table, data, epochs=1, batch_size=16)
+    trainable = state.sparsity_state.trainable
+    moves[logit_scale] = (np.asarray(trainable["logits"]["Dense_0"]["kernel"]),
+                          np.asarray(trainable["scales"]["Dense_0"]["kernel"]) - 1.0)
+  (logits_fast, scale_fast), (logits_slow, scale_slow) = moves[5e4], moves[1e4]
+  assert np.abs(logits_slow).max() > 0
+  np.testing.assert_allclose(logits_fast, 5.0 * logits_slow, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(scale_fast, scale_slow, rtol=1e-5)
+  assert 0 < np.abs(scale_fast).max() < 1e-2
+
+
+def test_scale_method_updates_per_entry_or_for_all():
+  updates = {"logits": {"a": jnp.ones(3), "b": None}, "scales": {"a": jnp.ones(())}}
+  per_entry = engine.scale_method_updates(updates, (("logits", 50.0), ("scales", 1e-3)))
+  np.testing.assert_array_equal(per_entry["logits"]["a"], np.full(3, 50.0))
+  assert per_entry["logits"]["b"] is None
+  np.testing.assert_allclose(per_entry["scales"]["a"], 1e-3)
+  everything = engine.scale_method_updates(updates, 2.0)
+  np.testing.assert_array_equal(everything["logits"]["a"], np.full(3, 2.0))
+  assert engine.scale_method_updates(updates, 1.0) is updates

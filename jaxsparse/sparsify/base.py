@@ -86,7 +86,11 @@ class SparsifyMethod(NamedTuple):
     trainable_learning_rate_scale: the learning rate of the method's own
       variables as a multiple of the member's (Adam moves each variable by
       about one learning rate per step, so log sigma^2 = -10 needs many steps
-      to reach log alpha = 3 at a weight's learning rate).
+      to reach log alpha = 3 at a weight's learning rate): one float for all
+      of them, or ``(name, float)`` pairs, one per entry of a ``trainable``
+      dict (hashable, as the method is a compile-time constant; Dupont et
+      al.'s code trains Gumbel-softmax logits at 50 and the per-layer scales
+      at 1e-3).
     weight_decay_on_method_variables: whether the member's weight decay also
       reaches the method's own variables (``trainable``). Off by default:
       weight decay is a regulariser of the model's weights, and decaying
@@ -105,7 +109,7 @@ class SparsifyMethod(NamedTuple):
   forward: Callable[..., tuple[PyTree, dict, jax.Array]] = masked_forward
   trains_weights: bool = True
   zeroes_pruned_weights: bool = True
-  trainable_learning_rate_scale: float = 1.0
+  trainable_learning_rate_scale: float | tuple[tuple[str, float], ...] = 1.0
   weight_decay_on_method_variables: bool = False
   copies: int = 1
   between_epochs: Callable[[Any, Any, int], Any] | None = None

@@ -7,6 +7,7 @@ defaults and checks agree.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from jaxsparse import masks
@@ -22,6 +23,11 @@ def at_least(low: float, allowed: str) -> Check:
 def positive(allowed: str) -> Check:
   """A check: the value is > 0, else ``allowed``."""
   return lambda value, config: None if value > 0 else allowed
+
+
+def finite(allowed: str) -> Check:
+  """A check: the value is a finite number, else ``allowed``."""
+  return lambda value, config: None if math.isfinite(value) else allowed
 
 
 def one_of(choices: tuple[str, ...]) -> Check:

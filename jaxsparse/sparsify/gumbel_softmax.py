@@ -8,7 +8,9 @@ gradient of the soft one, sigmoid((logit + noise) / tau) (straight-through).
 tau anneals exponentially from ``temperature_start`` to ``temperature_end``
 over the run. With ``rescale`` each layer learns a scale of its surviving
 weights, which compensates the signal lost to dropped weights. At evaluation
-the mask is the most probable one, logit > 0.
+the mask is the most probable one, logit > 0. The logits learn at
+``trainable_learning_rate_scale`` times the member's learning rate, the
+scales at ``scales_learning_rate_scale`` times it (the frozen weights at none).
 
 Sparsity is an outcome of training; with ``sparsity_penalty`` > 0 a
 quadratic penalty pulls the expected kept fraction of every prunable tensor
@@ -71,9 +73,10 @@ def density_penalty(logits, target: jax.Array | float) -> jax.Array:
              for leaf in leaves) / len(leaves)
 
 
-def gumbel_softmax(temperature, rescale: bool = True,
-                   sparsity_penalty: float = 0.0) -> SparsifyMethod:
-  """Gumbel-softmax mask learning with ``temperature(step, target) -> tau``."""
+def gumbel_softmax(temperature, rescale: bool = True, sparsity_penalty: float = 0.0,
+                   initial_logit: float = INITIAL_LOGIT) -> SparsifyMethod:
+  """Gumbel-softmax mask learning with ``temperature(step, target) -> tau``, every logit
+  starting at ``initial_logit``."""
 
   def most_probable(logits):
     return jax.tree.map(lambda leaf: None if leaf is None else (leaf > 0).astype(jnp.float32),
@@ -83,7 +86,7 @@ def gumbel_softmax(temperature, rescale: bool = True,
     del key, target
     prunable = masks_lib.dense_masks(params)
     trainable = {"logits": masks_lib.map_prunable(
-        lambda p: jnp.full_like(p, INITIAL_LOGIT), prunable, params)}
+        lambda p: jnp.full_like(p, initial_logit), prunable, params)}
     if rescale:
       trainable["scales"] = masks_lib.map_prunable(lambda p: jnp.ones((), p.dtype), prunable,
                                                    params)
@@ -114,6 +117,7 @@ def gumbel_softmax(temperature, rescale: bool = True,
 
 
 _TEMPERATURE_CHECK = fields.positive("use a positive temperature, e.g. 0.5")
+_SCALE_CHECK = fields.positive("use a positive multiple of the member's learning rate, e.g. 10")
 
 
 @register("gumbel_softmax", title="Gumbel-softmax",
@@ -125,7 +129,15 @@ _TEMPERATURE_CHECK = fields.positive("use a positive temperature, e.g. 0.5")
                   "sparsity_penalty": Field(
                       0.0, "weight of the penalty pulling the kept fraction to 1 - target "
                       "(0 = sparsity is an outcome)", fields.at_least(0, "use 0 (off) or more")),
-                  "trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE},
+                  "initial_logit": Field(
+                      INITIAL_LOGIT, "every mask logit's first value (keep probability "
+                      "sigmoid(logit)); Dupont et al.'s code starts at 0",
+                      fields.finite("use a finite number, e.g. 0")),
+                  # Here the logits' rate; the scales have their own.
+                  "trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE,
+                  "scales_learning_rate_scale": Field(
+                      1.0, "learning rate of Gumbel-softmax's per-layer scales, as a multiple "
+                      "of the member's", _SCALE_CHECK)},
           member_settings=("temperature_start", "temperature_end"),
           example=dict(sparsity_penalty=50.0))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
@@ -141,5 +153,8 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
     start = target.setting("temperature_start", default_start)
     end = target.setting("temperature_end", default_end)
     return start * (end / start) ** jnp.clip(step / num_steps, 0.0, 1.0)
-  return gumbel_softmax(temperature, settings.rescale, settings.sparsity_penalty)._replace(
-      trainable_learning_rate_scale=settings.trainable_learning_rate_scale)
+  method = gumbel_softmax(temperature, settings.rescale, settings.sparsity_penalty,
+                          settings.initial_logit)
+  return method._replace(trainable_learning_rate_scale=(
+      ("logits", settings.trainable_learning_rate_scale),
+      ("scales", settings.scales_learning_rate_scale)))

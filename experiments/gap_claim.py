@@ -1,0 +1,240 @@
+"""GaP's small-scale claim, fairly (Ma et al., ICLR 2022; docs/gap_claim.md).
+
+GaP was published at ImageNet / WMT scale only; the claim checkable at small
+scale is that scheduled grow-and-prune beats static random-mask sparse
+training and magnitude pruning at the same sparsity and budget. Every arm
+trains the same number of epochs with the same recipe, at 80 / 90 / 95 %
+(one member per level and seed):
+
+- ``dense``: no pruning (the ceiling);
+- ``random``: a static random mask at the target from the initialisation;
+- ``one_shot_mp``: dense for half the epochs, magnitude pruning in one shot,
+  fine-tuning for the other half;
+- ``gradual_mp``: dense for the first quarter, Zhu & Gupta's polynomial
+  schedule until three quarters, fine-tuning after;
+- ``cyclic_gap``: from a random mask, partitions grown and pruned in turn
+  until three quarters (each partition dense twice), fine-tuning after;
+- ``parallel_gap``: the same window in rounds of one epoch, a copy per
+  partition (3x the member-steps: the paper's parallel variant trades
+  devices for time).
+
+Per model, level and GaP variant the result is the difference of mean test
+accuracy to each baseline with Welch's t 95 % interval::
+
+  python experiments/gap_claim.py --workdir=runs/gap --quick   # pipeline check, < 5 min
+  python experiments/gap_claim.py --workdir=runs/gap           # CNN-s and ResNet-20
+
+Runs resume (the same command again); everything goes under the workdir:
+``<model>/<arm>/`` (ordinary runs), ``results.json``, ``results.md`` and
+``figures/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app, flags, logging
+import matplotlib
+import pandas as pd
+import scipy.stats
+
+from jaxsparse import analysis, train
+from jaxsparse.config import load_config_file, validate_config
+
+matplotlib.use("Agg")
+
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "configs")
+LEVELS = (0.8, 0.9, 0.95)
+ARMS = ("dense", "random", "one_shot_mp", "gradual_mp", "cyclic_gap", "parallel_gap")
+BASELINES = ("random", "one_shot_mp", "gradual_mp")
+GAP_ARMS = ("cyclic_gap", "parallel_gap")
+NUM_PARTITIONS = 3
+
+#: Per model: the recipe's config file, epochs and training examples (CPU-sized).
+MODELS = {
+    "cnn_s": dict(config="magnitude.py", epochs=6, train_examples=12_000),
+    "resnet20": dict(config="filter.py", epochs=4, train_examples=4_000),
+}
+QUICK = dict(epochs=2, train_examples=1_000, levels=(0.9,), seeds=2, test_examples=2_000)
+
+
+def base_config(model: str, epochs: int, train_examples: int, levels, seeds: int):
+  """The recipe every arm of ``model`` shares (that of its method config in configs/)."""
+  config = load_config_file(os.path.join(CONFIGS, MODELS[model]["config"]))
+  config.data.train_examples = train_examples
+  config.training.num_epochs = epochs
+  config.training.evaluate_validation = False
+  config.training.curve_test_examples = 1_000
+  config.population.grid.sparsity = tuple(levels)
+  config.population.num_seeds = seeds
+  return config
+
+
+def arm_config(base, arm: str):
+  """``base`` changed into ``arm`` (see the module doc); phases scale with the epochs."""
+  config = base.copy_and_resolve_references()
+  epochs = config.training.num_epochs
+  end = max(3 * epochs // 4, 1)
+  steps_per_epoch = config.data.train_examples // config.training.batch_size
+  settings = config.sparsify
+  if arm == "dense":
+    settings.method = "none"
+    config.population.grid.sparsity = (0.0,)
+  elif arm == "random":
+    settings.method, settings.start_epoch = "random", 0
+  elif arm == "one_shot_mp":
+    settings.method, settings.schedule, settings.start_epoch = "magnitude", "one_shot", epochs // 2
+  elif arm == "gradual_mp":
+    settings.method, settings.schedule = "magnitude", "gradual"
+    settings.start_epoch, settings.end_epoch = epochs // 4, end
+    settings.update_every = max(steps_per_epoch // 4, 1)
+  elif arm in GAP_ARMS:
+    settings.method = "gap" if arm == "cyclic_gap" else "parallel_gap"
+    settings.start_epoch, settings.end_epoch = 0, end
+    settings.num_partitions = NUM_PARTITIONS
+    settings.num_rounds = 2 * NUM_PARTITIONS if arm == "cyclic_gap" else end
+  else:
+    raise ValueError(f"arm {arm!r} is unknown; use one of {ARMS}")
+  settings.scope = "layerwise"
+  return config
+
+
+def run_model(model: str, workdir: str, quick_mode: bool) -> pd.DataFrame:
+  """Trains (or resumes) every arm of ``model``; one row per member."""
+  sizes = QUICK if quick_mode else dict(MODELS[model], levels=LEVELS, seeds=3)
+  base = base_config(model, sizes["epochs"], sizes["train_examples"], sizes["levels"],
+                     sizes["seeds"])
+  configs = {arm: arm_config(base, arm) for arm in ARMS}
+  for config in configs.values():
+    validate_config(config)  # every arm before the first trains
+  dataset = train.dataset_from_config(base)
+  if quick_mode:
+    dataset = dataset._replace(test_images=dataset.test_images[:QUICK["test_examples"]],
+                               test_labels=dataset.test_labels[:QUICK["test_examples"]])
+  rows = []
+  for arm, config in configs.items():
+    print(f"== {model}: {arm}", flush=True)
+    members = train.train_and_evaluate(config, os.path.join(workdir, model, arm), dataset)
+    if "copy" in members:
+      members = members[members["copy"] == 0]  # the copies of a member end identical
+    rows.append(pd.DataFrame({
+        "model": model, "arm": arm, "target": members["sparsity"],
+        "seed": members["seed"], "test_accuracy": members["test_accuracy"],
+        "achieved_sparsity": members["achieved_sparsity"], "diverged": members["diverged"]}))
+  return pd.concat(rows, ignore_index=True)
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+  """One row per (model, arm, target): mean test accuracy, its t interval, sparsity."""
+  summary = analysis.group_means(results, ["model", "arm", "target"])
+  achieved = results.groupby(["model", "arm", "target"], sort=False)["achieved_sparsity"].mean()
+  return summary.assign(achieved_sparsity=achieved.to_numpy())
+
+
+def comparisons(results: pd.DataFrame) -> pd.DataFrame:
+  """GaP minus each baseline per model and level: the difference of mean test accuracy,
+  Welch's t 95 % interval, and what it resolves."""
+  rows = []
+  for (model, target), group in results[results["target"] > 0].groupby(["model", "target"]):
+    accuracy = {arm: rows_["test_accuracy"].to_numpy() for arm, rows_ in group.groupby("arm")}
+    for gap_arm in GAP_ARMS:
+      for baseline in BASELINES:
+        a, b = accuracy[gap_arm], accuracy[baseline]
+        interval = scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+        verdict = ("GaP ahead" if interval.low > 0 else "GaP behind" if interval.high < 0
+                   else "not resolved")
+        rows.append({"model": model, "target": target, "gap": gap_arm, "baseline": baseline,
+                     "difference": a.mean() - b.mean(), "low": interval.low,
+                     "high": interval.high, "verdict": verdict})
+  return pd.DataFrame(rows)
+
+
+def markdown(summary: pd.DataFrame, differences: pd.DataFrame) -> str:
+  """The summary and the comparisons as Markdown tables."""
+  lines = ["| model | arm | target | test accuracy (95 % t interval) | achieved sparsity | seeds |",
+           "|---|---|---|---|---|---|"]
+  for row in summary.itertuples():
+    lines.append(f"| {row.model} | {row.arm} | {row.target:.0%} | {row.test_accuracy:.4f} "
+                 f"({row.low:.4f} to {row.high:.4f}) | {row.achieved_sparsity:.4f} | "
+                 f"{row.seeds} |")
+  lines += ["", "| model | target | GaP | baseline | difference (Welch 95 % interval) | "
+            "verdict |", "|---|---|---|---|---|---|"]
+  for row in differences.itertuples():
+    lines.append(f"| {row.model} | {row.target:.0%} | {row.gap} | {row.baseline} | "
+                 f"{row.difference:+.4f} ({row.low:+.4f} to {row.high:+.4f}) | {row.verdict} |")
+  return "\n".join(lines)
+
+
+def plot(summary: pd.DataFrame, directory: str) -> None:
+  """Test accuracy against target sparsity, a panel per model, a line per arm with its
+  interval, the dense model as a band; PNG and PDF."""
+  import matplotlib.pyplot as plt
+  os.makedirs(directory, exist_ok=True)
+  models = list(dict.fromkeys(summary["model"]))
+  figure, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), squeeze=False,
+                              constrained_layout=True)
+  for axis, model in zip(axes[0], models):
+    rows = summary[summary["model"] == model]
+    for arm, arm_rows in rows.groupby("arm", sort=False):
+      if arm == "dense":
+        axis.axhspan(arm_rows["low"].iloc[0], arm_rows["high"].iloc[0], color="0.85",
+                     label="dense (95 % t interval)" if model == models[0] else None)
+        continue
+      axis.errorbar(arm_rows["target"] * 100, arm_rows["test_accuracy"],
+                    yerr=[arm_rows["test_accuracy"] - arm_rows["low"],
+                          arm_rows["high"] - arm_rows["test_accuracy"]],
+                    marker="o", capsize=3, label=arm if model == models[0] else None)
+    axis.set_title(model)
+    axis.set_xlabel("target sparsity (%)")
+    axis.set_ylabel("test accuracy")
+    axis.grid(alpha=0.3)
+  figure.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+  for extension in ("png", "pdf"):
+    figure.savefig(os.path.join(directory, f"gap_claim.{extension}"), dpi=200)
+  plt.close(figure)
+
+
+def run(workdir: str, models: list[str], quick_mode: bool = False) -> pd.DataFrame:
+  """Trains every arm of every model (resuming finished runs) and writes the tables, the
+  figure and results.json under ``workdir``; returns the comparisons."""
+  logging.set_verbosity(logging.WARNING)  # Orbax reports every save and restore at INFO
+  started = time.time()
+  results = pd.concat([run_model(model, workdir, quick_mode)
+                       for model in (models[:1] if quick_mode else models)], ignore_index=True)
+  summary, differences = summarise(results), comparisons(results)
+  table = markdown(summary, differences)
+  plot(summary, os.path.join(workdir, "figures"))
+  with open(os.path.join(workdir, "results.json"), "w") as file:
+    json.dump({"members": results.to_dict("records"), "summary": summary.to_dict("records"),
+               "comparisons": differences.to_dict("records"), "quick": quick_mode,
+               "seconds": time.time() - started}, file, indent=1, default=str)
+  with open(os.path.join(workdir, "results.md"), "w") as file:
+    file.write(table + "\n")
+  print(table)
+  print(f"Done in {(time.time() - started) / 60:.1f} min; results and runs are under "
+        f"{workdir}.", flush=True)
+  return differences
+
+
+def _define_flags():
+  """The command line (defined only when run as a script)."""
+  workdir = flags.DEFINE_string("workdir", None, "Where every arm's run and the results go.")
+  models = flags.DEFINE_list("models", list(MODELS), f"Models to run, of {list(MODELS)}.")
+  quick_mode = flags.DEFINE_bool("quick", False,
+                                 "A pipeline check in under 5 minutes (the first model only).")
+  flags.mark_flags_as_required(["workdir"])
+
+  def main(argv):
+    del argv
+    unknown = [model for model in models.value if model not in MODELS]
+    if unknown:
+      raise app.UsageError(f"--models={','.join(unknown)} is unknown; use some of "
+                           f"{','.join(MODELS)}")
+    run(workdir.value, models.value, quick_mode.value)
+  return main
+
+
+if __name__ == "__main__":
+  app.run(_define_flags())
