@@ -23,16 +23,17 @@ Runs resume (the same command again); everything goes under the workdir.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, logging
 import pandas as pd
 import scipy.stats
 
 from jaxsparse import analysis, train
 from jaxsparse.config import load_config_file, validate_config
+
+import common
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "gumbel_softmax_dupont.py")
 MODELS = ("conv2", "conv4")
@@ -147,35 +148,10 @@ def run(workdir: str, models: list[str], quick_mode: bool = False) -> pd.DataFra
       "achieved_sparsity"].mean().to_numpy()
   differences = comparisons(results)
   table = markdown(summary, differences)
-  with open(os.path.join(workdir, "results.json"), "w") as file:
-    json.dump({"members": results.to_dict("records"), "summary": summary.to_dict("records"),
-               "comparisons": differences.to_dict("records"), "quick": quick_mode,
-               "sizes": sizes, "seconds": time.time() - started}, file, indent=1, default=str)
-  with open(os.path.join(workdir, "results.md"), "w") as file:
-    file.write(table + "\n")
-  print(table)
-  print(f"Done in {(time.time() - started) / 60:.1f} min; results and runs are under "
-        f"{workdir}.", flush=True)
+  common.write_results(workdir, table, started, members=results, summary=summary,
+                       comparisons=differences, quick=quick_mode, sizes=sizes)
   return differences
 
 
-def _define_flags():
-  """The command line (defined only when run as a script)."""
-  workdir = flags.DEFINE_string("workdir", None, "Where every run and the results go.")
-  models = flags.DEFINE_list("models", list(MODELS), f"Models to run, of {list(MODELS)}.")
-  quick_mode = flags.DEFINE_bool("quick", False,
-                                 "A pipeline check in under 5 minutes (the first model only).")
-  flags.mark_flags_as_required(["workdir"])
-
-  def main(argv):
-    del argv
-    unknown = [model for model in models.value if model not in MODELS]
-    if unknown:
-      raise app.UsageError(f"--models={','.join(unknown)} is unknown; use some of "
-                           f"{','.join(MODELS)}")
-    run(workdir.value, models.value, quick_mode.value)
-  return main
-
-
 if __name__ == "__main__":
-  app.run(_define_flags())
+  app.run(common.model_experiment_main(run, tuple(MODELS)))

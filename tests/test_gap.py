@@ -126,6 +126,7 @@ def test_global_scope_prunes_only_the_grown_partition():
   assert int(sum(np.sum(mask == 0) for mask in jax.tree.leaves(state.masks))) == round(0.8 * size)
 
 
+@pytest.mark.slow  # a ResNet-20 population of 3 copies and its boundary program
 def test_parallel_reassembly_takes_every_layer_variable_from_its_partitions_copy():
   model = models.get_model("resnet20", (28, 28, 1))
   table = population.with_copies(population.member_table(SINGLE, num_seeds=1), 3)

@@ -99,6 +99,7 @@ def test_evaluation_uses_mask_and_scale(trained):
       engine.evaluate(model, dense, plain, hyper, images, labels)["loss"], rtol=1e-5)
 
 
+@pytest.mark.slow  # two population trainings; the fast tier checks scale_method_updates
 def test_logits_and_scales_learn_at_their_own_rates_from_their_initial_logit():
   """Dupont et al.'s code: SGD with the logits at 50 and the scales at 1e-3, logits from 0.
   One SGD step moves a variable by -rate * gradient, so between two runs that differ only in

@@ -1,0 +1,46 @@
+"""What the model-by-model experiments share: their command line and how they write results."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Callable
+
+from absl import app, flags
+import pandas as pd
+
+
+def write_results(workdir: str, table: str, started: float, **tables: pd.DataFrame | bool | dict
+                  ) -> None:
+  """``results.md`` (``table``) and ``results.json`` (every keyword: data frames as records,
+  plus the run time) under ``workdir``; prints the table and the time."""
+  record = {name: value.to_dict("records") if isinstance(value, pd.DataFrame) else value
+            for name, value in tables.items()}
+  with open(os.path.join(workdir, "results.json"), "w") as file:
+    json.dump({**record, "seconds": time.time() - started}, file, indent=1, default=str)
+  with open(os.path.join(workdir, "results.md"), "w") as file:
+    file.write(table + "\n")
+  print(table)
+  print(f"Done in {(time.time() - started) / 60:.1f} min; results and runs are under "
+        f"{workdir}.", flush=True)
+
+
+def model_experiment_main(run: Callable[[str, list[str], bool], object],
+                          models: tuple[str, ...]) -> Callable[[list[str]], None]:
+  """Defines ``--workdir``, ``--models`` and ``--quick`` and returns the ``main`` that calls
+  ``run(workdir, models, quick)`` (flags are defined only when a script runs)."""
+  workdir = flags.DEFINE_string("workdir", None, "Where every run and the results go.")
+  chosen = flags.DEFINE_list("models", list(models), f"Models to run, of {list(models)}.")
+  quick = flags.DEFINE_bool("quick", False,
+                            "A pipeline check in under 5 minutes (the first model only).")
+  flags.mark_flags_as_required(["workdir"])
+
+  def main(argv):
+    del argv
+    unknown = [model for model in chosen.value if model not in models]
+    if unknown:
+      raise app.UsageError(f"--models={','.join(unknown)} is unknown; use some of "
+                           f"{','.join(models)}")
+    run(workdir.value, chosen.value, quick.value)
+  return main
