@@ -1,8 +1,9 @@
 """Gumbel-softmax subnetworks as Dupont et al. (ICIP 2022) run them, on Fashion-MNIST.
 
 The protocol of the paper's public code (N0ciple/ASLP; docs/methods.md):
-weights frozen at PyTorch's default initialisation (U(+-1/sqrt(fan_in)),
-``fan_in_uniform``), ReLU, a logit per weight starting at 0 (keep
+weights frozen at Kaiming-normal N(0, 2/fan_in) (its layers call
+``kaiming_normal_(nonlinearity='relu', mode='fan_in')``, whatever its
+``init_scheme`` comment says), ReLU, a logit per weight starting at 0 (keep
 probability 1/2), the temperature fixed at 1, no sparsity penalty (sparsity
 is an outcome), SGD with momentum 0.9 and no weight decay: the logits at
 learning rate 50, the per-layer scales at 1e-3 (the member's rate is the
@@ -11,6 +12,8 @@ is jaxsparse's own variant (annealed temperature, a penalty towards each
 target, Adam).
 
 Conv-4 by default; ``get_config('conv2')`` (``--config=...:conv2``) for Conv-2.
+One difference remains: the public code's layers have biases (frozen at
+U(+-1/sqrt(fan_in))), jaxsparse's Conv-n none (as in Ramanujan et al.).
 Both have millions of weights, enough for supermasks (the 2,416-weight CNN-s is
 not). ``--config.sparsify.rescale=False`` switches the learned rescaling off.
 The paper trains up to 1,000 epochs with early stopping on CIFAR-10; 20 epochs
@@ -26,7 +29,7 @@ def get_config(model: str = "conv4"):
   config.population.num_seeds = 3
   config.population.grid.sparsity = (0.0,)  # no target: sparsity is an outcome
   config.population.grid.activation = ("relu",)
-  config.population.grid.initializer = ("fan_in_uniform",)
+  config.population.grid.initializer = ("kaiming_normal",)
   config.population.grid.optimizer = ("sgd",)
   config.population.grid.momentum = (0.9,)
   config.population.grid.learning_rate = (1e-3,)

@@ -84,6 +84,10 @@ def test_supermask_configs_follow_the_public_protocol():
   settings = config.sparsify
   assert (settings.initial_logit, settings.temperature_start, settings.temperature_end,
           settings.sparsity_penalty) == (0.0, 1.0, 1.0, 0.0)
+  grid = config.population.grid
+  assert (grid.initializer, grid.activation, grid.optimizer, grid.momentum, grid.weight_decay,
+          config.training.batch_size) == (("kaiming_normal",), ("relu",), ("sgd",), (0.9,),
+                                          (0.0,), 256)
   learning_rate = config.population.grid.learning_rate[0]
   assert learning_rate * settings.trainable_learning_rate_scale == pytest.approx(50.0)
   assert learning_rate * settings.scales_learning_rate_scale == pytest.approx(1e-3)
