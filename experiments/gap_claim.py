@@ -133,9 +133,7 @@ def run_model(model: str, workdir: str, quick_mode: bool) -> pd.DataFrame:
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
   """One row per (model, arm, target): mean test accuracy, its t interval, sparsity."""
-  summary = analysis.group_means(results, ["model", "arm", "target"])
-  achieved = results.groupby(["model", "arm", "target"], sort=False)["achieved_sparsity"].mean()
-  return summary.assign(achieved_sparsity=achieved.to_numpy())
+  return analysis.group_means(results, ["model", "arm", "target"], also=("achieved_sparsity",))
 
 
 def comparisons(results: pd.DataFrame) -> pd.DataFrame:

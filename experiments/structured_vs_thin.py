@@ -116,10 +116,8 @@ def member_rows(workdir: str, arm: str, width: float) -> list[dict]:
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
   """One row per (arm, width, rate): mean test accuracy, its t interval, the budget."""
-  keys = ["arm", "width", "channel_sparsity"]
-  budgets = results.groupby(keys, sort=False)[["parameters", "multiply_adds"]].mean()
-  return analysis.group_means(results, keys).assign(
-      parameters=budgets["parameters"].to_numpy(), multiply_adds=budgets["multiply_adds"].to_numpy())
+  return analysis.group_means(results, ["arm", "width", "channel_sparsity"],
+                              also=("parameters", "multiply_adds"))
 
 
 def markdown(summary: pd.DataFrame) -> str:

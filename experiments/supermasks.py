@@ -143,9 +143,7 @@ def run(workdir: str, models: list[str], quick_mode: bool = False) -> pd.DataFra
                                test_labels=dataset.test_labels[:sizes["test_examples"]])
   results = pd.concat([run_model(model, workdir, sizes, dataset)
                        for model in (models[:1] if quick_mode else models)], ignore_index=True)
-  summary = analysis.group_means(results, ["model", "method"])
-  summary["achieved_sparsity"] = results.groupby(["model", "method"], sort=False)[
-      "achieved_sparsity"].mean().to_numpy()
+  summary = analysis.group_means(results, ["model", "method"], also=("achieved_sparsity",))
   differences = comparisons(results)
   table = markdown(summary, differences)
   common.write_results(workdir, table, started, members=results, summary=summary,

@@ -152,15 +152,16 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
 
 
 def group_means(frame: pd.DataFrame, by: list[str], column: str = "test_accuracy",
-                confidence: float = 0.95) -> pd.DataFrame:
+                confidence: float = 0.95, also: tuple[str, ...] = ()) -> pd.DataFrame:
   """One row per group of ``frame`` by the columns ``by`` (in order of appearance): the mean
-  of ``column``, its Student's t interval (``low``, ``high``; see :func:`t_interval`) and the
-  group's size (``seeds``)."""
+  of ``column``, its Student's t interval (``low``, ``high``; see :func:`t_interval`), the
+  group's size (``seeds``) and the means of the columns ``also``."""
   rows = []
   for keys, group in frame.groupby(by, sort=False):
     low, high = t_interval(group[column], confidence)
     rows.append({**dict(zip(by, keys)), column: group[column].mean(), "low": low,
-                 "high": high, "seeds": len(group)})
+                 "high": high, "seeds": len(group),
+                 **{name: group[name].mean() for name in also}})
   return pd.DataFrame(rows)
 
 

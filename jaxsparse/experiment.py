@@ -103,7 +103,7 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
                            config.model.conv_implementation, config.model.width)
   num_epochs = config.training.num_epochs
   shapes = _parameter_shapes(model, config)
-  layers = models.layer_order(model)
+  layers = models.layer_order(model) if declaration.uses_layer_order else ()
   if data.num_train is None:
     steps_per_epoch, schedule = 0, sparsify.TrainingSchedule(1, layer_order=layers)
   else:

@@ -363,11 +363,12 @@ def _check_same_data(workdir: str, dataset: Dataset) -> None:
         f"{metadata['num_classes']} classes, but the data now has {tuple(dataset.input_shape)} "
         f"and {dataset.num_classes}; use the run's data or another --workdir")
   recorded = metadata.get("data_digest")  # absent in runs written before it was recorded
-  if recorded and recorded != data_lib.digest(dataset):
+  current = data_lib.digest(dataset)
+  if recorded and recorded != current:
     raise UserError(
         f"{workdir} was trained on other data than {dataset.name!r} gives now (its splits, order "
-        f"or pixels differ: data digest {recorded} vs {data_lib.digest(dataset)}); resume on "
-        "the run's data or start a new --workdir")
+        f"or pixels differ: data digest {recorded} vs {current}); resume on the run's data or "
+        "start a new --workdir")
 
 
 def _report(workdir: str, table: pd.DataFrame, num_epochs: int) -> pd.DataFrame:

@@ -118,9 +118,11 @@ def test_paired_differences_interpolate_each_members_own_curve():
 
 def test_group_means_by_hand():
   frame = pd.DataFrame({"arm": ["b", "a", "b", "a", "b"], "level": [1, 1, 1, 1, 1],
-                        "test_accuracy": [0.80, 0.5, 0.82, 0.7, 0.87]})
-  table = analysis.group_means(frame, ["arm", "level"])
+                        "test_accuracy": [0.80, 0.5, 0.82, 0.7, 0.87],
+                        "sparsity": [0.1, 0.2, 0.3, 0.4, 0.5]})
+  table = analysis.group_means(frame, ["arm", "level"], also=("sparsity",))
   assert list(table["arm"]) == ["b", "a"] and list(table["seeds"]) == [3, 2]
+  np.testing.assert_allclose(table["sparsity"], [0.3, 0.3])
   values = np.array([0.80, 0.82, 0.87])
   half = 4.302652729911275 * values.std(ddof=1) / np.sqrt(3)
   np.testing.assert_allclose(table.loc[0, ["test_accuracy", "low", "high"]].to_numpy(float),

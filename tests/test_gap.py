@@ -54,6 +54,22 @@ def test_partitions_follow_network_depth_not_the_alphabet():
   assert [prunable.count(group) for group in range(4)] == [14, 14, 14, 14]
 
 
+def test_setup_traces_the_layer_order_only_for_methods_that_declare_it(monkeypatch):
+  from jaxsparse import experiment
+  from conftest import make_tiny_config
+  traced = []
+  real = models.layer_order
+  monkeypatch.setattr(models, "layer_order", lambda model: traced.append(model.name) or
+                      real(model))
+  for method, expected in (("magnitude", []), ("gap", ["cnn_s"])):
+    traced.clear()
+    config = make_tiny_config()
+    config.sparsify.method = method
+    run = experiment.setup(config, experiment.DataShape((28, 28, 1), 10, 64))
+    assert traced == expected, method
+    assert run.declaration.uses_layer_order == bool(expected)
+
+
 @pytest.mark.parametrize("scope", ["layerwise", "erk"])
 def test_one_dense_partition_at_every_step_and_target_after_each_prune(scope):
   params = cnn_s_params()

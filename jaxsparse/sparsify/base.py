@@ -142,8 +142,9 @@ class TrainingSchedule(NamedTuple):
       KL term to the data set).
     num_steps: total optimizer steps of the run.
     layer_order: the model's layers (module paths) in network depth, from
-      :func:`jaxsparse.models.layer_order`; empty when unknown (methods that
-      group layers by depth, such as GaP, then use the parameter tree's order).
+      :func:`jaxsparse.models.layer_order`, for methods that declare
+      ``uses_layer_order``; empty otherwise (methods that group layers by
+      depth, such as GaP, then use the parameter tree's order).
   """
   steps_per_epoch: int
   num_examples: int = 1

@@ -108,7 +108,10 @@ def partition_of_path(partitions: dict[Layer, int], path) -> int | None:
 
 def partition_of_leaves(masks, num_partitions: int, layer_order: tuple[Layer, ...] = ()):
   """A pytree like ``masks`` holding each prunable tensor's partition (None elsewhere)."""
-  partitions = layer_partitions(masks, num_partitions, layer_order)
+  return _partition_tree(masks, layer_partitions(masks, num_partitions, layer_order))
+
+
+def _partition_tree(masks, partitions: dict[Layer, int]):
   return jax.tree_util.tree_map_with_path(
       lambda path, mask: None if mask is None else partition_of_path(partitions, path), masks,
       is_leaf=lambda x: x is None)
@@ -213,7 +216,7 @@ def parallel_gap_boundary(population, target, *, num_copies: int, scope: str, pr
   masks = population.sparsity_state.masks
   member_masks = jax.tree.map(lambda mask: mask[0], masks)
   layers = layer_partitions(member_masks, num_copies, layer_order)
-  partitions = partition_of_leaves(member_masks, num_copies, layer_order)
+  partitions = _partition_tree(member_masks, layers)
   if prune:
     copy = jnp.arange(target.shape[0]) % num_copies
     masks = jax.vmap(lambda p, m, t, c: prune_kept(p, m, t, scope, _outside(partitions, c)))(
@@ -257,6 +260,7 @@ GAP_FIELDS = {"start_epoch": fields.START_EPOCH, "end_epoch": fields.END_EPOCH,
 
 
 @register("gap", title="cyclic GaP", fields=GAP_FIELDS, validate=fields.check_epoch_window,
+          uses_layer_order=True,
           example=dict(start_epoch=0, end_epoch=1, num_rounds=2, num_partitions=2))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds cyclic GaP from ``config.sparsify`` (epochs become steps)."""
@@ -280,7 +284,7 @@ def _validate_parallel(config) -> None:
 # Its copies meet only between epochs (tested in test_gap.py); the example
 # exercises its engine part.
 @register("parallel_gap", title="parallel GaP", fields=GAP_FIELDS, validate=_validate_parallel,
-          twin_level=None,
+          twin_level=None, uses_layer_order=True,
           example=dict(start_epoch=0, end_epoch=1, num_rounds=1, num_partitions=2))
 def parallel_from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds parallel GaP from ``config.sparsify`` (rounds of whole epochs)."""

@@ -93,6 +93,7 @@ class MethodDeclaration(NamedTuple):
   abbreviation: str
   example: Mapping[str, Any]
   module: str
+  uses_layer_order: bool = False
 
   @property
   def uses_target_sparsity(self) -> bool:
@@ -109,7 +110,8 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
              validate: Callable[[Any], None] | None = None,
              twin_level: TwinLevel | None = TARGET_SPARSITY,
              target_sparsity: str | None = None, title: str | None = None,
-             abbreviation: str | None = None, example: Mapping[str, Any] | None = None):
+             abbreviation: str | None = None, example: Mapping[str, Any] | None = None,
+             uses_layer_order: bool = False):
   """Decorator: declares the method ``name`` built by ``build(settings, training)``.
 
   Args:
@@ -131,6 +133,8 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
     abbreviation: a short form for tables (default: ``title``).
     example: settings of a two-epoch run on 4 steps per epoch that exercises
       the method (used by the tests every method must pass).
+    uses_layer_order: whether the builder reads ``training.layer_order`` (the
+      model's layers in network depth), which setup then traces for it.
   """
   fields = dict(fields or {})
   for setting in member_settings:
@@ -158,7 +162,7 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
         name=name, build=build, fields=fields, member_settings=tuple(member_settings),
         validate=validate, twin_level=twin_level, target_sparsity=target_sparsity,
         title=title_, abbreviation=abbreviation or title_, example=dict(example or {}),
-        module=build.__module__)
+        module=build.__module__, uses_layer_order=uses_layer_order)
     for field_name, field in fields.items():
       _FIELDS.setdefault(field_name, field)
     return build
