@@ -15,8 +15,11 @@ import ml_collections
 
 from jaxsparse import data, layers, optim, sparsify
 from jaxsparse.errors import UserError, invalid_field
-from jaxsparse.models import MODEL_NAMES, WIDTH_MODELS
+from jaxsparse.models import MODEL_NAMES, PADDING_MODELS, PADDINGS, WIDTH_MODELS
 from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS
+
+#: Columns of ``config.population.members``: a seed and every grid field but sparsity.
+MEMBER_FIELDS: tuple[str, ...] = ("seed", *GRID_FIELDS[1:])
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -29,6 +32,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.name = "cnn_s"              # see jaxsparse.models.MODEL_NAMES
   config.model.width = 1.0                 # channel multiplier (ResNets, Conv-N)
   config.model.conv_implementation = "auto"  # 'auto' | 'im2col' | 'xla'
+  # ResNets: 'same' (XLA's: a stride-2 conv pads bottom/right only) or 'symmetric'
+  # (PyTorch's padding=1 on every side; for weights trained in PyTorch).
+  config.model.padding = "same"
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "fashion_mnist"       # a TFDS name, or 'digits' (scikit-learn)
@@ -54,6 +60,12 @@ def default_config() -> ml_collections.ConfigDict:
   config.population.grid.learning_rate = (1e-3,)
   config.population.grid.weight_decay = (0.0,)
   config.population.grid.momentum = (0.9,)
+  # The members listed one by one instead of grid x seeds (an imported zoo
+  # does this): one column per field, all of equal length; a field left ()
+  # takes its single value from population.grid. Sparsity and method_grid
+  # still make axes over the listed members. () = use the grid.
+  config.population.members = ml_collections.ConfigDict(
+      {field: () for field in MEMBER_FIELDS})
   # Per-member values of config.sparsify settings, each a grid axis like those
   # above; () = not swept (every member uses config.sparsify's value). Only
   # the settings the selected method declares as per-member settings are
@@ -108,6 +120,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.twins[levels_field] = level.default_levels
   config.twins.num_epochs = 1
   config.twins.train_examples = 0              # 0 = the whole training split
+  # A zoo trained elsewhere (e.g. `python -m jaxsparse.modelzoo import`): its run
+  # directory. The twins then start from it, with its own model, data, members
+  # and recipe (this config's model, data, population and training are not
+  # read), and nothing is trained under <workdir>/original. '' = train the zoo.
+  config.twins.original_workdir = ""
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.max_to_keep = 0        # 0 = keep every epoch's checkpoint
@@ -209,6 +226,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_data(config.data)
   _check_population(config)
   _check_grid(config.population.grid)
+  _check_members(config.population)
   _check_training(config.training)
   _check_recipe(config)
   _check_method(config)
@@ -228,6 +246,11 @@ def _check_model(config) -> None:
   if model.width != 1 and model.name not in WIDTH_MODELS:
     _fail("model.width", model.width, f"{model.name} has fixed widths; use 1, or a model "
           f"whose width scales: {', '.join(WIDTH_MODELS)}")
+  if model.padding not in PADDINGS:
+    _fail("model.padding", model.padding, f"use one of {', '.join(PADDINGS)}")
+  if model.padding != "same" and model.name not in PADDING_MODELS:
+    _fail("model.padding", model.padding, f"{model.name}'s paddings are fixed; use 'same', or "
+          f"a model whose padding is chosen: {', '.join(PADDING_MODELS)}")
   if model.conv_implementation not in layers.CONV_IMPLEMENTATIONS:
     _fail("model.conv_implementation", model.conv_implementation,
           f"use one of {', '.join(layers.CONV_IMPLEMENTATIONS)}")
@@ -306,7 +329,7 @@ def _check_recipe(config) -> None:
   if training.weight_decay_style not in optim.WEIGHT_DECAY_STYLES:
     _fail("training.weight_decay_style", training.weight_decay_style,
           f"use one of {', '.join(optim.WEIGHT_DECAY_STYLES)}")
-  if training.nesterov and "sgd" not in config.population.grid.optimizer:
+  if training.nesterov and "sgd" not in member_values(config, "optimizer"):
     _fail("training.nesterov", True, "no member uses SGD (population.grid.optimizer); add "
           "'sgd' or leave it False")
 
@@ -339,17 +362,57 @@ def _check_grid(grid) -> None:
             "the population would have 0 members; list at least one value")
     _check_distinct(f"population.grid.{field}", values)
     for value in values:
-      if field not in CATEGORICAL_FIELDS and not _is_number(value):
-        _fail(f"population.grid.{field}", value, "use finite numbers")
-      if field in CATEGORICAL_FIELDS and value not in CATEGORICAL_FIELDS[field]:
-        _fail(f"population.grid.{field}", value,
-              f"use values from {', '.join(CATEGORICAL_FIELDS[field])}")
-      if field == "learning_rate" and not value > 0:
-        _fail(f"population.grid.{field}", value, "learning rates must be > 0")
-      if field == "weight_decay" and not value >= 0:
-        _fail(f"population.grid.{field}", value, "weight decay must be >= 0")
-      if field in ("momentum", "dropout_rate", "sparsity") and not 0 <= value < 1:
-        _fail(f"population.grid.{field}", value, "use a value in [0, 1)")
+      _check_member_value(f"population.grid.{field}", field, value)
+
+
+def _check_member_value(where: str, field: str, value) -> None:
+  """One member's value of a grid field (or a seed)."""
+  if field == "seed":
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      _fail(where, value, "use whole numbers >= 0")
+    return
+  if field not in CATEGORICAL_FIELDS and not _is_number(value):
+    _fail(where, value, "use finite numbers")
+  if field in CATEGORICAL_FIELDS and value not in CATEGORICAL_FIELDS[field]:
+    _fail(where, value, f"use values from {', '.join(CATEGORICAL_FIELDS[field])}")
+  if field == "learning_rate" and not value > 0:
+    _fail(where, value, "learning rates must be > 0")
+  if field == "weight_decay" and not value >= 0:
+    _fail(where, value, "weight decay must be >= 0")
+  if field in ("momentum", "dropout_rate", "sparsity") and not 0 <= value < 1:
+    _fail(where, value, "use a value in [0, 1)")
+
+
+def _check_members(population) -> None:
+  """``population.members``: equal-length columns of valid values; a field it leaves out
+  has one grid value."""
+  members = population.members
+  count = len(members.seed)
+  for field in MEMBER_FIELDS:
+    values = members[field]
+    where = f"population.members.{field}"
+    if not isinstance(values, (tuple, list)):
+      _fail(where, values, f"list one value per member, e.g. ({values!r},)")
+    if values and not count:
+      _fail(where, tuple(values), "list the members' seeds in population.members.seed too")
+    if values and len(values) != count:
+      _fail(where, f"{len(values)} values", f"list one per member: population.members.seed "
+            f"lists {count}")
+    for value in values:
+      _check_member_value(where, field, value)
+    if count and not values and len(population.grid[field]) != 1:
+      _fail(f"population.grid.{field}", tuple(population.grid[field]),
+            f"population.members lists the members; give each its value in {where} or leave "
+            "one value here")
+  if count and population.num_seeds != 1:
+    _fail("population.num_seeds", population.num_seeds,
+          "population.members lists the members (and their seeds); use 1")
+
+
+def member_values(config: ml_collections.ConfigDict, field: str) -> tuple:
+  """The values of a grid field the members use: their listed values, or the grid's."""
+  listed = config.population.members.get(field, ()) if field != "sparsity" else ()
+  return tuple(listed) or tuple(config.population.grid[field])
 
 
 def _is_number(value) -> bool:

@@ -425,6 +425,16 @@ def evaluate(model: Model, method: SparsifyMethod, population: TrainState, hyper
   return sharding.over_members(local, mesh, 2)(population, hyper, images, labels)
 
 
+@functools.partial(jax.jit, static_argnames=("method",))
+def evaluation_params(method: SparsifyMethod, population: TrainState,
+                      hyper: MemberHyperparameters) -> PyTree:
+  """The parameters every member is evaluated with (leading axis P): the masked weights,
+  for Gumbel-softmax also rescaled; what :func:`evaluate` runs, for exporting."""
+  def member_params(state, member_hyper):
+    return method.forward(state.sparsity_state, state.params, None, 0, member_hyper.target)[0]
+  return jax.vmap(member_params)(population, hyper)
+
+
 def member(population: PyTree, index: int) -> PyTree:
   """Member ``index`` of a population pytree (drops the leading axis)."""
   return jax.tree.map(lambda leaf: leaf[index], population)

@@ -77,11 +77,13 @@ class Experiment(NamedTuple):
 
 def member_table(config: ml_collections.ConfigDict,
                  declaration: sparsify.MethodDeclaration) -> pd.DataFrame:
-  """The member table of ``config``: its grid and method grid times its seeds (and copies)."""
+  """The member table of ``config``: its grid (or listed members) and method grid, times its
+  seeds."""
   sweeps = {field: tuple(config.population.method_grid.get(field, ()))
             for field in declaration.member_settings}
   return population.member_table(config.population.grid, config.population.num_seeds,
-                                 config.population.first_seed, sweeps)
+                                 config.population.first_seed, sweeps,
+                                 config.population.members)
 
 
 def setup(config: ml_collections.ConfigDict, data: DataShape, *,
@@ -100,7 +102,8 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
   config = completed_config(config)
   declaration = sparsify.declaration(config.sparsify.method)
   model = models.get_model(config.model.name, tuple(data.input_shape), data.num_classes,
-                           config.model.conv_implementation, config.model.width)
+                           config.model.conv_implementation, config.model.width,
+                           config.model.padding)
   num_epochs = config.training.num_epochs
   shapes = _parameter_shapes(model, config)
   layers = models.layer_order(model) if declaration.uses_layer_order else ()

@@ -57,9 +57,10 @@ def flat_weights(params: Any, masks: Any = None, order: str = "flax") -> FlatWei
   leaves = _leaves(params)
   mask_leaves = {} if masks is None else {
       name: leaf for name, leaf in _leaves(masks, keep_none=True) if leaf is not None}
-  layout = _flax_layout(leaves) if order == "flax" else _pytorch_layout(leaves)
+  layout = (_flax_layout(leaves) if order == "flax" else
+            pytorch_layout({name: np.shape(leaf) for name, leaf in leaves}))
   weights, flat_masks, segments, start = [], [], [], 0
-  for name, source, transform in layout:
+  for name, source, transform, _ in layout:
     weight = transform(np.asarray(dict(leaves)[source]))
     mask = mask_leaves.get(source)
     mask = np.ones_like(weight) if mask is None else transform(np.asarray(mask, weight.dtype))
@@ -82,13 +83,27 @@ def _identity(leaf: np.ndarray) -> np.ndarray:
   return leaf
 
 
+class Segment(NamedTuple):
+  """One parameter of the PyTorch layout: its state-dict name (``Conv_0.weight``), the Flax
+  leaf it comes from (``Conv_0.kernel``), and the layout changes both ways on arrays with a
+  leading member axis."""
+  name: str
+  source: str
+  to_pytorch: Any
+  from_pytorch: Any
+
+
 def _flax_layout(leaves):
-  return [(name, name, _identity) for name, _ in leaves]
+  return [Segment(name, name, _identity, _identity) for name, _ in leaves]
 
 
-def _pytorch_layout(leaves):
-  """(PyTorch name, Flax leaf, transform) per parameter, in the zoos' state-dict order."""
-  shapes = {name: np.shape(leaf) for name, leaf in leaves}
+def pytorch_layout(shapes: dict[str, tuple[int, ...]]) -> list[Segment]:
+  """The model zoos' state-dict order of a convolution-then-dense model, from the shapes of
+  its Flax leaves by dotted name (``{'Conv_0.kernel': (P, 5, 5, 1, 8), ...}``).
+
+  Raises:
+    UserError: a model outside the zoos' family (e.g. a ResNet).
+  """
   layers = {name.rsplit(".", 1)[0] for name in shapes}
   if any(_network_position(layer) is None for layer in layers):
     raise UserError("order='pytorch' is defined for the model zoos' convolution-then-dense "
@@ -100,14 +115,16 @@ def _pytorch_layout(leaves):
   for layer in layers:
     kernel = shapes[f"{layer}.kernel"]
     if layer.startswith("Conv_"):
-      transform = lambda leaf: leaf.transpose(0, 4, 3, 1, 2)  # [P, H, W, I, O] -> [P, O, I, H, W]
+      # [P, H, W, I, O] <-> [P, O, I, H, W]
+      to_pytorch, from_pytorch = (lambda leaf: leaf.transpose(0, 4, 3, 1, 2),
+                                  lambda leaf: leaf.transpose(0, 3, 4, 2, 1))
     elif layer == "Dense_0" and convs:
-      transform = _nchw_dense(kernel, shapes[f"{convs[-1]}.kernel"][-1])
+      to_pytorch, from_pytorch = _nchw_dense(kernel, shapes[f"{convs[-1]}.kernel"][-1])
     else:
-      transform = lambda leaf: leaf.transpose(0, 2, 1)  # [P, in, out] -> [P, out, in]
-    layout.append((f"{layer}.weight", f"{layer}.kernel", transform))
+      to_pytorch = from_pytorch = lambda leaf: leaf.transpose(0, 2, 1)  # [P, in, out] <-> [P, out, in]
+    layout.append(Segment(f"{layer}.weight", f"{layer}.kernel", to_pytorch, from_pytorch))
     if f"{layer}.bias" in shapes:
-      layout.append((f"{layer}.bias", f"{layer}.bias", _identity))
+      layout.append(Segment(f"{layer}.bias", f"{layer}.bias", _identity, _identity))
   return layout
 
 
@@ -118,14 +135,20 @@ def _network_position(layer: str):
 
 def _nchw_dense(kernel_shape, channels: int):
   """The first dense layer after convolutions: Flax flattens its input as (h, w, c),
-  PyTorch as (c, h, w); a square feature map is assumed, as in the zoos."""
+  PyTorch as (c, h, w); a square feature map is assumed, as in the zoos. Returns the
+  layout change to PyTorch's and back."""
   side = math.isqrt(kernel_shape[1] // channels)
   if side * side * channels != kernel_shape[1]:
     raise UserError(f"Dense_0 takes {kernel_shape[1]} inputs from {channels} channels: not a "
                     "square feature map, so its PyTorch order is unknown; use order='flax'")
 
-  def transform(leaf):
+  def to_pytorch(leaf):
     members, _, outputs = leaf.shape
     leaf = leaf.reshape(members, side, side, channels, outputs).transpose(0, 4, 3, 1, 2)
     return leaf.reshape(members, outputs, channels * side * side)
-  return transform
+
+  def from_pytorch(leaf):
+    members, outputs, _ = leaf.shape
+    leaf = leaf.reshape(members, outputs, channels, side, side).transpose(0, 3, 4, 2, 1)
+    return leaf.reshape(members, side * side * channels, outputs)
+  return to_pytorch, from_pytorch

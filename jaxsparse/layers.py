@@ -91,6 +91,17 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   return x.max(axis=(2, 4))
 
 
+#: Convolution paddings. 'SAME' is XLA's: a stride-2 convolution of an even input pads
+#: only the bottom and right. 'SYMMETRIC' pads (k - 1) // 2 on every side, as PyTorch's
+#: ``padding=k // 2`` does for odd kernels (ResNets imported from PyTorch weights need it).
+PADDINGS = ("VALID", "SAME", "SYMMETRIC")
+
+
+def symmetric_padding(kernel_size: Sequence[int]) -> tuple[tuple[int, int], ...]:
+  """``(low, high)`` padding per spatial axis of 'SYMMETRIC' for a kernel size."""
+  return tuple(((size - 1) // 2, (size - 1) // 2) for size in kernel_size)
+
+
 def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
                     padding: str) -> jax.Array:
   """Returns the im2col patches of NHWC ``x``: shape (N, H_out, W_out, kh*kw*C).
@@ -108,8 +119,10 @@ def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[
     pad_width = max((out_width - 1) * stride_width + kernel_width - width, 0)
     x = jnp.pad(x, ((0, 0), (pad_height // 2, pad_height - pad_height // 2),
                     (pad_width // 2, pad_width - pad_width // 2), (0, 0)))
+  elif padding == "SYMMETRIC":
+    x = jnp.pad(x, ((0, 0), *symmetric_padding(kernel_size), (0, 0)))
   elif padding != "VALID":
-    raise ValueError(f"padding {padding!r} is not supported; use 'SAME' or 'VALID'")
+    raise ValueError(f"padding {padding!r} is not supported; use one of {PADDINGS}")
   height, width = x.shape[1:3]
   out_height = (height - kernel_height) // stride_height + 1
   out_width = (width - kernel_width) // stride_width + 1
@@ -125,8 +138,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str
            implementation: str) -> jax.Array:
   """NHWC x HWIO convolution computed by the chosen implementation."""
   if implementation == "xla":
+    explicit = symmetric_padding(kernel.shape[:2]) if padding == "SYMMETRIC" else padding
     return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=tuple(strides), padding=padding,
+        x, kernel, window_strides=tuple(strides), padding=explicit,
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
   if implementation != "im2col":
     raise ValueError(f"conv implementation {implementation!r} is unknown")
@@ -181,7 +195,7 @@ class Conv(nn.Module):
     features: number of output channels.
     kernel_size: (height, width) of the kernel.
     strides: (height, width) strides.
-    padding: 'VALID' or 'SAME'.
+    padding: 'VALID', 'SAME' or 'SYMMETRIC' (see :data:`PADDINGS`).
     use_bias: whether to add a bias.
     implementation: 'im2col' or 'xla' (see :func:`resolve_conv_implementation`).
   """
@@ -234,3 +248,9 @@ class Dense(nn.Module):
 def fan_in(kernel_shape: Sequence[int]) -> int:
   """Number of inputs feeding one output unit of a Dense or HWIO Conv kernel."""
   return math.prod(kernel_shape[:-1])
+
+
+def fan_out(kernel_shape: Sequence[int]) -> int:
+  """Number of outputs one input unit of a Dense or HWIO Conv kernel feeds (PyTorch's
+  ``fan_out``: output channels times the receptive field)."""
+  return math.prod(kernel_shape[:-2]) * kernel_shape[-1]

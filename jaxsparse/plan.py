@@ -115,7 +115,9 @@ def phases(config: ml_collections.ConfigDict, dataset: Dataset) -> list[PhaseEst
   validate_config(config)
   if config.get("job", "train") != "twins":
     return [estimate_phase("zoo", config, dataset)]
-  estimates = [estimate_phase("zoo", twins.original_config(config), dataset)]
+  config = twins.study_config(config)
+  estimates = [] if config.twins.original_workdir else [
+      estimate_phase("zoo", twins.original_config(config), dataset)]
   subset = twins.training_subset(dataset, config.twins.train_examples)
   for run in twins.twin_runs(config, "."):
     estimates.append(estimate_phase(f"twins: {run.name}", twins.twin_config(config, run), subset))

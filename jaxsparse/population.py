@@ -90,8 +90,9 @@ class MemberHyperparameters:
 
 
 def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0,
-                 method_grid: Mapping[str, Any] | None = None) -> pd.DataFrame:
-  """Expands a grid into a table with one row per member.
+                 method_grid: Mapping[str, Any] | None = None,
+                 members: Mapping[str, Any] | None = None) -> pd.DataFrame:
+  """Expands a grid (or a list of members) into a table with one row per member.
 
   Args:
     grid: for each field of :data:`GRID_FIELDS`, a sequence of values
@@ -103,29 +104,66 @@ def member_table(grid: Mapping[str, Any], num_seeds: int, first_seed: int = 0,
       (an empty sequence or a missing field: not swept, every member uses
       ``config.sparsify``'s value). Their axes come right after sparsity's,
       in the order the methods declare them.
+    members: the members listed one by one instead of a grid times seeds
+      (``config.population.members``: a column per field, ``seed`` and any of
+      :data:`GRID_FIELDS` but ``sparsity``; a field without a column takes its
+      grid value, which must then be single). An imported zoo lists its
+      members this way. Sparsity and the swept method settings still make
+      axes: every listed member appears once per combination of them.
+      ``num_seeds`` and ``first_seed`` are not read. None or an empty ``seed``
+      column: the grid.
 
   Returns:
     A DataFrame with columns ``member``, ``configuration`` (index of the grid
-    point), ``seed``, one column per grid field (categorical fields hold
-    their names) and one per swept method field.
+    point; for listed members, of the distinct hyperparameters), ``seed``,
+    one column per grid field (categorical fields hold their names) and one
+    per swept method field.
   """
   method_grid = method_grid or {}
   order = sparsify.sweepable_settings()
   swept = sorted((field for field, values in method_grid.items() if len(values) > 0),
                  key=lambda field: order.index(field) if field in order else len(order))
-  fields = (GRID_FIELDS[0], *swept, *GRID_FIELDS[1:])
-  axes = [tuple(method_grid[field]) if field in swept else
-          tuple(grid[field]) if field in grid else (0.0,) for field in fields]
+  axis = lambda field: (tuple(method_grid[field]) if field in swept else
+                        tuple(grid[field]) if field in grid else (0.0,))
+  levels = (GRID_FIELDS[0], *swept)
+  if members is not None and len(members.get("seed", ())):
+    table = _listed_members(levels, [axis(field) for field in levels], grid, members)
+  else:
+    table = _grid_members((*levels, *GRID_FIELDS[1:]),
+                          [axis(field) for field in (*levels, *GRID_FIELDS[1:])],
+                          num_seeds, first_seed)
+  for field in (*NUMERIC_FIELDS, *swept):
+    table[field] = table[field].astype(float)
+  return table
+
+
+def _grid_members(fields, axes, num_seeds: int, first_seed: int) -> pd.DataFrame:
+  """Every combination of the axes' values (a configuration), times the seeds."""
   rows = []
   for configuration, values in enumerate(itertools.product(*axes)):
     for seed in range(first_seed, first_seed + num_seeds):
       row = {"member": len(rows), "configuration": configuration, "seed": seed}
       row.update(zip(fields, values))
       rows.append(row)
-  table = pd.DataFrame(rows)
-  for field in (*NUMERIC_FIELDS, *swept):
-    table[field] = table[field].astype(float)
-  return table
+  return pd.DataFrame(rows)
+
+
+def _listed_members(levels, level_axes, grid: Mapping[str, Any],
+                    members: Mapping[str, Any]) -> pd.DataFrame:
+  """The listed members, once per combination of the level axes (level-major)."""
+  count = len(members["seed"])
+  columns = {field: tuple(members[field]) if len(members.get(field, ())) else
+             tuple(grid.get(field, (0.0,))) * count for field in GRID_FIELDS[1:]}
+  rows, configurations = [], {}
+  for level_values in itertools.product(*level_axes):
+    for index in range(count):
+      values = {**dict(zip(levels, level_values)),
+                **{field: column[index] for field, column in columns.items()}}
+      key = tuple(values.values())
+      configuration = configurations.setdefault(key, len(configurations))
+      rows.append({"member": len(rows), "configuration": configuration,
+                   "seed": int(members["seed"][index]), **values})
+  return pd.DataFrame(rows)
 
 
 def with_copies(table: pd.DataFrame, copies: int) -> pd.DataFrame:

@@ -38,6 +38,7 @@ import pandas as pd
 from jaxsparse import analysis, metrics, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import (MEMBERS_FILE, METADATA_FILE, METRICS_FILE, ORIGINAL_DIR,
+                               study_original_dir,
                                TWINS_DIR, read_metadata)
 
 
@@ -140,8 +141,8 @@ def _final_metrics(workdir: str, num_members: int) -> pd.DataFrame:
 def load_study(workdir: str) -> pd.DataFrame:
   """One row per (run, member) of a twins study (the originals, then every twin
   population), or per member of a plain run; see the module's docstring."""
-  original_dir = os.path.join(workdir, ORIGINAL_DIR)
-  if not os.path.exists(os.path.join(original_dir, METADATA_FILE)):
+  original_dir = study_original_dir(workdir)
+  if original_dir is None:
     return load_run(workdir)
   original = load_run(original_dir, ORIGINAL_DIR)
   original_record = metrics.read_predictions(original_dir)

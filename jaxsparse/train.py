@@ -285,6 +285,22 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
   return state, epoch_metrics, evaluation
 
 
+def record_population(workdir: str, run: experiment.Experiment, state: engine.TrainState,
+                      dataset: Dataset, epoch: int) -> pd.DataFrame:
+  """Evaluates a population trained elsewhere (an imported zoo) and writes what a finished
+  run of ``epoch`` epochs has besides its checkpoint: the epoch's metrics, the final test
+  predictions and ``members.csv`` (returned). The training loss is unknown (NaN)."""
+  splits = {name: sharding.replicate(arrays, run.mesh) for name, arrays in _splits(dataset).items()}
+  epoch_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
+  nan = np.full(run.num_members, np.nan)
+  epoch_metrics.update(train_loss=nan, train_accuracy=nan)
+  if is_writer():
+    with metrics.MetricsWriter(workdir, tensorboard=False) as writer:
+      writer.write_epoch(epoch, epoch_metrics)
+  _write_final_predictions(workdir, run, state, evaluation, dataset.test_labels)
+  return _report(workdir, run.table, epoch, announce=False)
+
+
 def _evaluate_epoch(run: experiment.Experiment, state: engine.TrainState, splits: dict,
                     epoch: int) -> tuple[dict, dict | None]:
   """The population's evaluation after ``epoch``: achieved sparsity, divergence, validation
@@ -371,8 +387,10 @@ def _check_same_data(workdir: str, dataset: Dataset) -> None:
         "start a new --workdir")
 
 
-def _report(workdir: str, table: pd.DataFrame, num_epochs: int) -> pd.DataFrame:
-  """Writes ``members.csv`` and prints the population summary; returns the members."""
+def _report(workdir: str, table: pd.DataFrame, num_epochs: int,
+            announce: bool = True) -> pd.DataFrame:
+  """Writes ``members.csv`` and prints the population summary (and, if ``announce``, what
+  the run wrote where); returns the members."""
   members = metrics.final_member_table(table, os.path.join(workdir, METRICS_FILE), num_epochs)
   if "diverged" in members:
     members["diverged"] = members["diverged"].astype(bool)
@@ -383,7 +401,8 @@ def _report(workdir: str, table: pd.DataFrame, num_epochs: int) -> pd.DataFrame:
           f"their last finite state: {diverged}; see the 'diverged' column of members.csv.",
           flush=True)
   print(f"Population after epoch {num_epochs} ({len(members)} members):\n"
-        f"{metrics.population_summary(members)}\n"
-        f"Written to {workdir}: checkpoints/, metadata.json, metrics.jsonl, members.csv, "
-        f"tensorboard/.", flush=True)
+        f"{metrics.population_summary(members)}", flush=True)
+  if announce:
+    print(f"Written to {workdir}: checkpoints/, metadata.json, metrics.jsonl, members.csv, "
+          f"tensorboard/.", flush=True)
   return members

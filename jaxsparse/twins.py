@@ -4,7 +4,9 @@ A config with ``job = 'twins'`` (``python -m jaxsparse.main
 --config=configs/twins.py --workdir=DIR``), or :func:`run_study`, does, under
 ``DIR``:
 
-1. ``original/``: trains the zoo of the config densely (or finds it trained);
+1. ``original/``: trains the zoo of the config densely (or finds it trained;
+   with ``twins.original_workdir`` the twins start from that run instead, e.g.
+   a zoo imported by :mod:`jaxsparse.modelzoo`);
 2. ``twins/<method>[_<scope>]/``: for every method in ``config.twins.methods``
    (and, for a method with a ``scope`` field, every scope in
    ``config.twins.scopes``), ONE population of twins holding all its levels
@@ -35,7 +37,7 @@ import pandas as pd
 from jaxsparse import (analysis, checkpoints, engine, experiment, metrics, progress, sparsify,
                        train)
 from jaxsparse import workdir as workdir_lib
-from jaxsparse.config import default_config, validate_config
+from jaxsparse.config import completed_config, default_config, validate_config
 from jaxsparse.data import Dataset
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import (METADATA_FILE, METRICS_FILE, ORIGINAL_DIR, read_metadata,
@@ -154,15 +156,41 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
   return record
 
 
+def study_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The study's config. With ``twins.original_workdir`` (a zoo trained elsewhere, e.g.
+  imported), the zoo's own config with this one's ``sparsify``, ``twins``, ``logging`` and
+  ``checkpoint`` settings: twins keep their originals' model, data, members and recipe."""
+  config = completed_config(config)
+  source = config.twins.original_workdir
+  if not source:
+    return config
+  if not os.path.exists(os.path.join(source, METADATA_FILE)):
+    raise UserError(f"config.twins.original_workdir={source!r} is not a jaxsparse run (no "
+                    f"{METADATA_FILE}); give a run directory, e.g. one made by "
+                    "`python -m jaxsparse.modelzoo import`")
+  zoo = completed_config(ml_collections.ConfigDict(read_metadata(source)["config"]))
+  for section in ("sparsify", "twins", "logging", "checkpoint"):
+    zoo[section] = config[section]
+  zoo.job = config.job
+  return zoo
+
+
+def original_run_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Where the study's original zoo lives: ``twins.original_workdir``, or ``workdir/original``."""
+  return config.twins.original_workdir or os.path.join(workdir, ORIGINAL_DIR)
+
+
 def run_study(config: ml_collections.ConfigDict, workdir: str,
               dataset: Dataset | None = None, overwrite: bool = False) -> dict:
-  """Trains the zoo and its twins under ``workdir`` (resuming) and writes the report.
+  """Trains the zoo (unless ``twins.original_workdir`` names one) and its twins under
+  ``workdir`` (resuming) and writes the report.
 
   ``overwrite``: runs under ``workdir`` made with another config are
   discarded instead of refused (see :mod:`jaxsparse.workdir`).
   Returns the summary written to ``summary.json``.
   """
   validate_config(config)
+  config = study_config(config)
   runs = twin_runs(config, workdir)
   for run in runs:
     validate_config(twin_config(config, run))
@@ -180,7 +208,8 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
   twin_data = training_subset(dataset, config.twins.train_examples)
   # The model-dependent checks of every phase (e.g. a level that prunes whole layers) run
   # up front; their sizes give the study's bar its total of member-steps.
-  phases = [experiment.setup(original_config(config), experiment.data_shape(dataset))]
+  phases = [] if config.twins.original_workdir else [
+      experiment.setup(original_config(config), experiment.data_shape(dataset))]
   phases += [experiment.setup(twin_config(config, run), experiment.data_shape(twin_data))
              for run in runs]
   member_steps = [phase.num_members * phase.steps_per_epoch * phase.config.training.num_epochs
@@ -189,7 +218,7 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
                     disable=not config.logging.progress_bar or not train.is_writer()) as bar:
     _train_phases(config, workdir, runs, dataset, twin_data, overwrite, bar,
                   np.cumsum(member_steps))
-  original_dir = os.path.join(workdir, ORIGINAL_DIR)
+  original_dir = original_run_dir(config, workdir)
   table = experiment.from_metadata(read_metadata(original_dir)).table
   batch_size = config.training.eval_batch_size
   original = cache_predictions(original_dir, dataset, batch_size)
@@ -201,19 +230,22 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
 def _train_phases(config, workdir: str, runs: list[TwinRun], dataset: Dataset,
                   twin_data: Dataset, overwrite: bool, bar: progress.Bar,
                   member_steps_after: np.ndarray) -> None:
-  """Trains (or resumes) the zoo, then each twin population from the zoo's final weights,
-  advancing the study's bar (``member_steps_after[k]``: its position after phase k)."""
-  original_dir = os.path.join(workdir, ORIGINAL_DIR)
-  phases = len(runs) + 1
-  bar.write(f"== phase 1/{phases}: the original zoo -> {original_dir}")
-  train.train_and_evaluate(original_config(config), original_dir, dataset, overwrite=overwrite,
-                           study_progress=bar)
-  bar.skip(int(member_steps_after[0]) - bar.n)
+  """Trains (or resumes) the zoo (unless it was trained elsewhere), then each twin population
+  from the zoo's final weights, advancing the study's bar (``member_steps_after[k]``: its
+  position after phase k)."""
+  original_dir = original_run_dir(config, workdir)
+  trains_zoo = not config.twins.original_workdir
+  phases = len(runs) + trains_zoo
+  if trains_zoo:
+    bar.write(f"== phase 1/{phases}: the original zoo -> {original_dir}")
+    train.train_and_evaluate(original_config(config), original_dir, dataset,
+                             overwrite=overwrite, study_progress=bar)
+    bar.skip(int(member_steps_after[0]) - bar.n)
   original_state, table = checkpoints.load_population(original_dir)
   final_epoch = int(original_state.epoch[0])
   originals = (original_state.params, original_state.batch_stats)
   del original_state
-  for phase, run in enumerate(runs, start=2):
+  for phase, run in enumerate(runs, start=1 + trains_zoo):
     levels = ", ".join(f"{level:g}" for level in run.levels)
     bar.write(f"== phase {phase}/{phases}: twins {run.name} at {run.twin_level.label} {levels} "
               f"({len(run.levels)} x {len(table)} members) -> {run.workdir}")
@@ -261,7 +293,7 @@ def load_twins(workdir: str, method: str, level: float, epoch: int | None = None
   state = jax.tree.map(lambda leaf: leaf[chosen], state)
   table = table.iloc[chosen].reset_index(drop=True)
   table["original_member"] = np.arange(len(table))
-  original = metrics.read_predictions(os.path.join(workdir, ORIGINAL_DIR))
+  original = metrics.read_predictions(workdir_lib.study_original_dir(workdir))
   twin = metrics.read_predictions(run_dir)
   if original is not None and twin is not None:
     twin = {name: value[chosen] for name, value in twin.items() if name != "labels"}

@@ -79,6 +79,23 @@ def twin_run_dir(study_dir: str, method: str, scope: str | None = None) -> str:
   return os.path.join(study_dir, TWINS_DIR, name)
 
 
+def study_original_dir(study_dir: str) -> str | None:
+  """The original zoo of a twins study: its own ``original/``, or the run its twins link to
+  (a zoo trained elsewhere or imported: ``config.twins.original_workdir``); None if
+  ``study_dir`` is not a study."""
+  own = os.path.join(study_dir, ORIGINAL_DIR)
+  if os.path.exists(os.path.join(own, METADATA_FILE)):
+    return own
+  twins_dir = os.path.join(study_dir, TWINS_DIR)
+  for name in sorted(os.listdir(twins_dir)) if os.path.isdir(twins_dir) else ():
+    run_dir = os.path.join(twins_dir, name)
+    if os.path.exists(os.path.join(run_dir, METADATA_FILE)):
+      link = read_metadata(run_dir).get("original", {}).get("workdir")
+      if link:
+        return os.path.normpath(os.path.join(run_dir, link))
+  return None
+
+
 def write_metadata(workdir: str, config: ml_collections.ConfigDict, input_shape,
                    num_classes: int, table, method_module: str,
                    links: dict | None = None, data_digest: str | None = None) -> None:

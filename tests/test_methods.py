@@ -38,7 +38,12 @@ def test_members_do_not_depend_on_the_rest_of_the_population(name):
       np.testing.assert_allclose(leaf, permuted_leaf, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(SETTINGS))
+#: Methods whose eager (op-by-op) run takes 15-30 s; their case runs in the slow tier.
+SLOW_EAGER = ("edge_popup", "random")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow)
+                                  if name in SLOW_EAGER else name for name in sorted(SETTINGS)])
 def test_init_and_update_are_pure_and_jit_agrees_with_eager(name):
   model = models.get_model("cnn_s", (28, 28, 1))
   params = models.init_variables(model, jax.random.PRNGKey(0))["params"]

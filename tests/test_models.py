@@ -108,18 +108,21 @@ def test_dropout_rate_zero_is_identity_and_rate_half_keeps_half():
 
 def test_initializer_families_match_torch_nn_init():
   """The zoo's names mean what torch.nn.init means with its defaults (the public zoo code
-  calls uniform_, normal_, kaiming_uniform_, kaiming_normal_ without arguments); the
+  calls uniform_, normal_, kaiming_*_ and xavier_*_ without arguments); the
   fan-in-scaled families keep their own names. Compared by the first two moments and
   the support, against scipy's distributions of those parameters."""
   from scipy import stats
   model = models.get_model("lenet_300_100", (28, 28, 1))
   fan_in = 784
   bound = np.sqrt(6 / fan_in)
+  glorot_bound = np.sqrt(6 / (fan_in + 300))  # Dense_0 is 784 -> 300
   expected = {"uniform": stats.uniform(0, 1), "normal": stats.norm(0, 1),
               "kaiming_uniform": stats.uniform(-bound, 2 * bound),
               "kaiming_normal": stats.norm(0, np.sqrt(2 / fan_in)),
               "fan_in_uniform": stats.uniform(-1 / np.sqrt(fan_in), 2 / np.sqrt(fan_in)),
-              "fan_in_normal": stats.norm(0, 1 / np.sqrt(fan_in))}
+              "fan_in_normal": stats.norm(0, 1 / np.sqrt(fan_in)),
+              "xavier_uniform": stats.uniform(-glorot_bound, 2 * glorot_bound),
+              "xavier_normal": stats.norm(0, np.sqrt(2 / (fan_in + 300)))}
   assert set(expected) == set(models.INITIALIZERS)
   init = jax.jit(functools.partial(models.init_variables, model))
   for name, distribution in expected.items():
@@ -143,3 +146,19 @@ def test_zoo_biases_start_at_0_01():
 def test_unknown_model_is_rejected():
   with pytest.raises(ValueError, match="cnn_s"):
     models.get_model("vgg", (28, 28, 1))
+
+
+def test_cnn_s_drops_out_where_the_zoo_class_does():
+  """The zoo's CNN has dropout after its two pooled convolution blocks and its hidden dense
+  layer, not after the third convolution (ModelZoos/ModelZooDataset, def_net.py)."""
+  model = models.get_model("cnn_s", (28, 28, 1))
+  variables = models.init_variables(model, jax.random.PRNGKey(0))
+  sites = []
+  original = layers.dropout
+  try:
+    layers.dropout = lambda x, rate, key: sites.append(x.shape[1:]) or original(x, rate, key)
+    models.apply_model(model, variables, jnp.zeros((2, 28, 28, 1)), 0, 0.5,
+                       jax.random.PRNGKey(1), train=True)
+  finally:
+    layers.dropout = original
+  assert sites == [(12, 12, 8), (4, 4, 6), (20,)]

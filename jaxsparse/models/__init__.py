@@ -27,8 +27,11 @@ from jaxsparse.models import resnet, zoo
 #: (a = 0, fan_in, gain sqrt(2)). ``fan_in_uniform`` U(-1/sqrt(fan_in),
 #: 1/sqrt(fan_in)) (PyTorch's default layer init) and ``fan_in_normal``
 #: N(0, 1/fan_in) keep tanh and sigmoid networks trainable at any depth.
+#: ``xavier_uniform`` / ``xavier_normal`` are Glorot's with gain 1, as
+#: ``torch.nn.init`` draws them (the zoo code offers them too).
 INITIALIZERS: tuple[str, ...] = ("uniform", "normal", "kaiming_uniform", "kaiming_normal",
-                                 "fan_in_uniform", "fan_in_normal")
+                                 "fan_in_uniform", "fan_in_normal", "xavier_uniform",
+                                 "xavier_normal")
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "cnn_s": zoo.cnn_s,
@@ -66,8 +69,15 @@ class Model(NamedTuple):
   bias_init: float
 
 
+#: ``config.model.padding``: 'same' (XLA's) or 'symmetric' (PyTorch's), for the ResNets.
+PADDINGS: tuple[str, ...] = ("same", "symmetric")
+#: The models whose convolutions ``padding`` sets (the others have fixed paddings).
+PADDING_MODELS: tuple[str, ...] = ("resnet20", "resnet56", "resnet18")
+
+
 def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int = 10,
-              conv_implementation: str = "auto", width: float = 1.0) -> Model:
+              conv_implementation: str = "auto", width: float = 1.0,
+              padding: str = "same") -> Model:
   """Builds the registered model ``name`` for images of ``input_shape``.
 
   Args:
@@ -77,19 +87,28 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int = 1
     conv_implementation: 'auto', 'im2col' or 'xla'.
     width: channel multiplier (the models of :data:`WIDTH_MODELS`; the others have
       fixed widths, and the config refuses another width for them).
+    padding: 'same' or 'symmetric' (:data:`PADDINGS`; the models of
+      :data:`PADDING_MODELS`): a stride-2 'same' convolution pads the bottom and right
+      only, as XLA does; 'symmetric' pads every side, as PyTorch's ``padding=1`` does, so
+      a ResNet with weights from PyTorch computes what it computed there.
   """
   if name not in _FACTORIES:
     raise ValueError(f"model {name!r} is unknown; use one of {MODEL_NAMES}")
+  if padding not in PADDINGS or (padding != "same" and name not in PADDING_MODELS):
+    raise ValueError(f"padding {padding!r} is not available for {name}")
   module = _FACTORIES[name](num_classes=num_classes,
                             conv_implementation=layers.resolve_conv_implementation(
                                 conv_implementation),
                             width=width)
+  if name in PADDING_MODELS:
+    module = module.clone(padding=padding.upper())
   return Model(name, module, tuple(input_shape), _BIAS_INIT.get(name, 0.0))
 
 
 def _draw_kernel(key: jax.Array, shape: tuple[int, ...], initializer: jax.Array | int) -> jax.Array:
   """Draws a kernel from initializer family ``initializer`` (index into INITIALIZERS)."""
   scale = 1.0 / jnp.sqrt(layers.fan_in(shape))
+  glorot = jnp.sqrt(2.0 / (layers.fan_in(shape) + layers.fan_out(shape)))
   uniform = jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
   normal = jax.random.normal(key, shape)
   candidates = jnp.stack([
@@ -99,6 +118,8 @@ def _draw_kernel(key: jax.Array, shape: tuple[int, ...], initializer: jax.Array 
       normal * scale * jnp.sqrt(2.0),       # kaiming normal, gain sqrt(2)
       uniform * scale,                      # U(-1/sqrt(fan_in), 1/sqrt(fan_in))
       normal * scale,                       # N(0, 1/fan_in)
+      uniform * glorot * jnp.sqrt(3.0),     # xavier uniform: U(-a, a), a = sqrt(6 / fans)
+      normal * glorot,                      # xavier normal: N(0, 2 / fans)
   ])
   return candidates[initializer]
 

@@ -31,16 +31,18 @@ class BasicBlock(nn.Module):
     conv_implementation: see :func:`jaxsparse.layers.resolve_conv_implementation`.
     inner_features: channels between the two convolutions (``features`` if
       0); fewer after structured filter pruning.
+    padding: 'SAME' (XLA's) or 'SYMMETRIC' (PyTorch's; see :data:`jaxsparse.layers.PADDINGS`).
   """
   features: int
   stride: int = 1
   projection_shortcut: bool = False
   conv_implementation: str = "im2col"
   inner_features: int = 0
+  padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x, activation, train: bool):
-    conv = lambda f, k, s: layers.Conv(f, (k, k), (s, s), padding="SAME", use_bias=False,
+    conv = lambda f, k, s: layers.Conv(f, (k, k), (s, s), padding=self.padding, use_bias=False,
                                        implementation=self.conv_implementation)
     y = conv(self.inner_features or self.features, 3, self.stride)(x)
     y = layers.activate(_batch_norm(train)(y), activation)
@@ -69,6 +71,7 @@ class ResNet(nn.Module):
     conv_implementation: see :func:`jaxsparse.layers.resolve_conv_implementation`.
     block_inner_features: inner channels of every block in order (empty: the
       block's own width); set by structured filter pruning.
+    padding: of every convolution, see :class:`BasicBlock`.
   """
   stage_sizes: tuple[int, ...]
   stage_features: tuple[int, ...]
@@ -76,13 +79,14 @@ class ResNet(nn.Module):
   num_classes: int = 10
   conv_implementation: str = "im2col"
   block_inner_features: tuple[int, ...] = ()
+  padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x: jax.Array, activation: jax.Array | int,
                dropout_rate: jax.Array | float, dropout_key: jax.Array | None = None,
                train: bool = False) -> jax.Array:
     """Returns logits; dropout (if any) is applied before the classifier."""
-    x = layers.Conv(self.stage_features[0], (3, 3), padding="SAME", use_bias=False,
+    x = layers.Conv(self.stage_features[0], (3, 3), padding=self.padding, use_bias=False,
                     implementation=self.conv_implementation)(x)
     x = layers.activate(_batch_norm(train)(x), activation)
     inner = iter(self.block_inner_features)
@@ -90,7 +94,7 @@ class ResNet(nn.Module):
       for block in range(num_blocks):
         stride = 2 if stage > 0 and block == 0 else 1
         x = BasicBlock(features, stride, self.projection_shortcut, self.conv_implementation,
-                       next(inner, 0))(x, activation, train)
+                       next(inner, 0), self.padding)(x, activation, train)
     x = x.mean(axis=(1, 2))
     x = layers.dropout(x, dropout_rate, dropout_key)
     return layers.Dense(self.num_classes)(x)

@@ -3,7 +3,8 @@
 All share one shape, a stack of convolution blocks followed by a stack of
 dense layers, so one module describes them all. A convolution block is
 conv -> (2x2 max-pool) -> activation -> dropout, the order of the model-zoo
-networks (Schürholt et al. 2022); a dense block is dense -> activation ->
+networks (Schürholt et al. 2022; CNN-s has no dropout after its last, unpooled
+convolution, as in the zoo's code); a dense block is dense -> activation ->
 dropout; the last dense layer gives the logits.
 """
 
@@ -27,6 +28,7 @@ class ConvThenDense(nn.Module):
     padding: convolution padding, 'VALID' or 'SAME'.
     use_bias: whether convolutions and dense layers have biases.
     conv_implementation: see :func:`jaxsparse.layers.resolve_conv_implementation`.
+    conv_dropout: whether each convolution block ends with dropout (empty: every one).
   """
   conv_features: tuple[int, ...]
   conv_kernel_sizes: tuple[int, ...]
@@ -36,6 +38,7 @@ class ConvThenDense(nn.Module):
   padding: str = "VALID"
   use_bias: bool = True
   conv_implementation: str = "im2col"
+  conv_dropout: tuple[bool, ...] = ()
 
   @nn.compact
   def __call__(self, x: jax.Array, activation: jax.Array | int,
@@ -56,14 +59,16 @@ class ConvThenDense(nn.Module):
       site += 1
       return layers.dropout(h, dropout_rate, key)
 
-    for features, kernel_size, pool in zip(
-        self.conv_features, self.conv_kernel_sizes, self.conv_pools):
+    drops = self.conv_dropout or (True,) * len(self.conv_features)
+    for features, kernel_size, pool, drop in zip(
+        self.conv_features, self.conv_kernel_sizes, self.conv_pools, drops):
       x = layers.Conv(features, (kernel_size, kernel_size), padding=self.padding,
                       use_bias=self.use_bias,
                       implementation=self.conv_implementation)(x)
       if pool:
         x = layers.max_pool_2x2(x)
-      x = block_dropout(layers.activate(x, activation))
+      x = layers.activate(x, activation)
+      x = block_dropout(x) if drop else x
     x = x.reshape(x.shape[0], -1)
     for features in self.dense_features:
       x = layers.Dense(features, use_bias=self.use_bias)(x)
@@ -73,10 +78,12 @@ class ConvThenDense(nn.Module):
 
 def cnn_s(num_classes: int = 10, conv_implementation: str = "im2col",
           width: float = 1.0) -> ConvThenDense:
-  """The model-zoo CNN-s for 28x28 inputs: 2,464 parameters with 1 input channel."""
+  """The model-zoo CNN-s for 28x28 inputs: 2,464 parameters with 1 input channel. As in the
+  zoo's PyTorch class, its third (unpooled) convolution has no dropout after it."""
   del width
   return ConvThenDense((8, 6, 4), (5, 5, 2), (True, True, False), (20,), num_classes,
-                       conv_implementation=conv_implementation)
+                       conv_implementation=conv_implementation,
+                       conv_dropout=(True, True, False))
 
 
 def cnn_l(num_classes: int = 10, conv_implementation: str = "im2col",

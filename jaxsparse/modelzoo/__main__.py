@@ -1,0 +1,56 @@
+"""``python -m jaxsparse.modelzoo import|export``: see :mod:`jaxsparse.modelzoo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jaxsparse.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="python -m jaxsparse.modelzoo",
+      description="Import a published model zoo as a jaxsparse run, or export a run in the "
+                  "zoos' layout.")
+  commands = parser.add_subparsers(dest="command", required=True)
+  importing = commands.add_parser(
+      "import", help="a zoo directory of Ray Tune trials -> a jaxsparse run directory")
+  importing.add_argument("source", help="the zoo's directory (one subdirectory per trial)")
+  importing.add_argument("--workdir", required=True, help="the new run directory")
+  importing.add_argument("--epoch", type=int, default=None,
+                         help="the checkpoint epoch to import (default: the last one every "
+                              "trial has)")
+  importing.add_argument("--dataset", default="fashion_mnist",
+                         help="the data the zoo was trained on, to evaluate its members "
+                              "(default: fashion_mnist)")
+  exporting = commands.add_parser(
+      "export", help="a jaxsparse run -> the zoos' layout, or flat arrays")
+  exporting.add_argument("workdir", help="a run directory (a zoo, or twins/<method>)")
+  exporting.add_argument("--out", required=True, help="the new directory to write")
+  exporting.add_argument("--format", default="zoo", choices=("zoo", "arrays"),
+                         help="'zoo': trial directories with PyTorch checkpoints; 'arrays': "
+                              "weights.npy, masks.npy, index.json and members.csv")
+  exporting.add_argument("--epoch", type=int, default=None,
+                         help="--format=arrays: the checkpoint epoch (default: the last)")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Runs the command; a :class:`UserError` is one line on stderr and exit status 2."""
+  arguments = _parser().parse_args(argv)
+  from jaxsparse import modelzoo  # after parsing: --help needs no JAX
+  try:
+    if arguments.command == "import":
+      modelzoo.import_zoo(arguments.source, arguments.workdir, arguments.epoch,
+                          arguments.dataset)
+    else:
+      modelzoo.export_run(arguments.workdir, arguments.out, arguments.format, arguments.epoch)
+  except UserError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
