@@ -129,7 +129,7 @@ def load_state_dict(path: str, trial: str) -> dict[str, np.ndarray]:
 def save_state_dict(arrays: dict[str, np.ndarray], path: str) -> None:
   """Writes ``arrays`` as a PyTorch state dict (``torch.save`` of tensors)."""
   torch = torch_module()
-  torch.save({name: torch.from_numpy(np.ascontiguousarray(value))
+  torch.save({name: torch.from_numpy(np.array(value))  # a writable copy
               for name, value in arrays.items()}, path)
 
 
