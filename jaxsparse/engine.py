@@ -393,9 +393,8 @@ def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyp
   images = jnp.pad(images, ((0, padding),) + ((0, 0),) * (images.ndim - 1))
   images = images.reshape(num_batches, batch_size, *images.shape[1:])
   labels = jnp.pad(labels, (0, padding)).reshape(num_batches, batch_size)
-  model_params, _, _ = method.forward(state.sparsity_state, state.params, None, 0,
-                                      hyper.target)
-  variables = {"params": model_params, "batch_stats": state.batch_stats}
+  variables = {"params": member_evaluation_params(method, state, hyper),
+               "batch_stats": state.batch_stats}
 
   def batch_metrics(totals, batch):
     batch_images, batch_labels, batch_weights = batch
@@ -425,14 +424,19 @@ def evaluate(model: Model, method: SparsifyMethod, population: TrainState, hyper
   return sharding.over_members(local, mesh, 2)(population, hyper, images, labels)
 
 
+def member_evaluation_params(method: SparsifyMethod, state: TrainState,
+                             hyper: MemberHyperparameters) -> PyTree:
+  """The parameters one member is evaluated with: its method's forward without a key (the
+  masked weights; for Gumbel-softmax also rescaled)."""
+  return method.forward(state.sparsity_state, state.params, None, 0, hyper.target)[0]
+
+
 @functools.partial(jax.jit, static_argnames=("method",))
 def evaluation_params(method: SparsifyMethod, population: TrainState,
                       hyper: MemberHyperparameters) -> PyTree:
-  """The parameters every member is evaluated with (leading axis P): the masked weights,
-  for Gumbel-softmax also rescaled; what :func:`evaluate` runs, for exporting."""
-  def member_params(state, member_hyper):
-    return method.forward(state.sparsity_state, state.params, None, 0, member_hyper.target)[0]
-  return jax.vmap(member_params)(population, hyper)
+  """:func:`member_evaluation_params` of every member (leading axis P): what
+  :func:`evaluate` runs, for exporting."""
+  return jax.vmap(functools.partial(member_evaluation_params, method))(population, hyper)
 
 
 def member(population: PyTree, index: int) -> PyTree:

@@ -31,6 +31,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from typing import Any, Iterator
 
 import jax
@@ -77,6 +78,26 @@ def twin_run_dir(study_dir: str, method: str, scope: str | None = None) -> str:
   """Where a twins study keeps the twins of ``method`` (at ``scope``), all levels together."""
   name = method.replace(":", ".") + ("" if scope is None else f"_{scope}")
   return os.path.join(study_dir, TWINS_DIR, name)
+
+
+@contextlib.contextmanager
+def staged_directory(path: str, action: str) -> Iterator[str]:
+  """A new directory ``path`` written whole or not at all: yields a staging directory beside
+  it, renamed into place when the block ends normally and removed when it fails. ``path``
+  must not exist or be empty (``action`` names what is written, for the error)."""
+  if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+    raise UserError(f"{path} exists and is not empty; {action} into a new directory")
+  parent, name = os.path.split(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f".{name}.{action}-", dir=parent)
+  try:
+    yield staging
+    if os.path.isdir(path):
+      os.rmdir(path)  # empty, as checked above
+    os.replace(staging, path)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
 
 
 def study_original_dir(study_dir: str) -> str | None:

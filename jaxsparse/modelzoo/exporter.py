@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import jax
@@ -49,66 +47,55 @@ RESULT_KEYS = {"train_loss": "train_loss", "train_accuracy": "train_acc",
 def export_run(workdir: str, out: str, format: str = "zoo", epoch: int | None = None) -> str:
   """Writes the run in ``workdir`` to the new directory ``out`` (see the module's docstring);
   ``epoch``: for ``'arrays'``, which checkpoint (None: the last; ``'zoo'`` writes them all).
-  Written beside ``out`` and renamed into place at the end. Returns ``out``."""
+  Written beside ``out`` and renamed into place at the end
+  (:func:`jaxsparse.workdir.staged_directory`). Returns ``out``."""
   if format not in FORMATS:
     raise UserError(f"--format={format!r} is unknown; use one of {', '.join(FORMATS)}")
   if not os.path.isfile(os.path.join(workdir, workdir_lib.METADATA_FILE)):
     raise UserError(f"{workdir} is not a jaxsparse run (no {workdir_lib.METADATA_FILE}); give "
                     "a run's --workdir, e.g. runs/default/original")
-  if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-    raise UserError(f"{out} exists and is not empty; export into a new directory")
-  if format == "zoo":
-    layout.torch_module()  # one line if PyTorch is missing, before any work
-  run = experiment.from_metadata(workdir_lib.read_metadata(workdir),
-                                 os.path.join(workdir, workdir_lib.METADATA_FILE))
-  parent = os.path.dirname(os.path.abspath(out))
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.export-",
-                             dir=parent)
-  try:
+  with workdir_lib.staged_directory(out, "export") as staging:
     if format == "zoo":
-      _write_zoo(staging, workdir, run)
-    else:
-      _write_arrays(staging, workdir, run, epoch)
-    if os.path.isdir(out):
-      os.rmdir(out)
-    os.replace(staging, out)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
+      layout.torch_module()  # one line if PyTorch is missing, before any work
+    run = experiment.from_metadata(workdir_lib.read_metadata(workdir),
+                                   os.path.join(workdir, workdir_lib.METADATA_FILE))
+    manager = checkpoints.checkpoint_manager(workdir)
+    try:
+      if format == "zoo":
+        _write_zoo(staging, workdir, run, manager)
+      else:
+        _write_arrays(staging, workdir, run, manager, epoch)
+    finally:
+      manager.close()
   print(f"Exported {run.num_members} members of {workdir} to {out} ({format}).", flush=True)
   return out
 
 
-def _saved_epochs(workdir: str) -> list[int]:
-  manager = checkpoints.checkpoint_manager(workdir)
-  try:
-    epochs = sorted(manager.all_steps())
-  finally:
-    manager.close()
+def _saved_epochs(manager, workdir: str) -> list[int]:
+  epochs = sorted(manager.all_steps())
   if not epochs:
     raise UserError(f"{workdir} has no checkpoint yet; train it first")
   return epochs
 
 
-def _evaluated(workdir: str, run: experiment.Experiment, epoch: int):
+def _evaluated(manager, run: experiment.Experiment, epoch: int):
   """The weights the members are evaluated with at ``epoch``, and their masks (on the host,
   by dotted name; masks only for pruned leaves)."""
-  state, _ = checkpoints.load_population(workdir, epoch)
+  state = checkpoints.restore_members(manager, run.model, run.method, run.table, epoch)
   params = jax.device_get(engine.evaluation_params(run.method, state, run.hyper))
   masks = {name: leaf for name, leaf in layout.dotted(jax.device_get(state.masks)).items()
            if leaf is not None}
   return layout.dotted(params), masks
 
 
-def _write_zoo(directory: str, workdir: str, run: experiment.Experiment) -> None:
+def _write_zoo(directory: str, workdir: str, run: experiment.Experiment, manager) -> None:
   architecture = layout.architecture_of_model(run.model.name)
   table = run.table
   dropouts = list(table["dropout_rate"])
   trials = [f"jaxsparse_{member:05d}_seed={seed}" for member, seed in
             zip(table["member"], table["seed"])]
   rows = pd.DataFrame(metrics.read_metrics(os.path.join(workdir, workdir_lib.METRICS_FILE)))
-  epochs = _saved_epochs(workdir)
+  epochs = _saved_epochs(manager, workdir)
   for member, trial in enumerate(trials):
     os.makedirs(os.path.join(directory, trial))
     _write_json(os.path.join(directory, trial, "params.json"),
@@ -118,7 +105,7 @@ def _write_zoo(directory: str, workdir: str, run: experiment.Experiment) -> None
       for _, row in member_rows.sort_values("epoch").iterrows():
         file.write(json.dumps(_result_row(row)) + "\n")
   for epoch in epochs:
-    params, masks = _evaluated(workdir, run, epoch)
+    params, masks = _evaluated(manager, run, epoch)
     weights = layout.state_dicts_from_params(params, architecture, dropouts)
     mask_dicts = layout.state_dicts_from_params(
         {name: masks.get(name, np.ones_like(leaf)) for name, leaf in params.items()},
@@ -166,13 +153,13 @@ def _result_row(row: pd.Series) -> dict[str, Any]:
   return result
 
 
-def _write_arrays(directory: str, workdir: str, run: experiment.Experiment,
+def _write_arrays(directory: str, workdir: str, run: experiment.Experiment, manager,
                   epoch: int | None) -> None:
-  epochs = _saved_epochs(workdir)
+  epochs = _saved_epochs(manager, workdir)
   epoch = epochs[-1] if epoch is None else epoch
   if epoch not in epochs:
     raise UserError(f"{workdir} has no checkpoint of epoch {epoch}; it has {epochs}")
-  params, masks = _evaluated(workdir, run, epoch)
+  params, masks = _evaluated(manager, run, epoch)
   try:
     layout.architecture_of_model(run.model.name)
     order = "pytorch"

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, NamedTuple
 
 import jax
@@ -23,14 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxsparse import checkpoints, engine, experiment, layers, models, train
+from jaxsparse import checkpoints, engine, experiment, models, train
 from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import default_config, validate_config
 from jaxsparse.data import Dataset
 from jaxsparse.errors import UserError
 from jaxsparse.modelzoo import layout
-from jaxsparse.optim import OPTIMIZERS
+from jaxsparse.population import CATEGORICAL_FIELDS
 
 #: ``params.json`` keys that become member-table fields, and the field each becomes.
 MEMBER_KEYS = {"seed": "seed", "model::nlin": "activation", "model::init_type": "initializer",
@@ -155,8 +153,7 @@ def member_columns(trials: list[Trial]) -> dict[str, tuple]:
 
 
 def _member_value(trial: Trial, key: str, field: str, value: Any) -> Any:
-  allowed = {"activation": layers.ACTIVATIONS, "initializer": models.INITIALIZERS,
-             "optimizer": OPTIMIZERS}.get(field)
+  allowed = CATEGORICAL_FIELDS.get(field)
   if allowed is not None:
     if value not in allowed:
       raise UserError(f"trial {trial.name}: {key}={value!r} has no jaxsparse equivalent; "
@@ -171,10 +168,10 @@ def _member_value(trial: Trial, key: str, field: str, value: Any) -> Any:
   return float(value)
 
 
-def zoo_config(trials: list[Trial], epoch: int, data_name: str):
-  """The jaxsparse config of an imported zoo: its model, members, batch size and epochs,
-  on ``data_name`` normalised as the zoos were (mean 0.5, std 0.5)."""
-  architecture, _ = zoo_architecture(trials)
+def zoo_config(trials: list[Trial], architecture: layout.ZooArchitecture, epoch: int,
+               data_name: str):
+  """The jaxsparse config of an imported zoo (of ``architecture``): its model, members,
+  batch size and epochs, on ``data_name`` normalised as the zoos were (mean 0.5, std 0.5)."""
   batch_size = trials[0].params.get("training::batchsize")
   for trial in trials:
     value = trial.params.get("training::batchsize")
@@ -209,14 +206,31 @@ def import_zoo(source: str, workdir: str, epoch: int | None = None,
   ``result.json``, the trial's name, and every ``params.json`` key that is not
   a member field as a column of its own) and ``source_results.csv`` (every
   trial's ``result.json``). It is written beside ``workdir`` and renamed into
-  place at the end, so a failed import leaves nothing there. The optimizer
+  place at the end (:func:`jaxsparse.workdir.staged_directory`), so a failed import
+  leaves nothing there. The optimizer
   state is not imported (it starts fresh, e.g. for twins).
 
   Raises:
     UserError: one line naming the trial and the problem.
   """
   trials = read_trials(source)
-  _check_empty(workdir)
+  with workdir_lib.staged_directory(workdir, "import") as staging:
+    epoch = _checked_epoch(trials, epoch)
+    architecture, channels = zoo_architecture(trials)
+    config = zoo_config(trials, architecture, epoch, data_name)
+    dataset = _checked_dataset(config, architecture, channels, dataset)
+    run = experiment.setup(config, experiment.data_shape(dataset))
+    state = engine.init_population(run.model, run.method, run.hyper,
+                                   _zoo_params(trials, epoch, architecture, run), {})
+    state = state._replace(epoch=jnp.full_like(state.epoch, epoch))
+    _write_run(staging, run, state, dataset, epoch, trials, source)
+  print(f"Imported {len(trials)} trials of {source} at epoch {epoch} into {workdir}.",
+        flush=True)
+  return pd.read_csv(os.path.join(workdir, workdir_lib.MEMBERS_FILE))
+
+
+def _checked_epoch(trials: list[Trial], epoch: int | None) -> int:
+  """The epoch to import (None: the last every trial has), which every trial must have."""
   epoch = latest_common_epoch(trials) if epoch is None else epoch
   if epoch < 1:
     raise UserError(f"--epoch={epoch} is the zoo before training; a jaxsparse run holds "
@@ -225,38 +239,21 @@ def import_zoo(source: str, workdir: str, epoch: int | None = None,
     if not os.path.isfile(trial.checkpoint(epoch)):
       raise UserError(f"trial {trial.name} has no checkpoint of epoch {epoch} "
                       f"({trial.checkpoint(epoch)} is missing); choose another --epoch")
-  config = zoo_config(trials, epoch, data_name)
-  architecture, channels = zoo_architecture(trials)
+  return epoch
+
+
+def _checked_dataset(config, architecture: layout.ZooArchitecture, channels: int,
+                     dataset: Dataset | None) -> Dataset:
+  """The zoo's data (loaded from ``config.data`` if not given), of the model's input shape."""
   if dataset is None:
-    print(f"Loading {data_name} ...", flush=True)
+    print(f"Loading {config.data.name} ...", flush=True)
     dataset = train.dataset_from_config(config)
   expected_shape = (architecture.image_size, architecture.image_size, channels)
   if tuple(dataset.input_shape) != expected_shape:
     raise UserError(f"{architecture.model_type} takes {expected_shape} inputs, but "
-                    f"{data_name!r} has {tuple(dataset.input_shape)}; give the zoo's dataset "
-                    "with --dataset")
-  run = experiment.setup(config, experiment.data_shape(dataset))
-  params = _zoo_params(trials, epoch, architecture, run)
-  state = engine.init_population(run.model, run.method, run.hyper, params, {})
-  state = state._replace(epoch=jnp.full_like(state.epoch, epoch))
-  parent = os.path.dirname(os.path.abspath(workdir))
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(workdir))}.import-",
-                             dir=parent)
-  try:
-    _write_run(staging, run, state, dataset, epoch, trials, source)
-    _move_into_place(staging, workdir)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
-  print(f"Imported {len(trials)} trials of {source} at epoch {epoch} into {workdir}.",
-        flush=True)
-  return pd.read_csv(os.path.join(workdir, workdir_lib.MEMBERS_FILE))
-
-
-def _check_empty(workdir: str) -> None:
-  if os.path.exists(workdir) and (not os.path.isdir(workdir) or os.listdir(workdir)):
-    raise UserError(f"{workdir} exists and is not empty; import into a new --workdir")
+                    f"{config.data.name!r} has {tuple(dataset.input_shape)}; give the zoo's "
+                    "dataset with --dataset")
+  return dataset
 
 
 def _zoo_params(trials: list[Trial], epoch: int, architecture: layout.ZooArchitecture,
@@ -321,9 +318,3 @@ def _number(value: Any) -> float:
 def _cell(value: Any) -> Any:
   """A JSON value as a table cell (lists and objects as JSON text)."""
   return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-
-def _move_into_place(staging: str, workdir: str) -> None:
-  if os.path.isdir(workdir):
-    os.rmdir(workdir)  # empty (checked before anything was written)
-  os.replace(staging, workdir)

@@ -142,23 +142,25 @@ def params_from_state_dicts(state_dicts: list[dict[str, np.ndarray]], trials: li
   ``template``: the Flax leaves' shapes of one member by dotted name.
   """
   shapes = {name: (len(state_dicts), *shape) for name, shape in template.items()}
+  layouts = _layouts_by_dropout(shapes, architecture, dropouts)
+  wanted_shapes = {  # each tensor's PyTorch shape, from its Flax shape
+      segment.source: segment.to_pytorch(np.zeros((1, *template[segment.source]))).shape[1:]
+      for _, segment in layouts[dropouts[0]]}
   columns: dict[str, list[np.ndarray]] = {}
   for state_dict, trial, dropout in zip(state_dicts, trials, dropouts):
-    layout = state_dict_layout(shapes, architecture, dropout)
-    expected = {key for key, _ in layout}
+    expected = {key for key, _ in layouts[dropout]}
     if set(state_dict) != expected:
       missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
       raise UserError(f"trial {trial}: its state dict does not fit {architecture.model_type} "
                       f"with dropout {dropout:g} (missing {missing[:3]}, unexpected {extra[:3]})")
-    for key, segment in layout:
-      wanted = segment.to_pytorch(np.zeros((1, *template[segment.source]))).shape[1:]
+    for key, segment in layouts[dropout]:
+      wanted = wanted_shapes[segment.source]
       if state_dict[key].shape != wanted:
         raise UserError(f"trial {trial}: {key} has shape {tuple(state_dict[key].shape)}, but "
                         f"{architecture.model_type} needs {tuple(wanted)}")
       columns.setdefault(segment.source, []).append(state_dict[key].astype(np.float32))
-  layout = state_dict_layout(shapes, architecture, 0.0)
   return {segment.source: segment.from_pytorch(np.stack(columns[segment.source]))
-          for _, segment in layout}
+          for _, segment in layouts[dropouts[0]]}
 
 
 def state_dicts_from_params(params: dict[str, np.ndarray], architecture: ZooArchitecture,
@@ -166,11 +168,18 @@ def state_dicts_from_params(params: dict[str, np.ndarray], architecture: ZooArch
   """One state dict per member from Flax parameters by dotted leaf name (member axis
   first): the inverse of :func:`params_from_state_dicts`."""
   shapes = {name: np.shape(leaf) for name, leaf in params.items()}
+  layouts = _layouts_by_dropout(shapes, architecture, dropouts)
   converted = {segment.source: segment.to_pytorch(np.asarray(params[segment.source]))
-               for _, segment in state_dict_layout(shapes, architecture, 0.0)}
-  return [{key: converted[segment.source][member]
-           for key, segment in state_dict_layout(shapes, architecture, dropout)}
+               for _, segment in layouts[dropouts[0]]}
+  return [{key: converted[segment.source][member] for key, segment in layouts[dropout]}
           for member, dropout in enumerate(dropouts)]
+
+
+def _layouts_by_dropout(shapes: dict[str, tuple[int, ...]], architecture: ZooArchitecture,
+                        dropouts: list[float]) -> dict[float, list[tuple[str, flat.Segment]]]:
+  """:func:`state_dict_layout` for each distinct dropout rate of a population (the rate
+  moves the state-dict indices; the segments are the same)."""
+  return {dropout: state_dict_layout(shapes, architecture, dropout) for dropout in set(dropouts)}
 
 
 def dotted(tree: Any) -> dict[str, Any]:
