@@ -331,7 +331,7 @@ def test_symmetric_padding_resnet_computes_the_pytorch_resnets_logits(implementa
   for padding in ("symmetric", "same"):
     model = models.get_model("resnet20", (32, 32, 3), conv_implementation=implementation,
                              padding=padding)
-    variables = models.init_variables(model, jax.random.PRNGKey(0))
+    variables = jax.jit(lambda key: models.init_variables(model, key))(jax.random.PRNGKey(0))
     # BatchNorm with statistics and affine parameters that are not the identity
     key = iter(jax.random.split(jax.random.PRNGKey(1), 1000))
     ranges = {"mean": (-0.2, 0.2), "var": (0.5, 1.5), "scale": (0.5, 1.5), "bias": (-0.2, 0.2)}
@@ -342,7 +342,8 @@ def test_symmetric_padding_resnet_computes_the_pytorch_resnets_logits(implementa
     variables["params"] = {name: (jax.tree_util.tree_map_with_path(randomise, value)
                                   if name.startswith("BatchNorm") else value)
                            for name, value in variables["params"].items()}
-    logits[padding], _ = models.apply_model(model, variables, images, activation=1)
+    logits[padding] = jax.jit(lambda variables, images: models.apply_model(
+        model, variables, images, activation=1)[0])(variables, images)
   network = torch_resnet20()
   _copy_into_torch(network, variables["params"], variables["batch_stats"])
   with torch.no_grad():
