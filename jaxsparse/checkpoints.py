@@ -58,8 +58,26 @@ def save_population(manager: ocp.CheckpointManager, epoch: int, state: engine.Tr
 def checksums(state: engine.TrainState) -> dict[str, str]:
   """SHA-256 of every array of a population state (its bytes, dtype and shape), by path."""
   host = sharding.to_host(state)
-  return {jax.tree_util.keystr(path): _digest(np.asarray(leaf))
-          for path, leaf in jax.tree_util.tree_leaves_with_path(host)}
+  return {path: _digest(np.asarray(leaf))
+          for path, leaf in zip(checksums_paths(host), jax.tree.leaves(host))}
+
+
+def checksums_paths(state: Any) -> list[str]:
+  """The array paths :func:`checksums` names, from a state's structure alone."""
+  return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(state)]
+
+
+def _saved_checksums(directory: str) -> dict[str, str] | None:
+  """The checksums saved with a checkpoint by array path: None if it has none (written
+  before they were), empty if the file is unreadable."""
+  try:
+    with open(os.path.join(directory, CHECKSUM_FILE)) as file:
+      saved = json.load(file)
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError):
+    return {}
+  return saved if isinstance(saved, dict) else {}
 
 
 def _digest(array: np.ndarray) -> str:
@@ -71,13 +89,9 @@ def _digest(array: np.ndarray) -> str:
 def _verify(manager: ocp.CheckpointManager, epoch: int, restored: engine.TrainState) -> None:
   """Compares a restored checkpoint with the checksums saved with it (if any)."""
   directory = os.path.join(str(manager.directory), str(epoch))
-  try:
-    with open(os.path.join(directory, CHECKSUM_FILE)) as file:
-      saved = json.load(file)
-  except FileNotFoundError:
+  saved = _saved_checksums(directory)
+  if saved is None:
     return
-  except (OSError, ValueError):
-    saved = {}
   for path, digest in checksums(restored).items():
     if saved.get(path) != digest:
       earlier = [step for step in manager.all_steps() if step < epoch]
@@ -106,6 +120,14 @@ def restore_population(manager: ocp.CheckpointManager, abstract_state: engine.Tr
     restored = manager.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
   except Exception as error:  # Orbax and TensorStore raise many kinds for one cause.
     reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    saved = _saved_checksums(directory)
+    if saved and set(saved) == set(checksums_paths(abstract_state)):
+      # Written by this run's model and method (its checksums name the same arrays), yet
+      # unreadable: its files are damaged, e.g. compressed bytes overwritten.
+      raise UserError(
+          f"checkpoint {directory} is damaged (its files cannot be restored: "
+          f"{type(error).__name__}: {reason}). Move it away to resume from the epoch before, "
+          "or restore it from a backup") from error
     raise UserError(
         f"checkpoint {directory} cannot be restored into this run's population "
         f"({type(error).__name__}: {reason}); it is damaged or was written by another model, "
