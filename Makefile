@@ -20,8 +20,10 @@ PYTEST = $(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 run: install data
 	$(VENV)/bin/python -m jaxsparse.main --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
 
+# The fast tier compiles its many small programs at XLA's optimisation level 0
+# (half the time: compilation dominates it); the slow tier tests the default level.
 test: install-test data
-	$(PYTEST) -m "not slow" tests $(ARGS)
+	XLA_FLAGS="--xla_backend_optimization_level=0 $$XLA_FLAGS" $(PYTEST) -m "not slow" tests $(ARGS)
 
 test-slow: install-test data
 	$(PYTEST) -m slow tests $(ARGS)

@@ -17,6 +17,13 @@ peak memory belong to it alone. Implementations:
 - ``torch_loop`` and ``torch_func``: PyTorch (CPU) loop over models, and the
   torch.func ensemble (stack_module_state + functional_call + vmap), when
   torch is installed (``pip install -e '.[bench]'``);
+- ``jaxsparse_shared`` and ``torch_func_shared``: the same two when every
+  member trains on the same batch (``training.shared_order_seed``; torch.func
+  with ``in_dims=None`` for the data), a row of its own: the first layer's
+  matmuls of all members become one.
+
+Every other implementation gives each member its own batches (its own
+permutation of the data), as the model zoos train.
 - ``gemm``: the machine's float32 matrix-multiply rate, the ceiling.
 
 Usage::
@@ -42,7 +49,8 @@ import time
 import numpy as np
 
 IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "naive_flax",
-                   "python_loop", "torch_loop", "torch_func")
+                   "python_loop", "torch_loop", "torch_func", "jaxsparse_shared",
+                   "torch_func_shared")
 MODELS = ("cnn_s", "cnn_l", "lenet_300_100")
 INPUT_SHAPES = {"cnn_s": (28, 28, 1), "cnn_l": (32, 32, 3), "lenet_300_100": (28, 28, 1)}
 # (conv features, kernel sizes, pools, dense features) of the three models.
@@ -85,8 +93,15 @@ def _time(run_steps, steps: int, repeats: int = 3) -> tuple[float, float]:
   return max(first - per_step * steps, 0.0), per_step
 
 
+def _member_orders(population: int, batch: int, steps: int) -> np.ndarray:
+  """Each member's own batches: [P, steps, batch] indices into the synthetic data."""
+  rng = np.random.default_rng(1)
+  return np.stack([rng.permutation(steps * batch) for _ in range(population)]).reshape(
+      population, steps, batch)
+
+
 def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps: int,
-               chunk: int, progress: bool = False):
+               chunk: int, progress: bool = False, shared: bool = False, conv: str = "auto"):
   import jax
   import jax.numpy as jnp
   from jaxsparse import engine, experiment
@@ -94,6 +109,7 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
   from jaxsparse.config import default_config
   config = default_config()  # one tanh / Adam 1e-3 configuration, seeds 0..population-1
   config.model.name = model
+  config.model.conv_implementation = conv
   config.sparsify.method = method_name
   config.population.grid.sparsity = (0.8 if method_name == "magnitude" else 0.0,)
   config.population.num_seeds = population
@@ -111,7 +127,8 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
   def run_steps():
     state[0], metrics = engine.train_epoch(
         built, method, state[0], hyper, images, labels, first_step, batch_size=batch,
-        chunk_size=chunk, progress_every=progress_lib.report_interval(steps) if progress else 0)
+        chunk_size=chunk, progress_every=progress_lib.report_interval(steps) if progress else 0,
+        shared_order_seed=0 if shared else -1)
     jax.block_until_ready(metrics)
 
   return _time(run_steps, steps)
@@ -184,7 +201,10 @@ def _naive_flax(model: str, population: int, batch: int, steps: int, loop: bool)
 
   params = jax.vmap(init)(keys)
   carry = [(params, jax.vmap(optimizer.init)(params))]
-  epoch = jax.jit(jax.vmap(lambda c: jax.lax.scan(step, c, batches)[0]))
+  orders = _member_orders(population, batch, steps)
+  member_batches = (jnp.asarray(images)[orders], jnp.asarray(labels)[orders])
+  epoch = jax.jit(lambda c: jax.vmap(lambda c, b: jax.lax.scan(step, c, b)[0])(
+      c, member_batches))
 
   def run_steps():
     carry[0] = epoch(carry[0])
@@ -193,7 +213,8 @@ def _naive_flax(model: str, population: int, batch: int, steps: int, loop: bool)
   return _time(run_steps, steps)
 
 
-def _torch(model: str, population: int, batch: int, steps: int, functional: bool):
+def _torch(model: str, population: int, batch: int, steps: int, functional: bool,
+           shared: bool = False):
   import torch
   from torch import nn
   torch.set_num_threads(os.cpu_count() or 1)
@@ -223,13 +244,14 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
   labels = torch.from_numpy(labels).long()
   loss_fn = nn.CrossEntropyLoss()
   networks = [build() for _ in range(population)]
+  orders = torch.from_numpy(_member_orders(population, batch, steps))
   if not functional:
     optimizers = [torch.optim.Adam(network.parameters(), 1e-3) for network in networks]
 
     def run_steps():
-      for network, optimizer in zip(networks, optimizers):
+      for member, (network, optimizer) in enumerate(zip(networks, optimizers)):
         for step in range(steps):
-          x, y = images[step * batch:(step + 1) * batch], labels[step * batch:(step + 1) * batch]
+          x, y = images[orders[member, step]], labels[orders[member, step]]
           optimizer.zero_grad()
           loss_fn(network(x), y).backward()
           optimizer.step()
@@ -244,11 +266,15 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
   def member_loss(member_params, member_buffers, x, y):
     return loss_fn(functional_call(base, (member_params, member_buffers), (x,)), y)
 
-  losses = torch.func.vmap(member_loss, in_dims=(0, 0, None, None))
+  data_dims = None if shared else 0
+  losses = torch.func.vmap(member_loss, in_dims=(0, 0, data_dims, data_dims))
 
   def run_steps():
     for step in range(steps):
-      x, y = images[step * batch:(step + 1) * batch], labels[step * batch:(step + 1) * batch]
+      if shared:
+        x, y = images[step * batch:(step + 1) * batch], labels[step * batch:(step + 1) * batch]
+      else:  # [P, batch, ...]: each member's own batch
+        x, y = images[orders[:, step]], labels[orders[:, step]]
       optimizer.zero_grad()
       # Members are independent, so the gradient of the sum is each member's own.
       losses(params, buffers, x, y).sum().backward()
@@ -271,34 +297,37 @@ def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
 
 
 def measure(impl: str, model: str, population: int, batch: int, steps: int,
-            chunk: int = 0, progress: bool = False) -> dict:
+            chunk: int = 0, progress: bool = False, conv: str = "auto") -> dict:
   """One measurement, in this process."""
   if impl.startswith("jaxsparse"):
     method = {"jaxsparse": "none", "jaxsparse_magnitude": "magnitude",
-              "jaxsparse_vd": "variational_dropout"}[impl]
+              "jaxsparse_vd": "variational_dropout", "jaxsparse_shared": "none"}[impl]
     compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps, chunk,
-                                           progress)
+                                           progress, shared=impl == "jaxsparse_shared",
+                                           conv=conv)
   elif impl in ("naive_flax", "python_loop"):
     compile_seconds, per_step = _naive_flax(model, population, batch, steps,
                                             loop=impl == "python_loop")
-  elif impl in ("torch_loop", "torch_func"):
+  elif impl in ("torch_loop", "torch_func", "torch_func_shared"):
     compile_seconds, per_step = _torch(model, population, batch, steps,
-                                       functional=impl == "torch_func")
+                                       functional=impl != "torch_loop",
+                                       shared=impl == "torch_func_shared")
   else:
     raise ValueError(f"implementation {impl!r} is unknown; use one of {IMPLEMENTATIONS}")
   member_steps = population / per_step
   flops = 3 * _forward_flops(model) * batch * member_steps
   return {"impl": impl, "model": model, "population": population, "batch": batch,
           "chunk": chunk if impl.startswith("jaxsparse") else None,
+          "conv": conv if impl.startswith("jaxsparse") else None,
           "member_steps_per_second": member_steps, "examples_per_second": member_steps * batch,
           "gflops": flops / 1e9, "compile_seconds": compile_seconds,
           "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _in_subprocess(impl, model, population, batch, steps, chunk) -> dict | None:
+def _in_subprocess(impl, model, population, batch, steps, chunk, conv) -> dict | None:
   command = [sys.executable, __file__, "--impl", impl, "--model", model, "--population",
              str(population), "--batch", str(batch), "--steps", str(steps), "--chunk",
-             str(chunk), "--json"]
+             str(chunk), "--conv", conv, "--json"]
   result = subprocess.run(command, capture_output=True, text=True)
   if result.returncode != 0:
     print(f"  {impl} {model} P={population} B={batch} failed: "
@@ -331,6 +360,8 @@ def main():
   parser.add_argument("--chunk", type=int, default=4,
                       help="members the engine vmaps at once (population.chunk_size; 0: all); "
                            "4 measured fastest for CNN-s on the 2-core CPU")
+  parser.add_argument("--conv", default="auto",
+                      help="the engine's model.conv_implementation (auto, im2col, banded, xla)")
   parser.add_argument("--full", action="store_true", help="every model, P and batch")
   parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
                       help="implementations of the set (comma-separated)")
@@ -343,7 +374,7 @@ def main():
 
   if args.impl:
     result = measure(args.impl, args.model, args.population, args.batch, args.steps, args.chunk,
-                     args.progress)
+                     args.progress, args.conv)
     if args.json:
       print(json.dumps(result))
     else:
@@ -360,7 +391,7 @@ def main():
   print(f"float32 GEMM ceiling: {ceiling:.0f} GFLOP/s", flush=True)
   results = []
   for impl, model, population, batch in _plan(args.full, impls):
-    result = _in_subprocess(impl, model, population, batch, args.steps, args.chunk)
+    result = _in_subprocess(impl, model, population, batch, args.steps, args.chunk, args.conv)
     if result:
       result["fraction_of_gemm"] = result["gflops"] / ceiling
       results.append(result)

@@ -28,13 +28,14 @@ from jaxsparse import checkpoints, metrics, train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
 
 
-def variants(config, kl_weights, scopes):
-  """(name, TwinRun, config changes) of every protocol to compare."""
-  for scope in scopes:
+def variants(config, kl_weights, scopes, methods):
+  """(name, TwinRun, config changes) of every protocol to compare, of ``methods``."""
+  for scope in scopes if "magnitude" in methods else ():
     for schedule in ("one_shot", "gradual"):
       run = twins.TwinRun("magnitude", scope, tuple(config.twins.sparsities), "")
       yield f"magnitude_{scope}_{schedule}", run, {"schedule": schedule}
-  yield "variational_dropout", twins.TwinRun("variational_dropout", None, tuple(kl_weights), ""), {}
+  if "variational_dropout" in methods:
+    yield "variational_dropout", twins.TwinRun("variational_dropout", None, tuple(kl_weights), ""), {}
 
 
 def main():
@@ -45,6 +46,8 @@ def main():
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--kl_weights", default="", help="comma-separated (default: the config's)")
   parser.add_argument("--scopes", default="layerwise")
+  parser.add_argument("--methods", default="magnitude,variational_dropout",
+                      help="comma-separated: which of the two to compare")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   config = load_config_file(args.config)
@@ -57,7 +60,8 @@ def main():
   dataset = train.dataset_from_config(config)
   data = twins.training_subset(dataset, config.twins.train_examples)
   results = {}
-  for name, run, changes in variants(config, kl_weights, args.scopes.split(",")):
+  for name, run, changes in variants(config, kl_weights, args.scopes.split(","),
+                                         args.methods.split(",")):
     run = run._replace(workdir=os.path.join(args.workdir, name))
     twin = twins.twin_config(config, run)
     twin.sparsify.update(changes)

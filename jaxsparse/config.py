@@ -31,7 +31,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = "cnn_s"              # see jaxsparse.models.MODEL_NAMES
   config.model.width = 1.0                 # channel multiplier (ResNets, Conv-N)
-  config.model.conv_implementation = "auto"  # 'auto' | 'im2col' | 'xla'
+  config.model.conv_implementation = "auto"  # 'auto' | 'im2col' | 'banded' | 'xla'
   # ResNets: 'same' (XLA's: a stride-2 conv pads bottom/right only) or 'symmetric'
   # (PyTorch's padding=1 on every side; for weights trained in PyTorch).
   config.model.padding = "same"
@@ -82,6 +82,11 @@ def default_config() -> ml_collections.ConfigDict:
   # first ones; logged as `curve_accuracy` at every epoch, the last included);
   # the last epoch evaluates the whole test set. Cheap learning curves.
   config.training.curve_test_examples = 0
+  # >= 0: every member trains on the same batches in the same order, drawn
+  # from this seed (one first-layer GEMM for the whole population: faster on
+  # the CPU; docs/benchmarks.md). -1: each member's order comes from its own
+  # seed, as in the model zoos.
+  config.training.shared_order_seed = -1
   # The recipe every member follows (jaxsparse.optim.Recipe); the peak learning
   # rate stays per member (population.grid.learning_rate). The defaults are
   # the model zoos' recipe: a constant rate, coupled L2 weight decay on every
@@ -293,6 +298,9 @@ def _check_training(training) -> None:
   if training.curve_test_examples < 0:
     _fail("training.curve_test_examples", training.curve_test_examples,
           "use 0 (the whole test set every epoch) or a positive number")
+  if not isinstance(training.shared_order_seed, int) or training.shared_order_seed < -1:
+    _fail("training.shared_order_seed", training.shared_order_seed,
+          "use -1 (each member its own data order) or a seed >= 0 (one order for all)")
 
 
 def _check_recipe(config) -> None:

@@ -279,16 +279,29 @@ def listening_to_progress(listener: Callable[[], None]):
     _progress_listener = previous
 
 
+def shared_batches(seed: int, first_step: jax.Array, num_examples: int,
+                   batch_size: int) -> jax.Array:
+  """The batches (example indices, [steps, batch_size]) every member trains on in the
+  epoch that starts at global step ``first_step`` when the members share their data order
+  (``config.training.shared_order_seed = seed``); the last incomplete batch is dropped."""
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), first_step)
+  steps = num_examples // batch_size
+  return jax.random.permutation(key, num_examples)[:steps * batch_size].reshape(
+      steps, batch_size)
+
+
 def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
                        hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
                        first_step: jax.Array, batch_size: int, progress_every: int = 0,
+                       batches: jax.Array | None = None,
                        ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of one member: a ``lax.scan`` of :func:`train_step` over its own batches.
 
   ``first_step`` is the global step of the epoch's first batch, the same for
   all members. The member's key is split once per epoch: one part orders the
-  data (the last incomplete batch is dropped), one gives the steps' keys, and
-  one is carried to the next epoch. Returns the new state and the epoch's
+  data (the last incomplete batch is dropped) unless ``batches`` gives the
+  order (members sharing it: :func:`shared_batches`), one gives the steps'
+  keys, and one is carried to the next epoch. Returns the new state and the epoch's
   mean training loss and accuracy (NaN or inf once the member diverged). A
   finite blow-up (:func:`blew_up`) marks the member diverged at the epoch's end.
   ``train_loss_curve`` is the epoch's losses in a few windows (:func:`loss_curve`).
@@ -299,8 +312,9 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   order_key, dropout_key = jax.random.split(epoch_key)
   method_keys, noise_keys = jax.random.split(jax.random.fold_in(epoch_key, 1))
   steps = images.shape[0] // batch_size
-  order = jax.random.permutation(order_key, images.shape[0])[:steps * batch_size]
-  batches = order.reshape(steps, batch_size)
+  if batches is None:
+    order = jax.random.permutation(order_key, images.shape[0])[:steps * batch_size]
+    batches = order.reshape(steps, batch_size)
 
   def scan_step(carry, inputs):
     step_index, batch = inputs
@@ -340,11 +354,13 @@ def loss_curve(losses: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size",
-                                             "mesh", "progress_every"), donate_argnums=(2,))
+                                             "mesh", "progress_every", "shared_order_seed"),
+                   donate_argnums=(2,))
 def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
                 hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
                 first_step: jax.Array | int = 0, *, batch_size: int,
                 chunk_size: int = 0, mesh: Mesh | None = None, progress_every: int = 0,
+                shared_order_seed: int = -1,
                 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of every member in one compiled call.
 
@@ -362,6 +378,12 @@ def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
       P must be a multiple of its size); None runs on one device.
     progress_every: if > 0, report progress every that many steps (see
       :func:`listening_to_progress`).
+    shared_order_seed: if >= 0, every member trains on the same batches in the
+      same order (:func:`shared_batches` of this seed), so the batch is not a
+      per-member array and the first layer's work on it (im2col patches, the
+      matmuls of all members) is done once for the population: faster, and
+      member i still trains exactly as it would alone with the same seed here.
+      -1: each member draws its own order from its key (the model zoos).
 
   Returns:
     The new population and per-member ``train_loss`` / ``train_accuracy`` [P] and
@@ -370,11 +392,56 @@ def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
     :func:`train_member_epoch`).
   """
   def local(population, hyper, images, labels, first_step):
+    # Computed outside the map over members, so that it is one array, not one per member.
+    batches = None if shared_order_seed < 0 else shared_batches(
+        shared_order_seed, first_step, images.shape[0], batch_size)
     member_fn = lambda args: train_member_epoch(model, method, *args, images, labels,
-                                                first_step, batch_size, progress_every)
+                                                first_step, batch_size, progress_every,
+                                                batches)
     return _map_members(member_fn, (population, hyper), chunk_size)
   return sharding.over_members(local, mesh, 2)(population, hyper, images, labels,
                                                 jnp.asarray(first_step))
+
+
+#: Batches of training data that re-estimate BatchNorm running statistics: the stale
+#: statistics keep a weight of momentum ** batches (0.9 ** 100 < 3e-5).
+RECALIBRATION_BATCHES = 100
+
+
+def recalibrate_member_batch_stats(model: Model, method: SparsifyMethod, state: TrainState,
+                                   hyper: MemberHyperparameters, images: jax.Array,
+                                   batches: jax.Array) -> TrainState:
+  """One member's BatchNorm running statistics updated over ``batches`` (example indices,
+  [num_batches, batch_size]) of ``images`` by forward passes in training mode with its
+  evaluation weights, without dropout or weight noise; nothing else changes."""
+  params = member_evaluation_params(method, state, hyper)
+
+  def update(batch_stats, batch):
+    _, batch_stats = apply_model(model, {"params": params, "batch_stats": batch_stats},
+                                 images[batch], hyper.compiled_activation, train=True)
+    return batch_stats, None
+
+  batch_stats, _ = jax.lax.scan(update, state.batch_stats, batches)
+  return state._replace(batch_stats=batch_stats)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "num_batches",
+                                             "chunk_size", "mesh"), donate_argnums=(2,))
+def recalibrate_batch_stats(model: Model, method: SparsifyMethod, population: TrainState,
+                            hyper: MemberHyperparameters, images: jax.Array, *,
+                            batch_size: int, num_batches: int = RECALIBRATION_BATCHES,
+                            chunk_size: int = 0, mesh: Mesh | None = None) -> TrainState:
+  """Every member's BatchNorm running statistics re-estimated from ``num_batches`` batches of
+  ``images`` (one fixed order for all members, cycled if the set holds fewer batches), for
+  weights that no longer match their statistics (see
+  ``SparsifyMethod.stale_batch_stats_after``). ``population`` is donated."""
+  def local(population, hyper, images):
+    order = shared_batches(0, 0, images.shape[0], batch_size)
+    batches = jnp.tile(order, (-(-num_batches // order.shape[0]), 1))[:num_batches]
+    member_fn = lambda args: recalibrate_member_batch_stats(model, method, *args, images,
+                                                            batches)
+    return _map_members(member_fn, (population, hyper), chunk_size)
+  return sharding.over_members(local, mesh, 2)(population, hyper, images)
 
 
 def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyper: MemberHyperparameters,

@@ -21,27 +21,46 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 #: Activation functions selectable per member, in the order of their index.
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "gelu")
 
 #: Convolution implementations. ``auto`` picks the fastest measured one for the backend.
-CONV_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "im2col", "xla")
+CONV_IMPLEMENTATIONS: tuple[str, ...] = ("auto", "im2col", "banded", "xla")
+#: What ``auto`` resolves to on the CPU: each layer picks im2col or banded
+#: (:func:`cpu_conv_implementation`).
+PER_LAYER = "per_layer"
+#: On the CPU, a convolution with fewer output channels than this (im2col's matmul is then
+#: narrower than a vector register's 16 floats) whose input is at most
+#: BANDED_MAX_WIDTH_RATIO kernel widths wide runs as a banded matmul, any other as im2col
+#: patches (the banded matmul does input width / kernel width times the multiply-adds;
+#: measured in docs/benchmarks.md: CNN-s gains, CNN-l and ResNet-20 lose with it).
+BANDED_MAX_CHANNELS = 16
+BANDED_MAX_WIDTH_RATIO = 6
 
 
 def resolve_conv_implementation(name: str) -> str:
-  """Returns the concrete convolution implementation for ``name``.
+  """Returns the convolution implementation for ``name``.
 
-  ``auto`` means ``im2col`` on the CPU (vmap of ``lax.conv`` falls into a slow
-  grouped convolution there) and ``xla`` elsewhere (cuDNN and the TPU compiler
-  handle batched convolutions well).
+  ``auto`` means :data:`PER_LAYER` on the CPU (vmap of ``lax.conv`` falls into a
+  slow grouped convolution there; each layer then runs as im2col patches or a
+  banded matmul, whichever its shape favours) and ``xla`` elsewhere (cuDNN and
+  the TPU compiler handle batched convolutions well).
   """
   if name not in CONV_IMPLEMENTATIONS:
     raise ValueError(
         f"conv implementation {name!r} is unknown; use one of {CONV_IMPLEMENTATIONS}")
   if name != "auto":
     return name
-  return "im2col" if jax.default_backend() == "cpu" else "xla"
+  return PER_LAYER if jax.default_backend() == "cpu" else "xla"
+
+
+def cpu_conv_implementation(input_width: int, kernel_width: int, out_channels: int) -> str:
+  """'banded' for few output channels on a narrow input (CNN-s's layers), 'im2col' for the
+  rest (see :data:`BANDED_MAX_CHANNELS`)."""
+  narrow = input_width <= BANDED_MAX_WIDTH_RATIO * kernel_width
+  return "banded" if narrow and out_channels < BANDED_MAX_CHANNELS else "im2col"
 
 
 def activate(x: jax.Array, activation: jax.Array | int) -> jax.Array:
@@ -102,14 +121,10 @@ def symmetric_padding(kernel_size: Sequence[int]) -> tuple[tuple[int, int], ...]
   return tuple(((size - 1) // 2, (size - 1) // 2) for size in kernel_size)
 
 
-def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
-                    padding: str) -> jax.Array:
-  """Returns the im2col patches of NHWC ``x``: shape (N, H_out, W_out, kh*kw*C).
-
-  The patch features are ordered (kernel row, kernel column, input channel),
-  the order of a flattened HWIO kernel, so ``patches @ kernel.reshape(-1, O)``
-  is the convolution.
-  """
+def pad_for_conv(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
+                 padding: str) -> jax.Array:
+  """NHWC ``x`` padded as the convolution's ``padding`` says (see :data:`PADDINGS`), so
+  that a 'VALID' convolution of the result is the convolution asked for."""
   kernel_height, kernel_width = kernel_size
   stride_height, stride_width = strides
   if padding == "SAME":
@@ -123,6 +138,20 @@ def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[
     x = jnp.pad(x, ((0, 0), *symmetric_padding(kernel_size), (0, 0)))
   elif padding != "VALID":
     raise ValueError(f"padding {padding!r} is not supported; use one of {PADDINGS}")
+  return x
+
+
+def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[int],
+                    padding: str) -> jax.Array:
+  """Returns the im2col patches of NHWC ``x``: shape (N, H_out, W_out, kh*kw*C).
+
+  The patch features are ordered (kernel row, kernel column, input channel),
+  the order of a flattened HWIO kernel, so ``patches @ kernel.reshape(-1, O)``
+  is the convolution.
+  """
+  kernel_height, kernel_width = kernel_size
+  stride_height, stride_width = strides
+  x = pad_for_conv(x, kernel_size, strides, padding)
   height, width = x.shape[1:3]
   out_height = (height - kernel_height) // stride_height + 1
   out_width = (width - kernel_width) // stride_width + 1
@@ -134,9 +163,39 @@ def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[
   return jnp.concatenate(slices, axis=-1) if len(slices) > 1 else slices[0]
 
 
+def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+                padding: str) -> jax.Array:
+  """NHWC x HWIO convolution as one matmul per output row: the kh input rows an output row
+  sees, flattened, times a banded matrix built from the kernel, [kh*W*C_in, W_out*C_out].
+
+  The band holds kernel column c of output column w at input column
+  ``stride * w + c``; the rest is zeros, so the matmul does W*C_in / (kw*C_in)
+  times the convolution's multiply-adds, in one wide matrix product instead of
+  a product with C_out columns. On the CPU that wins for small images and
+  kernels (CNN-s: docs/benchmarks.md); the band's gradient goes back to the
+  kernel through a dense einsum, not a scatter.
+  """
+  kernel_height, kernel_width, in_channels, out_channels = kernel.shape
+  stride_height, stride_width = strides
+  x = pad_for_conv(x, kernel.shape[:2], strides, padding)
+  batch, height, width, _ = x.shape
+  out_height = (height - kernel_height) // stride_height + 1
+  out_width = (width - kernel_width) // stride_width + 1
+  column, output, offset = np.ix_(np.arange(width), np.arange(out_width), np.arange(kernel_width))
+  band = jnp.asarray(column - stride_width * output == offset, kernel.dtype)
+  matrix = jnp.einsum("jwc,rcio->rjiwo", band, kernel).reshape(
+      kernel_height * width * in_channels, out_width * out_channels)
+  rows = jnp.concatenate(
+      [x[:, row:row + (out_height - 1) * stride_height + 1:stride_height].reshape(
+          batch, out_height, width * in_channels) for row in range(kernel_height)], axis=-1)
+  return (rows @ matrix).reshape(batch, out_height, out_width, out_channels)
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,
            implementation: str) -> jax.Array:
   """NHWC x HWIO convolution computed by the chosen implementation."""
+  if implementation == "banded":
+    return banded_conv(x, kernel, strides, padding)
   if implementation == "xla":
     explicit = symmetric_padding(kernel.shape[:2]) if padding == "SYMMETRIC" else padding
     return jax.lax.conv_general_dilated(
@@ -197,7 +256,8 @@ class Conv(nn.Module):
     strides: (height, width) strides.
     padding: 'VALID', 'SAME' or 'SYMMETRIC' (see :data:`PADDINGS`).
     use_bias: whether to add a bias.
-    implementation: 'im2col' or 'xla' (see :func:`resolve_conv_implementation`).
+    implementation: 'im2col', 'banded', 'xla' or :data:`PER_LAYER` (see
+      :func:`resolve_conv_implementation`).
   """
   features: int
   kernel_size: tuple[int, int]
@@ -210,7 +270,10 @@ class Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param("kernel", nn.initializers.lecun_normal(), kernel_shape)
-    if self.implementation == "im2col":
+    implementation = self.implementation
+    if implementation == PER_LAYER:
+      implementation = cpu_conv_implementation(x.shape[2], self.kernel_size[1], self.features)
+    if implementation == "im2col":
       # The patches are extracted once: weight noise's variance path reuses
       # them squared (squaring commutes with extraction), which saves an
       # im2col and its gradient per layer.
@@ -219,7 +282,7 @@ class Conv(nn.Module):
     else:
       inputs = x
       convolve = lambda images, weights: conv2d(images, weights, self.strides, self.padding,
-                                                self.implementation)
+                                                implementation)
     y = _linear_output(self, inputs, kernel, convolve)
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,))

@@ -91,7 +91,7 @@ def estimate_phase(name: str, config: ml_collections.ConfigDict, dataset: Datase
     train = lambda state: engine.train_epoch(
         run.model, run.method, state, run.hyper, images, labels, 0,
         batch_size=training.batch_size, chunk_size=run.config.population.chunk_size,
-        mesh=run.mesh)
+        mesh=run.mesh, shared_order_seed=training.shared_order_seed)
     (state, _), _ = _timed(lambda: train(state))
     (state, _), step_time = _timed(lambda: train(state))
     batch = min(training.eval_batch_size, len(dataset.test_labels), TIMED_EVAL_EXAMPLES)

@@ -262,8 +262,9 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
       run.model, run.method, state, run.hyper, *splits["train"],
       (epoch - 1) * run.steps_per_epoch, batch_size=config.training.batch_size,
       chunk_size=config.population.chunk_size, mesh=run.mesh,
-      progress_every=progress.report_interval(run.steps_per_epoch) if report_progress else 0)
-  state = _between_epochs(run, state, epoch)
+      progress_every=progress.report_interval(run.steps_per_epoch) if report_progress else 0,
+      shared_order_seed=config.training.shared_order_seed)
+  state = _between_epochs(run, state, epoch, splits["train"][0])
   evaluation_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
   epoch_metrics = {**sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members),
                    **evaluation_metrics}
@@ -350,16 +351,28 @@ def is_writer() -> bool:
   return jax.process_index() == 0
 
 
-def _between_epochs(run: experiment.Experiment, state, completed_epochs: int):
-  """The method's step between epochs, on the real members (padding is re-added after)."""
-  between_epochs, num_members = run.method.between_epochs, run.num_members
-  if between_epochs is None:
+def _between_epochs(run: experiment.Experiment, state, completed_epochs: int,
+                    train_images: np.ndarray | None = None):
+  """The method's step between epochs, on the real members (padding is re-added after),
+  then, if the method says the step left them stale, BatchNorm statistics re-estimated
+  from ``train_images``."""
+  method, num_members = run.method, run.num_members
+  if method.between_epochs is None:
     return state
   if run.padded_size == num_members:
-    return between_epochs(state, run.hyper, completed_epochs)
-  real = between_epochs(sharding.unpad_members(state, num_members),
-                        sharding.unpad_members(run.hyper, num_members), completed_epochs)
-  return sharding.shard_members(sharding.pad_members(real, run.padded_size), run.mesh)
+    state = method.between_epochs(state, run.hyper, completed_epochs)
+  else:
+    real = method.between_epochs(sharding.unpad_members(state, num_members),
+                                 sharding.unpad_members(run.hyper, num_members),
+                                 completed_epochs)
+    state = sharding.shard_members(sharding.pad_members(real, run.padded_size), run.mesh)
+  stale = method.stale_batch_stats_after and method.stale_batch_stats_after(completed_epochs)
+  if stale and jax.tree.leaves(state.batch_stats):
+    state = engine.recalibrate_batch_stats(
+        run.model, method, state, run.hyper, train_images,
+        batch_size=run.config.training.batch_size,
+        chunk_size=run.config.population.chunk_size, mesh=run.mesh)
+  return state
 
 
 def _forget_epoch(writer: metrics.MetricsWriter, epoch: int) -> None:

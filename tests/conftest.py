@@ -95,9 +95,10 @@ def method_settings(method: str, **changes):
 
 
 def train_population(model, method, table, data, epochs=1, batch_size=32, chunk_size=0,
-                     state=None, recipe=optim.Recipe()):
-  """Trains the members of ``table`` (from ``state`` or fresh, following ``recipe``) for
-  ``epochs``; returns the state and the last epoch's metrics."""
+                     state=None, recipe=optim.Recipe(), shared_order_seed=-1):
+  """Trains the members of ``table`` (from ``state`` or fresh, following ``recipe``; with
+  ``shared_order_seed`` >= 0 all on the same batches) for ``epochs``; returns the state and
+  the last epoch's metrics."""
   hyper = population.member_hyperparameters(table, recipe)
   if state is None:
     state = engine.init_population(model, method, hyper)
@@ -107,5 +108,6 @@ def train_population(model, method, table, data, epochs=1, batch_size=32, chunk_
   for _ in range(epochs):
     first_step = int(state.epoch[0]) * steps
     state, metrics = engine.train_epoch(model, method, state, hyper, images, labels, first_step,
-                                        batch_size=batch_size, chunk_size=chunk_size)
+                                        batch_size=batch_size, chunk_size=chunk_size,
+                                        shared_order_seed=shared_order_seed)
   return state, metrics

@@ -37,6 +37,8 @@ BAD_CONFIGS = [
      "training.final_lr_fraction", "[0, 1]"),
     ("label smoothing of 1", _training(label_smoothing=1.0), "training.label_smoothing",
      "[0, 1)"),
+    ("a data-order seed below -1", _training(shared_order_seed=-2),
+     "training.shared_order_seed", "-1 (each member its own data order)"),
     ("an unknown decay style", _training(weight_decay_style="adamw"),
      "training.weight_decay_style", "decoupled"),
     ("Nesterov without SGD members", _training(nesterov=True), "training.nesterov",

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pandas as pd
 import pytest
 
 from jaxsparse import engine, layers, models, population, sparsify
@@ -106,6 +107,35 @@ def test_members_differ_and_learn(cnn_population):
   assert accuracy.shape == (16,)
   assert np.all((0 <= accuracy) & (accuracy <= 1))
   assert len(np.unique(np.asarray(accuracy))) > 1, "members with other hyperparameters differ"
+
+
+@pytest.mark.slow  # 19 s: three training programs
+def test_shared_data_order_gives_every_member_the_same_batches(cnn_population):
+  """With ``shared_order_seed`` the data order no longer depends on the member's seed:
+  members that differ only in their seed and start from the same weights stay identical,
+  while with their own orders (the default) they part. And a member trains as it would
+  alone with the same shared seed."""
+  data, model, table, _, _ = cnn_population
+  row = table.iloc[[0]].reset_index(drop=True)
+  pair = pd.concat([row, row.assign(seed=row["seed"] + 1)], ignore_index=True)
+  start = engine.init_population(model, DENSE, population.member_hyperparameters(pair))
+  same_weights = jax.tree.map(lambda leaf: jnp.stack([leaf[0], leaf[0]]), start.params)
+  trained = {}
+  for seed in (-1, 3):
+    state = engine.init_population(model, DENSE, population.member_hyperparameters(pair),
+                                   same_weights, start.batch_stats)
+    trained[seed], _ = train_population(model, DENSE, pair, data, state=state,
+                                        shared_order_seed=seed)
+  first, second = (engine.member(trained[3].params, i) for i in (0, 1))
+  assert_trees_close(first, second, rtol=1e-6, atol=1e-7)
+  own_first, own_second = (engine.member(trained[-1].params, i) for i in (0, 1))
+  kernel = lambda params: np.asarray(params["Conv_0"]["kernel"])
+  assert np.abs(kernel(own_first) - kernel(own_second)).max() > 1e-3
+  alone_state = engine.init_population(model, DENSE, population.member_hyperparameters(row),
+                                       jax.tree.map(lambda leaf: leaf[:1], same_weights),
+                                       start.batch_stats)
+  alone, _ = train_population(model, DENSE, row, data, state=alone_state, shared_order_seed=3)
+  assert_trees_close(engine.member(alone.params, 0), first)
 
 
 @pytest.mark.slow

@@ -242,3 +242,68 @@ def test_parallel_gap_runs_from_the_training_loop(tmp_path, tiny_config):
   np.testing.assert_allclose(members["achieved_sparsity"], 0.8, atol=0.002)
   # After the last reassembly both copies are the same network.
   assert members["test_accuracy"][0] == members["test_accuracy"][1]
+
+
+def test_parallel_gap_declares_stale_batch_norm_statistics_after_each_reassembly():
+  """Parallel GaP's reassembly (a prune boundary) leaves BatchNorm statistics that came from
+  other copies; its first boundary only grows, and epochs between boundaries change nothing."""
+  method = sparsify.get_method(
+      method_settings("parallel_gap", start_epoch=1, end_epoch=5, num_rounds=2,
+                      num_partitions=2), sparsify.TrainingSchedule(4))
+  assert [method.stale_batch_stats_after(epoch) for epoch in range(7)] == \
+      [False, False, False, True, False, True, False]
+  assert sparsify.get_method(method_settings("gap"), sparsify.TrainingSchedule(4)) \
+      .stale_batch_stats_after is None
+
+
+@pytest.mark.slow  # 18 s: a ResNet population and its recalibration program
+def test_recalibrated_batch_norm_statistics_are_those_of_the_current_weights():
+  """Re-estimated running statistics of the stem's BatchNorm equal the mean and (biased)
+  variance, over the calibration images and positions, of the stem convolution's outputs
+  computed here with lax.conv; the stale values are gone and the weights are unchanged."""
+  data = random_dataset(num_train=48, shape=(8, 8, 3))
+  model = models.get_model("resnet20", data.input_shape, width=0.25)
+  table = population.member_table({**SINGLE, "initializer": ("kaiming_normal",)}, num_seeds=2)
+  hyper = population.member_hyperparameters(table)
+  method = sparsify.get_method(method_settings("none"), sparsify.TrainingSchedule(4))
+  state = engine.init_population(model, method, hyper)
+  stale = state._replace(batch_stats=jax.tree.map(lambda leaf: leaf + 7.0, state.batch_stats))
+  params = jax.tree.map(np.array, state.params)  # the call donates the population
+  # One batch of the whole set, repeated: the running averages converge to its statistics.
+  fresh = engine.recalibrate_batch_stats(model, method, stale, hyper,
+                                         jax.numpy.asarray(data.train_images), batch_size=48)
+  for member in range(2):
+    outputs = jax.lax.conv_general_dilated(
+        data.train_images, params["Conv_0"]["kernel"][member], (1, 1), "SAME",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    statistics = fresh.batch_stats["BatchNorm_0"]
+    # The stale offset keeps a weight of momentum ** batches (0.9 here).
+    residual = 7.0 * 0.9 ** engine.RECALIBRATION_BATCHES
+    np.testing.assert_allclose(statistics["mean"][member], outputs.mean((0, 1, 2)),
+                               rtol=1e-4, atol=residual + 1e-5)
+    np.testing.assert_allclose(statistics["var"][member], np.var(outputs, (0, 1, 2)),
+                               rtol=1e-4, atol=residual + 1e-5)
+    assert np.abs(statistics["mean"][member] - outputs.mean((0, 1, 2))).max() < 1e-3
+  for before, after in zip(jax.tree.leaves(params), jax.tree.leaves(fresh.params)):
+    np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.slow
+def test_training_loop_recalibrates_batch_norm_after_parallel_gap_reassembles(
+    tmp_path, tiny_config, monkeypatch):
+  from jaxsparse import train
+  calls = []
+  recalibrate = engine.recalibrate_batch_stats
+  monkeypatch.setattr(engine, "recalibrate_batch_stats",
+                      lambda *args, **kwargs: calls.append(args[2].epoch[0]) or
+                      recalibrate(*args, **kwargs))
+  config = tiny_config
+  config.model.name, config.model.width = "resnet20", 0.25
+  config.population.grid.sparsity = (0.8,)
+  config.population.grid.activation, config.population.grid.optimizer = ("relu",), ("adam",)
+  config.sparsify.method = "parallel_gap"
+  config.sparsify.start_epoch, config.sparsify.end_epoch = 0, 2
+  config.sparsify.num_rounds, config.sparsify.num_partitions = 2, 2
+  train.train_and_evaluate(config, str(tmp_path),
+                           dataset=random_dataset(num_train=64, shape=(8, 8, 3)))
+  assert [int(epoch) for epoch in calls] == [1, 2]  # after each reassembly, not at the start

@@ -51,14 +51,20 @@ def test_resnet_width_multiplier_scales_channels():
   assert 3.5 < count(full) / count(thin) < 4.1
 
 
+@pytest.mark.parametrize("implementation", ["im2col", "banded"])
 @pytest.mark.parametrize("kernel_size,strides,padding,shape", [
     ((5, 5), (1, 1), "VALID", (2, 12, 12, 3)),
     ((3, 3), (1, 1), "SAME", (2, 9, 9, 4)),
     ((3, 3), (2, 2), "SAME", (2, 8, 8, 4)),
+    ((3, 3), (2, 2), "SAME", (2, 9, 7, 2)),
     ((1, 1), (2, 2), "SAME", (2, 8, 8, 4)),
     ((2, 2), (1, 1), "VALID", (2, 3, 3, 6)),
+    ((5, 3), (1, 2), "VALID", (2, 11, 10, 2)),
 ])
-def test_im2col_conv_matches_flax_conv(kernel_size, strides, padding, shape):
+def test_conv_implementations_match_flax_conv(kernel_size, strides, padding, shape,
+                                              implementation):
+  """Each of jaxsparse's convolutions (im2col patches; banded matrices) and its gradients
+  with respect to kernel and input equal flax's nn.Conv (XLA's convolution)."""
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   kernel = jax.random.normal(jax.random.PRNGKey(1), (*kernel_size, shape[-1], 5))
   reference = nn.Conv(5, kernel_size, strides, padding, use_bias=False)
@@ -67,12 +73,14 @@ def test_im2col_conv_matches_flax_conv(kernel_size, strides, padding, shape):
     return reference.apply({"params": {"kernel": k}}, v)
 
   def ours(k, v):
-    return layers.conv2d(v, k, strides, padding, "im2col")
+    return layers.conv2d(v, k, strides, padding, implementation)
 
-  np.testing.assert_allclose(ours(kernel, x), flax_conv(kernel, x), rtol=1e-5, atol=1e-5)
+  # Jitted: op by op, im2col's 25 slices and their gradients take seconds per case.
+  np.testing.assert_allclose(jax.jit(ours)(kernel, x), flax_conv(kernel, x), rtol=1e-5,
+                             atol=1e-5)
   loss = lambda f: lambda k, v: jnp.sum(jnp.sin(f(k, v)))
-  grads = jax.grad(loss(ours), argnums=(0, 1))(kernel, x)
-  reference_grads = jax.grad(loss(flax_conv), argnums=(0, 1))(kernel, x)
+  grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(kernel, x)
+  reference_grads = jax.jit(jax.grad(loss(flax_conv), argnums=(0, 1)))(kernel, x)
   for grad, reference_grad in zip(grads, reference_grads):
     np.testing.assert_allclose(grad, reference_grad, rtol=1e-4, atol=1e-4)
 

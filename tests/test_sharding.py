@@ -40,6 +40,10 @@ def test_population_of_20_on_8_devices_equals_1_device(tmp_path):
       config.population.grid.activation = ("tanh", "relu")
       config.population.grid.optimizer = ("adam", "sgd")
       config.population.num_seeds = 5                      # 20 members
+      # The banded convolution's batched matmul rounds differently for 3 and
+      # 20 members per device (Adam then amplifies it where a gradient is ~0);
+      # im2col's GEMMs do not, so the comparison below can stay at float32 rounding.
+      config.model.conv_implementation = "im2col"
       config.sparsify.method = "magnitude"
       config.population.grid.sparsity = (0.5,)
       data = random_dataset(num_train=96)

@@ -44,13 +44,15 @@ def test_kl_divergence_sums_clipped_log_alpha_of_every_kernel():
   np.testing.assert_array_equal(kept["Dense_0"]["kernel"], 1.0)  # log alpha 0.6 < 3: kept
 
 
-@pytest.mark.parametrize("layer", ["dense", "conv"])
+@pytest.mark.parametrize("layer", ["dense", "conv", "banded conv"])
 def test_local_reparameterisation_has_the_weight_noise_moments(layer):
   key = jax.random.PRNGKey(0)
   if layer == "dense":
     module, x = layers.Dense(3), jax.random.normal(key, (1, 5))
   else:
-    module, x = layers.Conv(3, (2, 2), implementation="im2col"), jax.random.normal(key, (1, 3, 3, 2))
+    implementation = "banded" if layer == "banded conv" else "im2col"
+    module = layers.Conv(3, (2, 2), implementation=implementation)
+    x = jax.random.normal(key, (1, 3, 3, 2))
   params = module.init(key, x)["params"]
   theta = params["kernel"]
   log_sigma2 = jnp.log(0.5 * theta**2)  # alpha = 0.5

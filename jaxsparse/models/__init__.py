@@ -10,6 +10,7 @@ between calls.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
@@ -84,7 +85,8 @@ def get_model(name: str, input_shape: tuple[int, int, int], num_classes: int = 1
     name: one of :data:`MODEL_NAMES`.
     input_shape: (height, width, channels).
     num_classes: number of logits.
-    conv_implementation: 'auto', 'im2col' or 'xla'.
+    conv_implementation: 'auto', 'im2col', 'banded' or 'xla'
+      (:func:`jaxsparse.layers.resolve_conv_implementation`).
     width: channel multiplier (the models of :data:`WIDTH_MODELS`; the others have
       fixed widths, and the config refuses another width for them).
     padding: 'same' or 'symmetric' (:data:`PADDINGS`; the models of
@@ -124,6 +126,8 @@ def _draw_kernel(key: jax.Array, shape: tuple[int, ...], initializer: jax.Array 
   return candidates[initializer]
 
 
+# Compiled once per model: eagerly, its ~100 small ops compile one by one (20 s for CNN-s).
+@functools.partial(jax.jit, static_argnums=0)
 def init_variables(model: Model, key: jax.Array, initializer: jax.Array | int = 3) -> dict[str, Any]:
   """Returns fresh variables of one member: ``{'params', 'batch_stats'}``.
 

@@ -103,6 +103,12 @@ class SparsifyMethod(NamedTuple):
       applied by the training loop to a fresh population (0 completed
       epochs) and after every epoch, before the checkpoint, for methods that
       combine members (parallel GaP reassembles its copies); ``None`` for most.
+    stale_batch_stats_after: ``completed_epochs -> bool``, whether after
+      ``between_epochs`` at that epoch the members' BatchNorm running
+      statistics no longer describe their weights (parallel GaP's reassembled
+      layers carry statistics of inputs that came from other copies); the
+      training loop then re-estimates them from training data
+      (:func:`jaxsparse.engine.recalibrate_batch_stats`). ``None``: never.
   """
   init: Callable[[PyTree, jax.Array, jax.Array], NamedTuple]
   update: Callable[[NamedTuple, PyTree, PyTree, jax.Array, jax.Array], NamedTuple]
@@ -113,6 +119,7 @@ class SparsifyMethod(NamedTuple):
   weight_decay_on_method_variables: bool = False
   copies: int = 1
   between_epochs: Callable[[Any, Any, int], Any] | None = None
+  stale_batch_stats_after: Callable[[int], bool] | None = None
 
 
 def trainable(state: NamedTuple) -> PyTree:

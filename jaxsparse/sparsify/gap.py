@@ -241,15 +241,22 @@ def parallel_gap(num_partitions: int, start_epoch: int, end_epoch: int, round_ep
     del params, grads, step, target
     return state  # masks change only at round boundaries, between epochs
 
+  def at_boundary(completed_epochs: int) -> bool:
+    return (start_epoch <= completed_epochs <= end_epoch
+            and not (completed_epochs - start_epoch) % round_epochs)
+
   def between_epochs(population, hyper, completed_epochs: int):
-    if not start_epoch <= completed_epochs <= end_epoch or (
-        completed_epochs - start_epoch) % round_epochs:
+    if not at_boundary(completed_epochs):
       return population
     return parallel_gap_boundary(population, hyper.sparsity, num_copies=num_partitions,
                                  scope=scope, prune=completed_epochs > start_epoch,
                                  grow=completed_epochs < end_epoch, layer_order=layer_order)
 
-  return SparsifyMethod(init, update, copies=num_partitions, between_epochs=between_epochs)
+  def reassembled(completed_epochs: int) -> bool:
+    return at_boundary(completed_epochs) and completed_epochs > start_epoch
+
+  return SparsifyMethod(init, update, copies=num_partitions, between_epochs=between_epochs,
+                        stale_batch_stats_after=reassembled)
 
 
 #: The fields both GaP variants read.
