@@ -284,9 +284,15 @@ def shared_batches(seed: int, first_step: jax.Array, num_examples: int,
   """The batches (example indices, [steps, batch_size]) every member trains on in the
   epoch that starts at global step ``first_step`` when the members share their data order
   (``config.training.shared_order_seed = seed``); the last incomplete batch is dropped."""
-  key = jax.random.fold_in(jax.random.PRNGKey(seed), first_step)
+  return epoch_batches(jax.random.fold_in(jax.random.PRNGKey(seed), first_step), num_examples,
+                       batch_size)
+
+
+def epoch_batches(order_key: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
+  """One epoch's batches, [steps, batch_size] example indices in the random order of
+  ``order_key``; the last incomplete batch is dropped."""
   steps = num_examples // batch_size
-  return jax.random.permutation(key, num_examples)[:steps * batch_size].reshape(
+  return jax.random.permutation(order_key, num_examples)[:steps * batch_size].reshape(
       steps, batch_size)
 
 
@@ -313,8 +319,7 @@ def train_member_epoch(model: Model, method: SparsifyMethod, state: TrainState,
   method_keys, noise_keys = jax.random.split(jax.random.fold_in(epoch_key, 1))
   steps = images.shape[0] // batch_size
   if batches is None:
-    order = jax.random.permutation(order_key, images.shape[0])[:steps * batch_size]
-    batches = order.reshape(steps, batch_size)
+    batches = epoch_batches(order_key, images.shape[0], batch_size)
 
   def scan_step(carry, inputs):
     step_index, batch = inputs
