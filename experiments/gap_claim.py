@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, logging
+from absl import app, flags, logging
 import matplotlib
 import pandas as pd
 import scipy.stats
@@ -107,9 +107,12 @@ def arm_config(base, arm: str):
   return config
 
 
-def run_model(model: str, workdir: str, quick_mode: bool) -> pd.DataFrame:
-  """Trains (or resumes) every arm of ``model``; one row per member."""
+def run_model(model: str, workdir: str, quick_mode: bool, levels=()) -> pd.DataFrame:
+  """Trains (or resumes) every arm of ``model``; one row per member. ``levels`` replaces the
+  mode's target sparsities when given (e.g. the levels a slower machine left out)."""
   sizes = QUICK if quick_mode else MODELS[model]
+  if levels:
+    sizes = dict(sizes, levels=tuple(levels))
   base = base_config(model, sizes["epochs"], sizes["train_examples"], sizes["levels"],
                      sizes["seeds"])
   configs = {arm: arm_config(base, arm) for arm in ARMS}
@@ -206,12 +209,13 @@ def plot(summary: pd.DataFrame, results: pd.DataFrame, directory: str) -> None:
   plt.close(figure)
 
 
-def run(workdir: str, models: list[str], quick_mode: bool = False) -> pd.DataFrame:
-  """Trains every arm of every model (resuming finished runs) and writes the tables, the
-  figure and results.json under ``workdir``; returns the comparisons."""
+def run(workdir: str, models: list[str], quick_mode: bool = False, levels=()) -> pd.DataFrame:
+  """Trains every arm of every model (resuming finished runs) at ``levels`` (default: each
+  model's own) and writes the tables, the figure and results.json under ``workdir``; returns
+  the comparisons."""
   logging.set_verbosity(logging.WARNING)  # Orbax reports every save and restore at INFO
   started = time.time()
-  results = pd.concat([run_model(model, workdir, quick_mode)
+  results = pd.concat([run_model(model, workdir, quick_mode, levels)
                        for model in (models[:1] if quick_mode else models)], ignore_index=True)
   summary, differences = summarise(results), comparisons(results)
   table = markdown(summary, differences)
@@ -222,4 +226,18 @@ def run(workdir: str, models: list[str], quick_mode: bool = False) -> pd.DataFra
 
 
 if __name__ == "__main__":
-  app.run(common.model_experiment_main(run, tuple(MODELS)))
+  chosen_levels = flags.DEFINE_list(
+      "levels", [], "Target sparsities, e.g. 0.8,0.95 (default: each model's own, MODELS).")
+
+  def run_at_chosen_levels(workdir, models, quick_mode):
+    try:
+      levels = tuple(float(level) for level in chosen_levels.value)
+    except ValueError:
+      raise app.UsageError(f"--levels={','.join(chosen_levels.value)} is not a list of "
+                           "numbers; use e.g. --levels=0.8,0.95") from None
+    if any(not 0 < level < 1 for level in levels):
+      raise app.UsageError(f"--levels={','.join(chosen_levels.value)}: every level is a "
+                           "sparsity between 0 and 1 (exclusive)")
+    return run(workdir, models, quick_mode, levels)
+
+  app.run(common.model_experiment_main(run_at_chosen_levels, tuple(MODELS)))
