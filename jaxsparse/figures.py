@@ -198,10 +198,13 @@ def convergence(curves: dict[str, np.ndarray], originals: np.ndarray) -> plt.Fig
   """Twin test accuracy per fine-tuning epoch: per curve (label -> [epochs, members]) the
   median with its interquartile band, and the dense originals' median and band."""
   figure, axis = plt.subplots(figsize=(6.5, 4), layout="constrained")
-  for label, accuracy in curves.items():
+  # A study has up to a dozen curves: tab10 would give two of them one colour.
+  colors = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors
+  for index, (label, accuracy) in enumerate(curves.items()):
     epochs = np.arange(1, len(accuracy) + 1)
     low, median, high = np.nanquantile(accuracy, (0.25, 0.5, 0.75), axis=1)
-    line, = axis.plot(epochs, median, "o-", markersize=3, label=label)
+    line, = axis.plot(epochs, median, "o-", markersize=3, label=label,
+                      color=colors[index % len(colors)])
     axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.15)
   median, low, high = _quartiles(originals)
   axis.axhline(median, color="black", linestyle="--", label="dense originals (median, IQR)")
