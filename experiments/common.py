@@ -10,6 +10,8 @@ from typing import Callable
 from absl import app, flags
 import pandas as pd
 
+from jaxsparse import errors
+
 
 def write_results(workdir: str, table: str, started: float, **tables: pd.DataFrame | bool | dict
                   ) -> None:
@@ -36,6 +38,7 @@ def model_experiment_main(run: Callable[[str, list[str], bool], object],
                             "A pipeline check in under 5 minutes (the first model only).")
   flags.mark_flags_as_required(["workdir"])
 
+  @errors.exit_on_user_error
   def main(argv):
     del argv
     unknown = [model for model in chosen.value if model not in models]

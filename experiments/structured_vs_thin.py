@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from ml_collections import config_flags
 
-from jaxsparse import analysis, checkpoints, experiment, models, structured, train
+from jaxsparse import analysis, checkpoints, errors, experiment, models, structured, train
 from jaxsparse import masks as masks_lib
 from jaxsparse.config import validate_config
 
@@ -227,7 +227,8 @@ def _define_flags():
   workdir = flags.DEFINE_string("workdir", None, "Where both arms and the results go.")
   quick_mode = flags.DEFINE_bool("quick", False, "A pipeline check in about 5 minutes.")
   flags.mark_flags_as_required(["workdir"])
-  return lambda argv: run(config.value, workdir.value, quick_mode.value)
+  return errors.exit_on_user_error(
+      lambda argv: run(config.value, workdir.value, quick_mode.value))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from absl import app, flags, logging
 import jax
 import jax.numpy as jnp
 
-from jaxsparse import engine, experiment, train, twins
+from jaxsparse import engine, errors, experiment, train, twins
 from jaxsparse.config import load_config_file
 
 flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
@@ -47,6 +47,7 @@ def _time_population(model, method, hyper, images, labels, batch_size, chunk_siz
   return (time.perf_counter() - started) / steps
 
 
+@errors.exit_on_user_error
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxsparse import checkpoints, metrics, train, twins  # noqa: E402
+from jaxsparse import checkpoints, errors, metrics, train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
 
 
@@ -38,6 +38,7 @@ def variants(config, kl_weights, scopes, methods):
     yield "variational_dropout", twins.TwinRun("variational_dropout", None, tuple(kl_weights), ""), {}
 
 
+@errors.exit_on_user_error
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", default="configs/default.py")

@@ -18,6 +18,7 @@ import threading
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxsparse import errors
 from jaxsparse.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (get_config()).")
@@ -34,9 +35,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 _STORAGE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+_fail = errors.exit_with_error
 
 
 def _unknown_override(argv: list[str]) -> str | None:
@@ -97,6 +96,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
           if field else f"a --config override names no known field ({error})")
 
 
+@errors.exit_on_user_error
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -105,10 +105,7 @@ def main(argv):
   # Local imports keep `--help` and flag errors fast.
   job = (lambda: dry_run(_CONFIG.value)) if _DRY_RUN.value else (
       lambda: run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value))
-  try:
-    run_interruptibly(job, _WORKDIR.value)
-  except UserError as error:
-    _fail(str(error))
+  run_interruptibly(job, _WORKDIR.value)
 
 
 def run_interruptibly(job, workdir: str) -> None:
