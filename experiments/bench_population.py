@@ -31,8 +31,12 @@ Usage::
   python experiments/bench_population.py --out bench.json          # the default set
   python experiments/bench_population.py --full --out bench.json   # every combination
   python experiments/bench_population.py --impl jaxsparse --model cnn_s --population 64 --batch 32
+  python experiments/bench_population.py --scaling 8,16,64,256 --repeats 3 --batch 32
 
-A single measurement prints member-steps/s as its last line.
+A single measurement prints member-steps/s as its last line. ``--scaling``
+measures the engine's per-member throughput at each population size
+``--repeats`` times (each round in another order, so that the machine's drift
+spreads over every size) and prints the median and the range per size.
 """
 
 from __future__ import annotations
@@ -337,6 +341,40 @@ def _in_subprocess(impl, model, population, batch, steps, chunk, conv) -> dict |
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def scaling(populations: list[int], repeats: int, model: str, batch: int, steps: int,
+            chunk: int, conv: str) -> list[dict]:
+  """The engine at every population size, ``repeats`` rounds of fresh processes; round r
+  starts at size r (mod the sizes), so no size is always measured first or last."""
+  results = []
+  for round_ in range(repeats):
+    shift = round_ % len(populations)
+    for population in populations[shift:] + populations[:shift]:
+      result = _in_subprocess("jaxsparse", model, population, batch, steps, chunk, conv)
+      if result:
+        results.append({**result, "round": round_})
+        print(f"  round {round_ + 1}/{repeats} P={population:<4d} "
+              f"{result['member_steps_per_second']:9.1f} member-steps/s", flush=True)
+  return results
+
+
+def scaling_table(results: list[dict]) -> str:
+  """Per population size: the measurements, their median and range, and the median per
+  member-step relative to the smallest size's (1.00 is flat)."""
+  by_size: dict[int, list[float]] = {}
+  for r in results:
+    by_size.setdefault(r["population"], []).append(r["member_steps_per_second"])
+  sizes = sorted(by_size)
+  base = float(np.median(by_size[sizes[0]]))
+  lines = ["| P | member-steps/s, each run | median | range | median / median at "
+           f"P={sizes[0]} |", "|---" * 5 + "|"]
+  for size in sizes:
+    rates = by_size[size]
+    median = float(np.median(rates))
+    lines.append(f"| {size} | {' / '.join(f'{rate:.1f}' for rate in rates)} | {median:.1f} | "
+                 f"{min(rates):.1f} to {max(rates):.1f} | {median / base:.2f} |")
+  return "\n".join(lines)
+
+
 def _plan(full: bool, impls: list[str]) -> list[tuple]:
   if full:
     return [(impl, model, population, batch) for model in MODELS for batch in (10, 32)
@@ -370,8 +408,22 @@ def main():
                            "(progress.REPORTS_PER_EPOCH per call), to measure their cost")
   parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--out", default="", help="write all measurements here as JSON")
+  parser.add_argument("--scaling", default="",
+                      help="population sizes (comma-separated) at which to measure the engine "
+                           "--repeats times each, e.g. 8,16,64,256")
+  parser.add_argument("--repeats", type=int, default=3, help="measurements per size (--scaling)")
   args = parser.parse_args()
 
+  if args.scaling:
+    populations = [int(size) for size in args.scaling.split(",")]
+    results = scaling(populations, args.repeats, args.model, args.batch, args.steps, args.chunk,
+                      args.conv)
+    print(scaling_table(results))
+    if args.out:
+      with open(args.out, "w") as file:
+        json.dump({"results": results, "date": time.strftime("%Y-%m-%d %H:%M"),
+                   "cpus": os.cpu_count()}, file, indent=1)
+    return
   if args.impl:
     result = measure(args.impl, args.model, args.population, args.batch, args.steps, args.chunk,
                      args.progress, args.conv)
