@@ -31,12 +31,14 @@ Usage::
   python experiments/bench_population.py --out bench.json          # the default set
   python experiments/bench_population.py --full --out bench.json   # every combination
   python experiments/bench_population.py --impl jaxsparse --model cnn_s --population 64 --batch 32
-  python experiments/bench_population.py --scaling 8,16,64,256 --repeats 3 --batch 32
+  python experiments/bench_population.py --repeats 3 --impls jaxsparse,torch_func --batch 32
+  python experiments/bench_population.py --repeats 3 --impls jaxsparse --populations 8,16,64,256
 
-A single measurement prints member-steps/s as its last line. ``--scaling``
-measures the engine's per-member throughput at each population size
-``--repeats`` times (each round in another order, so that the machine's drift
-spreads over every size) and prints the median and the range per size.
+A single measurement prints member-steps/s as its last line. With
+``--repeats N``, every implementation of ``--impls`` at every size of
+``--populations`` is measured N times, alternating (each round starts at
+another setting, so that the machine's drift spreads over all), with the
+median and the range per setting.
 """
 
 from __future__ import annotations
@@ -341,37 +343,40 @@ def _in_subprocess(impl, model, population, batch, steps, chunk, conv) -> dict |
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def scaling(populations: list[int], repeats: int, model: str, batch: int, steps: int,
-            chunk: int, conv: str) -> list[dict]:
-  """The engine at every population size, ``repeats`` rounds of fresh processes; round r
-  starts at size r (mod the sizes), so no size is always measured first or last."""
+def rounds(settings: list[tuple[str, int]], repeats: int, model: str, batch: int, steps: int,
+           chunk: int, conv: str) -> list[dict]:
+  """Every ``(implementation, population)`` setting measured ``repeats`` times in fresh
+  processes, alternating: round r starts at setting r (mod their number), so no setting is
+  always measured first or last, and the machine's drift spreads over all of them."""
   results = []
   for round_ in range(repeats):
-    shift = round_ % len(populations)
-    for population in populations[shift:] + populations[:shift]:
-      result = _in_subprocess("jaxsparse", model, population, batch, steps, chunk, conv)
+    shift = round_ % len(settings)
+    for impl, population in settings[shift:] + settings[:shift]:
+      result = _in_subprocess(impl, model, population, batch, steps, chunk, conv)
       if result:
         results.append({**result, "round": round_})
-        print(f"  round {round_ + 1}/{repeats} P={population:<4d} "
+        print(f"  round {round_ + 1}/{repeats} {impl:20s} P={population:<4d} "
               f"{result['member_steps_per_second']:9.1f} member-steps/s", flush=True)
   return results
 
 
-def scaling_table(results: list[dict]) -> str:
-  """Per population size: the measurements, their median and range, and the median per
-  member-step relative to the smallest size's (1.00 is flat)."""
-  by_size: dict[int, list[float]] = {}
+def rounds_table(results: list[dict]) -> str:
+  """Per setting (in order of first appearance): the measurements, their median and range,
+  and the first setting's median over this one's (for population sizes of one
+  implementation, 1.00 is flat; for implementations, how many times faster the first is)."""
+  by_setting: dict[tuple[str, int], list[float]] = {}
   for r in results:
-    by_size.setdefault(r["population"], []).append(r["member_steps_per_second"])
-  sizes = sorted(by_size)
-  base = float(np.median(by_size[sizes[0]]))
-  lines = ["| P | member-steps/s, each run | median | range | median / median at "
-           f"P={sizes[0]} |", "|---" * 5 + "|"]
-  for size in sizes:
-    rates = by_size[size]
+    by_setting.setdefault((r["impl"], r["population"]), []).append(r["member_steps_per_second"])
+  settings = list(by_setting)
+  first = settings[0]
+  base = float(np.median(by_setting[first]))
+  lines = ["| implementation | P | member-steps/s, each run | median | range | "
+           f"{first[0]} P={first[1]} / this |", "|---" * 6 + "|"]
+  for impl, population in settings:
+    rates = by_setting[impl, population]
     median = float(np.median(rates))
-    lines.append(f"| {size} | {' / '.join(f'{rate:.1f}' for rate in rates)} | {median:.1f} | "
-                 f"{min(rates):.1f} to {max(rates):.1f} | {median / base:.2f} |")
+    lines.append(f"| {impl} | {population} | {' / '.join(f'{rate:.1f}' for rate in rates)} | "
+                 f"{median:.1f} | {min(rates):.1f} to {max(rates):.1f} | {base / median:.2f} |")
   return "\n".join(lines)
 
 
@@ -402,23 +407,30 @@ def main():
                       help="the engine's model.conv_implementation (auto, im2col, banded, xla)")
   parser.add_argument("--full", action="store_true", help="every model, P and batch")
   parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
-                      help="implementations of the set (comma-separated)")
+                      help="implementations of the set or of --repeats (comma-separated)")
   parser.add_argument("--progress", action="store_true",
                       help="jaxsparse: with the training progress reports of a run "
                            "(progress.REPORTS_PER_EPOCH per call), to measure their cost")
   parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--out", default="", help="write all measurements here as JSON")
-  parser.add_argument("--scaling", default="",
-                      help="population sizes (comma-separated) at which to measure the engine "
-                           "--repeats times each, e.g. 8,16,64,256")
-  parser.add_argument("--repeats", type=int, default=3, help="measurements per size (--scaling)")
+  parser.add_argument("--repeats", type=int, default=0,
+                      help="measure each setting of --impls x --populations this many times, "
+                           "alternating (default 0: the single measurement or the set)")
+  parser.add_argument("--populations", default="",
+                      help="population sizes for --repeats, comma-separated (default: "
+                           "--population)")
   args = parser.parse_args()
+  unknown = [impl for impl in args.impls.split(",") if impl and impl not in IMPLEMENTATIONS]
+  if unknown:
+    parser.error(f"--impls: {','.join(unknown)} unknown; use some of {','.join(IMPLEMENTATIONS)}")
 
-  if args.scaling:
-    populations = [int(size) for size in args.scaling.split(",")]
-    results = scaling(populations, args.repeats, args.model, args.batch, args.steps, args.chunk,
-                      args.conv)
-    print(scaling_table(results))
+  if args.repeats:
+    sizes = [int(size) for size in args.populations.split(",")] if args.populations else [
+        args.population]
+    settings = [(impl, size) for impl in args.impls.split(",") if impl for size in sizes]
+    results = rounds(settings, args.repeats, args.model, args.batch, args.steps, args.chunk,
+                     args.conv)
+    print(rounds_table(results))
     if args.out:
       with open(args.out, "w") as file:
         json.dump({"results": results, "date": time.strftime("%Y-%m-%d %H:%M"),

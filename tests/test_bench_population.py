@@ -1,4 +1,4 @@
-"""experiments/bench_population.py --scaling: every size measured in every round, in a
+"""experiments/bench_population.py --repeats: every setting measured in every round, in a
 rotating order, and the table's medians and ratios (no training here)."""
 
 import os
@@ -11,25 +11,28 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import bench_population  # noqa: E402
 
 
-def test_scaling_measures_every_size_each_round_starting_at_another_size(monkeypatch):
+def test_rounds_measure_every_setting_each_round_starting_at_another_one(monkeypatch):
   calls = []
 
   def fake_measurement(impl, model, population, batch, steps, chunk, conv):
-    calls.append(population)
+    calls.append((impl, population))
     return {"impl": impl, "population": population, "member_steps_per_second": 100.0}
 
   monkeypatch.setattr(bench_population, "_in_subprocess", fake_measurement)
-  results = bench_population.scaling([8, 64, 256], 4, "cnn_s", 32, 10, 4, "auto")
-  assert calls == [8, 64, 256, 64, 256, 8, 256, 8, 64, 8, 64, 256]
+  a, b, c = ("jaxsparse", 8), ("jaxsparse", 64), ("torch_func", 64)
+  results = bench_population.rounds([a, b, c], 4, "cnn_s", 32, 10, 4, "auto")
+  assert calls == [a, b, c, b, c, a, c, a, b, a, b, c]
   assert [r["round"] for r in results] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
 
 
-def test_scaling_table_gives_each_sizes_median_range_and_ratio_to_the_smallest():
-  rates = {8: [300.0, 350.0, 320.0], 64: [330.0, 280.0, 310.0, 290.0]}
-  results = [{"population": size, "member_steps_per_second": rate}
-             for size, values in rates.items() for rate in values]
-  lines = bench_population.scaling_table(results).splitlines()
-  assert lines[2] == "| 8 | 300.0 / 350.0 / 320.0 | 320.0 | 300.0 to 350.0 | 1.00 |"
-  ratio = np.median(rates[64]) / np.median(rates[8])
-  assert lines[3] == (f"| 64 | 330.0 / 280.0 / 310.0 / 290.0 | {np.median(rates[64]):.1f} | "
-                      f"280.0 to 330.0 | {ratio:.2f} |")
+def test_rounds_table_gives_each_settings_median_range_and_ratio_to_the_first():
+  rates = {("jaxsparse", 64): [300.0, 350.0, 320.0],
+           ("torch_func", 64): [130.0, 180.0, 110.0, 150.0]}
+  results = [{"impl": impl, "population": size, "member_steps_per_second": rate}
+             for (impl, size), values in rates.items() for rate in values]
+  lines = bench_population.rounds_table(results).splitlines()
+  assert lines[0].endswith("| jaxsparse P=64 / this |")
+  assert lines[2] == "| jaxsparse | 64 | 300.0 / 350.0 / 320.0 | 320.0 | 300.0 to 350.0 | 1.00 |"
+  median = np.median(rates["torch_func", 64])
+  assert lines[3] == (f"| torch_func | 64 | 130.0 / 180.0 / 110.0 / 150.0 | {median:.1f} | "
+                      f"110.0 to 180.0 | {320.0 / median:.2f} |")
