@@ -202,7 +202,9 @@ def plot(summary: pd.DataFrame, results: pd.DataFrame, directory: str) -> None:
     axis.set_xlabel("target sparsity (%)")
     axis.set_ylabel("test accuracy")
     axis.grid(alpha=0.3)
-  figure.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False,
+  # One panel is too narrow for the legend in a row of 4 (a --quick run, one model).
+  figure.legend(loc="outside lower center", ncol=4 if len(models) > 1 else 2, fontsize=8,
+                frameon=False,
                 title="mean and 95 % t interval over 3 seeds; small dots: seeds")
   for extension in ("png", "pdf"):
     figure.savefig(os.path.join(directory, f"gap_claim.{extension}"), dpi=200)
