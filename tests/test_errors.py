@@ -32,6 +32,7 @@ def test_other_errors_are_not_swallowed():
     main()
 
 
+@pytest.mark.slow  # a subprocess that imports JAX and loads the data: make test-all runs it
 def test_an_experiment_script_reports_an_unwritable_workdir_in_one_line(tmp_path):
   not_a_directory = tmp_path / "results.txt"
   not_a_directory.write_text("a file, not a directory")
