@@ -420,16 +420,26 @@ def main():
                       help="population sizes for --repeats, comma-separated (default: "
                            "--population)")
   args = parser.parse_args()
-  unknown = [impl for impl in args.impls.split(",") if impl and impl not in IMPLEMENTATIONS]
+  impls = [impl for impl in args.impls.split(",") if impl]
+  unknown = [impl for impl in impls if impl not in IMPLEMENTATIONS]
   if unknown:
     parser.error(f"--impls: {','.join(unknown)} unknown; use some of {','.join(IMPLEMENTATIONS)}")
+  if args.repeats < 0:
+    parser.error(f"--repeats={args.repeats}: use 1 or more (0: no repeated measurement)")
 
   if args.repeats:
-    sizes = [int(size) for size in args.populations.split(",")] if args.populations else [
-        args.population]
-    settings = [(impl, size) for impl in args.impls.split(",") if impl for size in sizes]
+    sizes = [args.population]
+    if args.populations:
+      try:
+        sizes = [int(size) for size in args.populations.split(",")]
+      except ValueError:
+        parser.error(f"--populations={args.populations} is not a list of integers; use e.g. "
+                     "--populations=8,64,256")
+    settings = [(impl, size) for impl in impls for size in sizes]
     results = rounds(settings, args.repeats, args.model, args.batch, args.steps, args.chunk,
                      args.conv)
+    if not results:
+      parser.exit(1, "every measurement failed (the reasons are above)\n")
     print(rounds_table(results))
     if args.out:
       with open(args.out, "w") as file:
@@ -446,7 +456,6 @@ def main():
       print(f"{result['member_steps_per_second']:.1f}")
     return
 
-  impls = [impl for impl in args.impls.split(",") if impl]
   if importlib.util.find_spec("torch") is None:
     impls = [impl for impl in impls if not impl.startswith("torch")]
     print("torch is not installed: skipping torch_loop and torch_func "
