@@ -17,6 +17,11 @@ peak memory belong to it alone. Implementations:
 - ``torch_loop`` and ``torch_func``: PyTorch (CPU) loop over models, and the
   torch.func ensemble (stack_module_state + functional_call + vmap), when
   torch is installed (``pip install -e '.[bench]'``);
+- ``jaxsparse_activations`` and ``jaxsparse_interleaved``: the engine with
+  members mixing the four activations (P/4 each), as the hyperparameter zoo
+  does: in blocks (each chunk's members share an activation, which the engine
+  then computes alone) or interleaved (every chunk mixes them: every branch is
+  computed and selected);
 - ``jaxsparse_shared`` and ``torch_func_shared``: the same two when every
   member trains on the same batch (``training.shared_order_seed``; torch.func
   with ``in_dims=None`` for the data), a row of its own: the first layer's
@@ -56,7 +61,10 @@ import numpy as np
 
 IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "naive_flax",
                    "python_loop", "torch_loop", "torch_func", "jaxsparse_shared",
-                   "torch_func_shared")
+                   "torch_func_shared", "jaxsparse_activations", "jaxsparse_interleaved")
+#: The engine rows whose members mix the four activations (P/4 members each): in blocks of
+#: P/4 (every chunk of --chunk members shares one) or interleaved (every chunk mixes all).
+MIXED_ACTIVATIONS = {"jaxsparse_activations": "blocks", "jaxsparse_interleaved": "interleaved"}
 MODELS = ("cnn_s", "cnn_l", "lenet_300_100")
 INPUT_SHAPES = {"cnn_s": (28, 28, 1), "cnn_l": (32, 32, 3), "lenet_300_100": (28, 28, 1)}
 # (conv features, kernel sizes, pools, dense features) of the three models.
@@ -107,7 +115,8 @@ def _member_orders(population: int, batch: int, steps: int) -> np.ndarray:
 
 
 def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps: int,
-               chunk: int, progress: bool = False, shared: bool = False, conv: str = "auto"):
+               chunk: int, progress: bool = False, shared: bool = False, conv: str = "auto",
+               activations: str = ""):
   import jax
   import jax.numpy as jnp
   from jaxsparse import engine, experiment
@@ -119,6 +128,8 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
   config.sparsify.method = method_name
   config.population.grid.sparsity = (0.8 if method_name == "magnitude" else 0.0,)
   config.population.num_seeds = population
+  if activations:
+    _mix_activations(config, population, interleaved=activations == "interleaved")
   config.training.num_epochs = 1
   config.training.batch_size = batch
   run = experiment.setup(config, experiment.DataShape(INPUT_SHAPES[model], 10, steps * batch))
@@ -138,6 +149,20 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
     jax.block_until_ready(metrics)
 
   return _time(run_steps, steps)
+
+
+def _mix_activations(config, population: int, interleaved: bool) -> None:
+  """Members listed one by one: seeds 0..P-1 with the four activations, P/4 each, in
+  blocks of P/4 or interleaved (member i uses activation i mod 4)."""
+  from jaxsparse.layers import ACTIVATIONS
+  if population % len(ACTIVATIONS):
+    raise ValueError(f"P={population}: mixing the {len(ACTIVATIONS)} activations needs a "
+                     f"multiple of {len(ACTIVATIONS)} members")
+  per_activation = population // len(ACTIVATIONS)
+  config.population.members.seed = tuple(range(population))
+  config.population.members.activation = tuple(
+      ACTIVATIONS[i % len(ACTIVATIONS) if interleaved else i // per_activation]
+      for i in range(population))
 
 
 def _flax_model(model: str):
@@ -306,11 +331,11 @@ def measure(impl: str, model: str, population: int, batch: int, steps: int,
             chunk: int = 0, progress: bool = False, conv: str = "auto") -> dict:
   """One measurement, in this process."""
   if impl.startswith("jaxsparse"):
-    method = {"jaxsparse": "none", "jaxsparse_magnitude": "magnitude",
-              "jaxsparse_vd": "variational_dropout", "jaxsparse_shared": "none"}[impl]
+    method = {"jaxsparse_magnitude": "magnitude",
+              "jaxsparse_vd": "variational_dropout"}.get(impl, "none")
     compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps, chunk,
                                            progress, shared=impl == "jaxsparse_shared",
-                                           conv=conv)
+                                           conv=conv, activations=MIXED_ACTIVATIONS.get(impl, ""))
   elif impl in ("naive_flax", "python_loop"):
     compile_seconds, per_step = _naive_flax(model, population, batch, steps,
                                             loop=impl == "python_loop")

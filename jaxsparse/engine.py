@@ -142,16 +142,34 @@ def _all_finite(tree: PyTree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def _map_members(member_fn, member_args, chunk_size: int):
-  """``vmap`` of ``member_fn`` over members, in chunks of ``chunk_size`` if > 0.
+def _map_members(member_fn, population: PyTree, hyper: MemberHyperparameters,
+                 chunk_size: int):
+  """``vmap`` of ``member_fn(state, hyper)`` over members, in chunks of ``chunk_size`` if > 0.
 
   Chunking bounds the working set (activations of chunk_size members at a
   time), which keeps it in cache on the CPU and in memory on an accelerator.
+  A chunk whose members share an activation computes only that one (see
+  :meth:`MemberHyperparameters.in_group`): a grid whose activation blocks are
+  multiples of the chunk size pays for one activation, not for all of them.
   """
-  num_members = jax.tree.leaves(member_args)[0].shape[0]
+  def vmap_chunk(chunk):
+    chunk_population, chunk_hyper = chunk
+    activations = chunk_hyper.activation
+    return jax.vmap(lambda state, member_hyper: member_fn(
+        state, member_hyper.in_group(activations)))(chunk_population, chunk_hyper)
+
+  num_members = hyper.seed.shape[0]
   if chunk_size <= 0 or chunk_size >= num_members:
-    return jax.vmap(member_fn)(member_args)
-  return jax.lax.map(member_fn, member_args, batch_size=chunk_size)
+    return vmap_chunk((population, hyper))
+  whole = num_members // chunk_size * chunk_size
+  chunks = jax.tree.map(lambda leaf: leaf[:whole].reshape(-1, chunk_size, *leaf.shape[1:]),
+                        (population, hyper))
+  outputs = jax.tree.map(lambda leaf: leaf.reshape(whole, *leaf.shape[2:]),
+                         jax.lax.map(vmap_chunk, chunks))
+  if whole == num_members:
+    return outputs
+  rest = vmap_chunk(jax.tree.map(lambda leaf: leaf[whole:], (population, hyper)))
+  return jax.tree.map(lambda *parts: jnp.concatenate(parts), outputs, rest)
 
 
 class StepKeys(NamedTuple):
@@ -400,10 +418,10 @@ def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
     # Computed outside the map over members, so that it is one array, not one per member.
     batches = None if shared_order_seed < 0 else shared_batches(
         shared_order_seed, first_step, images.shape[0], batch_size)
-    member_fn = lambda args: train_member_epoch(model, method, *args, images, labels,
-                                                first_step, batch_size, progress_every,
-                                                batches)
-    return _map_members(member_fn, (population, hyper), chunk_size)
+    member_fn = lambda state, member_hyper: train_member_epoch(
+        model, method, state, member_hyper, images, labels, first_step, batch_size,
+        progress_every, batches)
+    return _map_members(member_fn, population, hyper, chunk_size)
   return sharding.over_members(local, mesh, 2)(population, hyper, images, labels,
                                                 jnp.asarray(first_step))
 
@@ -443,9 +461,9 @@ def recalibrate_batch_stats(model: Model, method: SparsifyMethod, population: Tr
   def local(population, hyper, images):
     order = shared_batches(0, 0, images.shape[0], batch_size)
     batches = jnp.tile(order, (-(-num_batches // order.shape[0]), 1))[:num_batches]
-    member_fn = lambda args: recalibrate_member_batch_stats(model, method, *args, images,
-                                                            batches)
-    return _map_members(member_fn, (population, hyper), chunk_size)
+    member_fn = lambda state, member_hyper: recalibrate_member_batch_stats(
+        model, method, state, member_hyper, images, batches)
+    return _map_members(member_fn, population, hyper, chunk_size)
   return sharding.over_members(local, mesh, 2)(population, hyper, images)
 
 
@@ -491,8 +509,9 @@ def evaluate(model: Model, method: SparsifyMethod, population: TrainState, hyper
   """Per-member ``accuracy`` and ``loss`` [P] and ``predictions`` [P, N] on a split, in one
   compiled call (members split over ``mesh`` if given, as in :func:`train_epoch`)."""
   def local(population, hyper, images, labels):
-    member_fn = lambda args: evaluate_member(model, method, *args, images, labels, batch_size)
-    return _map_members(member_fn, (population, hyper), chunk_size)
+    member_fn = lambda state, member_hyper: evaluate_member(model, method, state, member_hyper,
+                                                            images, labels, batch_size)
+    return _map_members(member_fn, population, hyper, chunk_size)
   return sharding.over_members(local, mesh, 2)(population, hyper, images, labels)
 
 

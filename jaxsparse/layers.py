@@ -16,7 +16,7 @@ serves a population that mixes them.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import flax.linen as nn
 import jax
@@ -63,12 +63,23 @@ def cpu_conv_implementation(input_width: int, kernel_width: int, out_channels: i
   return "banded" if narrow and out_channels < BANDED_MAX_CHANNELS else "im2col"
 
 
-def activate(x: jax.Array, activation: jax.Array | int) -> jax.Array:
+class GroupActivation(NamedTuple):
+  """A member's activation inside a group of members vmapped together: ``index`` is the
+  member's own (traced, per member), ``shared`` the one every member of the group uses,
+  or -1 when they differ (a traced scalar that is the same for the whole group)."""
+  index: jax.Array
+  shared: jax.Array
+
+
+def activate(x: jax.Array, activation: jax.Array | int | GroupActivation) -> jax.Array:
   """Applies the activation with index ``activation`` into :data:`ACTIVATIONS`.
 
   ``activation`` may be a traced integer; under ``vmap`` with a per-member
-  index the branches are all computed and selected elementwise, which costs a
-  few elementwise passes and keeps the population in one program.
+  index the branches are all computed and selected elementwise. A
+  :class:`GroupActivation` whose group shares one activation runs only that
+  branch (its ``shared`` index is not batched, so the switch stays a
+  conditional), and falls back to computing all branches when the group mixes
+  them: the same numbers either way.
   """
   branches = (
       jnp.tanh,
@@ -79,6 +90,10 @@ def activate(x: jax.Array, activation: jax.Array | int) -> jax.Array:
   )
   if isinstance(activation, int):
     return branches[activation](x)
+  if isinstance(activation, GroupActivation):
+    return jax.lax.cond(activation.shared >= 0,
+                        lambda v: jax.lax.switch(activation.shared, branches, v),
+                        lambda v: jax.lax.switch(activation.index, branches, v), x)
   return jax.lax.switch(activation, branches, x)
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxsparse.layers import ACTIVATIONS
+from jaxsparse.layers import ACTIVATIONS, GroupActivation
 from jaxsparse.models import INITIALIZERS
 from jaxsparse.optim import OPTIMIZERS, Recipe
 from jaxsparse import sparsify
@@ -46,7 +46,8 @@ class MemberHyperparameters:
   and ``method_settings`` the values of the method settings the population
   sweeps (``config.population.method_grid``; see
   :func:`jaxsparse.sparsify.sweepable_settings`), by name; together they are the
-  member's :attr:`target`.
+  member's :attr:`target`. ``group_activation`` is None except inside the
+  engine's vmapped groups of members (:meth:`in_group`).
 
   The last three fields are static (part of the compiled program's
   signature, not traced): the training recipe the members share (the
@@ -56,7 +57,8 @@ class MemberHyperparameters:
   every branch and selects, and dropout draws random bits even at rate 0;
   knowing that a population uses one activation or no dropout lets the
   program skip that work (about 1.5x on the CPU for a CNN-s zoo) while
-  giving the same numbers.
+  giving the same numbers. A population that mixes activations skips it too
+  in every vmapped group whose members share one (:meth:`in_group`).
   """
   seed: jax.Array
   activation: jax.Array
@@ -68,6 +70,7 @@ class MemberHyperparameters:
   dropout_rate: jax.Array
   sparsity: jax.Array
   method_settings: dict[str, jax.Array] = flax.struct.field(default_factory=dict)
+  group_activation: jax.Array | None = None
   recipe: Recipe = flax.struct.field(pytree_node=False, default=Recipe())
   activations_used: tuple[int, ...] = flax.struct.field(
       pytree_node=False, default=tuple(range(len(ACTIVATIONS))))
@@ -82,7 +85,18 @@ class MemberHyperparameters:
   def compiled_activation(self) -> jax.Array | int:
     """The activation index for the model: a Python int (one branch compiled)
     when every member uses the same activation, else the traced index."""
-    return self.activations_used[0] if len(self.activations_used) == 1 else self.activation
+    if len(self.activations_used) == 1:
+      return self.activations_used[0]
+    if self.group_activation is None:
+      return self.activation
+    return GroupActivation(self.activation, self.group_activation)
+
+  def in_group(self, activations: jax.Array) -> MemberHyperparameters:
+    """This member's hyperparameters inside a group of members vmapped together whose
+    activations are ``activations`` (unbatched): when they are all the same, the model
+    computes that activation alone (:class:`jaxsparse.layers.GroupActivation`)."""
+    shared = jnp.where(jnp.all(activations == activations[0]), activations[0], -1)
+    return self.replace(group_activation=shared)
 
   def dropout_key(self, key: jax.Array) -> jax.Array | None:
     """``key`` for the model's dropout, or None (no dropout) when no member uses it."""

@@ -5,6 +5,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))
@@ -36,3 +37,16 @@ def test_rounds_table_gives_each_settings_median_range_and_ratio_to_the_first():
   median = np.median(rates["torch_func", 64])
   assert lines[3] == (f"| torch_func | 64 | 130.0 / 180.0 / 110.0 / 150.0 | {median:.1f} | "
                       f"110.0 to 180.0 | {320.0 / median:.2f} |")
+
+
+def test_mixed_activation_rows_list_the_four_activations_in_blocks_or_interleaved():
+  from jaxsparse import experiment, layers
+  from jaxsparse.config import default_config
+  for interleaved, expected in ((False, [0, 0, 1, 1, 2, 2, 3, 3]), (True, [0, 1, 2, 3] * 2)):
+    config = default_config()
+    bench_population._mix_activations(config, 8, interleaved)
+    run = experiment.setup(config, experiment.DataShape((28, 28, 1), 10, 100))
+    assert list(run.table["seed"]) == list(range(8))
+    assert list(run.table["activation"]) == [layers.ACTIVATIONS[i] for i in expected]
+  with pytest.raises(ValueError, match="multiple of 4"):
+    bench_population._mix_activations(default_config(), 6, False)

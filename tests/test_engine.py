@@ -140,11 +140,15 @@ def test_shared_data_order_gives_every_member_the_same_batches(cnn_population):
 
 @pytest.mark.slow
 def test_chunked_population_equals_vmapped_population(cnn_population):
+  """Chunks of 4 share their activation (each computes only it), chunks of 3 include one
+  that mixes two, the whole population mixes them: the same members every way."""
   data, model, table, state, _ = cnn_population
   subset = table.iloc[:6].reset_index(drop=True)
+  assert list(subset["activation"]) == ["tanh"] * 4 + ["relu"] * 2
   whole, _ = train(model, subset, data)
-  chunked, _ = train(model, subset, data, chunk_size=4)
-  assert_trees_close(whole.params, chunked.params)
+  for chunk_size in (4, 3):
+    chunked, _ = train(model, subset, data, chunk_size=chunk_size)
+    assert_trees_close(whole.params, chunked.params)
 
 
 @pytest.mark.slow

@@ -104,6 +104,42 @@ def test_activation_selected_by_traced_index(name, function):
   np.testing.assert_allclose(selected, function(x), rtol=1e-6)
 
 
+FUNCTIONS = (jnp.tanh, jax.nn.relu, jax.nn.sigmoid,
+             lambda v: jax.nn.gelu(v, approximate=False))
+
+
+@pytest.mark.parametrize("indices", [(1, 1, 1), (3, 0, 2)], ids=["shared", "mixed"])
+def test_group_activation_gives_each_members_function_and_gradient(indices):
+  """A vmapped group: each member gets its own activation's values and gradients whether
+  the group shares one (one branch runs) or mixes them (every branch, then a select)."""
+  x = jnp.linspace(-3, 3, 33).reshape(3, 11) * jnp.asarray([[1.0], [0.5], [2.0]])
+  index = jnp.asarray(indices)
+  shared = jnp.where(jnp.all(index == index[0]), index[0], -1)
+
+  def loss(v, member_index):
+    return jnp.sum(jnp.sin(layers.activate(v, layers.GroupActivation(member_index, shared))))
+
+  values = jax.vmap(lambda v, i: layers.activate(v, layers.GroupActivation(i, shared)))(x, index)
+  grads = jax.vmap(jax.grad(loss))(x, index)
+  for row, i in enumerate(indices):
+    function = FUNCTIONS[i]
+    np.testing.assert_allclose(values[row], function(x[row]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grads[row], jax.grad(lambda v: jnp.sum(jnp.sin(function(v))))(
+        x[row]), rtol=1e-5, atol=1e-7)
+
+
+def test_group_activation_stays_a_conditional_under_vmap():
+  """The group's shared index is not batched, so the outer switch stays a ``cond`` (one
+  branch runs); a per-member index under vmap becomes a select of every branch."""
+  x, index = jnp.ones((4, 5)), jnp.zeros(4, jnp.int32)
+  grouped = jax.make_jaxpr(lambda x, i, shared: jax.vmap(
+      lambda v, j: layers.activate(v, layers.GroupActivation(j, shared)))(x, i))(
+          x, index, jnp.asarray(0))
+  per_member = jax.make_jaxpr(jax.vmap(layers.activate))(x, index)
+  assert [eqn.primitive.name for eqn in grouped.jaxpr.eqns][-1] == "cond"
+  assert "cond" not in [eqn.primitive.name for eqn in per_member.jaxpr.eqns]
+
+
 def test_dropout_rate_zero_is_identity_and_rate_half_keeps_half():
   x = jnp.ones((10_000,))
   key = jax.random.PRNGKey(0)

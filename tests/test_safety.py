@@ -106,6 +106,7 @@ def test_summary_of_a_population_whose_members_all_diverged():
 def _run(num_seeds=2):
   config = load_config_file(os.path.join(REPOSITORY, "configs", "default.py"))
   config.population.num_seeds = num_seeds
+  config.population.chunk_size = 0  # every member's activations at once
   return experiment.setup(config, experiment.DataShape((28, 28, 1), 10, 1000))
 
 
