@@ -66,6 +66,33 @@ def test_ties_are_broken_by_position_and_jit_agrees():
   np.testing.assert_array_equal(jax.jit(masks.keep_top_k)(scores, 2), [0, 1, 1, 0, 0])
 
 
+def numpy_keep_top_k(scores, num_keep):
+  """Reference: a stable descending argsort (NaN last, -0.0 equal to 0.0), first num_keep."""
+  order = np.argsort(-np.where(np.isnan(scores), -np.inf, scores), kind="stable")
+  order = np.concatenate([order[~np.isnan(scores[order])], order[np.isnan(scores[order])]])
+  kept = np.zeros(scores.size, np.float32)
+  kept[order[:num_keep]] = 1
+  return kept
+
+
+def test_keep_top_k_matches_a_stable_numpy_sort_with_ties_signed_zeros_and_nans():
+  rng = np.random.default_rng(0)
+  keep = jax.jit(jax.vmap(masks.keep_top_k))
+  for _ in range(20):
+    size = int(rng.integers(1, 60))
+    scores = rng.integers(-3, 4, (4, size)).astype(np.float32) * 0.5  # many ties
+    scores[rng.random((4, size)) < 0.2] = -0.0
+    scores[1] = rng.normal(size=size)
+    scores[2, rng.random(size) < 0.2] = np.nan
+    scores[3] = [np.inf, -np.inf, 1e-30, -1e-30] * (size // 4) + [
+        0.0] * (size % 4)
+    num_keep = rng.integers(0, size + 1, 4)
+    result = keep(jnp.asarray(scores), jnp.asarray(num_keep, jnp.int32))
+    for member in range(4):
+      np.testing.assert_array_equal(result[member],
+                                    numpy_keep_top_k(scores[member], num_keep[member]))
+
+
 def test_per_member_sparsity_under_vmap_equals_each_member_alone():
   population = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[params_tree(s) for s in range(3)])
   targets = jnp.asarray([0.5, 0.8, 0.95])
