@@ -29,11 +29,14 @@ def write_results(workdir: str, table: str, started: float, **tables: pd.DataFra
 
 
 def model_experiment_main(run: Callable[[str, list[str], bool], object],
-                          models: tuple[str, ...]) -> Callable[[list[str]], None]:
-  """Defines ``--workdir``, ``--models`` and ``--quick`` and returns the ``main`` that calls
-  ``run(workdir, models, quick)`` (flags are defined only when a script runs)."""
+                          models: tuple[str, ...], default: tuple[str, ...] | None = None,
+                          ) -> Callable[[list[str]], None]:
+  """Defines ``--workdir``, ``--models`` (of ``models``; ``default``, or all of them, when
+  not given) and ``--quick`` and returns the ``main`` that calls ``run(workdir, models,
+  quick)`` (flags are defined only when a script runs)."""
   workdir = flags.DEFINE_string("workdir", None, "Where every run and the results go.")
-  chosen = flags.DEFINE_list("models", list(models), f"Models to run, of {list(models)}.")
+  chosen = flags.DEFINE_list("models", list(default or models),
+                             f"Models to run, of {list(models)}.")
   quick = flags.DEFINE_bool("quick", False,
                             "A pipeline check in under 5 minutes (the first model only).")
   flags.mark_flags_as_required(["workdir"])

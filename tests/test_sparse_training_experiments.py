@@ -78,6 +78,23 @@ def test_edge_popup_pairs_with_each_gumbel_variant_of_its_seed_at_that_variants_
                              [paired.low, paired.high])
 
 
+def test_supermask_layer_table_averages_each_layer_per_method_and_the_curves_plot(tmp_path):
+  rows = pd.DataFrame({"model": "lenet_300_100",
+                       "method": ["gumbel_softmax", "gumbel_softmax", "edge_popup"],
+                       "layer/Dense_0": [0.4, 0.6, 0.5], "layer/Dense_1": [0.1, 0.2, 0.5],
+                       "curve": [[0.5, 0.6], [0.55, 0.7], [0.8, 0.85]]})
+  table = supermasks.layer_table(rows).set_index("method")
+  np.testing.assert_allclose(table.loc["gumbel_softmax", ["layer/Dense_0", "layer/Dense_1"]]
+                             .to_numpy(float), [0.5, 0.15])
+  assert "| lenet_300_100 | edge_popup | 0.5000 | 0.5000 |" in supermasks.markdown(
+      pd.DataFrame(columns=["model", "method", "test_accuracy", "low", "high",
+                            "achieved_sparsity", "seeds"]),
+      pd.DataFrame(columns=["model", "gumbel_variant", "sparsity", "difference", "low", "high",
+                            "pairs"]), supermasks.layer_table(rows))
+  supermasks.plot_curves(rows, str(tmp_path))
+  assert (tmp_path / "supermasks_curves.png").stat().st_size > 0
+
+
 def test_supermask_configs_follow_the_public_protocol():
   config = supermasks.gumbel_config("conv4", True, supermasks.QUICK)
   validate_config(config)
@@ -91,6 +108,9 @@ def test_supermask_configs_follow_the_public_protocol():
   learning_rate = config.population.grid.learning_rate[0]
   assert learning_rate * settings.trainable_learning_rate_scale == pytest.approx(50.0)
   assert learning_rate * settings.scales_learning_rate_scale == pytest.approx(1e-3)
+  for model, sizes in supermasks.SIZES.items():  # every model's full size is a valid run
+    validate_config(supermasks.gumbel_config(model, True, sizes))
+  assert set(supermasks.CPU_MODELS) <= set(supermasks.MODELS)
   popup = supermasks.edge_popup_config(config, 2, (0.6, 0.6, 0.5))
   validate_config(popup)
   assert popup.population.grid.sparsity == (0.5, 0.6)
