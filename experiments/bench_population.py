@@ -35,6 +35,7 @@ Usage::
 
   python experiments/bench_population.py --out bench.json          # the default set
   python experiments/bench_population.py --full --out bench.json   # every combination
+  python experiments/bench_population.py --gpu --chunk 0 --steps 20 --impls jaxsparse,torch_func
   python experiments/bench_population.py --impl jaxsparse --model cnn_s --population 64 --batch 32
   python experiments/bench_population.py --repeats 3 --impls jaxsparse,torch_func --batch 32
   python experiments/bench_population.py --repeats 3 --impls jaxsparse --populations 8,16,64,256
@@ -65,9 +66,11 @@ IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "naive_fl
 #: The engine rows whose members mix the four activations (P/4 members each): in blocks of
 #: P/4 (every chunk of --chunk members shares one) or interleaved (every chunk mixes all).
 MIXED_ACTIVATIONS = {"jaxsparse_activations": "blocks", "jaxsparse_interleaved": "interleaved"}
-MODELS = ("cnn_s", "cnn_l", "lenet_300_100")
-INPUT_SHAPES = {"cnn_s": (28, 28, 1), "cnn_l": (32, 32, 3), "lenet_300_100": (28, 28, 1)}
-# (conv features, kernel sizes, pools, dense features) of the three models.
+MODELS = ("cnn_s", "cnn_l", "lenet_300_100", "resnet20")
+INPUT_SHAPES = {"cnn_s": (28, 28, 1), "cnn_l": (32, 32, 3), "lenet_300_100": (28, 28, 1),
+                "resnet20": (32, 32, 3)}
+# (conv features, kernel sizes, pools, dense features) of the models the baselines
+# (naive_flax, python_loop, torch_*) build; ResNet-20 is measured with the engine alone.
 ARCHITECTURES = {"cnn_s": ((8, 6, 4), (5, 5, 2), (True, True, False), (20,)),
                  "cnn_l": ((16, 32, 15), (3, 3, 3), (True, True, True), (20,)),
                  "lenet_300_100": ((), (), (), (300, 100))}
@@ -205,7 +208,15 @@ def _flax_step(module, optimizer):
   return step
 
 
+def _baseline_architecture(model: str):
+  if model not in ARCHITECTURES:
+    raise ValueError(f"--model={model}: the baselines build {', '.join(ARCHITECTURES)}; "
+                     f"measure {model} with the jaxsparse rows")
+  return ARCHITECTURES[model]
+
+
 def _naive_flax(model: str, population: int, batch: int, steps: int, loop: bool):
+  _baseline_architecture(model)
   import jax
   import jax.numpy as jnp
   import optax
@@ -249,7 +260,11 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
   import torch
   from torch import nn
   torch.set_num_threads(os.cpu_count() or 1)
-  features, kernels, pools, dense = ARCHITECTURES[model]
+  # On a GPU both frameworks run float32 matmuls and convolutions as TF32 (JAX's default
+  # precision there); PyTorch's matmuls need asking.
+  torch.backends.cuda.matmul.allow_tf32 = True
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  features, kernels, pools, dense = _baseline_architecture(model)
   height, width, channels = INPUT_SHAPES[model]
 
   def build():
@@ -271,11 +286,12 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
     return nn.Sequential(*layers)
 
   images, labels = _synthetic(model, batch, steps)
-  images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-  labels = torch.from_numpy(labels).long()
+  images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+  labels = torch.from_numpy(labels).long().to(device)
   loss_fn = nn.CrossEntropyLoss()
-  networks = [build() for _ in range(population)]
-  orders = torch.from_numpy(_member_orders(population, batch, steps))
+  networks = [build().to(device) for _ in range(population)]
+  orders = torch.from_numpy(_member_orders(population, batch, steps)).to(device)
+  synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
   if not functional:
     optimizers = [torch.optim.Adam(network.parameters(), 1e-3) for network in networks]
 
@@ -286,6 +302,7 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
           optimizer.zero_grad()
           loss_fn(network(x), y).backward()
           optimizer.step()
+      synchronize()
 
     return _time(run_steps, steps)
 
@@ -310,14 +327,17 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
       # Members are independent, so the gradient of the sum is each member's own.
       losses(params, buffers, x, y).sum().backward()
       optimizer.step()
+    synchronize()
 
   return _time(run_steps, steps)
 
 
-def gemm_gflops(size: int = 2048, repeats: int = 5) -> float:
-  """The float32 GEMM rate of this machine through JAX (the practical compute ceiling)."""
+def gemm_gflops(size: int = 0, repeats: int = 5) -> float:
+  """The float32 GEMM rate of this machine through JAX at its default precision (TF32 on
+  a GPU), the practical compute ceiling; ``size`` 0: 2048 on the CPU, 8192 elsewhere."""
   import jax
   import jax.numpy as jnp
+  size = size or (2048 if jax.default_backend() == "cpu" else 8192)
   a = jnp.ones((size, size), jnp.float32)
   matmul = jax.jit(lambda x: x @ x)
   jax.block_until_ready(matmul(a))
@@ -352,14 +372,33 @@ def measure(impl: str, model: str, population: int, batch: int, steps: int,
           "conv": conv if impl.startswith("jaxsparse") else None,
           "member_steps_per_second": member_steps, "examples_per_second": member_steps * batch,
           "gflops": flops / 1e9, "compile_seconds": compile_seconds,
-          "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+          "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+          "peak_device_memory_mb": _peak_device_memory_mb(impl)}
 
 
-def _in_subprocess(impl, model, population, batch, steps, chunk, conv) -> dict | None:
+def _peak_device_memory_mb(impl: str) -> float | None:
+  """The accelerator's peak allocation in this process (None on the CPU)."""
+  if impl.startswith("torch"):
+    import torch
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+  import jax
+  if jax.default_backend() == "cpu":
+    return None
+  stats = jax.devices()[0].memory_stats() or {}
+  return stats.get("peak_bytes_in_use", 0) / 2**20
+
+
+def _in_subprocess(impl, model, population, batch, steps, chunk, conv,
+                   timeout: float | None = None) -> dict | None:
   command = [sys.executable, __file__, "--impl", impl, "--model", model, "--population",
              str(population), "--batch", str(batch), "--steps", str(steps), "--chunk",
              str(chunk), "--conv", conv, "--json"]
-  result = subprocess.run(command, capture_output=True, text=True)
+  try:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+  except subprocess.TimeoutExpired:
+    print(f"  {impl} {model} P={population} B={batch} failed: took over {timeout:.0f} s "
+          "(--timeout)", flush=True)
+    return None
   if result.returncode != 0:
     print(f"  {impl} {model} P={population} B={batch} failed: "
           f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}",
@@ -405,7 +444,15 @@ def rounds_table(results: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def _plan(full: bool, impls: list[str]) -> list[tuple]:
+#: The accelerator table (``--gpu``): the models, populations and batch sizes of the zoos.
+GPU_MODELS, GPU_POPULATIONS, GPU_BATCHES = ("cnn_s", "cnn_l", "resnet20"), (64, 256, 1024), (10, 32)
+
+
+def _plan(full: bool, impls: list[str], gpu: bool = False) -> list[tuple]:
+  if gpu:  # the baselines build no ResNet-20
+    return [(impl, model, population, batch) for model in GPU_MODELS for batch in GPU_BATCHES
+            for population in GPU_POPULATIONS for impl in impls
+            if impl.startswith("jaxsparse") or model in ARCHITECTURES]
   if full:
     return [(impl, model, population, batch) for model in MODELS for batch in (10, 32)
             for population in (1, 8, 64, 256) for impl in impls]
@@ -431,11 +478,16 @@ def main():
   parser.add_argument("--conv", default="auto",
                       help="the engine's model.conv_implementation (auto, im2col, banded, xla)")
   parser.add_argument("--full", action="store_true", help="every model, P and batch")
+  parser.add_argument("--gpu", action="store_true",
+                      help="the accelerator table: CNN-s, CNN-l, ResNet-20 at P=64/256/1024, "
+                           "batch 10/32 (use with --chunk 0 and --steps 20)")
   parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
                       help="implementations of the set or of --repeats (comma-separated)")
   parser.add_argument("--progress", action="store_true",
                       help="jaxsparse: with the training progress reports of a run "
                            "(progress.REPORTS_PER_EPOCH per call), to measure their cost")
+  parser.add_argument("--timeout", type=float, default=0,
+                      help="seconds one measurement of the set may take (0: no limit)")
   parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--out", default="", help="write all measurements here as JSON")
   parser.add_argument("--repeats", type=int, default=0,
@@ -488,8 +540,9 @@ def main():
   ceiling = gemm_gflops()
   print(f"float32 GEMM ceiling: {ceiling:.0f} GFLOP/s", flush=True)
   results = []
-  for impl, model, population, batch in _plan(args.full, impls):
-    result = _in_subprocess(impl, model, population, batch, args.steps, args.chunk, args.conv)
+  for impl, model, population, batch in _plan(args.full, impls, args.gpu):
+    result = _in_subprocess(impl, model, population, batch, args.steps, args.chunk, args.conv,
+                            args.timeout or None)
     if result:
       result["fraction_of_gemm"] = result["gflops"] / ceiling
       results.append(result)
@@ -497,12 +550,18 @@ def main():
             f"{result['member_steps_per_second']:9.1f} member-steps/s "
             f"{result['gflops']:7.2f} GFLOP/s compile {result['compile_seconds']:5.1f} s "
             f"peak {result['peak_memory_mb']:6.0f} MB", flush=True)
+      if args.out:  # after each measurement: a run stopped early keeps what it measured
+        _write_set(args.out, ceiling, results)
   print(_table(results))
-  if args.out:
-    with open(args.out, "w") as file:
-      json.dump({"gemm_gflops": ceiling, "results": results,
-                 "date": time.strftime("%Y-%m-%d"), "machine": os.uname().machine,
-                 "cpus": os.cpu_count()}, file, indent=1)
+
+
+def _write_set(path: str, ceiling: float, results: list[dict]) -> None:
+  """The set's measurements so far, as JSON, with the machine they were taken on."""
+  import jax
+  with open(path, "w") as file:
+    json.dump({"gemm_gflops": ceiling, "results": results, "date": time.strftime("%Y-%m-%d"),
+               "machine": os.uname().machine, "cpus": os.cpu_count(),
+               "device": jax.devices()[0].device_kind}, file, indent=1)
 
 
 def _table(results: list[dict]) -> str:
@@ -510,14 +569,14 @@ def _table(results: list[dict]) -> str:
   reference = {(r["model"], r["population"], r["batch"]): r["member_steps_per_second"]
                for r in results if r["impl"] == "jaxsparse"}
   lines = ["| implementation | model | P | batch | member-steps/s | GFLOP/s | % of GEMM | "
-           "jaxsparse / this | compile s | peak MB |", "|---" * 10 + "|"]
+           "jaxsparse / this | compile s | peak MB (device's, if any) |", "|---" * 10 + "|"]
   for r in results:
     key = (r["model"], r["population"], r["batch"])
     ratio = reference[key] / r["member_steps_per_second"] if key in reference else float("nan")
     lines.append(f"| {r['impl']} | {r['model']} | {r['population']} | {r['batch']} | "
                  f"{r['member_steps_per_second']:.1f} | {r['gflops']:.2f} | "
                  f"{100 * r['fraction_of_gemm']:.1f} | {ratio:.2f} | {r['compile_seconds']:.1f} | "
-                 f"{r['peak_memory_mb']:.0f} |")
+                 f"{r.get('peak_device_memory_mb') or r['peak_memory_mb']:.0f} |")
   return "\n".join(lines)
 
 

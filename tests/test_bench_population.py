@@ -50,3 +50,19 @@ def test_mixed_activation_rows_list_the_four_activations_in_blocks_or_interleave
     assert list(run.table["activation"]) == [layers.ACTIVATIONS[i] for i in expected]
   with pytest.raises(ValueError, match="multiple of 4"):
     bench_population._mix_activations(default_config(), 6, False)
+
+
+def test_gpu_plan_measures_resnet20_with_the_engine_alone():
+  plan = bench_population._plan(False, ["jaxsparse", "torch_func"], gpu=True)
+  models = {(impl, model) for impl, model, _, _ in plan}
+  assert ("jaxsparse", "resnet20") in models and ("torch_func", "resnet20") not in models
+  assert {population for _, _, population, _ in plan} == {64, 256, 1024}
+  assert len(plan) == 3 * 2 * 3 * 2 - 3 * 2  # 3 models x 2 batches x 3 P x 2 impls, no torch ResNet
+  with pytest.raises(ValueError, match="--model=resnet20"):
+    bench_population._baseline_architecture("resnet20")
+
+
+def test_a_measurement_past_the_timeout_is_reported_and_skipped(capsys):
+  assert bench_population._in_subprocess("jaxsparse", "cnn_s", 8, 32, 2, 4, "auto",
+                                         timeout=0.01) is None
+  assert "took over" in capsys.readouterr().out

@@ -55,8 +55,12 @@ def rounding_sensitivity(model, row, data, alone):
   return jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), alone, moved)
 
 
-@pytest.mark.parametrize("index", [0, *(pytest.param(i, marks=pytest.mark.slow)
-                                        for i in (5, 11, 15))])
+# The fast tier compares the ReLU member: it compiles at XLA's -O0, where XLA:CPU's tanh
+# inside a vmapped switch lands 2-3 ulp from tanh alone on some CPUs (3e-7, identical at
+# the default level; measured 2026-11-24), and Adam makes that 2.5e-4 in 10 steps. The
+# slow tier compiles at the default level and compares the tanh member too.
+@pytest.mark.parametrize("index", [5, *(pytest.param(i, marks=pytest.mark.slow)
+                                        for i in (0, 11, 15))])
 def test_member_in_population_equals_member_alone(cnn_population, index):
   """A member trained inside a population is the member trained alone: the same data order
   (its key, compared exactly) and the same weights up to float32 rounding. vmap changes
