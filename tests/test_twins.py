@@ -118,3 +118,26 @@ def test_shipped_study_configs_give_valid_runs(name):
   if name.endswith(":uniform"):
     assert config.population.grid.initializer == ("uniform",)
     assert config.population.num_seeds == 1000
+
+
+def test_vd_clip_table_counts_each_twins_clipped_and_kept_weights(study):
+  """experiments/vd_clip.py against NumPy: the share of a twin's kernel weights its
+  original had beyond the clip (|theta| > 1/e in convolutions, > 1 in dense layers) and
+  the twin's sparsity from its masks."""
+  import sys
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
+  import vd_clip
+  _, _, workdir, _ = study
+  rows = vd_clip.clip_table(workdir, 5000.0)
+  state, table = twins.load_twins(workdir, "variational_dropout", 5000.0)
+  original, _ = checkpoints.load_population(os.path.join(workdir, "original"))
+  assert len(rows) == len(table) and (rows["bound"] < 1).all()  # some weights clipped
+  for twin, member in enumerate(table["original_member"]):
+    kernels = {name: np.asarray(layer["kernel"][member])
+               for name, layer in original.params.items() if "kernel" in layer}
+    clipped = sum(np.sum(np.abs(k) > (np.exp(-1) if k.ndim == 4 else 1.0)) for k in kernels.values())
+    total = sum(k.size for k in kernels.values())
+    kept = sum(np.sum(np.asarray(state.sparsity_state.masks[name]["kernel"][twin]))
+               for name in kernels)
+    np.testing.assert_allclose(rows["bound"][twin], 1 - clipped / total, atol=1e-6)
+    np.testing.assert_allclose(rows["achieved_sparsity"][twin], 1 - kept / total, atol=1e-6)

@@ -44,6 +44,31 @@ def test_kl_divergence_sums_clipped_log_alpha_of_every_kernel():
   np.testing.assert_array_equal(kept["Dense_0"]["kernel"], 1.0)  # log alpha 0.6 < 3: kept
 
 
+def test_weights_at_the_lower_clip_get_no_kl_gradient():
+  """at_lower_clip marks exactly the weights whose KL gradient (on log sigma^2 and on
+  theta, by autodiff) is zero; with log sigma^2 = -10, U(0, 1) convolution weights are
+  there with probability P(theta > 1/e) = 1 - 1/e, U(0, 1) dense weights never."""
+  keys = jax.random.split(jax.random.key(0), 2)
+  params = {"Conv_0": {"kernel": jax.random.uniform(keys[0], (5, 5, 8, 64))},
+            "Dense_0": {"kernel": jax.random.uniform(keys[1], (300, 100))}}
+  log_sigma2 = jax.tree.map(lambda p: jnp.full_like(p, vd.INITIAL_LOG_SIGMA2), params)
+  clipped = vd.at_lower_clip(params, log_sigma2)
+  by_sigma, by_theta = jax.grad(vd.kl_divergence, argnums=(0, 1))(params, log_sigma2)
+  for name in params:
+    frozen = np.asarray(clipped[name]["kernel"]) == 1
+    assert np.all(np.asarray(by_sigma[name]["kernel"])[frozen] == 0)
+    assert np.all(np.asarray(by_theta[name]["kernel"])[frozen] == 0)
+    high = layers.LOG_ALPHA_BOUNDS["conv" if name.startswith("Conv") else "dense"][1]
+    inside = ~frozen & (np.asarray(layers.log_alpha(params[name]["kernel"],
+                                                    log_sigma2[name]["kernel"])) < high)
+    assert np.all(np.asarray(by_sigma[name]["kernel"])[inside] != 0)
+  theta = np.asarray(params["Conv_0"]["kernel"])
+  np.testing.assert_array_equal(np.asarray(clipped["Conv_0"]["kernel"]) == 1,
+                                -10.0 - np.log(theta ** 2 + 1e-8) <= -8.0)
+  assert abs(np.mean(np.asarray(clipped["Conv_0"]["kernel"])) - (1 - np.exp(-1))) < 0.01
+  assert not np.any(np.asarray(clipped["Dense_0"]["kernel"]))
+
+
 @pytest.mark.parametrize("layer", ["dense", "conv", "banded conv"])
 def test_local_reparameterisation_has_the_weight_noise_moments(layer):
   key = jax.random.PRNGKey(0)

@@ -73,6 +73,23 @@ def variational_dropout_masks(params, log_sigma2, threshold: float = 3.0):
       log_sigma2, params, is_leaf=lambda x: x is None)
 
 
+def at_lower_clip(params, log_sigma2):
+  """1 where a weight's log alpha sits at its lower clip (``layers.LOG_ALPHA_BOUNDS``).
+
+  The clip passes no gradient, so there the KL term cannot raise log sigma^2 (nor
+  shrink theta); such a weight can only be pruned once the data term has shrunk
+  theta. With log sigma^2 = -10 (a twin's start) these are the convolution weights
+  with |theta| > 1/e and the dense weights with |theta| > 1. ``None`` for leaves
+  without log sigma^2.
+  """
+  def clipped(ls2, theta):
+    low = layers.LOG_ALPHA_BOUNDS["conv" if theta.ndim == 4 else "dense"][0]
+    return (layers.log_alpha(theta, ls2) <= low).astype(jnp.float32)
+
+  return jax.tree.map(lambda ls2, theta: None if ls2 is None else clipped(ls2, theta),
+                      log_sigma2, params, is_leaf=lambda x: x is None)
+
+
 def _drop_none(tree) -> dict:
   """A nested dict without its ``None`` leaves (the shape Flax collections take)."""
   flat = traverse_util.flatten_dict(tree)
