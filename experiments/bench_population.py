@@ -20,8 +20,8 @@ peak memory belong to it alone. Implementations:
 - ``jaxsparse_activations`` and ``jaxsparse_interleaved``: the engine with
   members mixing the four activations (P/4 each), as the hyperparameter zoo
   does: in blocks (each chunk's members share an activation, which the engine
-  then computes alone) or interleaved (every chunk mixes them: every branch is
-  computed and selected);
+  then computes alone) or interleaved in the member table (the engine chunks
+  members in the order of their activations, so this measures that sort);
 - ``jaxsparse_shared`` and ``torch_func_shared``: the same two when every
   member trains on the same batch (``training.shared_order_seed``; torch.func
   with ``in_dims=None`` for the data), a row of its own: the first layer's

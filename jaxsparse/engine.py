@@ -149,8 +149,11 @@ def _map_members(member_fn, population: PyTree, hyper: MemberHyperparameters,
   Chunking bounds the working set (activations of chunk_size members at a
   time), which keeps it in cache on the CPU and in memory on an accelerator.
   A chunk whose members share an activation computes only that one (see
-  :meth:`MemberHyperparameters.in_group`): a grid whose activation blocks are
-  multiples of the chunk size pays for one activation, not for all of them.
+  :meth:`MemberHyperparameters.in_group`). A population that mixes activations
+  is chunked in the order of its members' activations (stable, then put back
+  in the members' order), so every chunk shares one wherever the number of
+  members per activation is a multiple of the chunk size, whatever the grid's
+  order.
   """
   def vmap_chunk(chunk):
     chunk_population, chunk_hyper = chunk
@@ -161,14 +164,26 @@ def _map_members(member_fn, population: PyTree, hyper: MemberHyperparameters,
   num_members = hyper.seed.shape[0]
   if chunk_size <= 0 or chunk_size >= num_members:
     return vmap_chunk((population, hyper))
+  if len(hyper.activations_used) == 1:
+    return _map_chunks(vmap_chunk, (population, hyper), chunk_size)
+  order = jnp.argsort(hyper.activation, stable=True)
+  take = lambda tree, index: jax.tree.map(lambda leaf: leaf[index], tree)
+  outputs = _map_chunks(vmap_chunk, take((population, hyper), order), chunk_size)
+  return take(outputs, jnp.argsort(order))
+
+
+def _map_chunks(vmap_chunk, members: PyTree, chunk_size: int):
+  """``vmap_chunk`` over consecutive chunks of ``chunk_size`` members (``lax.map``), the
+  remainder as one last smaller chunk; outputs concatenated in the members' order."""
+  num_members = jax.tree.leaves(members)[0].shape[0]
   whole = num_members // chunk_size * chunk_size
   chunks = jax.tree.map(lambda leaf: leaf[:whole].reshape(-1, chunk_size, *leaf.shape[1:]),
-                        (population, hyper))
+                        members)
   outputs = jax.tree.map(lambda leaf: leaf.reshape(whole, *leaf.shape[2:]),
                          jax.lax.map(vmap_chunk, chunks))
   if whole == num_members:
     return outputs
-  rest = vmap_chunk(jax.tree.map(lambda leaf: leaf[whole:], (population, hyper)))
+  rest = vmap_chunk(jax.tree.map(lambda leaf: leaf[whole:], members))
   return jax.tree.map(lambda *parts: jnp.concatenate(parts), outputs, rest)
 
 

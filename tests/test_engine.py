@@ -142,6 +142,38 @@ def test_shared_data_order_gives_every_member_the_same_batches(cnn_population):
   assert_trees_close(engine.member(alone.params, 0), first)
 
 
+@pytest.mark.parametrize("chunk_size, shares", [(3, [True] * 6), (4, [False] * 4 + [True] * 2)])
+def test_members_are_chunked_by_activation_and_returned_in_their_order(chunk_size, shares):
+  """An interleaved grid (tanh, relu, tanh, relu, ...) is chunked in the order of its
+  activations: chunks of 3 are (t, t, t), (r, r, r) and each computes its one activation;
+  chunks of 4 are (t, t, t, r) + the rest (r, r). Each member's output comes back at its
+  own position."""
+  grid = {**GRID, "activation": ("relu", "tanh"), "dropout_rate": (0.0,),
+          "initializer": ("kaiming_normal",), "optimizer": ("adam",)}
+  table = population.member_table(grid, num_seeds=3)
+  table = table.sort_values(["seed", "configuration"]).reset_index(drop=True)
+  assert list(table["activation"]) == ["relu", "tanh"] * 3
+  hyper = population.member_hyperparameters(table)
+
+  def member_fn(state, member_hyper):
+    return state * 10, member_hyper.group_activation
+
+  outputs, shared = jax.jit(
+      lambda states: engine._map_members(member_fn, states, hyper, chunk_size))(jnp.arange(6.0))
+  np.testing.assert_array_equal(outputs, np.arange(6.0) * 10)
+  np.testing.assert_array_equal(shared, np.where(shares_by_member(table, shares),
+                                                 np.asarray(hyper.activation), -1))
+
+
+def shares_by_member(table, shares_in_sorted_order):
+  """Whether each member's chunk shares an activation, given per position of the members
+  sorted (stably) by activation index."""
+  order = np.argsort([layers.ACTIVATIONS.index(a) for a in table["activation"]], kind="stable")
+  shares = np.empty(len(table), bool)
+  shares[order] = shares_in_sorted_order
+  return shares
+
+
 @pytest.mark.slow
 def test_chunked_population_equals_vmapped_population(cnn_population):
   """Chunks of 4 share their activation (each computes only it), chunks of 3 include one
