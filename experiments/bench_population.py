@@ -168,10 +168,18 @@ def _mix_activations(config, population: int, interleaved: bool) -> None:
       for i in range(population))
 
 
+def _baseline_architecture(model: str):
+  """``ARCHITECTURES[model]``, or a one-line error for a model the baselines do not build."""
+  if model not in ARCHITECTURES:
+    raise ValueError(f"--model={model}: the baselines build {', '.join(ARCHITECTURES)}; "
+                     f"measure {model} with the jaxsparse rows")
+  return ARCHITECTURES[model]
+
+
 def _flax_model(model: str):
   import flax.linen as nn
 
-  features, kernels, pools, dense = ARCHITECTURES[model]
+  features, kernels, pools, dense = _baseline_architecture(model)
 
   class Naive(nn.Module):
     @nn.compact
@@ -208,15 +216,7 @@ def _flax_step(module, optimizer):
   return step
 
 
-def _baseline_architecture(model: str):
-  if model not in ARCHITECTURES:
-    raise ValueError(f"--model={model}: the baselines build {', '.join(ARCHITECTURES)}; "
-                     f"measure {model} with the jaxsparse rows")
-  return ARCHITECTURES[model]
-
-
 def _naive_flax(model: str, population: int, batch: int, steps: int, loop: bool):
-  _baseline_architecture(model)
   import jax
   import jax.numpy as jnp
   import optax
@@ -524,6 +524,11 @@ def main():
                    "cpus": os.cpu_count()}, file, indent=1)
     return
   if args.impl:
+    if not args.impl.startswith("jaxsparse"):
+      try:
+        _baseline_architecture(args.model)
+      except ValueError as error:
+        parser.error(str(error))
     result = measure(args.impl, args.model, args.population, args.batch, args.steps, args.chunk,
                      args.progress, args.conv)
     if args.json:

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from jaxsparse import checkpoints, errors, twins, workdir as workdir_lib
+from jaxsparse import checkpoints, errors, masks, twins, workdir as workdir_lib
 from jaxsparse.sparsify import variational_dropout as vd
 
 
@@ -46,7 +46,7 @@ def clip_table(study: str, kl_weight: float) -> pd.DataFrame:
     kept_at_clip = sum(float(np.sum(np.asarray(clipped[name]) * kept[name])) for name in kernels)
     rows.append({"activation": table["activation"][twin],
                  "initializer": table["initializer"][twin],
-                 "achieved_sparsity": 1 - sum(m.sum() for m in kept.values()) / weights,
+                 "achieved_sparsity": float(masks.sparsity(kept)),
                  "bound": 1 - at_clip / weights,
                  "clipped_kept": kept_at_clip / max(at_clip, 1)})
   return pd.DataFrame(rows)

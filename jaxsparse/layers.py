@@ -228,9 +228,14 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str
 LOG_ALPHA_BOUNDS: dict[str, tuple[float, float]] = {"conv": (-8.0, 8.0), "dense": (-10.0, 10.0)}
 
 
+def log_alpha_bounds(kernel: jax.Array) -> tuple[float, float]:
+  """The range log alpha is clipped to for a Dense (2-D) or Conv (4-D) kernel."""
+  return LOG_ALPHA_BOUNDS["conv" if kernel.ndim == 4 else "dense"]
+
+
 def log_alpha(kernel: jax.Array, log_sigma2: jax.Array) -> jax.Array:
   """Clipped log alpha = log sigma^2 - log theta^2 of a Dense (2-D) or Conv (4-D) kernel."""
-  low, high = LOG_ALPHA_BOUNDS["conv" if kernel.ndim == 4 else "dense"]
+  low, high = log_alpha_bounds(kernel)
   return jnp.clip(log_sigma2 - jnp.log(kernel * kernel + 1e-8), low, high)
 
 

@@ -65,12 +65,18 @@ def kl_divergence(params, log_sigma2) -> jax.Array:
   return sum(jax.tree.leaves(terms))
 
 
-def variational_dropout_masks(params, log_sigma2, threshold: float = 3.0):
-  """1 where log alpha < ``threshold``; ``None`` for leaves without log sigma^2."""
+def _per_weight(indicator, params, log_sigma2):
+  """``indicator(log alpha, theta)`` as float32 for every leaf with a log sigma^2, ``None``
+  for the others."""
   return jax.tree.map(
       lambda ls2, theta: None if ls2 is None else
-      (layers.log_alpha(theta, ls2) < threshold).astype(jnp.float32),
+      indicator(layers.log_alpha(theta, ls2), theta).astype(jnp.float32),
       log_sigma2, params, is_leaf=lambda x: x is None)
+
+
+def variational_dropout_masks(params, log_sigma2, threshold: float = 3.0):
+  """1 where log alpha < ``threshold``; ``None`` for leaves without log sigma^2."""
+  return _per_weight(lambda log_alpha, _: log_alpha < threshold, params, log_sigma2)
 
 
 def at_lower_clip(params, log_sigma2):
@@ -82,12 +88,8 @@ def at_lower_clip(params, log_sigma2):
   with |theta| > 1/e and the dense weights with |theta| > 1. ``None`` for leaves
   without log sigma^2.
   """
-  def clipped(ls2, theta):
-    low = layers.LOG_ALPHA_BOUNDS["conv" if theta.ndim == 4 else "dense"][0]
-    return (layers.log_alpha(theta, ls2) <= low).astype(jnp.float32)
-
-  return jax.tree.map(lambda ls2, theta: None if ls2 is None else clipped(ls2, theta),
-                      log_sigma2, params, is_leaf=lambda x: x is None)
+  return _per_weight(lambda log_alpha, theta: log_alpha <= layers.log_alpha_bounds(theta)[0],
+                     params, log_sigma2)
 
 
 def _drop_none(tree) -> dict:
