@@ -60,6 +60,8 @@ import time
 
 import numpy as np
 
+from jaxsparse import cpu_cores
+
 IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "naive_flax",
                    "python_loop", "torch_loop", "torch_func", "jaxsparse_shared",
                    "torch_func_shared", "jaxsparse_activations", "jaxsparse_interleaved")
@@ -135,10 +137,13 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
     _mix_activations(config, population, interleaved=activations == "interleaved")
   config.training.num_epochs = 1
   config.training.batch_size = batch
-  run = experiment.setup(config, experiment.DataShape(INPUT_SHAPES[model], 10, steps * batch))
+  # Members split over every device, as a run does (on the CPU one device per core when
+  # --devices is 0: jaxsparse.cpu_cores).
+  run = experiment.setup(config, experiment.DataShape(INPUT_SHAPES[model], 10, steps * batch),
+                         sharded=True)
   built, method, hyper = run.model, run.method, run.hyper
   images, labels = map(jnp.asarray, _synthetic(model, batch, steps))
-  state = [engine.init_population(built, method, hyper)]
+  state = [engine.init_population(built, method, hyper, mesh=run.mesh)]
   # Steps 1 to `steps` of the schedule: magnitude pruning's one-shot ranking at
   # step 0 happens once in a run (masks are re-ranked every 100 steps after),
   # so timing it in every 10-step window would overstate it tenfold.
@@ -147,7 +152,8 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
   def run_steps():
     state[0], metrics = engine.train_epoch(
         built, method, state[0], hyper, images, labels, first_step, batch_size=batch,
-        chunk_size=chunk, progress_every=progress_lib.report_interval(steps) if progress else 0,
+        chunk_size=chunk, mesh=run.mesh,
+        progress_every=progress_lib.report_interval(steps) if progress else 0,
         shared_order_seed=0 if shared else -1)
     jax.block_until_ready(metrics)
 
@@ -370,10 +376,16 @@ def measure(impl: str, model: str, population: int, batch: int, steps: int,
   return {"impl": impl, "model": model, "population": population, "batch": batch,
           "chunk": chunk if impl.startswith("jaxsparse") else None,
           "conv": conv if impl.startswith("jaxsparse") else None,
+          "devices": _devices() if impl.startswith("jaxsparse") else None,
           "member_steps_per_second": member_steps, "examples_per_second": member_steps * batch,
           "gflops": flops / 1e9, "compile_seconds": compile_seconds,
           "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
           "peak_device_memory_mb": _peak_device_memory_mb(impl)}
+
+
+def _devices() -> int:
+  import jax
+  return jax.device_count()
 
 
 def _peak_device_memory_mb(impl: str) -> float | None:
@@ -388,11 +400,20 @@ def _peak_device_memory_mb(impl: str) -> float | None:
   return stats.get("peak_bytes_in_use", 0) / 2**20
 
 
-def _in_subprocess(impl, model, population, batch, steps, chunk, conv,
+def _set_cpu_devices(devices: int) -> None:
+  """Before JAX starts: how many CPU devices this process has (0: one per core)."""
+  if devices == 0:
+    cpu_cores.split_cpu_by_core()
+  else:
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = f"{flags} {cpu_cores.DEVICE_COUNT_FLAG}={devices}".strip()
+
+
+def _in_subprocess(impl, model, population, batch, steps, chunk, conv, devices: int = 0,
                    timeout: float | None = None) -> dict | None:
   command = [sys.executable, __file__, "--impl", impl, "--model", model, "--population",
              str(population), "--batch", str(batch), "--steps", str(steps), "--chunk",
-             str(chunk), "--conv", conv, "--json"]
+             str(chunk), "--conv", conv, "--devices", str(devices), "--json"]
   try:
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
   except subprocess.TimeoutExpired:
@@ -408,7 +429,7 @@ def _in_subprocess(impl, model, population, batch, steps, chunk, conv,
 
 
 def rounds(settings: list[tuple[str, int]], repeats: int, model: str, batch: int, steps: int,
-           chunk: int, conv: str) -> list[dict]:
+           chunk: int, conv: str, devices: int = 0) -> list[dict]:
   """Every ``(implementation, population)`` setting measured ``repeats`` times in fresh
   processes, alternating: round r starts at setting r (mod their number), so no setting is
   always measured first or last, and the machine's drift spreads over all of them."""
@@ -416,7 +437,7 @@ def rounds(settings: list[tuple[str, int]], repeats: int, model: str, batch: int
   for round_ in range(repeats):
     shift = round_ % len(settings)
     for impl, population in settings[shift:] + settings[:shift]:
-      result = _in_subprocess(impl, model, population, batch, steps, chunk, conv)
+      result = _in_subprocess(impl, model, population, batch, steps, chunk, conv, devices)
       if result:
         results.append({**result, "round": round_})
         print(f"  round {round_ + 1}/{repeats} {impl:20s} P={population:<4d} "
@@ -477,6 +498,9 @@ def main():
                            "4 measured fastest for CNN-s on the 2-core CPU")
   parser.add_argument("--conv", default="auto",
                       help="the engine's model.conv_implementation (auto, im2col, banded, xla)")
+  parser.add_argument("--devices", type=int, default=0,
+                      help="CPU devices the engine splits the members over: 0 one per core, as "
+                           "a run does (jaxsparse.cpu_cores), 1 one device")
   parser.add_argument("--full", action="store_true", help="every model, P and batch")
   parser.add_argument("--gpu", action="store_true",
                       help="the accelerator table: CNN-s, CNN-l, ResNet-20 at P=64/256/1024, "
@@ -503,6 +527,8 @@ def main():
     parser.error(f"--impls: {','.join(unknown)} unknown; use some of {','.join(IMPLEMENTATIONS)}")
   if args.repeats < 0:
     parser.error(f"--repeats={args.repeats}: use 1 or more (0: no repeated measurement)")
+  if args.devices < 0:
+    parser.error(f"--devices={args.devices}: use 0 (one per core) or a number of devices")
 
   if args.repeats:
     sizes = [args.population]
@@ -514,7 +540,7 @@ def main():
                      "--populations=8,64,256")
     settings = [(impl, size) for impl in impls for size in sizes]
     results = rounds(settings, args.repeats, args.model, args.batch, args.steps, args.chunk,
-                     args.conv)
+                     args.conv, args.devices)
     if not results:
       parser.exit(1, "every measurement failed (the reasons are above)\n")
     print(rounds_table(results))
@@ -529,6 +555,7 @@ def main():
         _baseline_architecture(args.model)
       except ValueError as error:
         parser.error(str(error))
+    _set_cpu_devices(args.devices)
     result = measure(args.impl, args.model, args.population, args.batch, args.steps, args.chunk,
                      args.progress, args.conv)
     if args.json:
@@ -547,7 +574,7 @@ def main():
   results = []
   for impl, model, population, batch in _plan(args.full, impls, args.gpu):
     result = _in_subprocess(impl, model, population, batch, args.steps, args.chunk, args.conv,
-                            args.timeout or None)
+                            args.devices, args.timeout or None)
     if result:
       result["fraction_of_gemm"] = result["gflops"] / ceiling
       results.append(result)

@@ -10,7 +10,7 @@ from typing import Callable
 from absl import app, flags
 import pandas as pd
 
-from jaxsparse import errors
+from jaxsparse import cpu_cores, errors
 
 
 def write_results(workdir: str, table: str, started: float, **tables: pd.DataFrame | bool | dict
@@ -40,6 +40,7 @@ def model_experiment_main(run: Callable[[str, list[str], bool], object],
   quick = flags.DEFINE_bool("quick", False,
                             "A pipeline check in under 5 minutes (the first model only).")
   flags.mark_flags_as_required(["workdir"])
+  cpu_cores.split_cpu_by_core()  # before JAX starts: members train on every core
 
   @errors.exit_on_user_error
   def main(argv):

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from ml_collections import config_flags
 
-from jaxsparse import analysis, checkpoints, errors, experiment, models, structured, train
+from jaxsparse import analysis, checkpoints, cpu_cores, errors, experiment, models, structured, train
 from jaxsparse import masks as masks_lib
 from jaxsparse.config import validate_config
 
@@ -232,4 +232,5 @@ def _define_flags():
 
 
 if __name__ == "__main__":
+  cpu_cores.split_cpu_by_core()  # before JAX starts
   app.run(_define_flags())

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxsparse import checkpoints, errors, metrics, train, twins  # noqa: E402
+from jaxsparse import checkpoints, cpu_cores, errors, metrics, train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
 
 
@@ -84,4 +84,5 @@ def main():
 
 
 if __name__ == "__main__":
+  cpu_cores.split_cpu_by_core()  # before JAX starts
   main()

@@ -18,7 +18,7 @@ import threading
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxsparse import errors
+from jaxsparse import cpu_cores, errors
 from jaxsparse.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (get_config()).")
@@ -196,4 +196,5 @@ def run_job(config, workdir: str, overwrite: bool = False) -> None:
 
 
 if __name__ == "__main__":
+  cpu_cores.split_cpu_by_core()  # before JAX starts: members train on every core
   app.run(main, flags_parser=_parse_flags)

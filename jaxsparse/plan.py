@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import engine, experiment, memory
+from jaxsparse import engine, experiment, memory, sharding
 from jaxsparse.config import completed_config, validate_config
 from jaxsparse.data import Dataset
 from jaxsparse.workdir import flatten_config
@@ -44,6 +44,8 @@ class PhaseEstimate(NamedTuple):
     compile_seconds: time spent compiling them.
     step_seconds: one optimizer step of every member.
     eval_seconds_per_example: evaluating every member on one example.
+    devices: the devices its members are split over (on the CPU one per core:
+      :mod:`jaxsparse.cpu_cores`).
   """
   name: str
   table: pd.DataFrame
@@ -54,6 +56,7 @@ class PhaseEstimate(NamedTuple):
   compile_seconds: float
   step_seconds: float
   eval_seconds_per_example: float
+  devices: int = 1
 
   @property
   def seconds(self) -> float:
@@ -105,7 +108,7 @@ def estimate_phase(name: str, config: ml_collections.ConfigDict, dataset: Datase
     jax.monitoring.unregister_event_duration_listener(listener)
   return PhaseEstimate(name, run.table, training.num_epochs, run.steps_per_epoch,
                        eval_examples, len(compiles), float(np.sum(compiles)),
-                       step_time / steps, eval_time / batch)
+                       step_time / steps, eval_time / batch, sharding.num_shards(run.mesh))
 
 
 def phases(config: ml_collections.ConfigDict, dataset: Dataset) -> list[PhaseEstimate]:
@@ -131,7 +134,8 @@ def _duration(seconds: float) -> str:
 
 def _phase_lines(estimate: PhaseEstimate) -> list[str]:
   evaluation = estimate.eval_examples * estimate.eval_seconds_per_example
-  return [f"# {estimate.name}: {len(estimate.table)} members, {estimate.epochs} epoch(s) of "
+  return [f"# {estimate.name}: {len(estimate.table)} members on {estimate.devices} "
+          f"{jax.default_backend()} device(s), {estimate.epochs} epoch(s) of "
           f"{estimate.steps_per_epoch} steps",
           estimate.table.to_string(max_rows=20), "",
           f"compiled {estimate.programs} program(s) in {estimate.compile_seconds:.1f} s; one "

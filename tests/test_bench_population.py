@@ -15,13 +15,14 @@ import bench_population  # noqa: E402
 def test_rounds_measure_every_setting_each_round_starting_at_another_one(monkeypatch):
   calls = []
 
-  def fake_measurement(impl, model, population, batch, steps, chunk, conv):
+  def fake_measurement(impl, model, population, batch, steps, chunk, conv, devices):
     calls.append((impl, population))
+    assert devices == 2
     return {"impl": impl, "population": population, "member_steps_per_second": 100.0}
 
   monkeypatch.setattr(bench_population, "_in_subprocess", fake_measurement)
   a, b, c = ("jaxsparse", 8), ("jaxsparse", 64), ("torch_func", 64)
-  results = bench_population.rounds([a, b, c], 4, "cnn_s", 32, 10, 4, "auto")
+  results = bench_population.rounds([a, b, c], 4, "cnn_s", 32, 10, 4, "auto", devices=2)
   assert calls == [a, b, c, b, c, a, c, a, b, a, b, c]
   assert [r["round"] for r in results] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
 

@@ -1,12 +1,13 @@
 """The dry run: it estimates a run from a few timed steps and writes nothing."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from jaxsparse import data, plan
+from jaxsparse import cpu_cores, data, plan
 
 from conftest import make_two_member_config, random_dataset
 
@@ -28,6 +29,7 @@ def test_phase_estimate_counts_steps_members_and_compilations():
   assert estimate.seconds == pytest.approx(estimate.compile_seconds + 2 * epoch)
   report = plan.describe(config, [estimate])
   assert "training.num_epochs = 2" in report and "Estimated duration" in report
+  assert "# zoo: 2 members on 1 cpu device(s), 2 epoch(s)" in report
 
 
 def _main(*arguments, cwd=REPOSITORY):
@@ -44,7 +46,12 @@ def test_dry_run_of_the_smoke_config_prints_the_plan_and_writes_nothing(tmp_path
   assert result.returncode == 0, result.stderr[-2000:]
   assert "data.train_examples = 2000" in result.stdout
   # 2,000 examples in batches of 32.
-  assert "# zoo: 4 members, 1 epoch(s) of 62 steps" in result.stdout
+  # On one CPU device per core (jaxsparse.cpu_cores), unless the environment sets the count.
+  devices = min(cpu_cores.usable_cores(), cpu_cores.MAX_DEVICES)
+  if cpu_cores.DEVICE_COUNT_FLAG in os.environ.get("XLA_FLAGS", ""):
+    devices = "1" if f"{cpu_cores.DEVICE_COUNT_FLAG}=1" in os.environ["XLA_FLAGS"] else r"\d+"
+  assert re.search(rf"# zoo: 4 members on {devices} cpu device\(s\), 1 epoch\(s\) of 62 steps",
+                   result.stdout), result.stdout[-2000:]
   assert "Estimated duration" in result.stdout
   assert not workdir.exists()
 
