@@ -36,9 +36,10 @@ def clip_table(study: str, kl_weight: float) -> pd.DataFrame:
   for twin, member in enumerate(table["original_member"]):
     start = jax.tree.map(lambda leaf: leaf[member], original.params)
     kernels = {name: layer["kernel"] for name, layer in start.items() if "kernel" in layer}
-    log_sigma2 = {name: np.full(kernel.shape, vd.INITIAL_LOG_SIGMA2, np.float32)
+    log_sigma2 = {name: {"kernel": np.full(kernel.shape, vd.INITIAL_LOG_SIGMA2, np.float32)}
                   for name, kernel in kernels.items()}
-    clipped = vd.at_lower_clip(kernels, log_sigma2)
+    clipped = {name: leaf["kernel"] for name, leaf in vd.at_lower_clip(
+        {name: {"kernel": kernel} for name, kernel in kernels.items()}, log_sigma2).items()}
     kept = {name: np.asarray(state.sparsity_state.masks[name]["kernel"][twin])
             for name in kernels}
     weights = sum(mask.size for mask in kept.values())

@@ -228,19 +228,28 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str
 LOG_ALPHA_BOUNDS: dict[str, tuple[float, float]] = {"conv": (-8.0, 8.0), "dense": (-10.0, 10.0)}
 
 
-def log_alpha_bounds(kernel: jax.Array) -> tuple[float, float]:
-  """The range log alpha is clipped to for a Dense (2-D) or Conv (4-D) kernel."""
-  return LOG_ALPHA_BOUNDS["conv" if kernel.ndim == 4 else "dense"]
+def log_alpha_bounds(theta: jax.Array) -> tuple[float, float]:
+  """The range log alpha is clipped to for a Dense kernel (2-D), or a Conv kernel (4-D) or
+  bias (1-D: only convolutions give their biases weight noise, as the public code does)."""
+  return LOG_ALPHA_BOUNDS["dense" if theta.ndim == 2 else "conv"]
 
 
-def log_alpha(kernel: jax.Array, log_sigma2: jax.Array) -> jax.Array:
-  """Clipped log alpha = log sigma^2 - log theta^2 of a Dense (2-D) or Conv (4-D) kernel."""
-  low, high = log_alpha_bounds(kernel)
-  return jnp.clip(log_sigma2 - jnp.log(kernel * kernel + 1e-8), low, high)
+def log_alpha(theta: jax.Array, log_sigma2: jax.Array) -> jax.Array:
+  """Clipped log alpha = log sigma^2 - log theta^2 of a kernel or a convolution's bias."""
+  low, high = log_alpha_bounds(theta)
+  return jnp.clip(log_sigma2 - jnp.log(theta * theta + 1e-8), low, high)
 
 
-def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear) -> jax.Array:
-  """``linear(x, kernel)``, or its local-reparameterisation sample under weight noise.
+def _noise_variance(module: nn.Module, name: str, theta: jax.Array) -> jax.Array | None:
+  """sigma^2 = alpha theta^2 of the variable ``name`` if it has a ``log_sigma2``, else None."""
+  if not module.has_variable("log_sigma2", name):
+    return None
+  return jnp.exp(log_alpha(theta, module.get_variable("log_sigma2", name))) * theta * theta
+
+
+def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear,
+                   bias: jax.Array | None) -> jax.Array:
+  """``linear(x, kernel) + bias``, or its local-reparameterisation sample under weight noise.
 
   ``linear`` is linear in ``x`` elementwise (a matmul, a convolution, or a
   matmul of im2col patches given as ``x``), so that ``linear(x * x, .)`` is
@@ -250,16 +259,21 @@ def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear) -
   passed in as the ``'log_sigma2'`` collection) and a ``'noise'`` PRNG stream,
   the weights are w = theta + sigma * eps with sigma^2 = alpha * theta^2.
   Rather than sampling w, the layer samples its Gaussian output directly (the
-  local reparameterisation trick): mean ``linear(x, theta)``, variance
+  local reparameterisation trick): mean ``linear(x, theta) + bias``, variance
   ``linear(x^2, sigma^2)``, one draw per example and unit, which gives
-  gradients of much lower variance than one weight draw per batch.
+  gradients of much lower variance than one weight draw per batch. A bias
+  with a ``log_sigma2`` of its own adds its sigma^2 to the variance (the
+  public model-zoo code's ``Conv2dARD``).
   """
   mean = linear(x, kernel)
-  if not module.has_variable("log_sigma2", "kernel"):
+  if bias is not None:
+    mean = mean + bias
+  variance_kernel = _noise_variance(module, "kernel", kernel)
+  if variance_kernel is None:
     return mean
-  log_sigma2 = module.get_variable("log_sigma2", "kernel")
-  variance_kernel = jnp.exp(log_alpha(kernel, log_sigma2)) * kernel * kernel
   variance = linear(x * x, variance_kernel)
+  if bias is not None and (variance_bias := _noise_variance(module, "bias", bias)) is not None:
+    variance = variance + variance_bias
   noise = jax.random.normal(module.make_rng("noise"), mean.shape, mean.dtype)
   return mean + jnp.sqrt(variance + 1e-8) * noise
 
@@ -303,10 +317,8 @@ class Conv(nn.Module):
       inputs = x
       convolve = lambda images, weights: conv2d(images, weights, self.strides, self.padding,
                                                 implementation)
-    y = _linear_output(self, inputs, kernel, convolve)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-    return y
+    bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
+    return _linear_output(self, inputs, kernel, convolve, bias)
 
 
 class Dense(nn.Module):
@@ -322,10 +334,8 @@ class Dense(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
-    y = _linear_output(self, x, kernel, jnp.matmul)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,))
-    return y
+    bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
+    return _linear_output(self, x, kernel, jnp.matmul, bias)
 
 
 def fan_in(kernel_shape: Sequence[int]) -> int:

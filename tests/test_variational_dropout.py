@@ -29,17 +29,20 @@ def test_negative_kl_matches_the_formula():
   assert np.all(np.diff(np.asarray(vd.negative_kl(jnp.linspace(-10, 10, 50)))) > 0)
 
 
-def test_kl_divergence_sums_clipped_log_alpha_of_every_kernel():
-  params = {"Conv_0": {"kernel": jnp.full((3, 3, 1, 2), 0.5), "bias": jnp.zeros(2)},
+def test_kl_divergence_sums_clipped_log_alpha_of_every_kernel_and_conv_bias():
+  params = {"Conv_0": {"kernel": jnp.full((3, 3, 1, 2), 0.5), "bias": jnp.array([0.01, 2.0])},
             "Dense_0": {"kernel": jnp.full((4, 3), 0.1), "bias": jnp.zeros(3)}}
-  log_sigma2 = {"Conv_0": {"kernel": jnp.full((3, 3, 1, 2), 30.0), "bias": None},
+  log_sigma2 = {"Conv_0": {"kernel": jnp.full((3, 3, 1, 2), 30.0), "bias": jnp.full(2, -10.0)},
                 "Dense_0": {"kernel": jnp.full((4, 3), -4.0), "bias": None}}
   conv_log_alpha = 8.0  # 30 - log 0.25 clipped to the conv bound
   dense_log_alpha = -4.0 - np.log(0.01 + 1e-8)
-  expected = -(18 * numpy_negative_kl(conv_log_alpha) + 12 * numpy_negative_kl(dense_log_alpha))
+  # A convolution's bias is clipped to the convolution's bounds: -10 - log 4 -> -8.
+  bias_log_alpha = np.array([-10.0 - np.log(1e-4 + 1e-8), -8.0])
+  expected = -(18 * numpy_negative_kl(conv_log_alpha) + 12 * numpy_negative_kl(dense_log_alpha)
+               + numpy_negative_kl(bias_log_alpha).sum())
   np.testing.assert_allclose(vd.kl_divergence(params, log_sigma2), expected, rtol=1e-5)
   kept = vd.variational_dropout_masks(params, log_sigma2)
-  assert kept["Conv_0"]["bias"] is None
+  assert kept["Conv_0"]["bias"] is None  # sparsity counts kernels alone
   np.testing.assert_array_equal(kept["Conv_0"]["kernel"], 0.0)  # log alpha 8 >= 3: pruned
   np.testing.assert_array_equal(kept["Dense_0"]["kernel"], 1.0)  # log alpha 0.6 < 3: kept
 
@@ -69,7 +72,7 @@ def test_weights_at_the_lower_clip_get_no_kl_gradient():
   assert not np.any(np.asarray(clipped["Dense_0"]["kernel"]))
 
 
-@pytest.mark.parametrize("layer", ["dense", "conv", "banded conv"])
+@pytest.mark.parametrize("layer", ["dense", "conv", "banded conv", "conv, noisy bias"])
 def test_local_reparameterisation_has_the_weight_noise_moments(layer):
   key = jax.random.PRNGKey(0)
   if layer == "dense":
@@ -79,16 +82,47 @@ def test_local_reparameterisation_has_the_weight_noise_moments(layer):
     module = layers.Conv(3, (2, 2), implementation=implementation)
     x = jax.random.normal(key, (1, 3, 3, 2))
   params = module.init(key, x)["params"]
+  params["bias"] = jnp.array([0.5, -1.0, 0.25])
   theta = params["kernel"]
-  log_sigma2 = jnp.log(0.5 * theta**2)  # alpha = 0.5
-  variables = {"params": params, "log_sigma2": {"kernel": log_sigma2}}
+  log_sigma2 = {"kernel": jnp.log(0.5 * theta**2)}  # alpha = 0.5
+  bias_variance = jnp.zeros(3)
+  if layer == "conv, noisy bias":  # alpha 2 for the bias: sigma^2 = 2 b^2 adds to the variance
+    log_sigma2["bias"] = jnp.log(2.0 * params["bias"]**2)
+    bias_variance = 2.0 * params["bias"]**2
+  variables = {"params": params, "log_sigma2": log_sigma2}
   samples = jax.vmap(lambda k: module.apply(variables, x, rngs={"noise": k}))(
       jax.random.split(jax.random.PRNGKey(1), 20_000))
   mean = module.apply({"params": params}, x)
   variance = module.apply({"params": {**params, "kernel": 0.5 * theta**2,
-                                      "bias": jnp.zeros_like(params["bias"])}}, x * x)
+                                      "bias": bias_variance}}, x * x)
   np.testing.assert_allclose(samples.mean(0), mean, atol=4 * np.sqrt(variance.max() / 20_000))
   np.testing.assert_allclose(samples.var(0), variance, rtol=0.05)
+
+
+def test_evaluation_zeroes_the_conv_biases_and_weights_whose_log_alpha_reaches_the_threshold():
+  """As the public code's Conv2dARD at evaluation: theta and b where log alpha < 3, else 0;
+  dense biases have no log sigma^2 and are kept."""
+  params = {"Conv_0": {"kernel": jnp.array([0.5, 0.01, -0.2, 1.0]).reshape(1, 1, 1, 4),
+                       "bias": jnp.array([0.01, 0.3, -0.001, 0.05])},
+            "Dense_0": {"kernel": jnp.array([[0.001, 0.5]]), "bias": jnp.array([0.0, 0.2])}}
+  method = vd.variational_dropout(lambda step, target: 1.0)
+  state = method.init(params, None, None)
+  np.testing.assert_array_equal(state.trainable["Conv_0"]["bias"], vd.INITIAL_LOG_SIGMA2)
+  assert state.trainable["Dense_0"]["bias"] is None
+  state = state._replace(trainable={
+      "Conv_0": {"kernel": jnp.full((1, 1, 1, 4), -6.0), "bias": jnp.full(4, -6.0)},
+      "Dense_0": {"kernel": jnp.full((1, 2), -6.0), "bias": None}})
+  state = method.update(state, params, None, 0, None)
+  evaluated = method.forward(state, params, None, 0, None)[0]
+  for name in params:
+    for leaf in ("kernel", "bias"):
+      theta = np.asarray(params[name][leaf])
+      low, high = (-10, 10) if name == "Dense_0" and leaf == "kernel" else (-8, 8)
+      noisy = not (name == "Dense_0" and leaf == "bias")
+      keep = np.clip(-6.0 - np.log(theta**2 + 1e-8), low, high) < 3 if noisy else True
+      np.testing.assert_array_equal(evaluated[name][leaf], np.where(keep, theta, 0.0))
+  # |theta| = 0.01 (log alpha 3.2) and 0.001 are pruned, the rest kept.
+  np.testing.assert_array_equal(evaluated["Conv_0"]["bias"] != 0, [False, True, False, True])
 
 
 @pytest.mark.slow
@@ -107,6 +141,7 @@ def test_twin_starts_from_the_members_weights():
   log_sigma2 = twins.sparsity_state.trainable
   assert log_sigma2["Dense_0"]["bias"] is None
   np.testing.assert_array_equal(log_sigma2["Conv_0"]["kernel"], vd.INITIAL_LOG_SIGMA2)
+  np.testing.assert_array_equal(log_sigma2["Conv_0"]["bias"], vd.INITIAL_LOG_SIGMA2)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,13 @@ the log-uniform prior, approximated as in the paper, scaled to the data set
 threshold (3) are the mask's zeros at evaluation; sparsity is an outcome of
 training, not a target.
 
+Convolutions' biases are Gaussian too, as in the public model-zoo code's
+``Conv2dARD`` (ModelZoos/ModelZooDataset): a log sigma^2 of their own, their
+sigma^2 added to the output variance, their KL term in the loss, and a bias
+whose log alpha reaches the threshold is zeroed at evaluation. Dense layers'
+biases stay deterministic (its ``LinearARD`` declares a bias log sigma^2 but
+never uses it). Sparsity counts weights (kernels) alone, as that code does.
+
 A twin of a trained member starts from that member's weights as theta, with
 log sigma^2 = -10 everywhere.
 """
@@ -39,8 +46,8 @@ class VariationalDropoutState(NamedTuple):
   """State of variational dropout.
 
   Attributes:
-    masks: 1 where log alpha < threshold (recomputed after every step).
-    trainable: log sigma^2 of every prunable weight (``None`` elsewhere).
+    masks: 1 where a kernel weight's log alpha < threshold (recomputed after every step).
+    trainable: log sigma^2 of every kernel and convolution bias (``None`` elsewhere).
   """
   masks: Any
   trainable: Any
@@ -57,7 +64,8 @@ def negative_kl(log_alpha: jax.Array) -> jax.Array:
 
 
 def kl_divergence(params, log_sigma2) -> jax.Array:
-  """Sum of the KL approximation over the weights that have a log sigma^2 (clipped log alpha)."""
+  """Sum of the KL approximation over the variables that have a log sigma^2 (clipped log
+  alpha): kernels and convolutions' biases."""
   terms = jax.tree.map(
       lambda ls2, theta: 0.0 if ls2 is None else
       -jnp.sum(negative_kl(layers.log_alpha(theta, ls2))),
@@ -65,28 +73,57 @@ def kl_divergence(params, log_sigma2) -> jax.Array:
   return sum(jax.tree.leaves(terms))
 
 
-def _per_weight(indicator, params, log_sigma2):
-  """``indicator(log alpha, theta)`` as float32 for every leaf with a log sigma^2, ``None``
-  for the others."""
-  return jax.tree.map(
-      lambda ls2, theta: None if ls2 is None else
-      indicator(layers.log_alpha(theta, ls2), theta).astype(jnp.float32),
-      log_sigma2, params, is_leaf=lambda x: x is None)
+def _has_log_sigma2(params) -> Any:
+  """True for the kernels and for the biases of convolutions (a sibling 4-D kernel)."""
+  flat = traverse_util.flatten_dict(params)
+
+  def noisy(path, leaf):
+    kernel = flat.get(path[:-1] + ("kernel",))
+    return masks_lib.is_prunable(path, leaf) or (
+        path[-1] == "bias" and kernel is not None and kernel.ndim == 4)
+  return {path: noisy(path, leaf) for path, leaf in flat.items()}
+
+
+def initial_log_sigma2(params) -> Any:
+  """log sigma^2 = -10 for every kernel and convolution bias of ``params``, ``None``
+  elsewhere (the public code's ``ard_init``)."""
+  noisy = _has_log_sigma2(params)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, theta: jnp.full_like(theta, INITIAL_LOG_SIGMA2)
+      if noisy[tuple(entry.key for entry in path)] else None, params)
+
+
+def _per_weight(indicator, params, log_sigma2, kernels: bool = True):
+  """``indicator(log alpha, theta)`` as float32 for every kernel (``kernels``) or every
+  bias (not ``kernels``) with a log sigma^2, ``None`` for the other leaves."""
+  def leaf(path, ls2, theta):
+    if ls2 is None or masks_lib.is_prunable(path, theta) != kernels:
+      return None
+    return indicator(layers.log_alpha(theta, ls2), theta).astype(jnp.float32)
+  return jax.tree_util.tree_map_with_path(leaf, log_sigma2, params,
+                                          is_leaf=lambda x: x is None)
 
 
 def variational_dropout_masks(params, log_sigma2, threshold: float = 3.0):
-  """1 where log alpha < ``threshold``; ``None`` for leaves without log sigma^2."""
+  """1 where a kernel weight's log alpha < ``threshold``; ``None`` for the other leaves."""
   return _per_weight(lambda log_alpha, _: log_alpha < threshold, params, log_sigma2)
 
 
+def kept_biases(params, log_sigma2, threshold: float = 3.0):
+  """1 where a convolution bias's log alpha < ``threshold`` (0: zeroed at evaluation);
+  ``None`` for the other leaves."""
+  return _per_weight(lambda log_alpha, _: log_alpha < threshold, params, log_sigma2,
+                     kernels=False)
+
+
 def at_lower_clip(params, log_sigma2):
-  """1 where a weight's log alpha sits at its lower clip (``layers.LOG_ALPHA_BOUNDS``).
+  """1 where a kernel weight's log alpha sits at its lower clip (``layers.LOG_ALPHA_BOUNDS``).
 
   The clip passes no gradient, so there the KL term cannot raise log sigma^2 (nor
   shrink theta); such a weight can only be pruned once the data term has shrunk
   theta. With log sigma^2 = -10 (a twin's start) these are the convolution weights
-  with |theta| > 1/e and the dense weights with |theta| > 1. ``None`` for leaves
-  without log sigma^2.
+  with |theta| > 1/e and the dense weights with |theta| > 1. ``None`` for the other
+  leaves.
   """
   return _per_weight(lambda log_alpha, theta: log_alpha <= layers.log_alpha_bounds(theta)[0],
                      params, log_sigma2)
@@ -106,10 +143,7 @@ def variational_dropout(kl_weight, threshold: float = 3.0) -> SparsifyMethod:
   """
   def init(params, key, target):
     del key, target
-    log_sigma2 = jax.tree.map(lambda m, p: None if m is None else
-                              jnp.full_like(p, INITIAL_LOG_SIGMA2),
-                              masks_lib.dense_masks(params), params,
-                              is_leaf=lambda x: x is None)
+    log_sigma2 = initial_log_sigma2(params)
     return VariationalDropoutState(variational_dropout_masks(params, log_sigma2, threshold),
                                    log_sigma2)
 
@@ -119,7 +153,9 @@ def variational_dropout(kl_weight, threshold: float = 3.0) -> SparsifyMethod:
 
   def forward(state, params, key, step, target):
     if key is None:  # evaluation: theta where log alpha < threshold, no noise
-      return masks_lib.apply_masks(params, state.masks), {}, 0.0
+      params = masks_lib.apply_masks(params, state.masks)
+      return masks_lib.apply_masks(params, kept_biases(params, state.trainable, threshold)), \
+          {}, 0.0
     penalty = kl_weight(step, target) * kl_divergence(params, state.trainable)
     return params, {"log_sigma2": _drop_none(state.trainable)}, penalty
 
