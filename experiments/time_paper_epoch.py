@@ -24,7 +24,7 @@ from absl import app, flags, logging
 import jax
 import jax.numpy as jnp
 
-from jaxsparse import engine, errors, experiment, train, twins
+from jaxsparse import cpu_cores, engine, errors, experiment, train, twins
 from jaxsparse.config import load_config_file
 
 flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
@@ -33,16 +33,18 @@ flags.DEFINE_string("out", "", "Write the measurements as JSON here.")
 FLAGS = flags.FLAGS
 
 
-def _time_population(model, method, hyper, images, labels, batch_size, chunk_size, steps):
-  """Seconds per step over ``steps`` steps, timed on a second call (the first compiles)."""
-  state = engine.init_population(model, method, hyper)
+def _time_population(run, images, labels, batch_size, chunk_size, steps):
+  """Seconds per step of ``run``'s population (members split over its mesh, as a run
+  trains) over ``steps`` steps, timed on a second call (the first compiles)."""
+  state = engine.init_population(run.model, run.method, run.hyper, mesh=run.mesh)
   subset = images[:steps * batch_size], labels[:steps * batch_size]
-  state, metrics = engine.train_epoch(model, method, state, hyper, *subset,
-                                      batch_size=batch_size, chunk_size=chunk_size)
+  train = lambda state: engine.train_epoch(run.model, run.method, state, run.hyper, *subset,
+                                           batch_size=batch_size, chunk_size=chunk_size,
+                                           mesh=run.mesh)
+  state, metrics = train(state)
   jax.block_until_ready(metrics)
   started = time.perf_counter()
-  state, metrics = engine.train_epoch(model, method, state, hyper, *subset,
-                                      batch_size=batch_size, chunk_size=chunk_size)
+  state, metrics = train(state)
   jax.block_until_ready(metrics)
   return (time.perf_counter() - started) / steps
 
@@ -63,10 +65,9 @@ def main(argv):
   for name, phase_config in phases:
     run = experiment.setup(phase_config, shape)
     members = min(FLAGS.members or run.num_members, run.num_members)
-    hyper = jax.tree.map(lambda leaf: leaf[:members], run.hyper)
-    seconds = _time_population(run.model, run.method, hyper, images, labels,
-                               phase_config.training.batch_size, config.population.chunk_size,
-                               FLAGS.steps)
+    timed = experiment.setup(phase_config, shape, table=run.table.iloc[:members], sharded=True)
+    seconds = _time_population(timed, images, labels, phase_config.training.batch_size,
+                               config.population.chunk_size, FLAGS.steps)
     epochs = phase_config.training.num_epochs
     member_epoch = seconds / members * run.steps_per_epoch
     hours = member_epoch * run.num_members * epochs / 3600
@@ -87,4 +88,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  cpu_cores.split_cpu_by_core()  # before JAX starts: timed as a run trains, a core each
   app.run(main)
