@@ -5,7 +5,8 @@ the config, prints the resolved config and each population's member table,
 and times a few steps of every population (the zoo, and each twin
 population of a twins study) to estimate the run's duration. Compilation is
 timed apart from the steps, so the estimate is compile time plus epochs times
-(steps times the step time plus one evaluation pass).
+(steps times the step time plus the epoch's evaluation), plus the whole test
+pass of the last epoch where the others evaluate a learning curve's subset.
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ class PhaseEstimate(NamedTuple):
     name: 'zoo' or 'twins: <method>'.
     table: its member table.
     epochs, steps_per_epoch: its training length.
-    eval_examples: examples evaluated after each epoch (validation and test).
+    eval_examples: examples evaluated after each epoch (validation, and the test split or
+      its first ``training.curve_test_examples``).
+    final_eval_examples: examples the last epoch evaluates beyond that (the rest of the
+      test split, when the others evaluate only a learning curve's subset).
     programs: programs compiled to time it (training, evaluation, initialisation).
     compile_seconds: time spent compiling them.
     step_seconds: one optimizer step of every member.
@@ -52,6 +56,7 @@ class PhaseEstimate(NamedTuple):
   epochs: int
   steps_per_epoch: int
   eval_examples: int
+  final_eval_examples: int
   programs: int
   compile_seconds: float
   step_seconds: float
@@ -63,7 +68,8 @@ class PhaseEstimate(NamedTuple):
     """The estimated duration of the population's training and evaluation."""
     epoch = (self.steps_per_epoch * self.step_seconds
              + self.eval_examples * self.eval_seconds_per_example)
-    return self.compile_seconds + self.epochs * epoch
+    final = self.final_eval_examples * self.eval_seconds_per_example
+    return self.compile_seconds + self.epochs * epoch + final
 
 
 def _timed(function):
@@ -79,9 +85,11 @@ def estimate_phase(name: str, config: ml_collections.ConfigDict, dataset: Datase
   on ``dataset`` (each called twice: the first call compiles, the second is timed)."""
   run = experiment.setup(config, experiment.data_shape(dataset), sharded=True)
   training = run.config.training
-  eval_examples = len(dataset.test_labels) + (
-      len(dataset.validation_labels) if training.evaluate_validation else 0)
-  memory.check_fits(run, len(dataset.train_labels) + eval_examples, dataset.input_shape)
+  test_examples = len(dataset.test_labels)
+  curve_examples = min(training.curve_test_examples or test_examples, test_examples)
+  validation_examples = len(dataset.validation_labels) if training.evaluate_validation else 0
+  memory.check_fits(run, len(dataset.train_labels) + validation_examples + test_examples,
+                    dataset.input_shape)
   compiles = []
   listener = lambda event, seconds, **_: compiles.append(seconds) if event == _COMPILE_EVENT \
       else None
@@ -107,7 +115,8 @@ def estimate_phase(name: str, config: ml_collections.ConfigDict, dataset: Datase
   finally:
     jax.monitoring.unregister_event_duration_listener(listener)
   return PhaseEstimate(name, run.table, training.num_epochs, run.steps_per_epoch,
-                       eval_examples, len(compiles), float(np.sum(compiles)),
+                       validation_examples + curve_examples, test_examples - curve_examples,
+                       len(compiles), float(np.sum(compiles)),
                        step_time / steps, eval_time / batch, sharding.num_shards(run.mesh))
 
 
@@ -140,7 +149,9 @@ def _phase_lines(estimate: PhaseEstimate) -> list[str]:
           estimate.table.to_string(max_rows=20), "",
           f"compiled {estimate.programs} program(s) in {estimate.compile_seconds:.1f} s; one "
           f"step of every member {estimate.step_seconds * 1000:.1f} ms; evaluating "
-          f"{estimate.eval_examples} examples {evaluation:.1f} s per epoch; estimate "
+          f"{estimate.eval_examples} examples {evaluation:.1f} s per epoch"
+          + (f" (and {estimate.final_eval_examples} more after the last)"
+             if estimate.final_eval_examples else "") + "; estimate "
           f"{_duration(estimate.seconds)}", ""]
 
 

@@ -14,19 +14,25 @@ from conftest import make_two_member_config, random_dataset
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_phase_estimate_counts_steps_members_and_compilations():
+@pytest.mark.parametrize("curve_examples", [0, 16])
+def test_phase_estimate_counts_steps_members_evaluations_and_compilations(curve_examples):
   config = make_two_member_config()
+  config.training.curve_test_examples = curve_examples
   dataset = random_dataset(num_train=256)
   [estimate] = plan.phases(config, dataset)
   assert estimate.name == "zoo" and len(estimate.table) == 2
   assert estimate.epochs == 2 and estimate.steps_per_epoch == 256 // 32
-  assert estimate.eval_examples == 64 + 64  # test and validation
+  # Every epoch evaluates the validation split and the test split, or the learning curve's
+  # subset of it; then the last epoch evaluates the rest of the test split.
+  assert estimate.eval_examples == 64 + (curve_examples or 64)
+  assert estimate.final_eval_examples == (64 - curve_examples if curve_examples else 0)
   # At least the training and the evaluation programs were compiled, and timed apart.
   assert estimate.programs >= 2 and estimate.compile_seconds > 0
   assert estimate.step_seconds > 0 and estimate.eval_seconds_per_example > 0
   epoch = (estimate.steps_per_epoch * estimate.step_seconds
            + estimate.eval_examples * estimate.eval_seconds_per_example)
-  assert estimate.seconds == pytest.approx(estimate.compile_seconds + 2 * epoch)
+  final = estimate.final_eval_examples * estimate.eval_seconds_per_example
+  assert estimate.seconds == pytest.approx(estimate.compile_seconds + 2 * epoch + final)
   report = plan.describe(config, [estimate])
   assert "training.num_epochs = 2" in report and "Estimated duration" in report
   assert "# zoo: 2 members on 1 cpu device(s), 2 epoch(s)" in report
