@@ -35,16 +35,15 @@ def clip_table(study: str, kl_weight: float) -> pd.DataFrame:
   rows = []
   for twin, member in enumerate(table["original_member"]):
     start = jax.tree.map(lambda leaf: leaf[member], original.params)
-    kernels = {name: layer["kernel"] for name, layer in start.items() if "kernel" in layer}
-    log_sigma2 = {name: {"kernel": np.full(kernel.shape, vd.INITIAL_LOG_SIGMA2, np.float32)}
-                  for name, kernel in kernels.items()}
-    clipped = {name: leaf["kernel"] for name, leaf in vd.at_lower_clip(
-        {name: {"kernel": kernel} for name, kernel in kernels.items()}, log_sigma2).items()}
+    # The twin's start: the member's weights with VD's initial log sigma^2.
+    at_start = vd.at_lower_clip(start, vd.initial_log_sigma2(start))
+    kernels = [name for name, layer in start.items() if "kernel" in layer]
+    clipped = {name: np.asarray(at_start[name]["kernel"]) for name in kernels}
     kept = {name: np.asarray(state.sparsity_state.masks[name]["kernel"][twin])
             for name in kernels}
     weights = sum(mask.size for mask in kept.values())
     at_clip = sum(float(np.sum(clipped[name])) for name in kernels)
-    kept_at_clip = sum(float(np.sum(np.asarray(clipped[name]) * kept[name])) for name in kernels)
+    kept_at_clip = sum(float(np.sum(clipped[name] * kept[name])) for name in kernels)
     rows.append({"activation": table["activation"][twin],
                  "initializer": table["initializer"][twin],
                  "achieved_sparsity": float(masks.sparsity(kept)),
