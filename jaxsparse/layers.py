@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsparse import prng
+
 #: Activation functions selectable per member, in the order of their index.
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "gelu")
 
@@ -107,7 +109,7 @@ def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array | None) -> jax
   if key is None:
     return x
   keep_probability = 1.0 - rate
-  keep = jax.random.bernoulli(key, keep_probability, x.shape)
+  keep = prng.bernoulli(key, keep_probability, x.shape)
   return jnp.where(keep, x / keep_probability, 0.0)
 
 
@@ -274,7 +276,7 @@ def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear,
   variance = linear(x * x, variance_kernel)
   if bias is not None and (variance_bias := _noise_variance(module, "bias", bias)) is not None:
     variance = variance + variance_bias
-  noise = jax.random.normal(module.make_rng("noise"), mean.shape, mean.dtype)
+  noise = prng.normal(module.make_rng("noise"), mean.shape, mean.dtype)
   return mean + jnp.sqrt(variance + 1e-8) * noise
 
 

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxsparse import masks as masks_lib
+from jaxsparse import masks as masks_lib, prng
 from jaxsparse.sparsify import fields
 from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
 from jaxsparse.sparsify.registry import Field, register
@@ -56,7 +56,7 @@ def sample_mask(key: jax.Array, logits: jax.Array, temperature: jax.Array | floa
   P(1) = sigmoid(logit): logistic noise L makes logit + L > 0 with exactly
   that probability.
   """
-  uniform = jax.random.uniform(key, logits.shape, minval=1e-6, maxval=1.0 - 1e-6)
+  uniform = prng.uniform(key, logits.shape, minval=1e-6, maxval=1.0 - 1e-6)
   noisy = logits + jnp.log(uniform) - jnp.log1p(-uniform)
   return masks_lib.straight_through((noisy > 0).astype(logits.dtype),
                                     jax.nn.sigmoid(noisy / temperature))

@@ -1,0 +1,93 @@
+"""The random draws of a training step, bit for bit ``jax.random``'s, fused on the CPU.
+
+JAX lowers its threefry2x32 hash on the CPU as a rolled loop (a ``fori_loop``
+over the hash's five key injections), which XLA:CPU runs as separate passes
+over memory; on the GPU it uses the unrolled hash or a kernel. The same hash
+written out here as ``jax.numpy`` operations fuses into one elementwise kernel
+with the conversion to floats: drawing 64 members' [10, 28, 28, 8] normals
+took 6.9 instead of 27.5 ms (docs/benchmarks.md). Variational dropout draws
+one normal per example and output unit at every step, so its step is largely
+this draw.
+
+Each function returns exactly what its ``jax.random`` namesake returns for the
+same key (tested): the hash of the element's index under JAX's default
+"partitionable" bit layout (``jax_threefry_partitionable``, on since JAX 0.5)
+and JAX's conversion of 32 bits to a float32. So a switch changes no number a
+run makes. For any other key kind, layout, dtype or size it calls
+``jax.random`` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+_KEY_PARITY = np.uint32(0x1BD11BDA)
+
+
+def threefry2x32(key1: jax.Array, key2: jax.Array, count1: jax.Array,
+                 count2: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The Threefry-2x32 hash (20 rounds, Salmon et al. 2011) of the counter pair
+  (``count1``, ``count2``) under the key (``key1``, ``key2``), all uint32, unrolled."""
+  keys = (key1, key2, key1 ^ key2 ^ _KEY_PARITY)
+  x1, x2 = count1 + keys[0], count2 + keys[1]
+  for injection in range(5):
+    for rotation in _ROTATIONS[injection % 2]:
+      x1 = x1 + x2
+      x2 = ((x2 << np.uint32(rotation)) | (x2 >> np.uint32(32 - rotation))) ^ x1
+    x1 = x1 + keys[(injection + 1) % 3]
+    x2 = x2 + keys[(injection + 2) % 3] + np.uint32(injection + 1)
+  return x1, x2
+
+
+def _threefry_key(key: jax.Array, shape: Sequence[int], dtype) -> jax.Array | None:
+  """The two uint32 words of ``key`` if ``jax.random`` would hash it with threefry2x32 in
+  the partitionable layout into float32 ``shape``; else None (use ``jax.random``)."""
+  if jnp.dtype(dtype) != jnp.float32 or not jax.config.jax_threefry_partitionable:
+    return None
+  if int(np.prod(shape)) >= 2**32:  # the index would need its high word
+    return None
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return jax.random.key_data(key) if str(jax.random.key_impl(key)) == "threefry2x32" else None
+  return key if jax.config.jax_default_prng_impl == "threefry2x32" else None
+
+
+def _bits(words: jax.Array, shape: Sequence[int]) -> jax.Array:
+  """``jax.random.bits`` of the threefry key ``words``: the hash of each element's index."""
+  index = lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
+  high, low = threefry2x32(words[0], words[1], jnp.zeros_like(index), index)
+  return high ^ low
+
+
+def uniform(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32,
+            minval: float | jax.Array = 0.0, maxval: float | jax.Array = 1.0) -> jax.Array:
+  """``jax.random.uniform(key, shape, dtype, minval, maxval)``, fused on the CPU."""
+  shape = tuple(shape)
+  words = _threefry_key(key, shape, dtype)
+  if words is None:
+    return jax.random.uniform(key, shape, dtype, minval, maxval)
+  minval = lax.broadcast_to_rank(lax.convert_element_type(minval, dtype), len(shape))
+  maxval = lax.broadcast_to_rank(lax.convert_element_type(maxval, dtype), len(shape))
+  # 23 random mantissa bits under the exponent of 1.0 give a float in [1, 2).
+  mantissa = (_bits(words, shape) >> np.uint32(9)) | np.float32(1.0).view(np.uint32)
+  floats = lax.bitcast_convert_type(mantissa, jnp.float32) - np.float32(1.0)
+  return lax.max(minval, floats * (maxval - minval) + minval)
+
+
+def normal(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32) -> jax.Array:
+  """``jax.random.normal(key, shape, dtype)`` (the inverse CDF of a uniform), fused on the CPU."""
+  shape = tuple(shape)
+  if _threefry_key(key, shape, dtype) is None:
+    return jax.random.normal(key, shape, dtype)
+  low = np.nextafter(np.float32(-1.0), np.float32(0.0))
+  return np.float32(np.sqrt(2)) * lax.erf_inv(uniform(key, shape, dtype, low, 1.0))
+
+
+def bernoulli(key: jax.Array, p: jax.Array | float, shape: Sequence[int]) -> jax.Array:
+  """``jax.random.bernoulli(key, p, shape)``: True with probability ``p``, fused on the CPU."""
+  return uniform(key, shape, lax.dtype(p)) < p
