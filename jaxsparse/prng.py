@@ -4,10 +4,11 @@ JAX lowers its threefry2x32 hash on the CPU as a rolled loop (a ``fori_loop``
 over the hash's five key injections), which XLA:CPU runs as separate passes
 over memory; on the GPU it uses the unrolled hash or a kernel. The same hash
 written out here as ``jax.numpy`` operations fuses into one elementwise kernel
-with the conversion to floats: drawing 64 members' [10, 28, 28, 8] normals
-took 6.9 instead of 27.5 ms (docs/benchmarks.md). Variational dropout draws
-one normal per example and output unit at every step, so its step is largely
-this draw.
+with the conversion to floats (64 members' [10, 28, 28, 8] normals: 6.9
+instead of 27.5 ms), and each draw is computed once per step however many
+fusions read it (:func:`_hashed`). Variational dropout draws one normal per
+example and output unit at every step, so this draw was much of its step
+(docs/benchmarks.md).
 
 Each function returns exactly what its ``jax.random`` namesake returns for the
 same key (tested): the hash of the element's index under JAX's default
@@ -50,18 +51,40 @@ def _threefry_key(key: jax.Array, shape: Sequence[int], dtype) -> jax.Array | No
   the partitionable layout into float32 ``shape``; else None (use ``jax.random``)."""
   if jnp.dtype(dtype) != jnp.float32 or not jax.config.jax_threefry_partitionable:
     return None
-  if int(np.prod(shape)) >= 2**32:  # the index would need its high word
+  if int(np.prod(shape)) >= 2**32 - 1:  # the index would need its high word
     return None
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     return jax.random.key_data(key) if str(jax.random.key_impl(key)) == "threefry2x32" else None
   return key if jax.config.jax_default_prng_impl == "threefry2x32" else None
 
 
-def _bits(words: jax.Array, shape: Sequence[int]) -> jax.Array:
-  """``jax.random.bits`` of the threefry key ``words``: the hash of each element's index."""
-  index = lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
-  high, low = threefry2x32(words[0], words[1], jnp.zeros_like(index), index)
-  return high ^ low
+def _hashed(words: jax.Array, shape: Sequence[int], to_values) -> jax.Array:
+  """``to_values`` of ``jax.random.bits(key, shape)`` (the hash of each element's flat
+  index under the key ``words``), computed once.
+
+  The draw runs as a loop over the two halves of the indices. XLA:CPU fuses
+  an elementwise producer into each of its consumers, so a noise sample
+  drawn in plain operations is hashed and converted again in every fusion
+  that reads it (four per pooled convolution in a variational-dropout step:
+  the forward pass and three of the backward pass); a loop's result is a
+  buffer the fusions read. A loop of one trip would be inlined, so two.
+  """
+  size = int(np.prod(shape))
+  half = -(-size // 2)
+
+  def half_values(start):
+    index = lax.iota(jnp.uint32, half) + start
+    high, low = threefry2x32(words[0], words[1], jnp.zeros_like(index), index)
+    return to_values(high ^ low)
+
+  values = lax.map(half_values, jnp.asarray([0, half], jnp.uint32))
+  return values.reshape(-1)[:size].reshape(shape)
+
+
+def _unit_floats(bits: jax.Array) -> jax.Array:
+  """JAX's float32 in [0, 1) from 32 random bits: 23 of them as the mantissa of [1, 2)."""
+  mantissa = (bits >> np.uint32(9)) | np.float32(1.0).view(np.uint32)
+  return lax.bitcast_convert_type(mantissa, jnp.float32) - np.float32(1.0)
 
 
 def uniform(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32,
@@ -73,19 +96,23 @@ def uniform(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32,
     return jax.random.uniform(key, shape, dtype, minval, maxval)
   minval = lax.broadcast_to_rank(lax.convert_element_type(minval, dtype), len(shape))
   maxval = lax.broadcast_to_rank(lax.convert_element_type(maxval, dtype), len(shape))
-  # 23 random mantissa bits under the exponent of 1.0 give a float in [1, 2).
-  mantissa = (_bits(words, shape) >> np.uint32(9)) | np.float32(1.0).view(np.uint32)
-  floats = lax.bitcast_convert_type(mantissa, jnp.float32) - np.float32(1.0)
+  floats = _hashed(words, shape, _unit_floats)
   return lax.max(minval, floats * (maxval - minval) + minval)
 
 
 def normal(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32) -> jax.Array:
   """``jax.random.normal(key, shape, dtype)`` (the inverse CDF of a uniform), fused on the CPU."""
   shape = tuple(shape)
-  if _threefry_key(key, shape, dtype) is None:
+  words = _threefry_key(key, shape, dtype)
+  if words is None:
     return jax.random.normal(key, shape, dtype)
   low = np.nextafter(np.float32(-1.0), np.float32(0.0))
-  return np.float32(np.sqrt(2)) * lax.erf_inv(uniform(key, shape, dtype, low, 1.0))
+
+  def standard_normal(bits):
+    uniforms = lax.max(low, _unit_floats(bits) * (np.float32(1.0) - low) + low)
+    return np.float32(np.sqrt(2)) * lax.erf_inv(uniforms)
+
+  return _hashed(words, shape, standard_normal)
 
 
 def bernoulli(key: jax.Array, p: jax.Array | float, shape: Sequence[int]) -> jax.Array:
