@@ -87,6 +87,11 @@ def _unit_floats(bits: jax.Array) -> jax.Array:
   return lax.bitcast_convert_type(mantissa, jnp.float32) - np.float32(1.0)
 
 
+def _between(floats: jax.Array, minval, maxval) -> jax.Array:
+  """JAX's map of [0, 1) floats onto [``minval``, ``maxval``)."""
+  return lax.max(minval, floats * (maxval - minval) + minval)
+
+
 def uniform(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32,
             minval: float | jax.Array = 0.0, maxval: float | jax.Array = 1.0) -> jax.Array:
   """``jax.random.uniform(key, shape, dtype, minval, maxval)``, fused on the CPU."""
@@ -96,8 +101,7 @@ def uniform(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32,
     return jax.random.uniform(key, shape, dtype, minval, maxval)
   minval = lax.broadcast_to_rank(lax.convert_element_type(minval, dtype), len(shape))
   maxval = lax.broadcast_to_rank(lax.convert_element_type(maxval, dtype), len(shape))
-  floats = _hashed(words, shape, _unit_floats)
-  return lax.max(minval, floats * (maxval - minval) + minval)
+  return _between(_hashed(words, shape, _unit_floats), minval, maxval)
 
 
 def normal(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32) -> jax.Array:
@@ -108,9 +112,9 @@ def normal(key: jax.Array, shape: Sequence[int] = (), dtype=jnp.float32) -> jax.
     return jax.random.normal(key, shape, dtype)
   low = np.nextafter(np.float32(-1.0), np.float32(0.0))
 
-  def standard_normal(bits):
-    uniforms = lax.max(low, _unit_floats(bits) * (np.float32(1.0) - low) + low)
-    return np.float32(np.sqrt(2)) * lax.erf_inv(uniforms)
+  def standard_normal(bits):  # inside the loop, so the inverse CDF is computed once too
+    return np.float32(np.sqrt(2)) * lax.erf_inv(_between(_unit_floats(bits), low,
+                                                          np.float32(1.0)))
 
   return _hashed(words, shape, standard_normal)
 

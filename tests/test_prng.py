@@ -49,6 +49,14 @@ def test_equal_under_jit_and_vmap_with_traced_bounds_and_probabilities():
     np.testing.assert_array_equal(mine, reference)
 
 
+def test_threefry_keys_take_the_unrolled_hash_not_jax_random():
+  # The equality tests above would pass as well if every draw fell back to jax.random.
+  key, shape = jax.random.key(0), (4, 6)
+  for draw in (prng.normal, prng.uniform, lambda k, s: prng.bernoulli(k, 0.5, s)):
+    assert "random_bits" not in str(jax.make_jaxpr(draw, static_argnums=1)(key, shape))
+  assert "random_bits" in str(jax.make_jaxpr(jax.random.normal, static_argnums=1)(key, shape))
+
+
 def test_raw_uint32_keys_and_python_probabilities():
   key = jax.random.PRNGKey(3)
   np.testing.assert_array_equal(prng.normal(key, (9,)), jax.random.normal(key, (9,)))
