@@ -224,29 +224,11 @@ def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str
   return patches @ kernel.reshape(-1, kernel.shape[-1])
 
 
-#: Range log alpha is clipped to in sparse variational dropout, per kernel kind
-#: (the values of the public model-zoo code: Molchanov et al.'s [-8, 8] for
-#: convolutions, a wider [-10, 10] for dense layers).
-LOG_ALPHA_BOUNDS: dict[str, tuple[float, float]] = {"conv": (-8.0, 8.0), "dense": (-10.0, 10.0)}
-
-
-def log_alpha_bounds(theta: jax.Array) -> tuple[float, float]:
-  """The range log alpha is clipped to for a Dense kernel (2-D), or a Conv kernel (4-D) or
-  bias (1-D: only convolutions give their biases weight noise, as the public code does)."""
-  return LOG_ALPHA_BOUNDS["dense" if theta.ndim == 2 else "conv"]
-
-
-def log_alpha(theta: jax.Array, log_sigma2: jax.Array) -> jax.Array:
-  """Clipped log alpha = log sigma^2 - log theta^2 of a kernel or a convolution's bias."""
-  low, high = log_alpha_bounds(theta)
-  return jnp.clip(log_sigma2 - jnp.log(theta * theta + 1e-8), low, high)
-
-
 def _noise_variance(module: nn.Module, name: str, theta: jax.Array) -> jax.Array | None:
-  """sigma^2 = alpha theta^2 of the variable ``name`` if it has a ``log_sigma2``, else None."""
-  if not module.has_variable("log_sigma2", name):
+  """sigma^2 = alpha theta^2 of the variable ``name`` if it has a ``log_alpha``, else None."""
+  if not module.has_variable("log_alpha", name):
     return None
-  return jnp.exp(log_alpha(theta, module.get_variable("log_sigma2", name))) * theta * theta
+  return jnp.exp(module.get_variable("log_alpha", name)) * theta * theta
 
 
 def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear,
@@ -257,14 +239,16 @@ def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear,
   matmul of im2col patches given as ``x``), so that ``linear(x * x, .)`` is
   the variance path.
 
-  Given a ``log_sigma2`` variable for the kernel (sparse variational dropout,
-  passed in as the ``'log_sigma2'`` collection) and a ``'noise'`` PRNG stream,
-  the weights are w = theta + sigma * eps with sigma^2 = alpha * theta^2.
+  Given a ``log_alpha`` variable for the kernel (sparse variational dropout,
+  passed in as the ``'log_alpha'`` collection: the method computes it from
+  its own variables, and clips it, with gradients to them) and a ``'noise'``
+  PRNG stream, the weights are w = theta + sigma * eps with
+  sigma^2 = alpha * theta^2.
   Rather than sampling w, the layer samples its Gaussian output directly (the
   local reparameterisation trick): mean ``linear(x, theta) + bias``, variance
   ``linear(x^2, sigma^2)``, one draw per example and unit, which gives
   gradients of much lower variance than one weight draw per batch. A bias
-  with a ``log_sigma2`` of its own adds its sigma^2 to the variance (the
+  with a ``log_alpha`` of its own adds its sigma^2 to the variance (the
   public model-zoo code's ``Conv2dARD``).
   """
   mean = linear(x, kernel)

@@ -186,7 +186,8 @@ def claims(summary: dict) -> list[dict]:
   the others). Every value is a mean over members (a member's twins in a sparsity band
   averaged first) with a 95 % percentile-bootstrap interval over members; correlations
   have Fisher-z intervals. Verdict: 'holds', 'fails', 'inconclusive' (the interval
-  straddles the threshold) or 'not tested' (no twins there)."""
+  straddles the threshold) or 'not tested' (no twins there, or no spread in their accuracy
+  to correlate)."""
   rows = []
   by_series = _series(summary)
   for series, entries in by_series.items():
@@ -206,9 +207,13 @@ def claims(summary: dict) -> list[dict]:
   for series, entries in by_series.items():
     for entry in entries:
       level = f"{sparsify.declaration(entry['method']).twin_level.label} {entry['level']:g}"
+      accuracies = np.asarray(entry["twin_accuracy"], np.float64)
+      constant = len(accuracies) > 2 and np.ptp(accuracies) == 0
       rows.append(_claim(
           f"{series} at {level} ({np.mean(entry['sparsity']):.0%} sparse): original and twin "
-          "accuracy are highly correlated", "Pearson r across members",
+          "accuracy are highly correlated", "Pearson r across members" + (
+              " (undefined: every twin has the same test accuracy)"
+              if constant and entry["pearson"] is None else ""),
           _nan_if_none(entry["pearson"]), tuple(map(_nan_if_none, entry["pearson_ci"])),
           entry["members"], HIGH_CORRELATION, above=True))
   return rows
@@ -287,8 +292,19 @@ def headline_table(summary: dict) -> str:
         f"{accuracy['mean']:.4f} ± {accuracy['std']:.4f} | {np.mean(entry['accuracy_drop']):.4f} | "
         f"{np.mean(entry['agreement']):.3f} | {np.nanmean(entry['cohen_kappa']):.3f} | "
         f"{np.nanmean(entry['agreement_where_original_correct']):.3f} | "
-        f"{_nan_if_none(entry['pearson']):.3f} | {_nan_if_none(entry['spearman']):.3f} |")
+        f"{_number(entry['pearson'])} | {_number(entry['spearman'])} |")
   return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+  """Three decimals, or 'n/a' for a statistic that is undefined (JSON null)."""
+  return "n/a" if value is None else f"{value:.3f}"
+
+
+def _range(values: list[float]) -> str:
+  """'low to high' of the finite ``values`` (three decimals), or 'undefined' if none is."""
+  finite = [value for value in values if np.isfinite(value)]
+  return f"{min(finite):.3f} to {max(finite):.3f}" if finite else "undefined"
 
 
 def findings(summary: dict) -> list[str]:
@@ -312,8 +328,7 @@ def findings(summary: dict) -> list[str]:
         f"{max(mean('accuracy_drop')):+.4f}; agreement with the originals "
         f"{min(mean('agreement')):.3f} to {max(mean('agreement')):.3f} (Cohen's kappa "
         f"{min(mean('cohen_kappa')):.3f} to {max(mean('cohen_kappa')):.3f}); Pearson r of "
-        f"original vs twin accuracy {np.nanmin(correlations):.3f} to "
-        f"{np.nanmax(correlations):.3f}.")
+        f"original vs twin accuracy {_range(correlations)}.")
     strongest = max(entries, key=lambda e: np.mean(e["sparsity"]))
     if strongest["hyperparameter_effects"]:
       effect = strongest["hyperparameter_effects"][0]
@@ -396,7 +411,8 @@ def _claims_preamble() -> str:
           f"{HIGH_KAPPA:g}; highly correlated = Pearson r above {HIGH_CORRELATION:g}; the "
           f"crossover at {CROSSOVER_SPARSITY:.0%} sparsity. Verdict: holds (the interval lies on "
           "the claim's side of the threshold), fails (on the other side), inconclusive (it "
-          "straddles the threshold), not tested (no twins there).")
+          "straddles the threshold), not tested (no twins there, or every twin at the same "
+          "accuracy, so that no correlation is defined).")
 
 
 def _write_atomically(path: str, text: str) -> None:

@@ -125,3 +125,23 @@ def test_a_study_whose_members_all_diverged_reports_without_statistics(tmp_path)
   assert all(record["diverged"] for record in records)
   assert records[5]["original_member"] == 1 and records[5]["target_sparsity"] == 0.5
   assert (tmp_path / "report.md").exists() and not list((tmp_path / "figures").iterdir())
+
+
+def test_a_level_whose_twins_all_have_one_accuracy_has_no_correlation(tmp_path):
+  """Twins all at chance (one accuracy): the correlation is undefined, said so, not tested."""
+  from jaxsparse.config import default_config
+  table = population.member_table(dict(activation=("tanh",), optimizer=("adam",)), num_seeds=4)
+  rng = np.random.default_rng(1)
+  original = _record(rng.uniform(0.6, 0.9, 4), np.zeros(4), rng.integers(0, 10, (4, 40)))
+  twin = _record(np.r_[rng.uniform(0.3, 0.6, 4), np.full(4, 0.1)], np.full(8, 0.9),
+                 rng.integers(0, 10, (8, 40)))
+  run = twins.TwinRun("variational_dropout", None, (10.0, 100.0), "/s/twins/vd")
+  config = default_config()
+  config.twins.methods = ("variational_dropout",)
+  summary = report.write_report(str(tmp_path), config, table, original, [(run, twin, None)])
+  spread, constant = (_claim(summary, f"KL weight {level} (") for level in (10, 100))
+  assert spread["value"] is not None and "undefined" not in spread["statistic"]
+  assert constant["value"] is None and constant["verdict"] == "not tested"
+  assert "undefined: every twin has the same test accuracy" in constant["statistic"]
+  text = (tmp_path / "report.md").read_text()
+  assert "nan" not in text and "| n/a | n/a |" in text

@@ -61,15 +61,78 @@ def test_weights_at_the_lower_clip_get_no_kl_gradient():
     frozen = np.asarray(clipped[name]["kernel"]) == 1
     assert np.all(np.asarray(by_sigma[name]["kernel"])[frozen] == 0)
     assert np.all(np.asarray(by_theta[name]["kernel"])[frozen] == 0)
-    high = layers.log_alpha_bounds(params[name]["kernel"])[1]
-    inside = ~frozen & (np.asarray(layers.log_alpha(params[name]["kernel"],
-                                                    log_sigma2[name]["kernel"])) < high)
+    high = vd.log_alpha_bounds(params[name]["kernel"])[1]
+    inside = ~frozen & (np.asarray(vd.log_alpha(params[name]["kernel"],
+                                                log_sigma2[name]["kernel"])) < high)
     assert np.all(np.asarray(by_sigma[name]["kernel"])[inside] != 0)
   theta = np.asarray(params["Conv_0"]["kernel"])
   np.testing.assert_array_equal(np.asarray(clipped["Conv_0"]["kernel"]) == 1,
                                 -10.0 - np.log(theta ** 2 + 1e-8) <= -8.0)
   assert abs(np.mean(np.asarray(clipped["Conv_0"]["kernel"])) - (1 - np.exp(-1))) < 0.01
   assert not np.any(np.asarray(clipped["Dense_0"]["kernel"]))
+
+
+def test_straight_through_clip_keeps_the_value_and_passes_the_gradient_through_the_clip():
+  """Straight-through: log alpha has the clipped value exactly, and the clip's backward
+  pass is the identity: the KL's gradient is its derivative at the clipped log alpha
+  (numpy central differences, float64) times that of log sigma^2 - log theta^2, also at
+  the clip, where the public clip passes none."""
+  theta = jnp.array([[0.9, 0.05], [-0.5, 2.0]])  # dense: clip [-10, 10]
+  log_sigma2 = jnp.array([[-10.0, -10.0], [12.0, -1.0]])  # log alpha -9.8, -4.0, 13.4, -2.4
+  params, noisy = {"Dense_0": {"kernel": theta}}, {"Dense_0": {"kernel": log_sigma2}}
+  np.testing.assert_array_equal(vd.log_alpha(theta, log_sigma2, straight_through=True),
+                                vd.log_alpha(theta, log_sigma2))
+  assert vd.log_alpha(theta, log_sigma2)[1, 0] == 10.0  # clipped
+  by_theta, by_sigma = jax.grad(lambda p, s: vd.kl_divergence(p, s, straight_through=True),
+                                argnums=(0, 1))(params, noisy)
+  t, s, eps = np.asarray(theta, np.float64), np.asarray(log_sigma2, np.float64), 1e-5
+  clipped = np.clip(s - np.log(t * t + 1e-8), -10, 10)
+  kl_slope = (numpy_negative_kl(clipped - eps) - numpy_negative_kl(clipped + eps)) / (2 * eps)
+  np.testing.assert_allclose(by_sigma["Dense_0"]["kernel"], kl_slope, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(by_theta["Dense_0"]["kernel"], kl_slope * -2 * t / (t * t + 1e-8),
+                             rtol=1e-4, atol=1e-6)
+  public = jax.grad(vd.kl_divergence, argnums=1)(params, noisy)["Dense_0"]["kernel"]
+  assert public[1, 0] == 0 and by_sigma["Dense_0"]["kernel"][1, 0] != 0
+
+
+def test_straight_through_variant_trains_the_same_loss_with_other_gradients():
+  """The registered straight-through variant: the same training loss and masks as the
+  public clip for the same state and key; other gradients exactly where log alpha sits
+  at a bound (a twin's U(0, 1) convolution weights above 1/e)."""
+  data = random_dataset(num_train=8)
+  model = models.get_model("cnn_s", data.input_shape)
+  params = models.init_variables(model, jax.random.PRNGKey(0),
+                                  models.INITIALIZERS.index("uniform"))["params"]
+  schedule = sparsify.TrainingSchedule(2, 8, 4)
+  settings = dict(kl_weight=1000.0, start_epoch=0, end_epoch=0)
+  public, straight = (sparsify.get_method(method_settings(name, **settings), schedule)
+                      for name in ("variational_dropout", "variational_dropout_straight_through"))
+  target = sparsify.Target(0.0, {})
+  images, labels = jnp.asarray(data.train_images[:8]), jnp.asarray(data.train_labels[:8])
+
+  def loss_and_grads(method):
+    state = method.init(params, None, target)
+    def loss(trained):
+      model_params, extra, penalty = method.forward(state._replace(trainable=trained), params,
+                                                    jax.random.key(1), 5, target)
+      logits, _ = models.apply_model(model, {"params": model_params, "batch_stats": {},
+                                             **extra}, images, 0, train=True,
+                                     noise_key=jax.random.key(2))
+      return engine.cross_entropy(logits, labels) + penalty
+    return state, jax.value_and_grad(loss)(state.trainable)
+
+  (public_state, (public_loss, public_grads)), (straight_state, (straight_loss, straight_grads)) = (
+      loss_and_grads(public), loss_and_grads(straight))
+  assert public_loss == straight_loss
+  for a, b in zip(jax.tree.leaves(public_state.masks), jax.tree.leaves(straight_state.masks)):
+    np.testing.assert_array_equal(a, b)
+  clipped = vd.at_lower_clip(params, public_state.trainable)["Conv_0"]["kernel"]
+  assert 0.5 < float(np.mean(clipped)) < 0.75  # about 1 - 1/e of them
+  public_conv = np.asarray(public_grads["Conv_0"]["kernel"])
+  straight_conv = np.asarray(straight_grads["Conv_0"]["kernel"])
+  at_clip = np.asarray(clipped) == 1
+  assert np.all(public_conv[at_clip] == 0) and np.all(straight_conv[at_clip] != 0)
+  np.testing.assert_allclose(straight_conv[~at_clip], public_conv[~at_clip], rtol=1e-5)
 
 
 @pytest.mark.parametrize("layer", ["dense", "conv", "banded conv", "conv, noisy bias"])
@@ -84,12 +147,12 @@ def test_local_reparameterisation_has_the_weight_noise_moments(layer):
   params = module.init(key, x)["params"]
   params["bias"] = jnp.array([0.5, -1.0, 0.25])
   theta = params["kernel"]
-  log_sigma2 = {"kernel": jnp.log(0.5 * theta**2)}  # alpha = 0.5
+  log_alpha = {"kernel": jnp.full_like(theta, np.log(0.5))}  # alpha = 0.5
   bias_variance = jnp.zeros(3)
   if layer == "conv, noisy bias":  # alpha 2 for the bias: sigma^2 = 2 b^2 adds to the variance
-    log_sigma2["bias"] = jnp.log(2.0 * params["bias"]**2)
+    log_alpha["bias"] = jnp.full(3, np.log(2.0))
     bias_variance = 2.0 * params["bias"]**2
-  variables = {"params": params, "log_sigma2": log_sigma2}
+  variables = {"params": params, "log_alpha": log_alpha}
   samples = jax.vmap(lambda k: module.apply(variables, x, rngs={"noise": k}))(
       jax.random.split(jax.random.PRNGKey(1), 20_000))
   mean = module.apply({"params": params}, x)

@@ -159,7 +159,7 @@ def apply_model(model: Model, variables: dict[str, Any], images: jax.Array,
   """Runs one member on a batch of images.
 
   ``variables`` holds ``params`` and ``batch_stats``, and may hold a
-  ``log_sigma2`` collection (sparse variational dropout), whose weight noise
+  ``log_alpha`` collection (sparse variational dropout), whose weight noise
   is drawn from ``noise_key``. Returns ``(logits, batch_stats)``; in training
   mode ``batch_stats`` holds the updated BatchNorm running statistics,
   otherwise it is returned unchanged.

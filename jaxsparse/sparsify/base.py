@@ -8,7 +8,7 @@ A method is a small set of pure functions, in the spirit of optax:
 - ``forward(state, params, key, step, target) -> (model_params, extra_variables,
   penalty)``: the weights the model runs with. ``key`` is a PRNG key during
   training and ``None`` at evaluation; ``extra_variables`` are extra Flax
-  variable collections (variational dropout's ``log_sigma2``), ``penalty`` a
+  variable collections (variational dropout's ``log_alpha``), ``penalty`` a
   scalar added to the loss. The default, :func:`masked_forward`, multiplies
   the weights by the masks.
 

@@ -21,6 +21,15 @@ never uses it). Sparsity counts weights (kernels) alone, as that code does.
 
 A twin of a trained member starts from that member's weights as theta, with
 log sigma^2 = -10 everywhere.
+
+Log alpha is clipped to [-8, 8] in convolutions and [-10, 10] in dense
+layers, and, as in the public code, the clip passes no gradient: a weight
+with |theta| > 1/e starts at a convolution's lower clip, where the KL term
+cannot reach it. ``variational_dropout_straight_through`` is the same method
+with a clip that passes gradients (the same values and masks; a departure
+from the public code, for zoos whose large weights would otherwise stay out
+of the KL term's reach). The method computes log alpha and hands it to the
+layers as the ``'log_alpha'`` collection.
 """
 
 from __future__ import annotations
@@ -63,14 +72,49 @@ def negative_kl(log_alpha: jax.Array) -> jax.Array:
           - 0.5 * jax.nn.softplus(-log_alpha) - k1)
 
 
-def kl_divergence(params, log_sigma2) -> jax.Array:
+#: Range log alpha is clipped to, per kernel kind (the values of the public model-zoo code:
+#: Molchanov et al.'s [-8, 8] for convolutions, a wider [-10, 10] for dense layers).
+LOG_ALPHA_BOUNDS: dict[str, tuple[float, float]] = {"conv": (-8.0, 8.0), "dense": (-10.0, 10.0)}
+
+
+def log_alpha_bounds(theta: jax.Array) -> tuple[float, float]:
+  """The range log alpha is clipped to for a Dense kernel (2-D), or a Conv kernel (4-D) or
+  bias (1-D: only convolutions give their biases weight noise, as the public code does)."""
+  return LOG_ALPHA_BOUNDS["dense" if theta.ndim == 2 else "conv"]
+
+
+def log_alpha(theta: jax.Array, log_sigma2: jax.Array,
+              straight_through: bool = False) -> jax.Array:
+  """Clipped log alpha = log sigma^2 - log theta^2 of a kernel or a convolution's bias.
+
+  The clip passes no gradient (the public code's ``torch.clamp``); with
+  ``straight_through`` its value is the same but its backward pass is the
+  identity, so a weight at a bound can still be moved by the KL term.
+  """
+  low, high = log_alpha_bounds(theta)
+  raw = log_sigma2 - jnp.log(theta * theta + 1e-8)
+  clipped = jnp.clip(raw, low, high)
+  if not straight_through:
+    return clipped
+  # The clipped value exactly (raw - raw is exactly 0), with the gradient of raw.
+  return jnp.where(clipped == raw, raw, clipped + (raw - jax.lax.stop_gradient(raw)))
+
+
+def log_alphas(params, log_sigma2, straight_through: bool = False) -> Any:
+  """:func:`log_alpha` of every leaf that has a log sigma^2, ``None`` for the others."""
+  return jax.tree.map(lambda ls2, theta: None if ls2 is None else
+                      log_alpha(theta, ls2, straight_through),
+                      log_sigma2, params, is_leaf=lambda x: x is None)
+
+
+def kl_divergence(params, log_sigma2, straight_through: bool = False) -> jax.Array:
   """Sum of the KL approximation over the variables that have a log sigma^2 (clipped log
   alpha): kernels and convolutions' biases."""
-  terms = jax.tree.map(
-      lambda ls2, theta: 0.0 if ls2 is None else
-      -jnp.sum(negative_kl(layers.log_alpha(theta, ls2))),
-      log_sigma2, params, is_leaf=lambda x: x is None)
-  return sum(jax.tree.leaves(terms))
+  return _kl_of(log_alphas(params, log_sigma2, straight_through))
+
+
+def _kl_of(log_alpha_tree) -> jax.Array:
+  return sum(-jnp.sum(negative_kl(leaf)) for leaf in jax.tree.leaves(log_alpha_tree))
 
 
 def _has_log_sigma2(params) -> Any:
@@ -99,7 +143,7 @@ def _per_weight(indicator, params, log_sigma2, kernels: bool = True):
   def leaf(path, ls2, theta):
     if ls2 is None or masks_lib.is_prunable(path, theta) != kernels:
       return None
-    return indicator(layers.log_alpha(theta, ls2), theta).astype(jnp.float32)
+    return indicator(log_alpha(theta, ls2), theta).astype(jnp.float32)
   return jax.tree_util.tree_map_with_path(leaf, log_sigma2, params,
                                           is_leaf=lambda x: x is None)
 
@@ -117,15 +161,15 @@ def kept_biases(params, log_sigma2, threshold: float = 3.0):
 
 
 def at_lower_clip(params, log_sigma2):
-  """1 where a kernel weight's log alpha sits at its lower clip (``layers.LOG_ALPHA_BOUNDS``).
+  """1 where a kernel weight's log alpha sits at its lower clip (:data:`LOG_ALPHA_BOUNDS`).
 
-  The clip passes no gradient, so there the KL term cannot raise log sigma^2 (nor
-  shrink theta); such a weight can only be pruned once the data term has shrunk
+  The clip passes no gradient (unless straight-through), so there the KL term cannot
+  raise log sigma^2 (nor shrink theta); such a weight can only be pruned once the data term has shrunk
   theta. With log sigma^2 = -10 (a twin's start) these are the convolution weights
   with |theta| > 1/e and the dense weights with |theta| > 1. ``None`` for the other
   leaves.
   """
-  return _per_weight(lambda log_alpha, theta: log_alpha <= layers.log_alpha_bounds(theta)[0],
+  return _per_weight(lambda log_alpha, theta: log_alpha <= log_alpha_bounds(theta)[0],
                      params, log_sigma2)
 
 
@@ -135,11 +179,14 @@ def _drop_none(tree) -> dict:
   return traverse_util.unflatten_dict({k: v for k, v in flat.items() if v is not None})
 
 
-def variational_dropout(kl_weight, threshold: float = 3.0) -> SparsifyMethod:
+def variational_dropout(kl_weight, threshold: float = 3.0,
+                        straight_through: bool = False) -> SparsifyMethod:
   """Sparse variational dropout with ``kl_weight(step, target) -> weight of KL / N``.
 
   ``kl_weight`` already includes the 1/N that scales the KL term to one
-  example (the loss is the mean cross-entropy of a batch).
+  example (the loss is the mean cross-entropy of a batch). ``straight_through``:
+  log alpha's clip passes gradients during training (see :func:`log_alpha`);
+  the masks are the same function of theta and log sigma^2 either way.
   """
   def init(params, key, target):
     del key, target
@@ -156,30 +203,28 @@ def variational_dropout(kl_weight, threshold: float = 3.0) -> SparsifyMethod:
       params = masks_lib.apply_masks(params, state.masks)
       return masks_lib.apply_masks(params, kept_biases(params, state.trainable, threshold)), \
           {}, 0.0
-    penalty = kl_weight(step, target) * kl_divergence(params, state.trainable)
-    return params, {"log_sigma2": _drop_none(state.trainable)}, penalty
+    noise = log_alphas(params, state.trainable, straight_through)
+    return params, {"log_alpha": _drop_none(noise)}, kl_weight(step, target) * _kl_of(noise)
 
   return SparsifyMethod(init, update, forward, zeroes_pruned_weights=False)
 
 
-@register("variational_dropout", title="variational dropout", abbreviation="VD",
-          fields={"kl_weight": Field(
-                      1.0, "weight of the KL term (1 = the variational bound; larger = sparser)",
-                      fields.at_least(0, "use 0 or more (1 = the variational bound)")),
-                  "log_alpha_threshold": Field(3.0, "log alpha at or above which a weight is "
-                                               "pruned"),
-                  "start_epoch": fields.START_EPOCH, "end_epoch": fields.END_EPOCH,
-                  "trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE},
-          member_settings=("kl_weight",), validate=fields.check_epoch_window,
-          twin_level=TwinLevel("kl_weight", "kl_weights", (100.0, 1000.0), "KL weight"),
-          target_sparsity=("variational dropout's sparsity is an outcome of training, not a "
-                           "target; use 0 and tune config.sparsify.kl_weight"),
-          example=dict(kl_weight=100.0))
-def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
-  """Builds variational dropout from ``config.sparsify`` (warm-up epochs become steps).
+_DECLARATION = dict(
+    fields={"kl_weight": Field(
+                1.0, "weight of the KL term (1 = the variational bound; larger = sparser)",
+                fields.at_least(0, "use 0 or more (1 = the variational bound)")),
+            "log_alpha_threshold": Field(3.0, "log alpha at or above which a weight is pruned"),
+            "start_epoch": fields.START_EPOCH, "end_epoch": fields.END_EPOCH,
+            "trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE},
+    member_settings=("kl_weight",), validate=fields.check_epoch_window,
+    twin_level=TwinLevel("kl_weight", "kl_weights", (100.0, 1000.0), "KL weight"),
+    target_sparsity=("variational dropout's sparsity is an outcome of training, not a "
+                     "target; use 0 and tune config.sparsify.kl_weight"),
+    example=dict(kl_weight=100.0))
 
-  ``kl_weight`` may differ between members (see :class:`jaxsparse.sparsify.Target`).
-  """
+
+def _build(settings, training: TrainingSchedule, straight_through: bool) -> SparsifyMethod:
+  """Variational dropout from ``config.sparsify`` (warm-up epochs become steps)."""
   start = settings.start_epoch * training.steps_per_epoch
   end = settings.end_epoch * training.steps_per_epoch
   default_kl_weight = settings.kl_weight
@@ -190,5 +235,29 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
       return jnp.where(step >= start, scale, 0.0)
     return scale * jnp.clip((step - start) / (end - start), 0.0, 1.0)
 
-  return variational_dropout(kl_weight, settings.log_alpha_threshold)._replace(
+  return variational_dropout(kl_weight, settings.log_alpha_threshold, straight_through)._replace(
       trainable_learning_rate_scale=settings.trainable_learning_rate_scale)
+
+
+@register("variational_dropout", title="variational dropout", abbreviation="VD",
+          **_DECLARATION)
+def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
+  """Variational dropout as the public model-zoo code trains it: log alpha's clip passes no
+  gradient. ``kl_weight`` may differ between members (see :class:`jaxsparse.sparsify.Target`).
+  """
+  return _build(settings, training, straight_through=False)
+
+
+@register("variational_dropout_straight_through",
+          title="variational dropout (straight-through clip)", abbreviation="VD-ST",
+          # Levels of their own: the same KL weight prunes more than with the public clip.
+          **{**_DECLARATION, "twin_level": TwinLevel(
+              "kl_weight", "straight_through_kl_weights", (10.0, 100.0), "KL weight")})
+def straight_through_from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
+  """Variational dropout whose log alpha clip passes gradients straight through (a departure
+  from the public code, not its protocol): the same values, the same masks, but a weight whose log alpha
+  sits at a bound is still moved by the KL term. With log sigma^2 = -10, a weight
+  with |theta| > 1/e starts at a convolution's lower clip, which with the public clip
+  only the data term can leave (docs/methods.md).
+  """
+  return _build(settings, training, straight_through=True)
