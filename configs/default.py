@@ -73,7 +73,8 @@ def get_config():
   config.twins.straight_through_kl_weights = (5.0, 10.0, 30.0, 100.0)
   # 10 epochs: after 5, magnitude twins at 80 to 90 % still gained 0.01 to 0.05 per
   # epoch (the convergence figure of the 2026-11-24 11:35 run), while VD twins had
-  # levelled off. The job is sized to about 10.5 minutes here, so that an hour 30 %
+  # levelled off. The job is sized to about 11 minutes here (11 min 1 s from a fresh
+  # clone of 11d7c62, docs/results.md), so that an hour 30 %
   # slower (docs/benchmarks.md) stays within 15.
   config.twins.num_epochs = 10
   config.twins.train_examples = 2_500

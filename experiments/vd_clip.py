@@ -12,6 +12,9 @@ would reach if it pruned every weight not at the clip at the start and none of
 those, and the share of the clipped weights it kept::
 
   python experiments/vd_clip.py --study=runs/default --kl_weight=100000
+
+``--method=variational_dropout_straight_through`` reads the twins whose clip
+passes gradients instead, for which the bound is no limit.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from jaxsparse import checkpoints, errors, masks, twins, workdir as workdir_lib
 from jaxsparse.sparsify import variational_dropout as vd
 
 
-def clip_table(study: str, kl_weight: float) -> pd.DataFrame:
+def clip_table(study: str, kl_weight: float,
+               method: str = "variational_dropout") -> pd.DataFrame:
   """One row per VD twin at ``kl_weight``: its hyperparameters, achieved sparsity,
   ``bound`` (1 - the share of weights at the lower clip at its start) and
   ``clipped_kept`` (the share of those it still keeps)."""
-  state, table = twins.load_twins(study, "variational_dropout", kl_weight)
+  state, table = twins.load_twins(study, method, kl_weight)
   original, _ = checkpoints.load_population(workdir_lib.study_original_dir(study))
   rows = []
   for twin, member in enumerate(table["original_member"]):
@@ -57,8 +61,11 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--study", required=True, help="a finished twins study's workdir")
   parser.add_argument("--kl_weight", type=float, required=True, help="the VD level to read")
+  parser.add_argument("--method", default="variational_dropout",
+                      help="variational_dropout (the public clip) or "
+                      "variational_dropout_straight_through")
   args = parser.parse_args()
-  rows = clip_table(args.study, args.kl_weight)
+  rows = clip_table(args.study, args.kl_weight, args.method)
   with pd.option_context("display.float_format", "{:.3f}".format):
     print(rows.to_string(index=False))
     print(rows.groupby("initializer")[["achieved_sparsity", "bound", "clipped_kept"]].mean())
