@@ -26,6 +26,9 @@ def get_config(zoo: str = "hyperparameter"):
   config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                          f"zoo_{zoo}.py"))
   config.job = "twins"
+  # The public protocol only. To compare VD whose log-alpha clip passes gradients
+  # (a departure, as in the main job), add "variational_dropout_straight_through"
+  # and its levels, config.twins.straight_through_kl_weights.
   config.twins.methods = ("magnitude", "variational_dropout")
   config.twins.scopes = ("layerwise", "global")
   config.twins.sparsities = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)

@@ -209,8 +209,9 @@ def claims(summary: dict) -> list[dict]:
       level = f"{sparsify.declaration(entry['method']).twin_level.label} {entry['level']:g}"
       accuracies = np.asarray(entry["twin_accuracy"], np.float64)
       constant = len(accuracies) > 2 and np.ptp(accuracies) == 0
+      sparse = f"{np.mean(entry['sparsity']):.0%} sparse" if entry["members"] else "no twins"
       rows.append(_claim(
-          f"{series} at {level} ({np.mean(entry['sparsity']):.0%} sparse): original and twin "
+          f"{series} at {level} ({sparse}): original and twin "
           "accuracy are highly correlated", "Pearson r across members" + (
               " (undefined: every twin has the same test accuracy)"
               if constant and entry["pearson"] is None else ""),
@@ -282,11 +283,15 @@ def headline_table(summary: dict) -> str:
            "Cohen's κ | agreement where original right | Pearson r | Spearman ρ |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   original = summary["original"]["distribution"]
-  lines.append(f"| original (dense) | | 0 | {original['mean']:.4f} ± {original['std']:.4f} | | "
-               "| | | | |")
+  accuracy = f"{original['mean']:.4f} ± {original['std']:.4f}" if np.isfinite(original["mean"]) \
+      else "every member diverged"
+  lines.append(f"| original (dense) | | 0 | {accuracy} | | | | | | |")
   for entry in summary["twins"]:
     level = f"{sparsify.declaration(entry['method']).twin_level.label} {entry['level']:g}"
     accuracy = entry["twin_accuracy_distribution"]
+    if not entry["members"]:
+      lines.append(f"| {entry['series']} | {level} | every twin diverged | | | | | | | |")
+      continue
     lines.append(
         f"| {entry['series']} | {level} | {np.mean(entry['sparsity']):.3f} | "
         f"{accuracy['mean']:.4f} ± {accuracy['std']:.4f} | {np.mean(entry['accuracy_drop']):.4f} | "
@@ -320,6 +325,10 @@ def findings(summary: dict) -> list[str]:
       lines.append(f"- The {entry['series']} {entry['level']:g} twins of members {twin_only} "
                    "diverged and are left out of that entry.")
   for series, entries in _series(summary).items():
+    entries = [entry for entry in entries if entry["members"]]
+    if not entries:
+      lines.append(f"- **{series}**: no twin left to summarise (every one diverged).")
+      continue
     mean = lambda key: [float(np.nanmean(e[key])) for e in entries]
     correlations = [_nan_if_none(e["pearson"]) for e in entries]
     lines.append(

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from jaxsparse import twins
 from jaxsparse.config import default_config, load_config_file, validate_config
 from jaxsparse.errors import UserError
 
@@ -198,3 +199,21 @@ def test_cli_rejects_override_of_wrong_type(tmp_path):
   assert result.returncode == 2
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and "num_epochs" in lines[0] and "abc" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["default.py", "twins_paper.py", "twins_paper.py:uniform"])
+def test_shipped_study_configs_give_valid_runs(name):
+  config = load_config_file(os.path.join(REPOSITORY, "configs", name))
+  assert config.job == "twins"
+  validate_config(twins.original_config(config))
+  runs = twins.twin_runs(config, "study")
+  # The main job adds VD with a straight-through clip; the paper's config keeps the
+  # public protocol only.
+  assert [run.name for run in runs] == ["magnitude (layerwise)", "magnitude (global)",
+                                        "variational_dropout"] + (
+      ["variational_dropout_straight_through"] if name == "default.py" else [])
+  for run in runs:
+    validate_config(twins.twin_config(config, run))
+  if name.endswith(":uniform"):
+    assert config.population.grid.initializer == ("uniform",)
+    assert config.population.num_seeds == 1000

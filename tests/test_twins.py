@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from jaxsparse import checkpoints, engine, experiment, population, sparsify, twins
-from jaxsparse.config import load_config_file, validate_config
 
 from conftest import make_tiny_study_config, random_dataset
 
@@ -102,22 +101,6 @@ def test_rerun_recomputes_only_what_is_missing(study, capsys):
           for name in os.listdir(finished)} == before
   assert again == summary
   assert os.path.exists(os.path.join(workdir, "report.md"))
-
-
-@pytest.mark.parametrize("name", ["default.py", "twins_paper.py", "twins_paper.py:uniform"])
-def test_shipped_study_configs_give_valid_runs(name):
-  config = load_config_file(os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", name))
-  assert config.job == "twins"
-  validate_config(twins.original_config(config))
-  runs = twins.twin_runs(config, "study")
-  assert [run.name for run in runs] == ["magnitude (layerwise)", "magnitude (global)",
-                                        "variational_dropout"]
-  for run in runs:
-    validate_config(twins.twin_config(config, run))
-  if name.endswith(":uniform"):
-    assert config.population.grid.initializer == ("uniform",)
-    assert config.population.num_seeds == 1000
 
 
 def test_vd_clip_table_counts_each_twins_clipped_and_kept_weights(study):
