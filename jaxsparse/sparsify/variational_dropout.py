@@ -40,7 +40,6 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from jaxsparse import layers
 from jaxsparse import masks as masks_lib
 from jaxsparse.sparsify import fields
 from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
@@ -96,8 +95,7 @@ def log_alpha(theta: jax.Array, log_sigma2: jax.Array,
   clipped = jnp.clip(raw, low, high)
   if not straight_through:
     return clipped
-  # The clipped value exactly (raw - raw is exactly 0), with the gradient of raw.
-  return jnp.where(clipped == raw, raw, clipped + (raw - jax.lax.stop_gradient(raw)))
+  return masks_lib.straight_through(jax.lax.stop_gradient(clipped), raw)
 
 
 def log_alphas(params, log_sigma2, straight_through: bool = False) -> Any:
@@ -114,6 +112,7 @@ def kl_divergence(params, log_sigma2, straight_through: bool = False) -> jax.Arr
 
 
 def _kl_of(log_alpha_tree) -> jax.Array:
+  """The KL approximation summed over a tree of (clipped) log alphas."""
   return sum(-jnp.sum(negative_kl(leaf)) for leaf in jax.tree.leaves(log_alpha_tree))
 
 
@@ -163,11 +162,11 @@ def kept_biases(params, log_sigma2, threshold: float = 3.0):
 def at_lower_clip(params, log_sigma2):
   """1 where a kernel weight's log alpha sits at its lower clip (:data:`LOG_ALPHA_BOUNDS`).
 
-  The clip passes no gradient (unless straight-through), so there the KL term cannot
-  raise log sigma^2 (nor shrink theta); such a weight can only be pruned once the data term has shrunk
-  theta. With log sigma^2 = -10 (a twin's start) these are the convolution weights
-  with |theta| > 1/e and the dense weights with |theta| > 1. ``None`` for the other
-  leaves.
+  The clip passes no gradient (unless straight-through), so there the KL term
+  cannot raise log sigma^2 (nor shrink theta); such a weight can only be pruned
+  once the data term has shrunk theta. With log sigma^2 = -10 (a twin's start)
+  these are the convolution weights with |theta| > 1/e and the dense weights
+  with |theta| > 1. ``None`` for the other leaves.
   """
   return _per_weight(lambda log_alpha, theta: log_alpha <= log_alpha_bounds(theta)[0],
                      params, log_sigma2)
@@ -254,10 +253,10 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
           **{**_DECLARATION, "twin_level": TwinLevel(
               "kl_weight", "straight_through_kl_weights", (10.0, 100.0), "KL weight")})
 def straight_through_from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
-  """Variational dropout whose log alpha clip passes gradients straight through (a departure
-  from the public code, not its protocol): the same values, the same masks, but a weight whose log alpha
-  sits at a bound is still moved by the KL term. With log sigma^2 = -10, a weight
-  with |theta| > 1/e starts at a convolution's lower clip, which with the public clip
-  only the data term can leave (docs/methods.md).
+  """Variational dropout whose log alpha clip passes gradients straight through (a
+  departure from the public code, not its protocol): the same values, the same masks,
+  but a weight whose log alpha sits at a bound is still moved by the KL term. With
+  log sigma^2 = -10, a weight with |theta| > 1/e starts at a convolution's lower clip,
+  which with the public clip only the data term can leave (docs/methods.md).
   """
   return _build(settings, training, straight_through=True)
