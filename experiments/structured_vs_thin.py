@@ -95,7 +95,7 @@ def matched_widths(config, input_shape, rates) -> dict[float, float]:
 def member_rows(workdir: str, arm: str, width: float) -> list[dict]:
   """Test accuracy, parameters and multiply-adds of every member of a finished run."""
   state, table = checkpoints.load_population(workdir)
-  model = experiment.from_metadata(checkpoints.read_metadata(workdir)).model
+  model = experiment.load_setup(workdir).model
   members = pd.read_csv(os.path.join(workdir, "members.csv"))
   rows = []
   for index in range(len(table)):

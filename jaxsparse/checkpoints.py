@@ -14,7 +14,8 @@ Orbax completed it.
 :func:`load_population` and :func:`load_member` rebuild the abstract state
 from ``metadata.json`` (:func:`jaxsparse.experiment.from_metadata`) and
 restore it, so a population can be analysed without its training script,
-in a fresh process, whatever module its method came from.
+in a fresh process; a method from the user's own module is loaded only with
+the user's consent (``allow_modules``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from typing import Any, Iterable
 
 import jax
 import numpy as np
@@ -30,8 +31,9 @@ import orbax.checkpoint as ocp
 import pandas as pd
 
 from jaxsparse import engine, experiment, models, population, sharding, sparsify
+from jaxsparse import errors
 from jaxsparse.errors import UserError
-from jaxsparse.workdir import CHECKPOINT_DIR, METADATA_FILE, read_metadata
+from jaxsparse.workdir import CHECKPOINT_DIR, read_metadata  # noqa: F401 (re-exported)
 
 CHECKSUM_FILE = "checksums.json"
 
@@ -119,23 +121,42 @@ def restore_population(manager: ocp.CheckpointManager, abstract_state: engine.Tr
   try:
     restored = manager.restore(epoch, args=ocp.args.StandardRestore(abstract_state))
   except Exception as error:  # Orbax and TensorStore raise many kinds for one cause.
-    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
     saved = _saved_checksums(directory)
     if saved and set(saved) == set(checksums_paths(abstract_state)):
       # Written by this run's model and method (its checksums name the same arrays), yet
       # unreadable: its files are damaged, e.g. compressed bytes overwritten.
       raise UserError(
           f"checkpoint {directory} is damaged (its files cannot be restored: "
-          f"{type(error).__name__}: {reason}). Move it away to resume from the epoch before, "
+          f"{errors.summary(error)}). Move it away to resume from the epoch before, "
           "or restore it from a backup") from error
     raise UserError(
         f"checkpoint {directory} cannot be restored into this run's population "
-        f"({type(error).__name__}: {reason}); it is damaged or was written by another model, "
+        f"({errors.summary(error)}); it is damaged or was written by another model, "
         f"population size or method. Move it away to resume from the epoch before, or use "
         "another --workdir") from error
   _check_shapes(restored, abstract_state, directory)
   _verify(manager, epoch, restored)
   return restored
+
+
+def saved_member_count(manager: ocp.CheckpointManager, epoch: int) -> int | None:
+  """How many members (padding included) checkpoint ``epoch`` holds, from its metadata
+  alone; None if that cannot be read."""
+  try:
+    shapes = [leaf.shape for leaf in jax.tree.leaves(manager.item_metadata(epoch))
+              if getattr(leaf, "shape", None)]
+  except Exception:  # unreadable metadata: restoring says what is wrong
+    return None
+  return shapes[0][0] if shapes else None
+
+
+def check_member_count(manager: ocp.CheckpointManager, epoch: int, num_members: int) -> None:
+  """Refuses a checkpoint that holds fewer members than the run's table (another
+  population's checkpoints copied in); more may be padding (see :func:`restore_members`)."""
+  saved = saved_member_count(manager, epoch)
+  if saved is not None and saved < num_members:
+    raise UserError(f"checkpoint {epoch} in {manager.directory} holds {saved} members, but this "
+                    f"run's population size is {num_members}; use another --workdir")
 
 
 def restore_members(manager: ocp.CheckpointManager, model: models.Model,
@@ -153,12 +174,7 @@ def restore_members(manager: ocp.CheckpointManager, model: models.Model,
   num_members = len(table)
   saved = num_members
   if epoch is not None and epoch in manager.all_steps():
-    try:
-      shapes = [leaf.shape for leaf in jax.tree.leaves(manager.item_metadata(epoch))
-                if getattr(leaf, "shape", None)]
-      saved = shapes[0][0] if shapes else num_members
-    except Exception:  # unreadable metadata: restore_population says what is wrong
-      pass
+    saved = saved_member_count(manager, epoch) or num_members
   saved = max(saved, num_members)
   hyper = sharding.pad_members(population.member_hyperparameters(table), saved)
   abstract = jax.eval_shape(engine.init_population, model, method, hyper)
@@ -196,19 +212,25 @@ def _check_shapes(restored: engine.TrainState, abstract_state: engine.TrainState
           "size); use another --workdir")
 
 
-def load_population(workdir: str, epoch: int | None = None
+def load_population(workdir: str, epoch: int | None = None, *,
+                    allow_modules: Iterable[str] = ()
                     ) -> tuple[engine.TrainState, pd.DataFrame]:
   """Loads a whole population from a run's workdir.
+
+  Loading reads data and runs no code the run directory names: a method from
+  a module that is not imported yet (not a built-in one) is loaded only if
+  ``allow_modules`` names its module (docs/bad_inputs.md, the trust model).
 
   Args:
     workdir: the ``--workdir`` of a training run.
     epoch: which epoch's checkpoint (None: the latest).
+    allow_modules: modules the run may import for its method, if you trust them.
 
   Returns:
     The population state (leaves with a leading member axis) and the member
     table (one row per member: hyperparameters and seed).
   """
-  run = experiment.from_metadata(read_metadata(workdir), os.path.join(workdir, METADATA_FILE))
+  run = experiment.load_setup(workdir, allow_modules)
   manager = checkpoint_manager(workdir)
   try:
     return restore_members(manager, run.model, run.method, run.table, epoch), run.table
@@ -216,10 +238,11 @@ def load_population(workdir: str, epoch: int | None = None
     manager.close()
 
 
-def load_member(workdir: str, member: int, epoch: int | None = None
-                ) -> tuple[engine.TrainState, dict[str, Any]]:
-  """Loads member ``member`` of a run: its state (no member axis) and its table row."""
-  state, table = load_population(workdir, epoch)
+def load_member(workdir: str, member: int, epoch: int | None = None, *,
+                allow_modules: Iterable[str] = ()) -> tuple[engine.TrainState, dict[str, Any]]:
+  """Loads member ``member`` of a run: its state (no member axis) and its table row
+  (``allow_modules``: see :func:`load_population`)."""
+  state, table = load_population(workdir, epoch, allow_modules=allow_modules)
   if not 0 <= member < len(table):
     raise UserError(f"member {member} does not exist; the population has {len(table)} members")
   return engine.member(state, member), table.iloc[member].to_dict()

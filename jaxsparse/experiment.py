@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, NamedTuple
+import os
+from typing import Any, Iterable, NamedTuple
 
 import jax
 import ml_collections
 import pandas as pd
 
 from jaxsparse import masks, models, population, sharding, sparsify
+from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import completed_config, recipe
 from jaxsparse.data import Dataset
 from jaxsparse.errors import UserError
@@ -84,6 +86,15 @@ def member_table(config: ml_collections.ConfigDict,
   return population.member_table(config.population.grid, config.population.num_seeds,
                                  config.population.first_seed, sweeps,
                                  config.population.members)
+
+
+def config_member_table(config: ml_collections.ConfigDict) -> pd.DataFrame:
+  """The members a (completed) config makes, its method's copies included, without data or
+  a model: what a run of it lists in ``metadata.json``."""
+  declaration = sparsify.declaration(config.sparsify.method)
+  table = member_table(config, declaration)
+  copies = sparsify.get_method(config.sparsify, sparsify.TrainingSchedule(1)).copies
+  return population.with_copies(table, copies) if copies > 1 else table
 
 
 def setup(config: ml_collections.ConfigDict, data: DataShape, *,
@@ -164,51 +175,58 @@ def _check_targets(model: models.Model, shapes: Any, table: pd.DataFrame) -> Non
                       f"use at most {most:g}")
 
 
-def from_metadata(metadata: dict[str, Any], path: str = "metadata.json") -> Experiment:
-  """The setup of a run on disk, from its ``metadata.json`` (for loading and evaluating it).
-
-  The method's module is imported first (a method from a user's module
-  registers itself on import). Fields added to the config schema after the
-  run was made take their defaults.
-  """
+def recorded_method_modules(metadata: dict[str, Any]) -> dict[str, str]:
+  """Every module a run's metadata names as a method's (module -> method): its
+  ``method_module`` and the ``module:`` of ``'module:name'`` methods in its config."""
+  config = metadata.get("config", {})
+  methods = [config.get("sparsify", {}).get("method", "")]
+  methods += list(config.get("twins", {}).get("methods", ()))
+  modules = {method.split(":", 1)[0]: method for method in methods
+             if isinstance(method, str) and ":" in method}
   module = metadata.get("method_module")
-  if module:
-    try:
-      sparsify.import_method_module(module, metadata["config"]["sparsify"]["method"])
-    except UserError as error:
-      raise UserError(f"the run's method cannot be loaded: {error}") from error
+  if module is not None:
+    modules.setdefault(module, methods[0])
+  return modules
+
+
+def import_recorded_methods(metadata: dict[str, Any], path: str,
+                            allow_modules: Iterable[str] = ()) -> None:
+  """Makes the methods a run's ``metadata.json`` (at ``path``) names available: modules
+  that are already imported (built-in methods, the user's own) as they are; any other
+  only if ``allow_modules`` (or :func:`jaxsparse.sparsify.allowing_modules`) allows it,
+  and never from the run's directory. See
+  :func:`jaxsparse.sparsify.import_recorded_module` and docs/bad_inputs.md."""
+  for module, method in recorded_method_modules(metadata).items():
+    sparsify.import_recorded_module(module, method, path, allow_modules,
+                                    run_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def from_metadata(metadata: dict[str, Any], path: str,
+                  allow_modules: Iterable[str] = ()) -> Experiment:
+  """The setup of a run on disk, from its ``metadata.json`` (at ``path``; for loading and
+  evaluating it).
+
+  The method's module is imported only with consent (see
+  :func:`import_recorded_methods`). Fields added to the config schema after
+  the run was made take their defaults. A member table that is not the one
+  the run's config makes (edited by hand) is refused.
+  """
+  import_recorded_methods(metadata, path, allow_modules)
   config = ml_collections.ConfigDict(metadata["config"])
   data = DataShape(tuple(metadata["input_shape"]), metadata["num_classes"])
   run = setup(config, data)
-  _check_member_table(metadata["members"], run.table, path)
+  difference = workdir_lib.member_difference(metadata["members"], member_records(run.table))
+  if difference is not None:
+    raise UserError(f"{path} {difference}; {workdir_lib.EDITED_MEMBERS_FIX}")
   return run
 
 
-def _check_member_table(saved: list, expected: pd.DataFrame, path: str) -> None:
-  """A member table in ``metadata.json`` must be the one its config expands to: a table
-  edited by hand (another learning rate, fewer members, a value's type) is not trusted."""
-  expected_rows = json.loads(expected.to_json(orient="records"))
-  if not isinstance(saved, list) or len(saved) != len(expected_rows):
-    count = len(saved) if isinstance(saved, list) else type(saved).__name__
-    raise UserError(f"{path} lists {count} members, but its config makes "
-                    f"{len(expected_rows)}; it was edited, so the run cannot be trusted: restore "
-                    "it, or run the training command again to rewrite it")
-  for index, (row, expected_row) in enumerate(zip(saved, expected_rows)):
-    for field, value in expected_row.items():
-      if not isinstance(row, dict) or not _same_value(row.get(field), value):
-        found = row.get(field) if isinstance(row, dict) else row
-        raise UserError(f"{path} gives member {index} {field}={found!r}, but its config "
-                        f"makes {value!r}; it was edited, so the run cannot be trusted: "
-                        "restore it, or run the training command again to rewrite it")
+def load_setup(run_dir: str, allow_modules: Iterable[str] = ()) -> Experiment:
+  """:func:`from_metadata` of the run in ``run_dir``."""
+  return from_metadata(workdir_lib.read_metadata(run_dir),
+                       os.path.join(run_dir, workdir_lib.METADATA_FILE), allow_modules)
 
 
-def _same_value(saved: Any, expected: Any) -> bool:
-  """Equal, with JSON's number types (an integer stored as 3.0 is 3; a bool is no number;
-  pandas' missing value is NaN in metadata.json and null in ``to_json``)."""
-  if expected is None:
-    return saved is None or (isinstance(saved, float) and math.isnan(saved))
-  if isinstance(expected, bool) or isinstance(saved, bool):
-    return saved is expected
-  if isinstance(expected, (int, float)) and isinstance(saved, (int, float)):
-    return float(saved) == float(expected)
-  return saved == expected
+def member_records(table: pd.DataFrame) -> list[dict[str, Any]]:
+  """A member table as the JSON records ``metadata.json`` lists."""
+  return json.loads(table.to_json(orient="records"))

@@ -29,6 +29,10 @@ _OVERWRITE = flags.DEFINE_bool(
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Validate the config, print it resolved with every population's member "
     "table, time a few steps to estimate the run's duration, and exit without writing.")
+_ALLOW_METHOD_MODULE = flags.DEFINE_multi_string(
+    "allow_method_module", [], "A module that runs loaded from disk (e.g. the zoo of "
+    "config.twins.original_workdir) may import for their method, if you trust it; repeat for "
+    "several. Loading a run never imports a module it names otherwise.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 #: Errors of the file system that the user fixes (space, permissions), not bugs.
@@ -71,12 +75,16 @@ def _check_arguments(argv: list[str]) -> None:
     if not os.path.isfile(path):
       _fail(f"--config={config}: there is no file {path}; give a config file such as "
             "configs/default.py")
-  overrides = [argument[len("--config."):].split("=", 1)[0] for argument in argv
+  overrides = [argument[len("--config."):].partition("=") for argument in argv
                if argument.startswith("--config.")]
-  for field in overrides:
-    if overrides.count(field) > 1:
-      _fail(f"--config.{field} is given {overrides.count(field)} times (ml_collections would "
-            "join repeated tuples, multiplying the population); give it once")
+  fields = [field for field, _, _ in overrides]
+  for field in fields:
+    if fields.count(field) > 1:
+      values = [value for name, _, value in overrides if name == field]
+      why = (" (ml_collections would join repeated tuples, multiplying the population)"
+             if any(value.strip().startswith(("(", "[")) for value in values) else "")
+      _fail(f"--config.{field} is given {len(values)} times ({', '.join(values)}){why}; "
+            "give it once")
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -104,7 +112,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   # Local imports keep `--help` and flag errors fast.
   job = (lambda: dry_run(_CONFIG.value)) if _DRY_RUN.value else (
-      lambda: run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value))
+      lambda: run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value,
+                      tuple(_ALLOW_METHOD_MODULE.value)))
   run_interruptibly(job, _WORKDIR.value)
 
 
@@ -136,8 +145,9 @@ def run_interruptibly(job, workdir: str) -> None:
     while worker.is_alive() and not received:
       worker.join(0.2)
   finally:
-    for number, handler in handlers.items():
-      signal.signal(number, handler)
+    if not received:  # (after a signal, a second one is only recorded: no traceback)
+      for number, handler in handlers.items():
+        signal.signal(number, handler)
   if received:
     print(f"\nStopped by {signal.Signals(received[0]).name}; the complete checkpoints in "
           f"{workdir} are kept; run the same command to resume from the last one.",
@@ -173,20 +183,23 @@ def dry_run(config) -> None:
         flush=True)
 
 
-def run_job(config, workdir: str, overwrite: bool = False) -> None:
+def run_job(config, workdir: str, overwrite: bool = False,
+            allow_modules: tuple[str, ...] = ()) -> None:
   """Runs the config's job; a full or unwritable disk becomes a :class:`UserError`.
 
   Checkpoints are complete or absent (Orbax renames a finished temporary
   directory), so after such an error the run resumes from its last complete
-  epoch once there is space.
+  epoch once there is space. ``allow_modules``: modules runs on disk may import
+  for their methods (``--allow_method_module``).
   """
-  from jaxsparse import train, twins
+  from jaxsparse import sparsify, train, twins
   start_distributed(config)
   try:
-    if config.get("job", "train") == "twins":
-      twins.run_study(config, workdir, overwrite=overwrite)
-    else:
-      train.train_and_evaluate(config, workdir, overwrite=overwrite)
+    with sparsify.allowing_modules(allow_modules):
+      if config.get("job", "train") == "twins":
+        twins.run_study(config, workdir, overwrite=overwrite)
+      else:
+        train.train_and_evaluate(config, workdir, overwrite=overwrite)
   except OSError as error:
     if error.errno not in _STORAGE_ERRORS:
       raise

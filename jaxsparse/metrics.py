@@ -72,8 +72,9 @@ class MetricsWriter:
       self._write_layout(metrics)
     for name, values in metrics.items():
       self._write_population(name, values, epoch)
-      self._summary_writer.add_histogram(f"population/{name}", values[np.isfinite(values)],
-                                         epoch)
+      finite = values[np.isfinite(values)]
+      if finite.size:  # (a recomputed epoch's training loss is NaN for every member)
+        self._summary_writer.add_histogram(f"population/{name}", finite, epoch)
     self._summary_writer.flush()
 
   def write_loss_curve(self, epoch: int, steps_per_epoch: int, curve: np.ndarray) -> None:

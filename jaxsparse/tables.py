@@ -31,11 +31,12 @@ Example (twin against original accuracy, coloured by activation)::
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from jaxsparse import analysis, metrics, sparsify
+from jaxsparse import analysis, experiment, metrics, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import (MEMBERS_FILE, METADATA_FILE, METRICS_FILE, ORIGINAL_DIR,
                                study_original_dir,
@@ -103,11 +104,14 @@ def study_table(table: pd.DataFrame, original_record: dict, twins: list) -> pd.D
   return pd.concat(frames, ignore_index=True)
 
 
-def load_run(workdir: str, name: str | None = None) -> pd.DataFrame:
+def load_run(workdir: str, name: str | None = None,
+             allow_modules: Iterable[str] = ()) -> pd.DataFrame:
   """One row per member of the training run in ``workdir`` (columns as for
   :func:`load_study`, without the twin columns) with its final metrics; ``name`` fills
-  ``run`` (default: the directory's name)."""
+  ``run`` (default: the directory's name); ``allow_modules``: see :func:`load_study`."""
   metadata = read_metadata(workdir)
+  experiment.import_recorded_methods(metadata, os.path.join(workdir, METADATA_FILE),
+                                     allow_modules)
   settings = metadata["config"]["sparsify"]
   method = settings["method"]
   scope = settings.get("scope") if "scope" in sparsify.declaration(method).fields else None
@@ -126,7 +130,18 @@ def _final_metrics(workdir: str, num_members: int) -> pd.DataFrame:
   """members.csv of a finished run, else the metrics of the last epoch every member has."""
   members_path = os.path.join(workdir, MEMBERS_FILE)
   if os.path.exists(members_path):
-    return pd.read_csv(members_path)
+    try:
+      members = pd.read_csv(members_path)
+    except (OSError, ValueError, pd.errors.ParserError) as error:  # EmptyDataError too
+      members, problem = None, f"{type(error).__name__}: {error}".splitlines()[0]
+    else:
+      problem = (None if "member" in members and len(members) == num_members and
+                 (members["member"].to_numpy() == np.arange(num_members)).all() else
+                 f"it lists {len(members)} rows for {num_members} members")
+    if problem is not None:
+      raise UserError(f"{members_path} is unreadable or incomplete ({problem}); delete it and "
+                      "run the training command again, which rewrites it from the run's metrics")
+    return members
   rows = pd.DataFrame(metrics.read_metrics(os.path.join(workdir, METRICS_FILE)))
   if rows.empty:
     raise UserError(f"{workdir} has no metrics yet; train the run first")
@@ -138,13 +153,18 @@ def _final_metrics(workdir: str, num_members: int) -> pd.DataFrame:
   return last.drop_duplicates("member", keep="last")
 
 
-def load_study(workdir: str) -> pd.DataFrame:
+def load_study(workdir: str, allow_modules: Iterable[str] = ()) -> pd.DataFrame:
   """One row per (run, member) of a twins study (the originals, then every twin
-  population), or per member of a plain run; see the module's docstring."""
+  population), or per member of a plain run; see the module's docstring.
+
+  A method from a module that is not imported yet (not a built-in one) is read
+  only if ``allow_modules`` names its module: a study on disk is data, and
+  loading it runs no code it names (docs/bad_inputs.md).
+  """
   original_dir = study_original_dir(workdir)
   if original_dir is None:
-    return load_run(workdir)
-  original = load_run(original_dir, ORIGINAL_DIR)
+    return load_run(workdir, allow_modules=allow_modules)
+  original = load_run(original_dir, ORIGINAL_DIR, allow_modules)
   original_record = metrics.read_predictions(original_dir)
   twins_dir = os.path.join(workdir, TWINS_DIR)
   names = sorted(name for name in os.listdir(twins_dir)
@@ -153,6 +173,7 @@ def load_study(workdir: str) -> pd.DataFrame:
   frames = [original.assign(level_field=None, level=np.nan)]
   for name in names:
     run_dir = os.path.join(twins_dir, name)
-    frames.append(with_twin_columns(load_run(run_dir, name), original, original_record,
+    frames.append(with_twin_columns(load_run(run_dir, name, allow_modules), original,
+                                    original_record,
                                     metrics.read_predictions(run_dir)))
   return pd.concat(frames, ignore_index=True)

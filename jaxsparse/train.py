@@ -22,7 +22,7 @@ import pandas as pd
 from jaxsparse import checkpoints, engine, experiment, masks, memory, metrics, progress, sharding
 from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
-from jaxsparse.config import validate_config
+from jaxsparse.config import completed_config, validate_config
 from jaxsparse.data import Dataset, check_dataset, load_dataset
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import MEMBERS_FILE, METRICS_FILE
@@ -74,14 +74,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables, links,
                         overwrite, study_progress) -> pd.DataFrame:
   """:func:`train_and_evaluate` once the workdir is locked."""
-  workdir_lib.prepare_workdir(workdir, config, overwrite, links)
+  table = experiment.config_member_table(completed_config(config))
+  workdir_lib.prepare_workdir(workdir, config, overwrite, links,
+                              experiment.member_records(table))
   num_epochs = config.training.num_epochs
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
   start_epoch = manager.latest_step() or 0
   if start_epoch >= num_epochs and _has_final_outputs(workdir, start_epoch):
-    # A finished run: report without loading data or compiling anything.
-    manager.close()
-    table = pd.DataFrame(workdir_lib.read_metadata(workdir)["members"])
+    # A finished run (its metadata checked against the config above): report without
+    # loading data or compiling anything.
+    try:
+      checkpoints.check_member_count(manager, start_epoch, len(table))
+    finally:
+      manager.close()
     print(f"Already trained for {start_epoch} epochs; nothing to do.", flush=True)
     return _report(workdir, table, start_epoch)
   try:
@@ -287,19 +292,25 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
 
 
 def record_population(workdir: str, run: experiment.Experiment, state: engine.TrainState,
-                      dataset: Dataset, epoch: int) -> pd.DataFrame:
+                      dataset: Dataset, epoch: int) -> tuple[pd.DataFrame, engine.TrainState]:
   """Evaluates a population trained elsewhere (an imported zoo) and writes what a finished
   run of ``epoch`` epochs has besides its checkpoint: the epoch's metrics, the final test
-  predictions and ``members.csv`` (returned). The training loss is unknown (NaN)."""
+  predictions and ``members.csv``. A member whose evaluation loss is not finite (non-finite
+  logits) is marked diverged. Returns the members (``members.csv``) and the population
+  with those marks. The training loss is unknown (NaN)."""
   splits = {name: sharding.replicate(arrays, run.mesh) for name, arrays in _splits(dataset).items()}
   epoch_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
+  losses = [epoch_metrics[name] for name in ("validation_loss", "test_loss") if name in epoch_metrics]
+  diverged = np.asarray(epoch_metrics["diverged"], bool) | ~np.isfinite(losses).all(axis=0)
+  state = state._replace(diverged=jax.numpy.asarray(
+      sharding.pad_members(diverged, run.padded_size)))
   nan = np.full(run.num_members, np.nan)
-  epoch_metrics.update(train_loss=nan, train_accuracy=nan)
+  epoch_metrics.update(train_loss=nan, train_accuracy=nan, diverged=diverged)
   if is_writer():
     with metrics.MetricsWriter(workdir, tensorboard=False) as writer:
       writer.write_epoch(epoch, epoch_metrics)
   _write_final_predictions(workdir, run, state, evaluation, dataset.test_labels)
-  return _report(workdir, run.table, epoch, announce=False)
+  return _report(workdir, run.table, epoch, announce=False), state
 
 
 def _evaluate_epoch(run: experiment.Experiment, state: engine.TrainState, splits: dict,

@@ -145,7 +145,7 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
   if cached is not None:
     return cached
   state, _ = checkpoints.load_population(workdir)
-  run = experiment.from_metadata(read_metadata(workdir), os.path.join(workdir, METADATA_FILE))
+  run = experiment.load_setup(workdir)
   evaluation = engine.evaluate(run.model, run.method, state, run.hyper,
                                jax.numpy.asarray(dataset.test_images),
                                jax.numpy.asarray(dataset.test_labels),
@@ -168,7 +168,10 @@ def study_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     raise UserError(f"config.twins.original_workdir={source!r} is not a jaxsparse run (no "
                     f"{METADATA_FILE}); give a run directory, e.g. one made by "
                     "`python -m jaxsparse.modelzoo import`")
-  zoo = completed_config(ml_collections.ConfigDict(read_metadata(source)["config"]))
+  metadata = read_metadata(source)
+  # The zoo's own method module is imported only with the user's consent (it is data).
+  experiment.import_recorded_methods(metadata, os.path.join(source, METADATA_FILE))
+  zoo = completed_config(ml_collections.ConfigDict(metadata["config"]))
   for section in ("sparsify", "twins", "logging", "checkpoint"):
     zoo[section] = config[section]
   zoo.job = config.job
@@ -181,21 +184,25 @@ def original_run_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str,
-              dataset: Dataset | None = None, overwrite: bool = False) -> dict:
+              dataset: Dataset | None = None, overwrite: bool = False,
+              allow_modules: tuple[str, ...] = ()) -> dict:
   """Trains the zoo (unless ``twins.original_workdir`` names one) and its twins under
   ``workdir`` (resuming) and writes the report.
 
   ``overwrite``: runs under ``workdir`` made with another config are
   discarded instead of refused (see :mod:`jaxsparse.workdir`).
+  ``allow_modules``: modules that the zoo of ``twins.original_workdir`` may
+  import for its method (see :func:`jaxsparse.checkpoints.load_population`).
   Returns the summary written to ``summary.json``.
   """
-  validate_config(config)
-  config = study_config(config)
-  runs = twin_runs(config, workdir)
-  for run in runs:
-    validate_config(twin_config(config, run))
-  with workdir_lib.locked(workdir):  # the whole tree: the original, the twins, the report
-    return _run_study(config, workdir, runs, dataset, overwrite)
+  with sparsify.allowing_modules(allow_modules):
+    validate_config(config)
+    config = study_config(config)
+    runs = twin_runs(config, workdir)
+    for run in runs:
+      validate_config(twin_config(config, run))
+    with workdir_lib.locked(workdir):  # the whole tree: the original, the twins, the report
+      return _run_study(config, workdir, runs, dataset, overwrite)
 
 
 def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinRun],
@@ -219,7 +226,7 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
     _train_phases(config, workdir, runs, dataset, twin_data, overwrite, bar,
                   np.cumsum(member_steps))
   original_dir = original_run_dir(config, workdir)
-  table = experiment.from_metadata(read_metadata(original_dir)).table
+  table = experiment.load_setup(original_dir).table
   batch_size = config.training.eval_batch_size
   original = cache_predictions(original_dir, dataset, batch_size)
   twins = [(run, cache_predictions(run.workdir, dataset, batch_size),

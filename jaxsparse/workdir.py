@@ -27,6 +27,7 @@ import datetime
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -179,7 +180,8 @@ def run_fingerprint(metadata: dict[str, Any]) -> str:
 
 
 def read_metadata(workdir: str) -> dict[str, Any]:
-  """The parsed ``metadata.json`` of a run, or a UserError saying what is wrong with it."""
+  """The parsed ``metadata.json`` of a run, checked entry by entry, or a UserError saying
+  what is wrong with it (one line)."""
   path = os.path.join(workdir, METADATA_FILE)
   if not os.path.exists(path):
     raise UserError(f"{workdir} holds no run ({METADATA_FILE} is missing); give the --workdir "
@@ -190,11 +192,74 @@ def read_metadata(workdir: str) -> dict[str, Any]:
   except (json.JSONDecodeError, UnicodeDecodeError) as error:
     raise UserError(f"{path} is corrupt ({error}); restore it from a backup, or re-run with "
                     "--overwrite to discard the run") from error
+  except OSError as error:
+    raise UserError(f"{path} cannot be read ({error.strerror}); give a run directory whose "
+                    "metadata.json is a readable file") from error
+  if not isinstance(metadata, dict):
+    raise UserError(f"{path} holds a JSON {type(metadata).__name__}, not the object jaxsparse "
+                    "writes; use another --workdir")
   for key in ("config", "input_shape", "num_classes", "members"):
     if key not in metadata:
       raise UserError(f"{path} lacks its {key!r} entry, so it was not written by jaxsparse; "
                       "use another --workdir")
+  for key, (valid, what) in _METADATA_ENTRIES.items():
+    if key in metadata and not valid(metadata[key]):
+      shown = repr(metadata[key])
+      shown = shown if len(shown) <= 60 else shown[:57] + "..."
+      raise UserError(f"{path}: its {key!r} entry is {shown}, not {what}; it was edited or "
+                      "damaged: restore it from a backup, or re-run with --overwrite to discard "
+                      "the run")
   return metadata
+
+
+def _whole(value: Any, low: int) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+#: The entries of ``metadata.json`` that loading a run reads: a check and what it must be.
+_METADATA_ENTRIES: dict[str, tuple[Any, str]] = {
+    "config": (lambda value: isinstance(value, dict), "an object of config fields"),
+    "input_shape": (lambda value: isinstance(value, list) and 1 <= len(value) <= 3 and
+                    all(_whole(size, 1) for size in value),
+                    "a list of 1 to 3 positive whole numbers"),
+    "num_classes": (lambda value: _whole(value, 2), "a whole number of at least 2"),
+    "members": (lambda value: isinstance(value, list) and
+                all(isinstance(row, dict) for row in value), "a list of member objects"),
+    "method_module": (lambda value: value is None or isinstance(value, str),
+                      "a module name"),
+}
+
+
+def member_difference(saved: Any, expected: list[dict]) -> str | None:
+  """How the member list of a run's ``metadata.json`` differs from the members its config
+  makes (JSON records, e.g. ``table.to_json(orient='records')``), in words; None if it does
+  not (JSON's number types aside: an integer stored as 3.0 is 3)."""
+  if not isinstance(saved, list) or len(saved) != len(expected):
+    count = len(saved) if isinstance(saved, list) else f"a {type(saved).__name__} of"
+    return f"lists {count} members, but its config makes {len(expected)}"
+  for index, (row, expected_row) in enumerate(zip(saved, expected)):
+    for field, value in expected_row.items():
+      found = row.get(field) if isinstance(row, dict) else row
+      if not isinstance(row, dict) or not _same_value(found, value):
+        return f"gives member {index} {field}={found!r}, but its config makes {value!r}"
+  return None
+
+
+def _same_value(saved: Any, expected: Any) -> bool:
+  """Equal, with JSON's number types (an integer stored as 3.0 is 3; a bool is no number;
+  pandas' missing value is NaN in metadata.json and null in ``to_json``)."""
+  if expected is None:
+    return saved is None or (isinstance(saved, float) and math.isnan(saved))
+  if isinstance(expected, bool) or isinstance(saved, bool):
+    return saved is expected
+  if isinstance(expected, (int, float)) and isinstance(saved, (int, float)):
+    return float(saved) == float(expected)
+  return saved == expected
+
+
+#: What a member list that :func:`member_difference` finds edited is told to do.
+EDITED_MEMBERS_FIX = ("it was edited, so the run cannot be trusted: restore it from a backup, "
+                      "or discard the run with the training command's --overwrite")
 
 
 def _normalised(value: Any) -> Any:
@@ -202,15 +267,21 @@ def _normalised(value: Any) -> Any:
 
 
 def run_difference(metadata: dict, config: ml_collections.ConfigDict,
-                   links: dict | None = None) -> tuple[str, Any, Any] | None:
-  """How a run's metadata differs from a run of ``config`` with ``links``: the first
-  differing config field (see :func:`config_difference`) or link, with both values."""
+                   links: dict | None = None, members: list[dict] | None = None) -> str | None:
+  """How a run's metadata differs from a run of ``config`` with ``links`` (and, if given,
+  ``members``: the member records the config makes), in words: the first differing config
+  field (see :func:`config_difference`), link or member; None if none differs."""
   difference = config_difference(metadata["config"], config.to_dict())
   if difference is not None:
-    return ("config." + difference[0],) + difference[1:]
+    field, saved, current = difference
+    return f"holds a run with config.{field}={saved!r}, but this run has {current!r}"
   for key, value in (links or {}).items():
     if key in metadata and _normalised(metadata[key]) != _normalised(value):
-      return key, metadata[key], value
+      return f"holds a run with {key}={metadata[key]!r}, but this run has {value!r}"
+  if members is not None:
+    difference = member_difference(metadata["members"], members)
+    if difference is not None:
+      return f"holds a run whose {METADATA_FILE} {difference}; {EDITED_MEMBERS_FIX}"
   return None
 
 
@@ -288,7 +359,12 @@ def _acquire(directory: str, inside: str | None = None) -> int:
   """The descriptor of ``directory``'s lock file, exclusively locked and naming this process."""
   lock_path = os.path.join(directory, LOCK_FILE)
   while True:
-    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+      raise UserError(f"cannot open the lock file {lock_path} ({error.strerror}); it must be a "
+                      "file jaxsparse can write: remove or rename it, or use another "
+                      "--workdir") from error
     try:
       fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -316,20 +392,23 @@ def has_checkpoint(workdir: str) -> bool:
 
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
-                    overwrite: bool = False, links: dict | None = None) -> None:
+                    overwrite: bool = False, links: dict | None = None,
+                    members: list[dict] | None = None) -> None:
   """Makes sure ``workdir`` can hold the run of ``config``, before anything is written.
 
   ``links`` are the metadata entries the run will record (a twin's original
   and its epoch): a run linked elsewhere is another run, like one of another
-  config. A run that never completed a checkpoint (it failed before the end
-  of its first epoch) holds nothing to resume and is replaced.
+  config. ``members`` are the member records the config makes: a run whose
+  ``metadata.json`` lists others was edited and is not resumed (nor reported
+  as finished) from it. A run that never completed a checkpoint (it failed
+  before the end of its first epoch) holds nothing to resume and is replaced.
 
   Raises:
     UserError: the workdir cannot be created or written, or it holds a run
-      of another config (unless ``overwrite``, which then removes that run's
-      outputs and nothing else), or checkpoints without jaxsparse's metadata
-      (which ``overwrite`` does not remove either: jaxsparse did not write
-      them, as far as it can tell).
+      of another config or an edited one (unless ``overwrite``, which then
+      removes that run's outputs and nothing else), or checkpoints without
+      jaxsparse's metadata (which ``overwrite`` does not remove either:
+      jaxsparse did not write them, as far as it can tell).
   """
   _ensure_directory(workdir)
   has_metadata = os.path.exists(os.path.join(workdir, METADATA_FILE))
@@ -344,23 +423,25 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
     return
   if overwrite:
     if jax.process_index() == 0:
-      _discard_run(workdir, config, links)
+      _discard_run(workdir, config, links, members)
     return
-  difference = run_difference(read_metadata(workdir), config, links)
+  difference = run_difference(read_metadata(workdir), config, links, members)
   if difference is not None:
-    field, saved, current = difference
-    raise UserError(f"{workdir} holds a run with {field}={saved!r}, but this run has "
-                    f"{current!r}; use another --workdir, or --overwrite to discard that run")
+    raise UserError(f"{workdir} {difference}" + (
+        "" if "--overwrite" in difference else
+        "; use another --workdir, or --overwrite to discard that run"))
 
 
-def _discard_run(workdir: str, config: ml_collections.ConfigDict, links: dict | None) -> None:
-  """Removes the outputs of another run (a run of this config and links is kept)."""
+def _discard_run(workdir: str, config: ml_collections.ConfigDict, links: dict | None,
+                 members: list[dict] | None) -> None:
+  """Removes the outputs of another (or an edited) run; a run of this config, links and
+  members is kept."""
   try:
-    if run_difference(read_metadata(workdir), config, links) is None:
+    if run_difference(read_metadata(workdir), config, links, members) is None:
       return
   except UserError:
     pass  # unreadable metadata: the run cannot be resumed, so it goes
-  print(f"Overwriting the run in {workdir} (another config).", flush=True)
+  print(f"Overwriting the run in {workdir} (another config, or edited).", flush=True)
   _remove_outputs(workdir)
 
 

@@ -8,6 +8,7 @@ import errno
 import hashlib
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -214,6 +215,120 @@ def _cli(*arguments):
   return run_cli
 
 
+def _edit_metadata(edit):
+  """Edits the run's metadata.json (``edit(metadata)`` changes the parsed dict in place)."""
+  def change(run):
+    path = os.path.join(run, "metadata.json")
+    with open(path) as file:
+      metadata = json.load(file)
+    edit(metadata)
+    with open(path, "w") as file:
+      json.dump(metadata, file)
+  return change
+
+
+def _setting(key, value):
+  return lambda metadata: metadata.__setitem__(key, value)
+
+
+def _load(**kwargs):
+  return lambda run: checkpoints.load_population(run, **kwargs)
+
+
+def _lock_is_a_directory(run):
+  os.makedirs(os.path.join(run, ".jaxsparse.lock"))
+
+
+def _module_raising_on_import(run, monkeypatch):
+  """Trains with a method from a user's module that raises while it is imported."""
+  directory = os.path.join(run, "new_code")
+  os.makedirs(directory)
+  with open(os.path.join(directory, "raising_method.py"), "w") as file:
+    file.write("import math\nRATE = 1 / math.floor(0.5)\n")
+  monkeypatch.syspath_prepend(directory)
+  config = _config()
+  config.sparsify.method = "raising_method:mine"
+  train_and_evaluate(config, os.path.join(run, "new"), DATA)
+
+
+# A zoo of the published layout (tests/test_modelzoo.py) under the run's ``zoo/``, broken in
+# one trial; the action imports it into ``new`` (``_import``).
+
+
+def _zoo(damage=None, epochs=(1, 2)):
+  def write(run):
+    from test_modelzoo import write_zoo
+    source = os.path.join(run, "zoo")
+    write_zoo(pathlib.Path(source), epochs=epochs)
+    trial = os.path.join(source, sorted(os.listdir(source))[1])
+    if damage is not None:
+      damage(trial)
+  return write
+
+
+def _import(**kwargs):
+  def run_import(run):
+    from jaxsparse.modelzoo import import_zoo
+    import_zoo(os.path.join(run, "zoo"), os.path.join(run, "new"), dataset=DATA, **kwargs)
+  return run_import
+
+
+def _trial_file(name, content):
+  def write(trial):
+    path = os.path.join(trial, name)
+    if content is None:
+      os.remove(path)
+      os.makedirs(path)
+    else:
+      with open(path, "wb") as file:
+        file.write(content)
+  return write
+
+
+def _trial_params(**changes):
+  def change(trial):
+    path = os.path.join(trial, "params.json")
+    with open(path) as file:
+      params = json.load(file)
+    params.update(changes)
+    with open(path, "w") as file:
+      json.dump(params, file)
+  return change
+
+
+def _export(out="new", **kwargs):
+  """Exports the run to ``out`` (relative to the run)."""
+  def run_export(run):
+    from jaxsparse.modelzoo import export_run
+    export_run(run, os.path.join(run, out), **kwargs)
+  return run_export
+
+
+def _study(original):
+  """A twins study in ``new`` whose zoo is ``original`` (a path relative to the run)."""
+  def run_study(run):
+    from jaxsparse import twins
+    from jaxsparse.config import default_config
+    config = default_config()
+    config.job = "twins"
+    config.twins.methods = ("magnitude",)
+    config.twins.original_workdir = os.path.join(run, original)
+    config.logging.progress_bar = False
+    twins.run_study(config, os.path.join(run, "new"), dataset=DATA)
+  return run_study
+
+
+def _garbage_run(run):
+  os.makedirs(os.path.join(run, "garbage"))
+  with open(os.path.join(run, "garbage", "metadata.json"), "wb") as file:
+    file.write(os.urandom(64))
+
+
+def _load_study(run):
+  from jaxsparse import tables
+  tables.load_study(run)
+
+
 #: (description, what breaks the finished run ``run`` first or None, the action that must
 #: fail, words of the expected message). Functions get the run's directory, and
 #: ``tmp_path`` / ``monkeypatch`` when they name them.
@@ -304,6 +419,98 @@ CASES = [
     ("a non-finite normalisation", None,
      _cli("--config=configs/default.py", "--config.data.std=nan", "--workdir={run}/new"),
      "use a finite number"),
+    # A run directory is data (the trust model in docs/bad_inputs.md).
+    ("loading a run whose metadata names a module it ships",
+     lambda run: (open(os.path.join(run, "shipped.py"), "w").write("raise SystemExit(3)\n"),
+                  _edit_metadata(_setting("method_module", "shipped"))(run)),
+     _load(), "loading a run never imports code it names unless you allow it"),
+    ("a method module that is missing when a run is reloaded",
+     _edit_metadata(_setting("method_module", "gone_method_module")),
+     _load(allow_modules=("gone_method_module",)), "cannot be imported"),
+    ("metadata.json naming a path as its method module",
+     _edit_metadata(_setting("method_module", "../../evil")), _load(), "not a module name"),
+    ("a user's method module that raises on import", None, _module_raising_on_import,
+     "importing module 'raising_method' raised ZeroDivisionError"),
+    # No silent repair of an edited run.
+    ("a finished run's member learning rate edited (the training command)",
+     _edit_members(lambda members: members[0].__setitem__("learning_rate", 0.5)), _train(),
+     "member 0 learning_rate=0.5"),
+    ("a finished run's member list cut short (the training command)",
+     _edit_members(lambda members: members.pop()), _train(), "lists 1 members"),
+    ("an interrupted run's member list edited before resuming",
+     lambda run: (_unfinish(run), _edit_members(
+         lambda members: members[1].__setitem__("seed", 7))(run)), _train(), "member 1 seed=7"),
+    ("metadata.json with input_shape '28x28'", _edit_metadata(_setting("input_shape", "28x28")),
+     _train(), "its 'input_shape' entry is '28x28'"),
+    ("metadata.json whose member list is an object",
+     _edit_metadata(lambda metadata: metadata.__setitem__("members", {"0": {}})), _train(),
+     "its 'members' entry is"),
+    ("metadata.json with num_classes 0", _edit_metadata(_setting("num_classes", 0)), _load(),
+     "a whole number of at least 2"),
+    ("metadata.json that is a JSON list", _write("metadata.json", "[1, 2]"), _load(),
+     "holds a JSON list"),
+    ("a lock file that is a directory", _lock_is_a_directory, _train(),
+     "cannot open the lock file"),
+    # Zoo import.
+    ("a trial's result.json of random bytes", _zoo(_trial_file("result.json", os.urandom(99))),
+     _import(), "result.json is not a readable UTF-8 text file"),
+    ("a trial's result.json lines that are JSON but not objects",
+     _zoo(_trial_file("result.json", b"[1, 2]\n3\n")), _import(),
+     "line 1 of result.json is a JSON list, not an object"),
+    ("a trial's seed of 2**70", _zoo(_trial_params(seed=2**70)), _import(),
+     "seed=1180591620717411303424 is outside 0 to 2147483647"),
+    ("a trial's learning rate that is a string", _zoo(_trial_params(**{"optim::lr": "fast"})),
+     _import(), "optim::lr='fast' is not a finite number"),
+    ("a 0-byte checkpoint file",
+     _zoo(_trial_file(os.path.join("checkpoint_000002", "checkpoints"), b"")), _import(),
+     "is not a readable PyTorch file (EOFError"),
+    ("a trial whose params.json is a directory", _zoo(_trial_file("params.json", None)),
+     _import(), "params.json is not a readable JSON file"),
+    ("one trial lacks the requested epoch's checkpoint",
+     _zoo(lambda trial: shutil.rmtree(os.path.join(trial, "checkpoint_000002"))),
+     _import(epoch=2), "seed=2 has no checkpoint of epoch 2"),
+    ("a checkpoint path that is a directory",
+     _zoo(_trial_file(os.path.join("checkpoint_000002", "checkpoints"), None)), _import(),
+     "is a directory, not the state-dict file"),
+    ("importing epoch 0", _zoo(epochs=(0, 1)), _import(epoch=0), "the zoo before training"),
+    ("a zoo mixing architectures", _zoo(_trial_params(**{"model::type": "CNN3"})), _import(),
+     "the zoo mixes architectures"),
+    ("a zoo whose trials share no checkpoint epoch",
+     _zoo(lambda trial: (shutil.rmtree(os.path.join(trial, "checkpoint_000001")), shutil.rmtree(
+         os.path.join(trial, "checkpoint_000002")), os.makedirs(
+             os.path.join(trial, "checkpoint_000003")))), _import(),
+     "has no checkpoint of an epoch the trials before it have"),
+    # Export.
+    ("exporting into a directory that is not empty", None,
+     _export(out="checkpoints", format="arrays"), "exists and is not empty"),
+    ("exporting a run whose member table was edited",
+     _edit_members(lambda members: members[0].__setitem__("learning_rate", 0.5)),
+     _export(format="arrays"), "member 0 learning_rate=0.5"),
+    ("exporting a directory that holds no run", None,
+     lambda run: _export(out="../new", format="arrays")(os.path.join(run, "checkpoints")),
+     "is not a jaxsparse run"),
+    # The twins study's zoo (config.twins.original_workdir).
+    ("original_workdir is a half-written run (no checkpoint yet)",
+     lambda run: shutil.rmtree(os.path.join(run, "checkpoints")), _study("."),
+     "no complete checkpoint"),
+    ("original_workdir is garbage (random bytes as metadata.json)", _garbage_run,
+     _study("garbage"), "metadata.json is corrupt"),
+    ("original_workdir is not a run", None, _study("checkpoints"), "is not a jaxsparse run"),
+    # Study tables.
+    ("tables.load_study of a run whose members.csv is cut",
+     _write("members.csv", truncate_to=12), _load_study, "members.csv is unreadable"),
+    ("tables.load_study of a run without metrics",
+     lambda run: (os.remove(os.path.join(run, "members.csv")),
+                  os.remove(os.path.join(run, "metrics.jsonl"))), _load_study,
+     "has no metrics yet"),
+    # Command-line mistakes.
+    ("a scalar override given twice", None,
+     _cli("--config=configs/default.py", "--config.training.num_epochs=3",
+          "--config.training.num_epochs=4", "--workdir={run}/new"),
+     "--config.training.num_epochs is given 2 times (3, 4); give it once"),
+    ("--dry_run of an invalid config", None,
+     _cli("--config=configs/smoke.py", "--config.training.num_epochs=0", "--dry_run",
+          "--workdir={run}/new"), "config.training.num_epochs=0 is invalid"),
 ]
 
 
@@ -349,6 +556,15 @@ def test_overwrite_discards_another_config_and_keeps_the_same_config(tmp_path):
   config.population.num_seeds = 3
   members = train_and_evaluate(config, run, DATA, overwrite=True)
   assert len(members) == 3
+
+
+def test_docs_table_lists_every_case():
+  """docs/bad_inputs.md's table is this module's output: regenerate it with
+  ``python tests/test_bad_inputs.py`` when a case is added or renamed."""
+  with open(os.path.join(REPOSITORY, "docs", "bad_inputs.md")) as file:
+    rows = [line.split(" | ")[0].removeprefix("| ") for line in file
+            if line.startswith("| ") and not line.startswith(("| bad input", "| ---"))]
+  assert rows == [case[0] for case in CASES]
 
 
 def _markdown_table():

@@ -82,3 +82,61 @@ def test_signals_stop_within_seconds_and_a_busy_workdir_is_refused(tmp_path):
   assert f"Resuming from the checkpoint of epoch {last}" in stdout
   rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   assert {row["epoch"] for row in rows} >= set(range(1, last + 2))
+
+
+def test_a_second_ctrl_c_while_stopping_is_no_traceback(tmp_path):
+  workdir = tmp_path / "run"
+  process = _start(workdir)
+  try:
+    _wait_for(lambda: (workdir / "checkpoints" / "1" / "checksums.json").exists())
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == 128 + signal.SIGINT
+  assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+  assert stderr.strip().splitlines()[-1].startswith("Stopped by SIGINT")
+
+
+#: The command line, with the study's report held up for a while (for a signal to land in it).
+SLOW_REPORT = """
+import os, time
+from absl import app
+from jaxsparse import main, report
+write_report = report.write_report
+
+def slow(*args, **kwargs):
+  print("writing the report", flush=True)
+  time.sleep(float(os.environ["REPORT_DELAY"]))
+  return write_report(*args, **kwargs)
+
+report.write_report = slow
+app.run(main.main, flags_parser=main._parse_flags)
+"""
+
+
+def test_sigterm_during_the_report_loses_nothing_and_the_rerun_writes_it(tmp_path):
+  arguments = ["--config=configs/smoke.py", f"--workdir={tmp_path / 'study'}",
+               "--config.job=twins", "--config.twins.methods=('magnitude',)",
+               "--config.twins.sparsities=(0.5,)", "--config.twins.train_examples=200",
+               "--config.logging.tensorboard=False", "--config.logging.progress_bar=False"]
+  process = subprocess.Popen([sys.executable, "-c", SLOW_REPORT, *arguments], cwd=REPOSITORY,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, REPORT_DELAY="60"))
+  try:
+    _wait_for(lambda: "writing the report" in process.stdout.readline()
+              or process.poll() is not None)
+    seconds, status, _, stderr = _stop(process, signal.SIGTERM)
+  finally:
+    process.kill()
+  assert status == 128 + signal.SIGTERM and seconds < 3
+  assert "Traceback" not in stderr
+  assert not (tmp_path / "study" / "report.md").exists()
+  again = subprocess.run([sys.executable, "-c", SLOW_REPORT, *arguments], cwd=REPOSITORY,
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, REPORT_DELAY="0"))
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert "nothing to do" in again.stdout  # the zoo and the twins were not trained again
+  summary = json.loads((tmp_path / "study" / "summary.json").read_text())
+  assert summary["claims"] and (tmp_path / "study" / "report.md").exists()

@@ -220,6 +220,62 @@ def test_bad_checkpoints_are_named_and_refused(tmp_path, damage, expected):
   assert [path.name for path in tmp_path.iterdir()] == ["zoo"]
 
 
+def _poison(source, trial, change):
+  """Rewrites one trial's last checkpoint with ``change(state_dict)``."""
+  for path in sorted(sorted(source.iterdir())[trial].glob("checkpoint_*/checkpoints"))[-1:]:
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+def test_imported_members_with_non_finite_weights_are_diverged_and_counted(tmp_path, capsys):
+  source = tmp_path / "zoo"
+  write_zoo(source, epochs=(1,))
+  _poison(source, 1, lambda state: state["module_list.0.weight"].fill_(float("nan")))
+  _poison(source, 2, lambda state: state["module_list.11.bias"].fill_(float("inf")))
+  members = import_zoo(str(source), str(tmp_path / "out"), dataset=random_dataset(num_train=32))
+  assert list(members["diverged"]) == [False, True, True]
+  assert "2 of 3 members have non-finite weights or test logits" in capsys.readouterr().out
+  state, _ = checkpoints.load_population(str(tmp_path / "out"))
+  assert list(np.asarray(state.diverged)) == [False, True, True]
+  assert metrics.read_predictions(str(tmp_path / "out"))["diverged"].tolist() == \
+      [False, True, True]
+
+
+def test_lossy_dtype_casts_are_named_and_exact_ones_are_not(tmp_path, capsys):
+  source = tmp_path / "zoo"
+  write_zoo(source, epochs=(1,))
+  _poison(source, 0, lambda state: state.__setitem__(
+      "module_list.0.bias", state["module_list.0.bias"].double() + 1e-12))
+  _poison(source, 1, lambda state: state.__setitem__(
+      "module_list.11.bias", state["module_list.11.bias"].double()))  # exact in float32
+  import_zoo(str(source), str(tmp_path / "out"), dataset=random_dataset(num_train=32))
+  warning = capsys.readouterr().err.strip().splitlines()
+  assert len(warning) == 1 and warning[0].startswith("warning: 1 trial(s)")
+  assert "seed=1 (module_list.0.bias)" in warning[0] and "seed=2" not in warning[0]
+
+
+def test_an_unreadable_trial_is_refused_or_skipped_and_listed(tmp_path, capsys):
+  source = tmp_path / "zoo"
+  write_zoo(source, epochs=(1,))
+  broken = sorted(source.iterdir())[1]
+  (broken / "params.json").unlink()
+  (broken / "params.json").mkdir()
+  with pytest.raises(UserError, match="seed=2: params.json is not a readable JSON file.*"
+                                      "--skip_unreadable"):
+    import_zoo(str(source), str(tmp_path / "refused"), dataset=random_dataset(num_train=32))
+  assert not (tmp_path / "refused").exists()
+  members = import_zoo(str(source), str(tmp_path / "out"), dataset=random_dataset(num_train=32),
+                       skip_unreadable=True)
+  assert list(members["seed"]) == [1, 3]
+  skipped = pd.read_csv(tmp_path / "out" / "skipped_trials.csv")
+  assert list(skipped["trial"]) == [broken.name]
+  assert "params.json" in skipped["reason"][0]
+  assert f"Skipped 1 trial(s) that cannot be read" in capsys.readouterr().out
+  metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
+  assert metadata["imported_from"]["skipped_trials"] == [broken.name]
+
+
 def test_arrays_export_loads_in_two_lines(imported, tmp_path):
   _, networks, _, workdir, _ = imported
   out = tmp_path / "arrays"

@@ -63,6 +63,29 @@ def test_the_lock_of_a_killed_process_does_not_block(held):
   assert not (workdir / LOCK_FILE).exists()
 
 
+def test_a_lock_file_naming_a_dead_process_does_not_block(tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / LOCK_FILE).write_text("pid 999999 on elsewhere since 2026-01-01T00:00:00: gone")
+  with locked(str(workdir)):
+    assert f"pid {os.getpid()}" in (workdir / LOCK_FILE).read_text()
+  assert not (workdir / LOCK_FILE).exists()
+
+
+def test_a_read_only_workdir_is_one_line(tmp_path, monkeypatch):
+  # (root writes through chmod, so the probe's refusal is what a read-only mount gives)
+  real_open = open
+
+  def read_only(path, *args, **kwargs):
+    if ".jaxsparse_write_test" in str(path):
+      raise OSError(30, "Read-only file system", str(path))
+    return real_open(path, *args, **kwargs)
+  monkeypatch.setattr("builtins.open", read_only)
+  with pytest.raises(UserError, match="cannot write to --workdir=.*Read-only file system"):
+    with locked(str(tmp_path / "run")):
+      pass
+
+
 def test_metrics_skip_a_partial_line_and_keep_one_row_per_member(tmp_path):
   writer = metrics.MetricsWriter(str(tmp_path), tensorboard=False)
   writer.write_epoch(1, {"train_loss": np.array([1.0, 2.0])})
@@ -144,10 +167,10 @@ def _metadata():
 ])
 def test_hand_edited_member_table_is_refused(edit, words):
   metadata = _metadata()
-  experiment.from_metadata(metadata)  # as written: trusted
+  experiment.from_metadata(metadata, "metadata.json")  # as written: trusted
   edit(metadata["members"])
   with pytest.raises(UserError, match="edited") as error:
-    experiment.from_metadata(metadata)
+    experiment.from_metadata(metadata, "metadata.json")
   assert words in str(error.value)
 
 

@@ -72,8 +72,7 @@ def test_restored_twins_evaluate_to_the_summary(study):
   config, data, workdir, summary = study
   state, table = twins.load_twins(workdir, "magnitude", 0.9)
   assert list(table["original_member"]) == [0, 1]
-  metadata = checkpoints.read_metadata(os.path.join(workdir, "twins", "magnitude_layerwise"))
-  model = experiment.from_metadata(metadata).model
+  model = experiment.load_setup(os.path.join(workdir, "twins", "magnitude_layerwise")).model
   run = twins.twin_runs(config, workdir)[0]
   method = sparsify.get_method(twins.twin_config(config, run).sparsify,
                                sparsify.TrainingSchedule(1))

@@ -3,7 +3,8 @@
 The module below lives outside the package: it declares a config field of
 its own and sweeps it per member. A run selects it as ``'module:name'``,
 trains a population with it from the command line, and a fresh process
-reloads the run (importing the module from the run's metadata).
+reloads the run (importing the module its metadata names only when the
+loader is allowed to).
 """
 
 import json
@@ -73,7 +74,7 @@ LOAD = '''
 import json, sys
 import jax
 from jaxsparse import checkpoints, masks
-state, table = checkpoints.load_population(sys.argv[1])
+state, table = checkpoints.load_population(sys.argv[1], allow_modules=sys.argv[2:])
 sparsity = jax.vmap(masks.sparsity)(state.masks)
 print(json.dumps({"target_fraction": table["target_fraction"].tolist(),
                   "sparsity": [float(s) for s in sparsity]}))
@@ -103,8 +104,13 @@ def test_method_from_a_user_module_trains_a_sweep_and_reloads_in_a_fresh_process
   members = [row["target_fraction"] for row in metadata["members"]]
   assert members == [0.5, 1.0]
 
-  # A fresh process, started elsewhere, that never names the user's module.
-  loaded = _run(["-c", LOAD, str(workdir)], str(module_dir), str(tmp_path))
+  # A fresh process, started elsewhere, whose code never imports the user's module: the
+  # run names it, and the loader imports it only when allowed to.
+  refused = _run(["-c", LOAD, str(workdir)], str(module_dir), str(tmp_path))
+  assert refused.returncode != 0
+  message = refused.stderr.strip().splitlines()[-1]
+  assert "user_pruning" in message and "allow_modules=('user_pruning',)" in message
+  loaded = _run(["-c", LOAD, str(workdir), "user_pruning"], str(module_dir), str(tmp_path))
   assert loaded.returncode == 0, loaded.stderr[-3000:]
   result = json.loads(loaded.stdout.strip().splitlines()[-1])
   assert result["target_fraction"] == [0.5, 1.0]
@@ -113,7 +119,8 @@ def test_method_from_a_user_module_trains_a_sweep_and_reloads_in_a_fresh_process
 
   # Without the module on the path, loading says so in one line.
   missing = subprocess.run(
-      [sys.executable, "-c", LOAD, str(workdir)], cwd=str(tmp_path), capture_output=True,
+      [sys.executable, "-c", LOAD, str(workdir), "user_pruning"], cwd=str(tmp_path),
+      capture_output=True,
       text=True, timeout=600, env=dict(os.environ, PYTHONPATH=REPOSITORY))
   assert missing.returncode != 0
   assert "user_pruning" in missing.stderr and "PYTHONPATH" in missing.stderr

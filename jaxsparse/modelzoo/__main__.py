@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
   importing.add_argument("--dataset", default="fashion_mnist",
                          help="the data the zoo was trained on, to evaluate its members "
                               "(default: fashion_mnist)")
+  importing.add_argument("--skip_unreadable", action="store_true",
+                         help="leave out trials that cannot be read (listed with the reason in "
+                              "skipped_trials.csv) instead of refusing the import")
   exporting = commands.add_parser(
       "export", help="a jaxsparse run -> the zoos' layout, or flat arrays")
   exporting.add_argument("workdir", help="a run directory (a zoo, or twins/<method>)")
@@ -33,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
                               "weights.npy, masks.npy, index.json and members.csv")
   exporting.add_argument("--epoch", type=int, default=None,
                          help="--format=arrays: the checkpoint epoch (default: the last)")
+  exporting.add_argument("--allow_method_module", action="append", default=[],
+                         metavar="MODULE",
+                         help="a module the run may import for its method, if you trust it "
+                              "(loading a run never imports a module it names otherwise)")
   return parser
 
 
@@ -43,9 +50,10 @@ def main(argv: list[str] | None = None) -> int:
   try:
     if arguments.command == "import":
       modelzoo.import_zoo(arguments.source, arguments.workdir, arguments.epoch,
-                          arguments.dataset)
+                          arguments.dataset, skip_unreadable=arguments.skip_unreadable)
     else:
-      modelzoo.export_run(arguments.workdir, arguments.out, arguments.format, arguments.epoch)
+      modelzoo.export_run(arguments.workdir, arguments.out, arguments.format, arguments.epoch,
+                          tuple(arguments.allow_method_module))
   except UserError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2

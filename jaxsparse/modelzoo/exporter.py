@@ -44,9 +44,11 @@ RESULT_KEYS = {"train_loss": "train_loss", "train_accuracy": "train_acc",
                "epoch_seconds": "time_this_iter_s", "achieved_sparsity": "sparsity"}
 
 
-def export_run(workdir: str, out: str, format: str = "zoo", epoch: int | None = None) -> str:
+def export_run(workdir: str, out: str, format: str = "zoo", epoch: int | None = None,
+               allow_modules: tuple[str, ...] = ()) -> str:
   """Writes the run in ``workdir`` to the new directory ``out`` (see the module's docstring);
-  ``epoch``: for ``'arrays'``, which checkpoint (None: the last; ``'zoo'`` writes them all).
+  ``epoch``: for ``'arrays'``, which checkpoint (None: the last; ``'zoo'`` writes them all);
+  ``allow_modules``: see :func:`jaxsparse.checkpoints.load_population`.
   Written beside ``out`` and renamed into place at the end
   (:func:`jaxsparse.workdir.staged_directory`). Returns ``out``."""
   if format not in FORMATS:
@@ -57,8 +59,7 @@ def export_run(workdir: str, out: str, format: str = "zoo", epoch: int | None = 
   with workdir_lib.staged_directory(out, "export") as staging:
     if format == "zoo":
       layout.torch_module()  # one line if PyTorch is missing, before any work
-    run = experiment.from_metadata(workdir_lib.read_metadata(workdir),
-                                   os.path.join(workdir, workdir_lib.METADATA_FILE))
+    run = experiment.load_setup(workdir, allow_modules)
     manager = checkpoints.checkpoint_manager(workdir)
     try:
       if format == "zoo":

@@ -13,7 +13,9 @@ Ray Tune's own fields; ``training_iteration`` is the epoch) and
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -40,6 +42,8 @@ SOURCE_METRICS = {"test_acc": "source_test_accuracy", "test_loss": "source_test_
                   "train_acc": "source_train_accuracy", "train_loss": "source_train_loss"}
 #: Where an import keeps every trial's ``result.json`` rows (one row per trial and epoch).
 SOURCE_RESULTS_FILE = "source_results.csv"
+#: ``members.csv``'s companion: the trials an import left out and why (``skip_unreadable``).
+SKIPPED_TRIALS_FILE = "skipped_trials.csv"
 
 
 class Trial(NamedTuple):
@@ -59,53 +63,109 @@ class Trial(NamedTuple):
     return rows[-1] if rows else {}
 
 
-def read_trials(source: str) -> list[Trial]:
-  """The trials of a zoo directory (subdirectories with a ``params.json``), by name."""
+class Skipped(NamedTuple):
+  """A trial an import left out (``skip_unreadable``), and why (one line)."""
+  trial: str
+  reason: str
+
+
+def read_trials(source: str) -> list[str]:
+  """The trial names of a zoo directory: its subdirectories that hold a ``params.json``
+  entry (a trial whose entry is not a readable file is reported when it is read)."""
   if not os.path.isdir(source):
     raise UserError(f"{source} is not a directory; give the zoo's directory of trials")
   names = sorted(name for name in os.listdir(source)
-                 if os.path.isfile(os.path.join(source, name, "params.json")))
+                 if os.path.lexists(os.path.join(source, name, "params.json")))
   if not names:
     raise UserError(f"{source} holds no trials (subdirectories with a params.json); give the "
                     "directory Ray Tune wrote the zoo to")
-  return [_read_trial(source, name) for name in names]
+  return names
 
 
 def _read_trial(source: str, name: str) -> Trial:
+  """A trial's ``params.json`` (an object) and ``result.json`` (one object per line)."""
   path = os.path.join(source, name)
   try:
-    with open(os.path.join(path, "params.json")) as file:
+    with open(os.path.join(path, "params.json"), encoding="utf-8") as file:
       params = json.load(file)
   except (OSError, ValueError) as error:
-    raise UserError(f"trial {name}: params.json is not readable JSON ({error})") from error
+    raise UserError(f"trial {name}: params.json is not a readable JSON file ({error})") \
+        from error
   if not isinstance(params, dict):
     raise UserError(f"trial {name}: params.json is not a JSON object")
   results = []
   result_path = os.path.join(path, "result.json")
-  if os.path.isfile(result_path):
-    with open(result_path) as file:
-      for number, line in enumerate(file, start=1):
-        if line.strip():
-          try:
-            results.append(json.loads(line))
-          except ValueError as error:
-            raise UserError(f"trial {name}: line {number} of result.json is not JSON "
-                            f"({error}); repair or remove the line") from error
+  if os.path.lexists(result_path):
+    try:
+      with open(result_path, "rb") as file:
+        text = file.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+      raise UserError(f"trial {name}: result.json is not a readable UTF-8 text file "
+                      f"({error}); restore it from the zoo, or remove it") from error
+    for number, line in enumerate(text.splitlines(), start=1):
+      if line.strip():
+        try:
+          row = json.loads(line)
+        except ValueError as error:
+          raise UserError(f"trial {name}: line {number} of result.json is not JSON "
+                          f"({error}); repair or remove the line") from error
+        if not isinstance(row, dict):
+          raise UserError(f"trial {name}: line {number} of result.json is a JSON "
+                          f"{type(row).__name__}, not an object of metrics; repair or remove "
+                          "the line")
+        results.append(row)
   return Trial(name, path, params, results)
+
+
+def _checkpoint_epochs(trial: Trial) -> set[int]:
+  """The epochs of a trial's ``checkpoint_{epoch:06d}`` directories."""
+  return {int(entry.split("_", 1)[1]) for entry in os.listdir(trial.path)
+          if entry.startswith("checkpoint_") and entry.split("_", 1)[1].isdigit()}
 
 
 def latest_common_epoch(trials: list[Trial]) -> int:
   """The last epoch every trial has a checkpoint of."""
   epochs = None
   for trial in trials:
-    own = {int(entry.split("_", 1)[1]) for entry in os.listdir(trial.path)
-           if entry.startswith("checkpoint_") and entry.split("_", 1)[1].isdigit()
-           and os.path.isfile(os.path.join(trial.path, entry, "checkpoints"))}
+    own = _checkpoint_epochs(trial)
+    if not own:
+      raise UserError(f"trial {trial.name} has no checkpoint_* directory; give a zoo whose "
+                      "trials saved checkpoints")
+    if epochs is not None and not epochs & own:
+      raise UserError(f"trial {trial.name} has no checkpoint of an epoch the trials before it "
+                      f"have (it has {sorted(own)[:5]}); give an epoch with --epoch, or "
+                      "--skip_unreadable to leave it out")
     epochs = own if epochs is None else epochs & own
-  if not epochs:
-    raise UserError(f"the trials have no epoch with a checkpoint in common (e.g. trial "
-                    f"{trials[0].name}); give one with --epoch")
   return max(epochs)
+
+
+def _check_checkpoint(trial: Trial, epoch: int) -> None:
+  """The trial's checkpoint of ``epoch`` is a file."""
+  path = trial.checkpoint(epoch)
+  if os.path.isdir(path):
+    raise UserError(f"trial {trial.name}: {path} is a directory, not the state-dict file the "
+                    "zoos save there")
+  if not os.path.isfile(path):
+    raise UserError(f"trial {trial.name} has no checkpoint of epoch {epoch} ({path} is "
+                    "missing); choose another --epoch")
+
+
+def _each_trial(trials: list, action, skipped: list[Skipped] | None) -> list:
+  """``action(trial)`` for every trial. A trial it refuses (a :class:`UserError`) stops the
+  import, or, when ``skipped`` is a list, is left out and listed there."""
+  results = []
+  for trial in trials:
+    try:
+      results.append(action(trial))
+    except UserError as error:
+      if skipped is None:
+        raise UserError(f"{error}; or pass --skip_unreadable to import the other trials "
+                        "and list this one") from error
+      skipped.append(Skipped(trial if isinstance(trial, str) else trial.name, str(error)))
+  if not results:
+    raise UserError("no trial could be read: " + "; ".join(
+        skip.reason for skip in (skipped or [])[:3]))
+  return results
 
 
 def zoo_architecture(trials: list[Trial]) -> tuple[layout.ZooArchitecture, int]:
@@ -141,15 +201,22 @@ def zoo_architecture(trials: list[Trial]) -> tuple[layout.ZooArchitecture, int]:
   return architecture, channels
 
 
+def member_row(trial: Trial) -> dict[str, Any]:
+  """A trial's member fields from its ``params.json`` (``optim::momentum`` absent: 0; Adam
+  members do not read it)."""
+  return {field: _member_value(trial, key, field,
+                               trial.params.get(key, 0.0 if key == "optim::momentum" else None))
+          for key, field in MEMBER_KEYS.items()}
+
+
 def member_columns(trials: list[Trial]) -> dict[str, tuple]:
-  """``config.population.members`` of the zoo: one column per field, from ``params.json``
-  (``optim::momentum`` absent: 0; Adam members do not read it)."""
-  columns: dict[str, list] = {field: [] for field in MEMBER_KEYS.values()}
-  for trial in trials:
-    for key, field in MEMBER_KEYS.items():
-      value = trial.params.get(key, 0.0 if key == "optim::momentum" else None)
-      columns[field].append(_member_value(trial, key, field, value))
-  return {field: tuple(values) for field, values in columns.items()}
+  """``config.population.members`` of the zoo: one column per field (:func:`member_row`)."""
+  rows = [member_row(trial) for trial in trials]
+  return {field: tuple(row[field] for row in rows) for field in MEMBER_KEYS.values()}
+
+
+#: Seeds a member can have: jaxsparse keys its PRNG with a 32-bit signed integer.
+MAX_SEED = 2**31 - 1
 
 
 def _member_value(trial: Trial, key: str, field: str, value: Any) -> Any:
@@ -162,9 +229,12 @@ def _member_value(trial: Trial, key: str, field: str, value: Any) -> Any:
   if field == "seed":
     if isinstance(value, bool) or not isinstance(value, int):
       raise UserError(f"trial {trial.name}: seed={value!r} is not a whole number")
+    if not 0 <= value <= MAX_SEED:
+      raise UserError(f"trial {trial.name}: seed={value} is outside 0 to {MAX_SEED}, the "
+                      "seeds jaxsparse can give a member")
     return value
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise UserError(f"trial {trial.name}: {key}={value!r} is not a number")
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    raise UserError(f"trial {trial.name}: {key}={value!r} is not a finite number")
   return float(value)
 
 
@@ -193,8 +263,8 @@ def zoo_config(trials: list[Trial], architecture: layout.ZooArchitecture, epoch:
 
 
 def import_zoo(source: str, workdir: str, epoch: int | None = None,
-               data_name: str = "fashion_mnist", dataset: Dataset | None = None
-               ) -> pd.DataFrame:
+               data_name: str = "fashion_mnist", dataset: Dataset | None = None,
+               skip_unreadable: bool = False) -> pd.DataFrame:
   """Imports the zoo in ``source`` at ``epoch`` (None: the last epoch every trial has) as
   an ordinary jaxsparse run in ``workdir``, and returns its ``members.csv``.
 
@@ -207,39 +277,105 @@ def import_zoo(source: str, workdir: str, epoch: int | None = None,
   a member field as a column of its own) and ``source_results.csv`` (every
   trial's ``result.json``). It is written beside ``workdir`` and renamed into
   place at the end (:func:`jaxsparse.workdir.staged_directory`), so a failed import
-  leaves nothing there. The optimizer
-  state is not imported (it starts fresh, e.g. for twins).
+  leaves nothing there. The optimizer state is not imported (it starts fresh,
+  e.g. for twins).
+
+  Members whose weights or test logits are not finite are marked diverged (and
+  left out of every statistic); tensors whose cast to float32 loses
+  information are named in a warning. A trial that cannot be read stops the
+  import, unless ``skip_unreadable``: then it is left out and listed, with
+  the reason, in ``skipped_trials.csv`` beside ``members.csv``.
 
   Raises:
     UserError: one line naming the trial and the problem.
   """
-  trials = read_trials(source)
+  skipped: list[Skipped] | None = [] if skip_unreadable else None
+  trials = _each_trial(read_trials(source), lambda name: _read_trial(source, name), skipped)
   with workdir_lib.staged_directory(workdir, "import") as staging:
-    epoch = _checked_epoch(trials, epoch)
+    trials, epoch = _checked_epoch(trials, epoch, skipped)
+    trials = _each_trial(trials, lambda trial: (member_row(trial), trial)[1], skipped)
     architecture, channels = zoo_architecture(trials)
     config = zoo_config(trials, architecture, epoch, data_name)
     dataset = _checked_dataset(config, architecture, channels, dataset)
     run = experiment.setup(config, experiment.data_shape(dataset))
-    state = engine.init_population(run.model, run.method, run.hyper,
-                                   _zoo_params(trials, epoch, architecture, run), {})
-    state = state._replace(epoch=jnp.full_like(state.epoch, epoch))
-    _write_run(staging, run, state, dataset, epoch, trials, source)
-  print(f"Imported {len(trials)} trials of {source} at epoch {epoch} into {workdir}.",
-        flush=True)
+    layout.torch_module()  # one line if PyTorch is missing, before any trial is read
+    tensors = _each_trial(list(zip(trials, run.table["dropout_rate"])), lambda pair: (
+        pair[0], _member_tensors(pair[0], epoch, architecture, run, pair[1])), skipped)
+    if len(tensors) < len(trials):  # a state dict was refused: the members are the others
+      trials = [trial for trial, _ in tensors]
+      run = experiment.setup(zoo_config(trials, architecture, epoch, data_name),
+                             experiment.data_shape(dataset))
+    _warn_lossy_casts([(trial.name, member.lossy_keys) for trial, member in tensors])
+    params = _zoo_params([member.tensors for _, member in tensors], architecture, run)
+    state = engine.init_population(run.model, run.method, run.hyper, params, {})
+    state = state._replace(epoch=jnp.full_like(state.epoch, epoch),
+                           diverged=~_finite_members(params))
+    members = _write_run(staging, run, state, dataset, epoch, trials, source, skipped or [])
+  _announce(source, workdir, epoch, trials, members, skipped or [])
   return pd.read_csv(os.path.join(workdir, workdir_lib.MEMBERS_FILE))
 
 
-def _checked_epoch(trials: list[Trial], epoch: int | None) -> int:
-  """The epoch to import (None: the last every trial has), which every trial must have."""
-  epoch = latest_common_epoch(trials) if epoch is None else epoch
+def _announce(source: str, workdir: str, epoch: int, trials: list[Trial],
+              members: pd.DataFrame, skipped: list[Skipped]) -> None:
+  """What the import did, with what it left out and which members diverged."""
+  print(f"Imported {len(trials)} trials of {source} at epoch {epoch} into {workdir}.",
+        flush=True)
+  if skipped:
+    print(f"Skipped {len(skipped)} trial(s) that cannot be read, listed with the reason in "
+          f"{SKIPPED_TRIALS_FILE}: {', '.join(skip.trial for skip in skipped)}.", flush=True)
+  diverged = np.flatnonzero(members["diverged"].astype(bool).to_numpy())
+  if len(diverged):
+    print(f"{len(diverged)} of {len(members)} members have non-finite weights or test logits "
+          f"and are marked diverged (left out of every statistic): trials "
+          f"{', '.join(members['trial'].iloc[diverged])}.", flush=True)
+
+
+def _checked_epoch(trials: list[Trial], epoch: int | None, skipped: list[Skipped] | None
+                   ) -> tuple[list[Trial], int]:
+  """The trials that have a checkpoint of the epoch to import, and that epoch (None: the
+  last every trial has). A trial without it stops the import, or is skipped when
+  ``skipped`` is a list."""
+  if epoch is None:
+    if skipped is None:
+      epoch = latest_common_epoch(trials)
+    else:  # the last epoch the readable trials share
+      own = _each_trial(trials, _saved_epochs, skipped)
+      epoch = max(set.intersection(*own) or {0})
   if epoch < 1:
-    raise UserError(f"--epoch={epoch} is the zoo before training; a jaxsparse run holds "
-                    "trained epochs, so import epoch 1 or later")
-  for trial in trials:
-    if not os.path.isfile(trial.checkpoint(epoch)):
-      raise UserError(f"trial {trial.name} has no checkpoint of epoch {epoch} "
-                      f"({trial.checkpoint(epoch)} is missing); choose another --epoch")
-  return epoch
+    raise UserError(f"--epoch={epoch} is the zoo before training (or the trials share no "
+                    "checkpoint epoch); a jaxsparse run holds trained epochs, so import epoch "
+                    "1 or later")
+  trials = [trial for trial in trials if skipped is None or trial.name not in
+            {skip.trial for skip in skipped}]
+  return _each_trial(trials, lambda trial: (_check_checkpoint(trial, epoch), trial)[1],
+                     skipped), epoch
+
+
+def _saved_epochs(trial: Trial) -> set[int]:
+  """The epochs of a trial's checkpoint files (a trial with none is refused)."""
+  epochs = {epoch for epoch in _checkpoint_epochs(trial)
+            if os.path.isfile(trial.checkpoint(epoch))}
+  if not epochs:
+    raise UserError(f"trial {trial.name} has no checkpoint file (checkpoint_*/checkpoints)")
+  return epochs
+
+
+def _warn_lossy_casts(lossy: list[tuple[str, tuple[str, ...]]]) -> None:
+  """One line on stderr naming the trials whose tensors lost information as float32."""
+  named = [(trial, keys) for trial, keys in lossy if keys]
+  if named:
+    listed = "; ".join(f"{trial} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"
+                       for trial, keys in named[:5])
+    print(f"warning: {len(named)} trial(s) hold tensors that float32 cannot represent "
+          f"exactly, rounded on import: {listed}{'; ...' if len(named) > 5 else ''}",
+          file=sys.stderr, flush=True)
+
+
+def _finite_members(params: dict[str, Any]) -> jax.Array:
+  """Per member, whether every parameter is finite."""
+  leaves = [jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(axis=1)
+            for leaf in jax.tree.leaves(params)]
+  return jnp.stack(leaves).all(axis=0)
 
 
 def _checked_dataset(config, architecture: layout.ZooArchitecture, channels: int,
@@ -256,36 +392,53 @@ def _checked_dataset(config, architecture: layout.ZooArchitecture, channels: int
   return dataset
 
 
-def _zoo_params(trials: list[Trial], epoch: int, architecture: layout.ZooArchitecture,
+def _member_tensors(trial: Trial, epoch: int, architecture: layout.ZooArchitecture,
+                    run: experiment.Experiment, dropout: float) -> layout.MemberTensors:
+  """A trial's state dict at ``epoch``, checked and converted (see
+  :func:`layout.member_tensors`)."""
+  return layout.member_tensors(layout.load_state_dict(trial.checkpoint(epoch), trial.name),
+                               trial.name, dropout, architecture, _template(run))
+
+
+def _template(run: experiment.Experiment) -> dict[str, tuple[int, ...]]:
+  """The shapes of one member's parameters by dotted name."""
+  shapes = jax.eval_shape(lambda key: models.init_variables(run.model, key),
+                          jax.random.PRNGKey(0))["params"]
+  return {name: leaf.shape for name, leaf in layout.dotted(shapes).items()}
+
+
+def _zoo_params(members: list[dict[str, np.ndarray]], architecture: layout.ZooArchitecture,
                 run: experiment.Experiment) -> dict[str, Any]:
-  """The members' parameters at ``epoch``, read from their state dicts."""
-  template = jax.eval_shape(lambda key: models.init_variables(run.model, key),
-                            jax.random.PRNGKey(0))["params"]
-  shapes = {name: leaf.shape for name, leaf in layout.dotted(template).items()}
-  state_dicts = [layout.load_state_dict(trial.checkpoint(epoch), trial.name)
-                 for trial in trials]
-  dropouts = list(run.table["dropout_rate"])
-  leaves = layout.params_from_state_dicts(state_dicts, [trial.name for trial in trials],
-                                          dropouts, architecture, shapes)
+  """The members' parameters (member axis first) from their converted tensors."""
+  leaves = layout.params_from_member_tensors(members, list(run.table["dropout_rate"]),
+                                             architecture, _template(run))
   return layout.nested({name: jnp.asarray(leaf) for name, leaf in leaves.items()})
 
 
 def _write_run(directory: str, run: experiment.Experiment, state: engine.TrainState,
-               dataset: Dataset, epoch: int, trials: list[Trial], source: str) -> None:
-  """Everything a finished run of ``epoch`` epochs has, plus the source's records."""
+               dataset: Dataset, epoch: int, trials: list[Trial], source: str,
+               skipped: list[Skipped]) -> pd.DataFrame:
+  """Everything a finished run of ``epoch`` epochs has, plus the source's records; returns
+  ``members.csv``. Members whose test logits are not finite are marked diverged before the
+  checkpoint is written."""
   links = {"imported_from": {"source": os.path.abspath(source), "epoch": epoch,
-                             "trials": [trial.name for trial in trials]}}
+                             "trials": [trial.name for trial in trials],
+                             "skipped_trials": [skip.trial for skip in skipped]}}
   workdir_lib.write_metadata(directory, run.config, dataset.input_shape, dataset.num_classes,
                              run.table, run.declaration.module, links, data_lib.digest(dataset))
+  members, state = train.record_population(directory, run, state, dataset, epoch)
   manager = checkpoints.checkpoint_manager(directory)
   try:
     checkpoints.save_population(manager, epoch, state)
   finally:
     manager.close()
-  members = train.record_population(directory, run, state, dataset, epoch)
   members = _with_source_columns(members, trials, epoch)
   members.to_csv(os.path.join(directory, workdir_lib.MEMBERS_FILE), index=False)
   _source_results(trials).to_csv(os.path.join(directory, SOURCE_RESULTS_FILE), index=False)
+  if skipped:
+    pd.DataFrame(skipped, columns=Skipped._fields).to_csv(
+        os.path.join(directory, SKIPPED_TRIALS_FILE), index=False)
+  return members
 
 
 def _with_source_columns(members: pd.DataFrame, trials: list[Trial], epoch: int

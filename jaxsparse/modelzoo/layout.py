@@ -21,6 +21,7 @@ from flax import traverse_util
 import numpy as np
 
 from jaxsparse import flat, models
+from jaxsparse import errors
 from jaxsparse.errors import UserError
 
 #: What to install for the commands that read or write PyTorch files.
@@ -118,7 +119,7 @@ def load_state_dict(path: str, trial: str) -> dict[str, np.ndarray]:
                     "refuses it; it was not unpickled); export the state dict alone") from error
   except Exception as error:  # torch raises several kinds for a damaged file
     raise UserError(f"trial {trial}: {path} is not a readable PyTorch file "
-                    f"({type(error).__name__}: {str(error).splitlines()[0][:120]})") from error
+                    f"({errors.summary(error, 120)}); restore the file from the zoo") from error
   if not isinstance(loaded, dict) or not all(
       isinstance(value, torch.Tensor) for value in loaded.values()):
     raise UserError(f"trial {trial}: {path} is not a state dict (a mapping of names to "
@@ -133,34 +134,55 @@ def save_state_dict(arrays: dict[str, np.ndarray], path: str) -> None:
               for name, value in arrays.items()}, path)
 
 
-def params_from_state_dicts(state_dicts: list[dict[str, np.ndarray]], trials: list[str],
-                            dropouts: list[float], architecture: ZooArchitecture,
-                            template: dict[str, Any]) -> dict[str, np.ndarray]:
-  """Stacks the members' state dicts into Flax parameters by dotted leaf name
-  (``{'Conv_0.kernel': [P, 5, 5, 1, 8], ...}``), checking keys and shapes per trial.
+class MemberTensors(NamedTuple):
+  """One trial's state dict, checked against the architecture: its tensors as float32 in
+  PyTorch's layout by Flax leaf name, and the keys whose cast to float32 lost information
+  (float64 values rounded, large integers)."""
+  tensors: dict[str, np.ndarray]
+  lossy_keys: tuple[str, ...]
 
-  ``template``: the Flax leaves' shapes of one member by dotted name.
+
+def member_tensors(state_dict: dict[str, np.ndarray], trial: str, dropout: float,
+                   architecture: ZooArchitecture, template: dict[str, Any]) -> MemberTensors:
+  """Checks one trial's state dict (keys and shapes) against ``architecture`` with dropout
+  rate ``dropout`` and converts it to float32 (``template``: the Flax leaves' shapes of one
+  member by dotted name).
+
+  Raises:
+    UserError: a key is missing or unexpected, or a tensor has the wrong shape.
   """
-  shapes = {name: (len(state_dicts), *shape) for name, shape in template.items()}
-  layouts = _layouts_by_dropout(shapes, architecture, dropouts)
-  wanted_shapes = {  # each tensor's PyTorch shape, from its Flax shape
-      segment.source: segment.to_pytorch(np.zeros((1, *template[segment.source]))).shape[1:]
-      for _, segment in layouts[dropouts[0]]}
-  columns: dict[str, list[np.ndarray]] = {}
-  for state_dict, trial, dropout in zip(state_dicts, trials, dropouts):
-    expected = {key for key, _ in layouts[dropout]}
-    if set(state_dict) != expected:
-      missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
-      raise UserError(f"trial {trial}: its state dict does not fit {architecture.model_type} "
-                      f"with dropout {dropout:g} (missing {missing[:3]}, unexpected {extra[:3]})")
-    for key, segment in layouts[dropout]:
-      wanted = wanted_shapes[segment.source]
-      if state_dict[key].shape != wanted:
-        raise UserError(f"trial {trial}: {key} has shape {tuple(state_dict[key].shape)}, but "
-                        f"{architecture.model_type} needs {tuple(wanted)}")
-      columns.setdefault(segment.source, []).append(state_dict[key].astype(np.float32))
-  return {segment.source: segment.from_pytorch(np.stack(columns[segment.source]))
-          for _, segment in layouts[dropouts[0]]}
+  shapes = {name: (1, *shape) for name, shape in template.items()}
+  layout = state_dict_layout(shapes, architecture, dropout)
+  expected = {key for key, _ in layout}
+  if set(state_dict) != expected:
+    missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
+    raise UserError(f"trial {trial}: its state dict does not fit {architecture.model_type} "
+                    f"with dropout {dropout:g} (missing {missing[:3]}, unexpected {extra[:3]})")
+  tensors, lossy = {}, []
+  for key, segment in layout:
+    wanted = segment.to_pytorch(np.zeros(shapes[segment.source])).shape[1:]
+    value = np.asarray(state_dict[key])
+    if value.shape != wanted:
+      raise UserError(f"trial {trial}: {key} has shape {tuple(value.shape)}, but "
+                      f"{architecture.model_type} needs {tuple(wanted)}")
+    converted = value.astype(np.float32)
+    if value.dtype != np.float32 and not np.array_equal(converted.astype(value.dtype), value,
+                                                        equal_nan=True):
+      lossy.append(key)
+    tensors[segment.source] = converted
+  return MemberTensors(tensors, tuple(lossy))
+
+
+def params_from_member_tensors(members: list[dict[str, np.ndarray]], dropouts: list[float],
+                               architecture: ZooArchitecture,
+                               template: dict[str, Any]) -> dict[str, np.ndarray]:
+  """The members' tensors (:attr:`MemberTensors.tensors`) stacked into Flax parameters by
+  dotted leaf name (``{'Conv_0.kernel': [P, 5, 5, 1, 8], ...}``)."""
+  shapes = {name: (len(members), *shape) for name, shape in template.items()}
+  layout = state_dict_layout(shapes, architecture, dropouts[0])
+  return {segment.source: segment.from_pytorch(np.stack([member[segment.source]
+                                                         for member in members]))
+          for _, segment in layout}
 
 
 def state_dicts_from_params(params: dict[str, np.ndarray], architecture: ZooArchitecture,

@@ -15,8 +15,9 @@ in :mod:`jaxsparse.sparsify.schedules`, shared config fields in
 from jaxsparse.sparsify.base import (SparsifyMethod, Target, TrainingSchedule, masked_forward,
                                      trainable, with_trainable)
 from jaxsparse.sparsify.registry import (DENSE, Field, MethodDeclaration, Settings, TwinLevel,
-                                         config_fields, declaration, declarations, get_method,
-                                         import_method_module, member_settings, method_names,
+                                         allowing_modules, config_fields, declaration,
+                                         declarations, get_method, import_method_module,
+                                         import_recorded_module, member_settings, method_names,
                                          register, sweepable_settings, twin_levels)
 # The built-in methods: importing a method's file registers it (one line each).
 from jaxsparse.sparsify import dense  # noqa: E402,F401
@@ -29,7 +30,8 @@ from jaxsparse.sparsify import gap  # noqa: E402,F401
 from jaxsparse.sparsify import filter_pruning  # noqa: E402,F401
 
 __all__ = ["DENSE", "Field", "MethodDeclaration", "Settings", "SparsifyMethod", "Target",
-           "TrainingSchedule", "TwinLevel", "config_fields", "declaration", "declarations",
-           "get_method", "import_method_module", "masked_forward", "member_settings",
+           "TrainingSchedule", "TwinLevel", "allowing_modules", "config_fields", "declaration",
+           "declarations", "get_method", "import_method_module", "import_recorded_module",
+           "masked_forward", "member_settings",
            "method_names", "register", "sweepable_settings", "trainable", "twin_levels",
            "with_trainable"]

@@ -21,15 +21,20 @@ A method in a user's own module is as first-class as a built-in one: select
 it with ``config.sparsify.method = "my_package.my_module:my_method"`` (the
 module is imported, which registers the method), or import the module in the
 config file and use the bare name. A run records the method's module in its
-``metadata.json``, so :mod:`jaxsparse.checkpoints` imports it when loading.
+``metadata.json``; loading the run imports that module only with the user's
+consent (:func:`import_recorded_module`): a run directory is data, never code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Iterator, NamedTuple
 
+from jaxsparse import errors
 from jaxsparse.errors import UserError, invalid_field
 from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
 
@@ -187,13 +192,88 @@ def declaration(method: str) -> MethodDeclaration:
 
 
 def import_method_module(module: str, method: str | None = None) -> None:
-  """Imports the module that registers a method (a one-line error if it cannot)."""
+  """Imports the module that registers a method (a one-line error if it cannot, or if the
+  module itself fails while it is imported)."""
   try:
     importlib.import_module(module)
   except ImportError as error:
     raise UserError(
         f"config.sparsify.method={method or module!r} needs module {module!r}, which cannot be "
         f"imported ({error}); put its directory on PYTHONPATH") from error
+  except Exception as error:  # the user's module raised while it ran
+    raise UserError(
+        f"config.sparsify.method={method or module!r}: importing module {module!r} raised "
+        f"{errors.summary(error)}{errors.raised_at(error)}; fix the module") from error
+
+
+#: Modules a user allowed to be imported when a run names them (see :func:`allowing_modules`).
+_ALLOWED_MODULES: list[frozenset[str]] = []
+
+
+@contextlib.contextmanager
+def allowing_modules(modules: Iterable[str]) -> Iterator[None]:
+  """Inside the block, runs (and zoos) on disk that name one of ``modules`` as their method's
+  module may import it (the command lines' ``--allow_method_module``; the loaders take
+  ``allow_modules`` for the same consent)."""
+  _ALLOWED_MODULES.append(frozenset(modules))
+  try:
+    yield
+  finally:
+    _ALLOWED_MODULES.pop()
+
+
+def import_recorded_module(module: str, method: str, where: str,
+                           allow_modules: Iterable[str] = (),
+                           run_dir: str | None = None) -> None:
+  """Makes the method ``method`` that a run's files (``where``) record as coming from
+  ``module`` available, importing code only with the user's consent.
+
+  Loading a run is reading data: a run directory can be downloaded or shared,
+  and its ``metadata.json`` can name any module. So a module is imported here
+  only if the user allowed it (``allow_modules``, or :func:`allowing_modules`
+  around the call); a module that is already imported (the built-in methods,
+  or one the user's own config or code imported) needs no consent. The import
+  never looks in ``run_dir`` (nor below it), even when the current directory
+  or ``sys.path`` is there.
+
+  Raises:
+    UserError: the module is not allowed, cannot be imported or fails on import.
+  """
+  if not isinstance(module, str) or not module or not all(
+      part.isidentifier() for part in module.split(".")):
+    raise UserError(f"{where} names the method module {module!r}, which is not a module name; "
+                    "the file was edited or damaged: restore it from a backup")
+  if module in sys.modules:
+    return
+  allowed = set(allow_modules).union(*_ALLOWED_MODULES)
+  if module not in allowed:
+    raise UserError(
+        f"{where} needs method {method!r} from module {module!r}, which is not imported; "
+        "loading a run never imports code it names unless you allow it: if you trust that "
+        f"module, pass allow_modules=({module!r},) to the loader or "
+        f"--allow_method_module={module} to the command, or import it yourself first")
+  with _path_without(run_dir):
+    import_method_module(module, method)
+
+
+@contextlib.contextmanager
+def _path_without(directory: str | None) -> Iterator[None]:
+  """``sys.path`` without the entries at or below ``directory`` (the current directory
+  counts for the empty entry) for the block."""
+  if directory is None:
+    yield
+    return
+  root = os.path.realpath(directory)
+
+  def inside(entry: str) -> bool:
+    path = os.path.realpath(entry or os.getcwd())
+    return path == root or path.startswith(root + os.sep)
+  saved = list(sys.path)
+  sys.path[:] = [entry for entry in saved if not inside(entry)]
+  try:
+    yield
+  finally:
+    sys.path[:] = saved
 
 
 def method_names() -> tuple[str, ...]:
