@@ -13,6 +13,19 @@ import pandas as pd
 from jaxsparse import cpu_cores, errors
 
 
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+  """A data frame as a Markdown table (floats to ``digits`` decimals, NaN as 'n/a')."""
+  def cell(value):
+    if isinstance(value, float):
+      return "n/a" if value != value else f"{value:.{digits}f}"
+    return str(value)
+  lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
+           "| " + " | ".join("---" for _ in frame.columns) + " |"]
+  lines += ["| " + " | ".join(cell(value) for value in row) + " |"
+            for row in frame.itertuples(index=False)]
+  return "\n".join(lines)
+
+
 def write_results(workdir: str, table: str, started: float, **tables: pd.DataFrame | bool | dict
                   ) -> None:
   """``results.md`` (``table``) and ``results.json`` (every keyword: data frames as records,

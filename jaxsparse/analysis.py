@@ -1,13 +1,37 @@
-"""Comparing populations of twins with their originals: agreement, correlation, effects.
+"""Comparing populations of twins with their originals: agreement, correlation, effects,
+and the statistics the claims are judged with.
 
 Pure functions of predictions, accuracies and member tables (NumPy /
-pandas), used by :mod:`jaxsparse.twins` to write the study's report.
+pandas / SciPy), used by :mod:`jaxsparse.claims` and the study's report.
+
+Intervals state their unit and estimand (:class:`Estimate`). A zoo whose
+members are seeds of one recipe has members as its unit. A grid zoo (several
+configurations, several seeds each) has two estimands: configurations like
+these (the unit is the grid cell: a t interval over the cells' means), or
+these very cells (the unit is the member: a bootstrap that resamples seeds
+within their cells). Resampling members as if independent does neither: it
+under-covers the first and is too wide for the second.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
+
+#: Where the paper puts the crossover of magnitude pruning and variational
+#: dropout (Honegger et al. 2023; docs/twins.md): twins are compared below and above it.
+CROSSOVER_SPARSITY = 0.8
+#: This project's thresholds for the paper's claims (the paper gives none; docs/twins.md):
+#: a robust method loses at most 2 accuracy points (the public VD twins' headline, about
+#: 2 % at about 80 % sparsity); "high" agreement is Cohen's kappa of at least 0.8 (McHugh
+#: 2012: strong); "highly correlated" is Pearson's r of at least 0.7.
+ROBUST_DROP, HIGH_KAPPA, HIGH_CORRELATION = 0.02, 0.8, 0.7
+#: Other drops the robustness verdicts are also given at (absolute), and a relative one:
+#: at most this fraction of the original's accuracy.
+ROBUST_DROP_SENSITIVITY = (0.01, 0.05)
+ROBUST_RELATIVE_DROP = 0.02
 
 #: Quantiles reported for accuracy distributions across members.
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -178,7 +202,8 @@ def pearson_interval(x: np.ndarray, y: np.ndarray,
 
 
 def paired_differences(curve_sparsity: np.ndarray, curve_accuracy: np.ndarray,
-                       sparsity: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+                       sparsity: np.ndarray, accuracy: np.ndarray,
+                       anchor_accuracy: np.ndarray | None = None) -> np.ndarray:
   """Per member, its own curve's accuracy at another twin's sparsity, minus that twin's.
 
   For a paired comparison of two methods: member i's twins under the first
@@ -189,12 +214,18 @@ def paired_differences(curve_sparsity: np.ndarray, curve_accuracy: np.ndarray,
   Args:
     curve_sparsity, curve_accuracy: [levels, members], the first method.
     sparsity, accuracy: [members], the second method's twins.
+    anchor_accuracy: [members], if given, each member's dense accuracy, its
+      curve's point at sparsity 0 (so that a twin sparser than nothing but
+      below the curve's lowest level still gets a pair).
 
   Returns:
     [members]: interpolated first-method accuracy minus second-method accuracy
     (positive: the first method is ahead at that sparsity).
   """
   curve_sparsity, curve_accuracy = np.asarray(curve_sparsity), np.asarray(curve_accuracy)
+  if anchor_accuracy is not None:
+    curve_sparsity = np.vstack([np.zeros((1, curve_sparsity.shape[1])), curve_sparsity])
+    curve_accuracy = np.vstack([np.asarray(anchor_accuracy)[None], curve_accuracy])
   differences = np.full(len(sparsity), np.nan)
   for member, (at, own) in enumerate(zip(sparsity, accuracy)):
     order = np.argsort(curve_sparsity[:, member])
@@ -202,3 +233,177 @@ def paired_differences(curve_sparsity: np.ndarray, curve_accuracy: np.ndarray,
     if xs[0] <= at <= xs[-1]:
       differences[member] = np.interp(at, xs, ys) - own
   return differences
+
+
+def paired_twins(target: pd.DataFrame, outcome: pd.DataFrame, anchor: bool = True
+                 ) -> pd.DataFrame:
+  """Every twin of ``outcome`` paired with its original's twins under ``target``.
+
+  ``target`` and ``outcome`` are the rows of two twin populations of one zoo
+  (:func:`jaxsparse.tables.load_study`: ``original_member``,
+  ``achieved_sparsity``, ``test_accuracy``, ``original_test_accuracy``,
+  ``diverged``), e.g. magnitude pruning at its target levels and variational
+  dropout at its KL weights. Per outcome twin: its original's target curve
+  (its twins' accuracy over their achieved sparsities, anchored at the
+  original's dense accuracy at 0 % when ``anchor``) linearly interpolated at
+  the twin's achieved sparsity, and ``difference`` = outcome accuracy minus that
+  (positive: the outcome method is ahead); NaN outside the curve (no
+  extrapolation). Diverged twins and originals are left out.
+  """
+  target, outcome = _healthy(target), _healthy(outcome)
+  records = []
+  for member, twins in outcome.groupby("original_member"):
+    curve = target[target["original_member"] == member].sort_values("achieved_sparsity")
+    xs, ys = curve["achieved_sparsity"].to_numpy(), curve["test_accuracy"].to_numpy()
+    if anchor:
+      xs = np.concatenate([[0.0], xs])
+      ys = np.concatenate([[twins["original_test_accuracy"].iloc[0]], ys])
+    for _, twin in twins.iterrows():
+      at = twin["achieved_sparsity"]
+      inside = len(xs) > 0 and xs[0] <= at <= xs[-1]
+      paired = float(np.interp(at, xs, ys)) if inside else float("nan")
+      records.append({"original_member": member, "level": twin.get("level"),
+                      "achieved_sparsity": at, "test_accuracy": twin["test_accuracy"],
+                      "paired_accuracy": paired, "difference": twin["test_accuracy"] - paired})
+  return pd.DataFrame(records, columns=["original_member", "level", "achieved_sparsity",
+                                        "test_accuracy", "paired_accuracy", "difference"])
+
+
+def member_means(pairs: pd.DataFrame, low: float = 0.0, high: float = 1.0,
+                 column: str = "difference") -> pd.Series:
+  """Per original member, the mean of ``column`` over its twins whose achieved sparsity lies
+  in [``low``, ``high``) (NaNs dropped; members with none left out): one value per member,
+  the unit a member-level interval resamples."""
+  band = pairs[(pairs["achieved_sparsity"] >= low) & (pairs["achieved_sparsity"] < high)]
+  band = band[np.isfinite(band[column])]
+  return band.groupby("original_member")[column].mean()
+
+
+def _healthy(rows: pd.DataFrame) -> pd.DataFrame:
+  """The rows whose twin and original did not diverge (columns absent: none did)."""
+  keep = np.ones(len(rows), bool)
+  for column in ("diverged", "original_diverged"):
+    if column in rows:
+      keep &= ~rows[column].fillna(False).to_numpy(bool)
+  return rows[keep]
+
+
+class Estimate(NamedTuple):
+  """A mean with its interval, and what they estimate.
+
+  Attributes:
+    value: the estimate (a mean over ``unit``s).
+    low, high: its confidence interval (NaN when undefined: fewer than 2 units).
+    n: how many units.
+    unit: what is resampled or averaged: ``'member'`` or ``'grid cell'``.
+    method: how the interval was made: ``'t'``, ``'bca'``, ``'stratified_bootstrap'``.
+    p_value: two-sided p of the null mean (NaN when undefined).
+  """
+  value: float
+  low: float
+  high: float
+  n: int
+  unit: str
+  method: str
+  p_value: float
+
+
+def _finite(values) -> np.ndarray:
+  values = np.asarray(values, np.float64)
+  return values[np.isfinite(values)]
+
+
+def t_estimate(values, null: float = 0.0, confidence: float = 0.95,
+               unit: str = "member") -> Estimate:
+  """The mean of ``values`` (NaNs dropped) with Student's t interval and the two-sided
+  t-test p of mean = ``null``."""
+  from scipy import stats
+  values = _finite(values)
+  mean = float(values.mean()) if len(values) else float("nan")
+  if len(values) < 2:
+    return Estimate(mean, float("nan"), float("nan"), len(values), unit, "t", float("nan"))
+  if np.ptp(values) == 0:
+    p = 1.0 if mean == null else 0.0
+    return Estimate(mean, mean, mean, len(values), unit, "t", p)
+  low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=stats.sem(values))
+  p = stats.ttest_1samp(values, null).pvalue
+  return Estimate(mean, float(low), float(high), len(values), unit, "t", float(p))
+
+
+def bca_estimate(values, null: float = 0.0, confidence: float = 0.95, seed: int = 0,
+                 num_resamples: int = 9_999) -> Estimate:
+  """The mean of ``values`` with the bias-corrected and accelerated bootstrap interval
+  (:func:`scipy.stats.bootstrap`, fixed seed: reproducible); ``p_value`` is the t-test's."""
+  from scipy import stats
+  estimate = t_estimate(values, null, confidence)
+  values = _finite(values)
+  if len(values) < 3 or np.ptp(values) == 0:
+    return estimate._replace(method="bca")
+  result = stats.bootstrap((values,), np.mean, confidence_level=confidence, method="BCa",
+                           n_resamples=num_resamples, random_state=np.random.default_rng(seed))
+  return estimate._replace(low=float(result.confidence_interval.low),
+                           high=float(result.confidence_interval.high), method="bca")
+
+
+def cell_mean_estimate(values, cells, null: float = 0.0,
+                       confidence: float = 0.95) -> Estimate:
+  """Configurations like these: the mean over grid cells of their members' mean, with a t
+  interval over the cell means (the unit is the grid cell)."""
+  frame = pd.DataFrame({"value": np.asarray(values, np.float64), "cell": np.asarray(cells)})
+  means = frame[np.isfinite(frame.value)].groupby("cell")["value"].mean()
+  return t_estimate(means.to_numpy(), null, confidence, unit="grid cell")
+
+
+def stratified_bootstrap_estimate(values, cells, null: float = 0.0, confidence: float = 0.95,
+                                  seed: int = 0, num_resamples: int = 9_999) -> Estimate:
+  """These very cells: the mean over grid cells of their members' mean, with its standard
+  error from a bootstrap that resamples members within their cells, and a t interval with
+  members - cells degrees of freedom (the unit is the member; cells with one member add
+  no spread). A cell's resampled members are its mean plus its deviations inflated by
+  sqrt(n / (n - 1)): a plain bootstrap of 2 seeds would halve their variance."""
+  from scipy import stats
+  frame = pd.DataFrame({"value": np.asarray(values, np.float64), "cell": np.asarray(cells)})
+  groups = [group.to_numpy() for _, group in
+            frame[np.isfinite(frame.value)].groupby("cell")["value"]]
+  n = sum(len(group) for group in groups)
+  mean = float(np.mean([group.mean() for group in groups])) if groups else float("nan")
+  degrees = n - len(groups)
+  if degrees < 1:
+    return Estimate(mean, float("nan"), float("nan"), n, "member", "stratified_bootstrap",
+                    float("nan"))
+  rng = np.random.default_rng(seed)
+
+  def resampled_mean(group):
+    if len(group) < 2:
+      return np.full(num_resamples, group.mean())
+    inflated = group.mean() + (group - group.mean()) * np.sqrt(len(group) / (len(group) - 1))
+    return inflated[rng.integers(0, len(group), (num_resamples, len(group)))].mean(axis=1)
+  resampled = np.mean([resampled_mean(group) for group in groups], axis=0)
+  error = float(resampled.std(ddof=1))
+  if error == 0:
+    return Estimate(mean, mean, mean, n, "member", "stratified_bootstrap",
+                    1.0 if mean == null else 0.0)
+  quantile = stats.t.ppf(0.5 + confidence / 2, degrees)
+  p = 2 * stats.t.sf(abs(mean - null) / error, degrees)
+  return Estimate(mean, mean - quantile * error, mean + quantile * error, n, "member",
+                  "stratified_bootstrap", float(p))
+
+
+def is_grid(cells) -> bool:
+  """Whether members fall in several grid cells with several seeds in some of them (a grid
+  zoo: intervals over cells, not members)."""
+  counts = pd.Series(np.asarray(cells)).value_counts()
+  return len(counts) >= 2 and counts.max() >= 2
+
+
+def holm(p_values) -> np.ndarray:
+  """Holm's step-down adjustment of a family of p-values (NaNs stay NaN and do not count)."""
+  p = np.asarray(p_values, np.float64)
+  adjusted = np.full(p.shape, np.nan)
+  finite = np.flatnonzero(np.isfinite(p))
+  order = finite[np.argsort(p[finite], kind="stable")]
+  running = 0.0
+  for rank, index in enumerate(order):
+    running = max(running, min(1.0, (len(order) - rank) * p[index]))
+    adjusted[index] = running
+  return adjusted

@@ -78,9 +78,16 @@ def default_config() -> ml_collections.ConfigDict:
   config.training.batch_size = 32
   config.training.eval_batch_size = 1000
   config.training.evaluate_validation = True  # per-epoch validation metrics (twins skip them)
+  # Evaluate (validation, test) every this many epochs, and after the last one;
+  # a long zoo's curve needs no evaluation of every epoch.
+  config.training.evaluate_every = 1
+  # Evaluate the members before the first epoch too (logged as epoch 0): a
+  # twin right after sparsification, before any fine-tuning.
+  config.training.evaluate_at_start = False
   # > 0: before the last epoch, evaluate only this many test examples (the
   # first ones; logged as `curve_accuracy` at every epoch, the last included);
-  # the last epoch evaluates the whole test set. Cheap learning curves.
+  # the last epoch (and epoch 0 of evaluate_at_start) evaluates the whole
+  # test set. Cheap learning curves.
   config.training.curve_test_examples = 0
   # >= 0: every member trains on the same batches in the same order, drawn
   # from this seed (one first-layer GEMM for the whole population: faster on
@@ -125,6 +132,12 @@ def default_config() -> ml_collections.ConfigDict:
     config.twins[levels_field] = level.default_levels
   config.twins.num_epochs = 1
   config.twins.train_examples = 0              # 0 = the whole training split
+  # The twins' evaluations (test accuracy, sparsity and agreement with the
+  # original are logged at each): every this many fine-tuning epochs and
+  # after the last, and, if evaluate_at_start, right after sparsification,
+  # before any fine-tuning (epoch 0: e.g. magnitude pruning alone).
+  config.twins.evaluate_every = 1
+  config.twins.evaluate_at_start = False
   # A zoo trained elsewhere (e.g. `python -m jaxsparse.modelzoo import`): its run
   # directory. The twins then start from it, with its own model, data, members
   # and recipe (this config's model, data, population and training are not
@@ -295,6 +308,10 @@ def _check_training(training) -> None:
   for field in ("num_epochs", "batch_size", "eval_batch_size"):
     if training[field] < 1:
       _fail(f"training.{field}", training[field], "use 1 or more")
+  if not isinstance(training.evaluate_every, int) or isinstance(training.evaluate_every, bool) \
+      or training.evaluate_every < 1:
+    _fail("training.evaluate_every", training.evaluate_every,
+          "use a whole number of epochs, 1 or more (1: every epoch)")
   if training.curve_test_examples < 0:
     _fail("training.curve_test_examples", training.curve_test_examples,
           "use 0 (the whole test set every epoch) or a positive number")
@@ -519,5 +536,9 @@ def _check_twins(config) -> None:
       _fail("twins.scopes", scope, allowed)
   if twins.num_epochs < 1:
     _fail("twins.num_epochs", twins.num_epochs, "use 1 or more")
+  if not isinstance(twins.evaluate_every, int) or isinstance(twins.evaluate_every, bool) \
+      or twins.evaluate_every < 1:
+    _fail("twins.evaluate_every", twins.evaluate_every,
+          "use a whole number of epochs, 1 or more (1: every epoch)")
   if twins.train_examples < 0:
     _fail("twins.train_examples", twins.train_examples, "use 0 (all) or a positive number")

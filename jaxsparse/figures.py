@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from jaxsparse import analysis  # noqa: E402
-from jaxsparse.report import CROSSOVER_SPARSITY  # noqa: E402
+from jaxsparse.analysis import CROSSOVER_SPARSITY  # noqa: E402
 #: Hyperparameters tried, in order, when no ``color_by`` is given.
 COLOR_FIELDS = ("activation", "initializer", "optimizer", "learning_rate", "dropout_rate", "seed")
 _DENSE_STYLE = dict(color="black", marker="D", linestyle="none", markersize=6)

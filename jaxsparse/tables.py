@@ -177,3 +177,33 @@ def load_study(workdir: str, allow_modules: Iterable[str] = ()) -> pd.DataFrame:
                                     original_record,
                                     metrics.read_predictions(run_dir)))
   return pd.concat(frames, ignore_index=True)
+
+
+def load_trajectories(workdir: str, allow_modules: Iterable[str] = ()) -> pd.DataFrame:
+  """One row per (twin population, twin, evaluated epoch) of a twins study, as the public
+  model-zoo dataset stores its trajectories: ``run``, ``method``, ``scope``, ``member``,
+  ``original_member``, ``level_field``, ``level``, ``epoch`` (0: before fine-tuning, with
+  ``twins.evaluate_at_start``) and the metrics logged then (``test_accuracy``,
+  ``achieved_sparsity``, ``agreement`` with the original, ``diverged``, ...). Epochs
+  without an evaluation (``twins.evaluate_every``) have NaN accuracies."""
+  twins_dir = os.path.join(workdir, TWINS_DIR)
+  names = sorted(name for name in os.listdir(twins_dir)
+                 if os.path.exists(os.path.join(twins_dir, name, METADATA_FILE))) \
+      if os.path.isdir(twins_dir) else []
+  frames = []
+  for name in names:
+    run_dir = os.path.join(twins_dir, name)
+    members = load_run(run_dir, name, allow_modules)
+    setting = sparsify.declaration(members["method"].iloc[0]).twin_level.setting
+    level_field = "target_sparsity" if setting == "sparsity" else setting
+    rows = pd.DataFrame(metrics.read_metrics(os.path.join(run_dir, METRICS_FILE)))
+    if rows.empty:
+      continue
+    keys = members[["member", "run", "method", "scope", level_field]].rename(
+        columns={level_field: "level"}).assign(level_field=level_field)
+    rows = keys.merge(rows, on="member").sort_values(["epoch", "member"])
+    rows.insert(4, "original_member", rows["member"] % (len(members) // rows["level"].nunique()))
+    frames.append(rows)
+  if not frames:
+    raise UserError(f"{workdir} holds no twin runs with metrics; give a twins study's --workdir")
+  return pd.concat(frames, ignore_index=True)

@@ -42,7 +42,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        on_epoch_end: Callable[[int, engine.TrainState], None] | None = None,
                        initial_variables: tuple | None = None,
                        links: dict | None = None, overwrite: bool = False,
-                       study_progress: progress.Bar | None = None) -> pd.DataFrame:
+                       study_progress: progress.Bar | None = None,
+                       reference_predictions: np.ndarray | None = None) -> pd.DataFrame:
   """Trains (or resumes) the zoo of ``config`` under ``workdir``.
 
   Args:
@@ -60,6 +61,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       (otherwise that is refused; see :mod:`jaxsparse.workdir`).
     study_progress: a study's overall bar, advanced by this population's
       member-steps (its own bar then sits below it).
+    reference_predictions: test-set predictions [members, examples] that each
+      member's are compared with at every evaluation (a twin's original's):
+      their ``agreement`` is logged beside the test accuracy.
 
   Returns:
     The member table with each member's final metrics (also written to
@@ -68,11 +72,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   validate_config(config)
   with workdir_lib.locked(workdir):
     return _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables,
-                               links, overwrite, study_progress)
+                               links, overwrite, study_progress, reference_predictions)
 
 
 def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables, links,
-                        overwrite, study_progress) -> pd.DataFrame:
+                        overwrite, study_progress, reference_predictions) -> pd.DataFrame:
   """:func:`train_and_evaluate` once the workdir is locked."""
   table = experiment.config_member_table(completed_config(config))
   workdir_lib.prepare_workdir(workdir, config, overwrite, links,
@@ -100,6 +104,9 @@ def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variable
                                  data_lib.digest(dataset))
     splits = {name: sharding.replicate(arrays, run.mesh)
               for name, arrays in _splits(dataset).items()}
+    if reference_predictions is not None:
+      splits["reference"] = sharding.pad_members(np.asarray(reference_predictions),
+                                                 run.padded_size)
     with metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer()) as writer:
       _print_start(run, dataset)
       state = _initial_state(run, manager, start_epoch, initial_variables, workdir)
@@ -125,6 +132,8 @@ def _train_epochs(run: experiment.Experiment, state: engine.TrainState, splits: 
                      disable=not show, parent=study_progress, weight=run.num_members,
                      position=None if study_progress is None else 1)
   tracker = progress.EpochTracker(bar, steps, _reports_per_epoch(run))
+  if start_epoch == 0 and evaluates_at(config, 0):
+    _write_initial_evaluation(run, state, splits, writer)
   with bar, engine.listening_to_progress(tracker.report):
     for epoch in range(start_epoch + 1, num_epochs + 1):
       tracker.start_epoch(epoch)
@@ -136,8 +145,18 @@ def _train_epochs(run: experiment.Experiment, state: engine.TrainState, splits: 
         on_epoch_end(epoch, state)
       tracker.end_epoch(epoch)
       accuracy = epoch_metrics.get("test_accuracy", epoch_metrics.get("curve_accuracy"))
-      bar.set_metrics(test_accuracy=np.mean(accuracy),
-                      train_loss=np.mean(epoch_metrics["train_loss"]))
+      bar.set_metrics(train_loss=np.mean(epoch_metrics["train_loss"]),
+                      **({} if accuracy is None else {"test_accuracy": np.mean(accuracy)}))
+
+
+def _write_initial_evaluation(run: experiment.Experiment, state: engine.TrainState,
+                              splits: dict, writer: metrics.MetricsWriter) -> None:
+  """The metrics rows of epoch 0: the members as they start, before any training (a twin
+  just sparsified, e.g. magnitude pruning without fine-tuning); no training loss."""
+  epoch_metrics, _ = _evaluate_epoch(run, state, splits, 0)
+  nan = np.full(run.num_members, np.nan)
+  if is_writer():
+    writer.write_epoch(0, {**epoch_metrics, "train_loss": nan, "train_accuracy": nan})
 
 
 def _reports_per_epoch(run: experiment.Experiment) -> int:
@@ -313,15 +332,29 @@ def record_population(workdir: str, run: experiment.Experiment, state: engine.Tr
   return _report(workdir, run.table, epoch, announce=False), state
 
 
+def evaluates_at(config: ml_collections.ConfigDict, epoch: int) -> bool:
+  """Whether the run evaluates its members after ``epoch`` (0: before training): every
+  ``training.evaluate_every`` epochs and after the last; before the first only with
+  ``training.evaluate_at_start``."""
+  training = config.training
+  if epoch == 0:
+    return bool(training.evaluate_at_start)
+  return epoch == training.num_epochs or epoch % training.evaluate_every == 0
+
+
 def _evaluate_epoch(run: experiment.Experiment, state: engine.TrainState, splits: dict,
                     epoch: int) -> tuple[dict, dict | None]:
-  """The population's evaluation after ``epoch``: achieved sparsity, divergence, validation
-  and test metrics (on the host, padding dropped), and the test split's evaluation (on
-  the devices, for the final predictions; None for an epoch that evaluated only
-  ``training.curve_test_examples``)."""
+  """The population's evaluation after ``epoch``: achieved sparsity, divergence and, at the
+  epochs :func:`evaluates_at` names, validation and test metrics (on the host, padding
+  dropped), with each member's agreement with its reference predictions (a twin's
+  original: ``splits['reference']``) when there are any; and the test split's evaluation
+  (on the devices, for the final predictions; None for an epoch that evaluated only
+  ``training.curve_test_examples`` or nothing)."""
   config = run.config
   epoch_metrics = {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
                    "diverged": state.diverged}
+  if not evaluates_at(config, epoch):
+    return sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members), None
   evaluate = lambda images, labels: engine.evaluate(
       run.model, run.method, state, run.hyper, images, labels,
       batch_size=min(config.training.eval_batch_size, len(labels)),
@@ -332,17 +365,21 @@ def _evaluate_epoch(run: experiment.Experiment, state: engine.TrainState, splits
     epoch_metrics["validation_loss"] = validation["loss"]
   curve_examples = config.training.curve_test_examples
   evaluation = None
-  if not curve_examples or epoch == config.training.num_epochs:
+  if not curve_examples or epoch in (0, config.training.num_epochs):  # the start and the end
     evaluation = evaluate(*splits["test"])
     epoch_metrics["test_accuracy"] = evaluation["accuracy"]
     epoch_metrics["test_loss"] = evaluation["loss"]
+  predictions = None if evaluation is None else evaluation["predictions"]
   if curve_examples:
     # The learning curve's subset; at the last epoch read off the whole test pass.
     subset_labels = splits["test"][1][:curve_examples]
-    epoch_metrics["curve_accuracy"] = (
-        evaluate(splits["test"][0][:curve_examples], subset_labels)["accuracy"]
-        if evaluation is None else
-        (evaluation["predictions"][:, :curve_examples] == subset_labels).mean(axis=1))
+    subset = (evaluate(splits["test"][0][:curve_examples], subset_labels)["predictions"]
+              if evaluation is None else evaluation["predictions"][:, :curve_examples])
+    epoch_metrics["curve_accuracy"] = (subset == subset_labels).mean(axis=1)
+    predictions = subset if predictions is None else predictions
+  if splits.get("reference") is not None:
+    reference = splits["reference"][:, :predictions.shape[1]]
+    epoch_metrics["agreement"] = (predictions == reference).mean(axis=1)
   return sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members), evaluation
 
 

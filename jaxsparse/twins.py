@@ -114,6 +114,8 @@ def twin_config(config: ml_collections.ConfigDict, run: TwinRun) -> ml_collectio
   # The study reads only test predictions; a twin's validation pass would cost
   # more than its fine-tuning epoch.
   twin.training.evaluate_validation = False
+  twin.training.evaluate_every = config.twins.evaluate_every
+  twin.training.evaluate_at_start = config.twins.evaluate_at_start
   # Recorded so that resuming with another fine-tuning set is refused.
   twin.twins.num_epochs = config.twins.num_epochs
   twin.twins.train_examples = config.twins.train_examples
@@ -252,6 +254,9 @@ def _train_phases(config, workdir: str, runs: list[TwinRun], dataset: Dataset,
   final_epoch = int(original_state.epoch[0])
   originals = (original_state.params, original_state.batch_stats)
   del original_state
+  # Every evaluation of a twin logs its agreement with its original's test predictions.
+  predictions = cache_predictions(original_dir, dataset,
+                                  config.training.eval_batch_size)["predictions"]
   for phase, run in enumerate(runs, start=1 + trains_zoo):
     levels = ", ".join(f"{level:g}" for level in run.levels)
     bar.write(f"== phase {phase}/{phases}: twins {run.name} at {run.twin_level.label} {levels} "
@@ -263,7 +268,8 @@ def _train_phases(config, workdir: str, runs: list[TwinRun], dataset: Dataset,
                             "epoch": final_epoch,
                             "members": f"twin member k * {len(table)} + i is the twin of "
                                        "original member i at the k-th level"}},
-        overwrite=overwrite, study_progress=bar)
+        overwrite=overwrite, study_progress=bar,
+        reference_predictions=tile_members(predictions, len(run.levels)))
     bar.skip(int(member_steps_after[phase - 1]) - bar.n)
 
 

@@ -139,3 +139,79 @@ def test_t_interval_by_hand():
   np.testing.assert_allclose(analysis.t_interval(values), (mean - half, mean + half), rtol=1e-9)
   assert analysis.t_interval(np.array([0.5, 0.5])) == (0.5, 0.5)
   assert all(np.isnan(analysis.t_interval(np.array([0.5, np.nan]))))
+
+
+def _coverage(draw, estimate, truth, simulations=400):
+  """The fraction of simulated studies whose interval holds ``truth``."""
+  rng = np.random.default_rng(5)
+  hits = [(lambda e: e.low <= truth <= e.high)(estimate(*draw(rng))) for _ in range(simulations)]
+  return float(np.mean(hits))
+
+
+def _grid(rng, cells=8, seeds=2, cell_sd=0.05, seed_sd=0.02, cell_effects=None):
+  """A grid zoo: members = cells x seeds; a member's value = its cell's effect + seed noise."""
+  effects = rng.normal(0, cell_sd, cells) if cell_effects is None else cell_effects
+  cell = np.repeat(np.arange(cells), seeds)
+  return effects[cell] + rng.normal(0, seed_sd, cells * seeds), cell
+
+
+def test_member_intervals_cover_the_mean_of_independent_members():
+  draw = lambda rng: (rng.normal(0.3, 0.1, 12),)
+  assert 0.92 <= _coverage(draw, analysis.t_estimate, 0.3) <= 0.98
+  bca = lambda values: analysis.bca_estimate(values, num_resamples=999)
+  assert 0.88 <= _coverage(draw, bca, 0.3, simulations=200) <= 0.98
+
+
+def test_cell_intervals_cover_configurations_like_these_and_member_intervals_do_not():
+  # Cells drawn afresh each study: the estimand is the mean over configurations (0).
+  draw = lambda rng: _grid(rng)
+  cells = _coverage(draw, lambda values, cell: analysis.cell_mean_estimate(values, cell), 0.0)
+  naive = _coverage(draw, lambda values, cell: analysis.t_estimate(values), 0.0)
+  assert 0.92 <= cells <= 0.98
+  assert naive < 0.88  # members resampled as if independent: the issue's 78 %
+
+
+def test_stratified_bootstrap_covers_these_cells_with_a_narrower_interval():
+  # These very cells (fixed effects): the estimand is their mean.
+  effects = np.random.default_rng(11).normal(0, 0.05, 8)
+  draw = lambda rng: _grid(rng, cell_effects=effects)
+  stratified = lambda values, cell: analysis.stratified_bootstrap_estimate(
+      values, cell, num_resamples=999)
+  assert 0.88 <= _coverage(draw, stratified, effects.mean(), simulations=300) <= 0.99
+  values, cell = draw(np.random.default_rng(0))
+  width = lambda e: e.high - e.low
+  assert width(stratified(values, cell)) < 0.6 * width(analysis.cell_mean_estimate(values, cell))
+
+
+def test_estimates_state_their_unit_and_method_and_t_matches_scipy():
+  from scipy import stats
+  values = np.array([0.1, 0.3, -0.05, 0.2, 0.15])
+  estimate = analysis.t_estimate(values)
+  assert (estimate.unit, estimate.method, estimate.n) == ("member", "t", 5)
+  assert estimate.p_value == pytest.approx(stats.ttest_1samp(values, 0).pvalue)
+  cells = analysis.cell_mean_estimate([0.1, 0.3, 0.5, 0.7], [0, 0, 1, 1])
+  assert (cells.unit, cells.n, cells.value) == ("grid cell", 2, pytest.approx(0.4))
+  assert analysis.is_grid([0, 0, 1, 1]) and not analysis.is_grid([0, 1, 2])
+  assert not analysis.is_grid([0, 0, 0])
+
+
+def test_holm_by_hand():
+  # Sorted 0.01, 0.02, 0.04 of four (one NaN, not counted): x3, x2, x1, kept monotone.
+  np.testing.assert_allclose(analysis.holm([0.04, 0.01, np.nan, 0.02]),
+                             [0.04, 0.03, np.nan, 0.04])
+  np.testing.assert_allclose(analysis.holm([0.5, 0.6]), [1.0, 1.0])
+
+
+def test_paired_twins_anchor_each_curve_at_its_dense_accuracy():
+  target = pd.DataFrame({"original_member": [0, 0], "achieved_sparsity": [0.5, 0.9],
+                         "test_accuracy": [0.8, 0.4]})
+  outcome = pd.DataFrame({"original_member": [0, 0], "achieved_sparsity": [0.25, 0.95],
+                          "test_accuracy": [0.88, 0.5], "original_test_accuracy": [0.9, 0.9],
+                          "level": [1.0, 2.0]})
+  pairs = analysis.paired_twins(target, outcome)
+  # 0.25 lies between the anchor (0, 0.9) and (0.5, 0.8): 0.85; 0.95 is beyond the curve.
+  np.testing.assert_allclose(pairs["paired_accuracy"][0], 0.85)
+  np.testing.assert_allclose(pairs["difference"][0], 0.03)
+  assert np.isnan(pairs["difference"][1])
+  assert np.isnan(analysis.paired_twins(target, outcome, anchor=False)["difference"][0])
+  np.testing.assert_allclose(analysis.member_means(pairs, 0.0, 0.8), [0.03])

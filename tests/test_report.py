@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxsparse import population, report, twins
+from jaxsparse import claims, population, report, twins
 
 P = 8
 LEVELS = (0.5, 0.8, 0.9)
@@ -82,11 +82,11 @@ def test_paired_comparison_below_and_above_the_crossover(study):
 
 
 def test_verdicts_follow_the_interval():
-  assert report._verdict(0.01, 0.03, 0.0, above=True) == "holds"
-  assert report._verdict(-0.03, -0.01, 0.0, above=True) == "fails"
-  assert report._verdict(-0.01, 0.01, 0.0, above=True) == "inconclusive"
-  assert report._verdict(0.001, 0.015, 0.02, above=False) == "holds"
-  assert report._verdict(np.nan, np.nan, 0.0, above=True) == "not tested"
+  assert claims.verdict(0.01, 0.03, 0.0, above=True) == "holds"
+  assert claims.verdict(-0.03, -0.01, 0.0, above=True) == "fails"
+  assert claims.verdict(-0.01, 0.01, 0.0, above=True) == "inconclusive"
+  assert claims.verdict(0.001, 0.015, 0.02, above=False) == "holds"
+  assert claims.verdict(np.nan, np.nan, 0.0, above=True) == "not tested"
 
 
 def test_robustness_agreement_and_correlation_claims(study):
@@ -146,3 +146,54 @@ def test_a_level_whose_twins_all_have_one_accuracy_has_no_correlation(tmp_path):
   assert "undefined: every twin has the same test accuracy" in constant["statistic"]
   text = (tmp_path / "report.md").read_text()
   assert "nan" not in text and "| n/a | n/a |" in text
+
+
+def test_claims_state_unit_interval_family_and_holm(study):
+  summary, truth = study
+  for row in summary["claims"]:
+    assert row["family"] in ("primary", "descriptive")
+    assert row["interval_method"] in ("t", "fisher_z")
+    assert (row["p_holm"] is not None) == (row["family"] == "primary" and
+                                           row["verdict"] != "not tested")
+  primary = [row for row in summary["claims"] if row["family"] == "primary"]
+  assert len(primary) == 2 and all(row["unit"] == "grid cell" for row in primary)
+  # The grid: 2 activations x 4 seeds; the interval is over the 2 cell means.
+  above = _claim(summary, "variational_dropout beats magnitude (layerwise) at or above 80")
+  differences = truth["vd_accuracy"][1] - truth["mp_at_vd"][1]
+  cell_means = [differences[:4].mean(), differences[4:].mean()]
+  from scipy import stats
+  half = stats.t.ppf(0.975, 1) * np.std(cell_means, ddof=1) / np.sqrt(2)
+  np.testing.assert_allclose([above["ci_low"], above["ci_high"]],
+                             [np.mean(cell_means) - half, np.mean(cell_means) + half])
+  assert above["units"] == 2 and above["members"] == P
+  p_values = [row["p_value"] for row in primary]
+  np.testing.assert_allclose(sorted(row["p_holm"] for row in primary),
+                             [2 * min(p_values), max(2 * min(p_values), max(p_values))])
+  low, high = above["corner_ci"]
+  assert low < above["value"] < high
+
+
+def test_robustness_is_judged_in_the_matched_band_with_a_sensitivity_line(study):
+  summary, _ = study
+  robust = _claim(summary, "magnitude (layerwise) is robust")
+  assert "at 50% to 80% sparsity" in robust["claim"]
+  assert set(robust["sensitivity"]) == {"drop 0.01", "drop 0.02", "drop 0.05",
+                                        "relative drop 2%"}
+  assert robust["sensitivity"]["drop 0.02"] == robust["verdict"]
+  # VD's twins at 70 % are in the band; those at 87 % are not.
+  vd = _claim(summary, "variational_dropout is robust")
+  assert vd["members"] == P
+
+
+def test_a_zoo_of_seeds_has_members_as_its_unit():
+  rng = np.random.default_rng(3)
+  table = population.member_table(dict(activation=("tanh",), optimizer=("adam",)), num_seeds=6)
+  predictions = rng.integers(0, 10, (6, 40))
+  original = _record(rng.uniform(0.7, 0.9, 6), np.zeros(6), predictions)
+  twin = _record(np.r_[original["accuracy"] - 0.01, original["accuracy"] - 0.3],
+                 np.r_[np.full(6, 0.6), np.full(6, 0.9)], np.concatenate([predictions] * 2))
+  run = twins.TwinRun("magnitude", "layerwise", (0.6, 0.9), "/s/twins/magnitude_layerwise")
+  summary = report.summarise(table, original, [(run, twin, None)])
+  robust = _claim(summary, "is robust")
+  assert (robust["unit"], robust["units"], robust["interval_method"]) == ("member", 6, "t")
+  assert robust["corner_ci"] is None and robust["value"] == pytest.approx(0.01)

@@ -135,3 +135,31 @@ def test_curve_test_examples_evaluate_a_subset_until_the_last_epoch(tmp_path, ti
   subset = (final["predictions"][:, :5] == data.test_labels[:5]).mean(axis=1)
   np.testing.assert_allclose([row["curve_accuracy"] for row in last], subset, atol=1e-6)
   np.testing.assert_allclose([row["test_accuracy"] for row in last], final["accuracy"])
+
+
+def test_evaluation_schedule_logs_epoch_zero_and_every_nth_epoch(tmp_path, data):
+  """evaluate_at_start logs the members as they start (a magnitude twin right after its
+  one-shot pruning); evaluate_every skips the epochs between, never the last."""
+  from jaxsparse.config import default_config
+  config = default_config()
+  config.sparsify.method = "magnitude"
+  config.population.grid.sparsity = (0.0, 0.9)
+  config.training.num_epochs = 3
+  config.training.evaluate_every = 2
+  config.training.evaluate_at_start = True
+  config.logging.progress_bar = config.logging.tensorboard = False
+  train_and_evaluate(config, str(tmp_path), dataset=data)
+  rows = pd.DataFrame([json.loads(line) for line in open(tmp_path / "metrics.jsonl")])
+  assert sorted(set(rows["epoch"])) == [0, 1, 2, 3]
+  evaluated = rows.groupby("epoch")["test_accuracy"].apply(lambda column: column.notna().all())
+  assert evaluated.to_dict() == {0: True, 1: False, 2: True, 3: True}
+  start = rows[rows["epoch"] == 0].set_index("member")
+  np.testing.assert_allclose(start["achieved_sparsity"], [0.0, 0.9], atol=2e-3)
+  assert start["train_loss"].isna().all()
+  # Epoch 0 is the fresh population: its accuracy is the initial members' own.
+  from jaxsparse import experiment
+  run = experiment.setup(config, experiment.data_shape(data))
+  initial = engine.init_population(run.model, run.method, run.hyper)
+  expected = engine.evaluate(run.model, run.method, initial, run.hyper, data.test_images,
+                             data.test_labels, batch_size=64)["accuracy"]
+  np.testing.assert_allclose(start["test_accuracy"], np.asarray(expected), rtol=1e-6)

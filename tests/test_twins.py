@@ -48,6 +48,19 @@ def test_study_writes_report_summary_and_figures(study):
   assert "| magnitude (layerwise) | target 0.9 |" in report and "## Claims" in report
 
 
+def test_every_twin_evaluation_logs_its_agreement_with_the_original(study):
+  _, _, workdir, summary = study
+  for entry in summary["twins"]:
+    run_dir = os.path.join(workdir, entry["workdir"])
+    rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    final = {row["member"]: row["agreement"] for row in rows if row["epoch"] == 2}
+    level = sorted(final)[len(final) // 2:] if entry["level"] in (0.9, 5000.0) else \
+        sorted(final)[:len(final) // 2]
+    np.testing.assert_allclose([final[member] for member in level], entry["agreement"],
+                               rtol=1e-6)
+    assert all(0 <= row["agreement"] <= 1 for row in rows)
+
+
 def test_twin_metadata_points_at_its_original(study):
   """All levels of a method are one population, level-major: twin k * P + i is original
   member i's twin at the k-th level, with its hyperparameters and starting weights."""

@@ -237,3 +237,17 @@ def test_kl_prunes_weights_and_evaluation_uses_the_masks(trained_vd):
   np.testing.assert_allclose(
       accuracy, engine.evaluate(model, dense, pruned._replace(
           sparsity_state=sparsify.dense.DenseState(state.masks)), hyper, images, labels)["accuracy"])
+
+
+def test_per_epoch_kl_schedule_is_the_public_codes_staircase():
+  """The public code sets w = min(1, 0.01 * epoch / 25) once per epoch (epochs 0 to 24)."""
+  steps_per_epoch = 7
+  for step in range(0, 25 * steps_per_epoch, 3):  # the 25 epochs the public code trains
+    epoch = step // steps_per_epoch
+    public = min(1.0, 0.01 * epoch / 25) / 0.01
+    np.testing.assert_allclose(vd.kl_warmup(step, 0, 25 * steps_per_epoch,
+                                                             steps_per_epoch, "per_epoch"),
+                               public, rtol=1e-6)
+  linear = vd.kl_warmup(3 * steps_per_epoch + 2, 0, 25 * steps_per_epoch,
+                                         steps_per_epoch)
+  np.testing.assert_allclose(linear, (3 * steps_per_epoch + 2) / (25 * steps_per_epoch))

@@ -7,8 +7,9 @@ log alpha = log sigma^2 - log theta^2 measures how noisy a weight is. The
 layers sample their outputs with the local reparameterisation trick (see
 :func:`jaxsparse.layers._linear_output`). The loss adds the KL divergence of
 the log-uniform prior, approximated as in the paper, scaled to the data set
-(``kl_weight`` = 1 is the variational lower bound) and warmed up linearly from
-0 between ``start_epoch`` and ``end_epoch``. Weights with log alpha >= the
+(``kl_weight`` = 1 is the variational lower bound) and warmed up from 0
+between ``start_epoch`` and ``end_epoch``, linearly per step or, as the
+public model-zoo code does, per epoch (``kl_schedule``). Weights with log alpha >= the
 threshold (3) are the mask's zeros at evaluation; sparsity is an outcome of
 training, not a target.
 
@@ -45,6 +46,8 @@ from jaxsparse.sparsify import fields
 from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
 from jaxsparse.sparsify.registry import Field, TwinLevel, register
 
+#: How the KL weight warms up (see :func:`kl_warmup`).
+KL_SCHEDULES = ("linear", "per_epoch")
 #: Constants of the KL approximation (Molchanov et al. 2017, eq. 14).
 KL_CONSTANTS = (0.63576, 1.87320, 1.48695)
 INITIAL_LOG_SIGMA2 = -10.0
@@ -213,6 +216,11 @@ _DECLARATION = dict(
                 1.0, "weight of the KL term (1 = the variational bound; larger = sparser)",
                 fields.at_least(0, "use 0 or more (1 = the variational bound)")),
             "log_alpha_threshold": Field(3.0, "log alpha at or above which a weight is pruned"),
+            "kl_schedule": Field(
+                "linear", "how the KL weight warms up from start_epoch to end_epoch: 'linear' "
+                "(every step) or 'per_epoch' (the public model-zoo code: constant within an "
+                "epoch, kl_weight x (epoch - start_epoch) / (end_epoch - start_epoch))",
+                fields.one_of(KL_SCHEDULES)),
             "start_epoch": fields.START_EPOCH, "end_epoch": fields.END_EPOCH,
             "trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE},
     member_settings=("kl_weight",), validate=fields.check_epoch_window,
@@ -222,17 +230,32 @@ _DECLARATION = dict(
     example=dict(kl_weight=100.0))
 
 
+def kl_warmup(step, start: int, end: int, steps_per_epoch: int, schedule: str = "linear"):
+  """The fraction of its KL weight a step uses: 0 before ``start``, 1 from ``end`` (steps).
+
+  ``'linear'`` rises every step; ``'per_epoch'`` is the public model-zoo
+  code's ``min(1, w * epoch / epochs)`` set once per epoch: 0 in the first
+  epoch of the warm-up, ``(epochs - 1) / epochs`` in its last, 1 after it.
+  """
+  if end <= start:
+    return jnp.where(step >= start, 1.0, 0.0)
+  if schedule == "per_epoch":
+    epochs = (end - start) // steps_per_epoch
+    done = jnp.floor_divide(step - start, steps_per_epoch)
+    return jnp.clip(done / epochs, 0.0, 1.0)
+  return jnp.clip((step - start) / (end - start), 0.0, 1.0)
+
+
 def _build(settings, training: TrainingSchedule, straight_through: bool) -> SparsifyMethod:
   """Variational dropout from ``config.sparsify`` (warm-up epochs become steps)."""
   start = settings.start_epoch * training.steps_per_epoch
   end = settings.end_epoch * training.steps_per_epoch
-  default_kl_weight = settings.kl_weight
+  default_kl_weight, schedule = settings.kl_weight, settings.kl_schedule
+  steps_per_epoch = max(training.steps_per_epoch, 1)
 
   def kl_weight(step, target):
     scale = target.setting("kl_weight", default_kl_weight) / training.num_examples
-    if end <= start:
-      return jnp.where(step >= start, scale, 0.0)
-    return scale * jnp.clip((step - start) / (end - start), 0.0, 1.0)
+    return scale * kl_warmup(step, start, end, steps_per_epoch, schedule)
 
   return variational_dropout(kl_weight, settings.log_alpha_threshold, straight_through)._replace(
       trainable_learning_rate_scale=settings.trainable_learning_rate_scale)

@@ -1,0 +1,94 @@
+"""The twins-verdict protocol study (issue #46): the arms of configs/twins_protocol.py, then
+the verdict by the decision rule written there.
+
+  python experiments/twins_protocol.py --workdir=runs/twins_protocol
+
+Trains the uniform zoo under ``WORKDIR/zoo`` and every twin arm under
+``WORKDIR/<arm>`` (each a twins study whose ``original_workdir`` is the zoo),
+in the order of ``--arms``, then writes ``WORKDIR/verdict.md`` and
+``WORKDIR/verdict.json`` (:mod:`experiments.twins_verdict`). Every arm is
+resumable: re-running the command continues where it stopped, and a finished
+arm is not trained again. ``--arms=zoo,vd_public`` runs a subset;
+``--verdict_only`` only rewrites the verdict from what has finished.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxsparse import cpu_cores, errors, train, twins  # noqa: E402
+from jaxsparse.config import load_config_file  # noqa: E402
+
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                      "twins_protocol.py")
+#: The order the arms run in: the zoo, then the public protocol first (its sanity check
+#: comes earliest) and the departure, the magnitude curves, and the bridge.
+ORDER = ("zoo", "vd_public", "vd_strong", "magnitude_5", "magnitude_25", "bridge")
+
+_WORKDIR = flags.DEFINE_string("workdir", "runs/twins_protocol", "Where the arms and verdict go.")
+_ARMS = flags.DEFINE_list("arms", list(ORDER), f"Arms to run, of {list(ORDER)}.")
+_VERDICT_ONLY = flags.DEFINE_bool("verdict_only", False,
+                                  "Only rewrite the verdict from the finished arms.")
+_QUICK = flags.DEFINE_bool("quick", False, "A pipeline check in a few minutes: 3 members on "
+                           "the 8x8 digits at 28x28, a few epochs of everything.")
+
+
+def quick(config, arm: str):
+  """``config`` of ``arm`` shrunk to a pipeline check (same arms, same decision rule)."""
+  config.data.name, config.data.image_size, config.data.validation_size = "digits", 28, 300
+  config.population.num_seeds = 3
+  config.training.num_epochs = 2
+  config.training.evaluate_every = 1
+  if arm == "zoo":
+    return config
+  config.twins.num_epochs = {"magnitude_5": 2, "magnitude_25": 3}.get(arm, 3)
+  config.twins.train_examples = 300
+  if arm.startswith("vd_"):
+    config.sparsify.end_epoch = config.twins.num_epochs
+  return config
+
+
+def arm_config(arm: str, workdir: str):
+  """The config of ``arm``; a twin arm starts from the zoo under ``workdir``."""
+  config = load_config_file(f"{CONFIG}:{arm}")
+  config = quick(config, arm) if _QUICK.value else config
+  config.logging.progress_bar = False
+  if arm != "zoo":
+    config.twins.original_workdir = os.path.join(workdir, "zoo")
+  return config
+
+
+def run_arm(arm: str, workdir: str) -> None:
+  """Trains (or resumes, or finds finished) one arm."""
+  started = time.time()
+  print(f"== {arm} ({time.strftime('%Y-%m-%d %H:%M:%S')})", flush=True)
+  config = arm_config(arm, workdir)
+  if arm == "zoo":
+    train.train_and_evaluate(config, os.path.join(workdir, "zoo"))
+  else:
+    twins.run_study(config, os.path.join(workdir, arm))
+  print(f"== {arm} done in {(time.time() - started) / 60:.1f} min", flush=True)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # (Orbax logs every checkpoint at INFO)
+  unknown = [arm for arm in _ARMS.value if arm not in ORDER]
+  if unknown:
+    raise app.UsageError(f"--arms={','.join(unknown)} is unknown; use some of {','.join(ORDER)}")
+  if not _VERDICT_ONLY.value:
+    for arm in [arm for arm in ORDER if arm in _ARMS.value]:
+      errors.exit_on_user_error(run_arm)(arm, _WORKDIR.value)
+  from experiments import twins_verdict  # (its statistics need no JAX)
+  errors.exit_on_user_error(twins_verdict.write_verdict)(_WORKDIR.value)
+
+
+if __name__ == "__main__":
+  cpu_cores.split_cpu_by_core()  # before JAX starts: members train on every core
+  app.run(main)

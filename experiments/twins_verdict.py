@@ -1,0 +1,290 @@
+"""The verdict of the twins protocol study, by the decision rule of configs/twins_protocol.py.
+
+:func:`write_verdict` reads the arms under a workdir of
+``experiments/twins_protocol.py`` (whatever has finished) and writes
+``verdict.md`` and ``verdict.json`` there: the zoo, VD's and magnitude
+pruning's twins per level and epoch, the primary comparison per scope with
+its t and BCa intervals and Holm-adjusted p, the secondary comparisons, the
+fairness guard, the crossover sparsity per member, the bridge (the main
+job's protocol on this zoo) and the trajectories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+
+from jaxsparse import analysis, metrics, tables
+from jaxsparse.errors import UserError
+from experiments.common import markdown_table
+
+SCOPES = ("layerwise", "global")
+#: Magnitude pruning's fine-tuning epochs the secondary comparisons are read at; the
+#: primary reads ``magnitude_5``'s last epoch (5), the guard ``magnitude_25``'s (25).
+EPOCHS = (0, 1)
+CROSSOVER = analysis.CROSSOVER_SPARSITY
+#: Below this mean test accuracy the public-protocol VD twins are at chance (10 classes).
+CHANCE = 0.15
+ALPHA = 0.05
+
+
+def _finished(workdir: str, arm: str) -> bool:
+  return os.path.exists(os.path.join(workdir, arm, "summary.json"))
+
+
+def _magnitude_curve(trajectories: dict[str, pd.DataFrame], scope: str,
+                     epochs: dict[str, int]) -> pd.DataFrame:
+  """The magnitude twins of ``scope``: of each arm (``magnitude_5``, ``magnitude_25``) the
+  rows of the epoch ``epochs`` names for it."""
+  frames = []
+  for arm, epoch in epochs.items():
+    rows = trajectories[arm]
+    frames.append(rows[(rows.run == f"magnitude_{scope}") & (rows.epoch == epoch)])
+  return pd.concat(frames, ignore_index=True)
+
+
+def _with_originals(rows: pd.DataFrame, originals: pd.DataFrame) -> pd.DataFrame:
+  accuracy = originals.set_index("member")
+  return rows.assign(
+      original_test_accuracy=accuracy.loc[rows.original_member, "test_accuracy"].to_numpy(),
+      original_diverged=accuracy.loc[rows.original_member, "diverged"].to_numpy(bool),
+      diverged=rows["diverged"].fillna(0).astype(bool))
+
+
+def verdict_of(estimate: analysis.Estimate, p_holm: float, bca: analysis.Estimate) -> str:
+  """The decision rule: reproduced / contradicted / unresolved (with 'fragile' when the BCa
+  interval disagrees), or not testable with fewer than 3 members."""
+  if estimate.n < 3 or not np.isfinite(p_holm):
+    return "not testable"
+  if p_holm >= ALPHA:
+    return "unresolved"
+  verdict = "reproduced" if estimate.value > 0 else "contradicted"
+  agrees = bca.low > 0 if estimate.value > 0 else bca.high < 0
+  return verdict if agrees else verdict + " (fragile: the BCa interval includes 0)"
+
+
+def _comparison(curve: pd.DataFrame, vd: pd.DataFrame, low: float, high: float) -> dict:
+  """Per member, VD minus its magnitude curve over its VD twins in [low, high); over
+  members, the t and BCa estimates."""
+  pairs = analysis.paired_twins(curve, vd)
+  means = analysis.member_means(pairs, low, high)
+  in_band = pairs[(pairs.achieved_sparsity >= low) & (pairs.achieved_sparsity < high)]
+  return {"t": analysis.t_estimate(means.to_numpy()),
+          "bca": analysis.bca_estimate(means.to_numpy()),
+          "twins": int(np.isfinite(in_band.difference).sum()),
+          "unpaired": int((~np.isfinite(in_band.difference)).sum()),
+          "members": means.to_dict(), "pairs": pairs}
+
+
+def _crossover_sparsity(pairs: pd.DataFrame) -> pd.Series:
+  """Per member, the sparsity where VD minus magnitude changes sign, interpolated between
+  its VD twins in order of sparsity; below the sparsest VD win or beyond the last twin it
+  is censored at that twin's sparsity (NaN: no VD twin is paired)."""
+  values = {}
+  for member, rows in pairs[np.isfinite(pairs.difference)].groupby("original_member"):
+    rows = rows.sort_values("achieved_sparsity")
+    xs, ds = rows.achieved_sparsity.to_numpy(), rows.difference.to_numpy()
+    crossing = xs[-1] if ds[-1] <= 0 else xs[0]
+    for (x0, d0), (x1, d1) in zip(zip(xs, ds), zip(xs[1:], ds[1:])):
+      if d0 <= 0 < d1:
+        crossing = x0 + (x1 - x0) * (-d0) / (d1 - d0)
+    values[member] = crossing
+  return pd.Series(values, dtype=float)
+
+
+def _estimate_record(estimate: analysis.Estimate) -> dict:
+  return {key: (None if isinstance(value, float) and not np.isfinite(value) else value)
+          for key, value in estimate._asdict().items()}
+
+
+def _primary(vd: pd.DataFrame, trajectories: dict, epochs_by_arm: dict, label: str) -> list:
+  rows = []
+  for scope in SCOPES:
+    curve = _magnitude_curve(trajectories, scope, epochs_by_arm)
+    comparison = _comparison(curve, vd, CROSSOVER, 1.01)
+    rows.append({"comparison": label, "scope": scope, **comparison})
+  holm = analysis.holm([row["t"].p_value for row in rows])
+  for row, p in zip(rows, holm):
+    row["p_holm"] = p
+    row["verdict"] = verdict_of(row["t"], p, row["bca"])
+  return rows
+
+
+def _estimates_table(rows: list[dict]) -> pd.DataFrame:
+  return pd.DataFrame([{
+      "comparison": row["comparison"], "scope": row["scope"], "members": row["t"].n,
+      "VD twins paired": row["twins"], "unpaired": row["unpaired"],
+      "mean (VD - magnitude)": row["t"].value, "t 95 % interval":
+      f"[{row['t'].low:.3f}, {row['t'].high:.3f}]", "BCa 95 % interval":
+      f"[{row['bca'].low:.3f}, {row['bca'].high:.3f}]", "p": row["t"].p_value,
+      "p (Holm)": row.get("p_holm", np.nan), "verdict": row.get("verdict", "descriptive")}
+      for row in rows])
+
+
+def _level_tables(trajectories: dict, originals: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+  """VD per level (final), magnitude per scope, target and epoch."""
+  vd_rows = []
+  for arm in ("vd_public", "vd_strong"):
+    if arm not in trajectories:
+      continue
+    rows = trajectories[arm]
+    final = _with_originals(rows[rows.epoch == rows.epoch.max()], originals)
+    vd_rows.append({"arm": arm, "KL weight": final.level.iloc[0],
+                    "sparsity": final.achieved_sparsity.mean(),
+                    "accuracy": final.test_accuracy.mean(),
+                    "drop": (final.original_test_accuracy - final.test_accuracy).mean(),
+                    "agreement": final.agreement.mean(),
+                    "at chance": int((final.test_accuracy < CHANCE).sum()),
+                    "twins": len(final)})
+  magnitude_rows = []
+  for arm in ("magnitude_5", "magnitude_25"):
+    if arm not in trajectories:
+      continue
+    rows = trajectories[arm]
+    wanted = EPOCHS + (trajectories["magnitude_5"].epoch.max(), rows.epoch.max())
+    for (run, level, epoch), group in rows[rows.epoch.isin(wanted)].groupby(
+        ["run", "level", "epoch"]):
+      magnitude_rows.append({"scope": run.removeprefix("magnitude_"), "target": level,
+                             "epoch": epoch, "sparsity": group.achieved_sparsity.mean(),
+                             "accuracy": group.test_accuracy.mean(),
+                             "agreement": group.agreement.mean()})
+  return pd.DataFrame(vd_rows), pd.DataFrame(magnitude_rows)
+
+
+def _trajectory_table(trajectories: dict) -> pd.DataFrame:
+  rows = []
+  for arm, frame in trajectories.items():
+    for (run, level, epoch), group in frame.groupby(["run", "level", "epoch"]):
+      rows.append({"arm": arm, "run": run, "level": level, "epoch": epoch,
+                   "sparsity": group.achieved_sparsity.mean(),
+                   "accuracy": group.test_accuracy.mean(),
+                   "agreement": group.agreement.mean()})
+  return pd.DataFrame(rows)
+
+
+def _zoo_table(workdir: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+  zoo = os.path.join(workdir, "zoo")
+  originals = tables.load_run(zoo, "original")
+  rows = pd.DataFrame(metrics.read_metrics(os.path.join(zoo, "metrics.jsonl")))
+  curve = rows.dropna(subset=["validation_accuracy"]).groupby("epoch")[
+      ["validation_accuracy", "test_accuracy", "train_loss"]].mean().reset_index()
+  return originals, curve
+
+
+def write_verdict(workdir: str) -> dict:
+  """Writes ``verdict.md`` and ``verdict.json`` under ``workdir`` from its finished arms;
+  returns the JSON record."""
+  if not os.path.exists(os.path.join(workdir, "zoo", "members.csv")):
+    raise UserError(f"{workdir}/zoo is not trained yet; run experiments/twins_protocol.py")
+  originals, zoo_curve = _zoo_table(workdir)
+  trajectories = {arm: tables.load_trajectories(os.path.join(workdir, arm))
+                  for arm in ("vd_public", "vd_strong", "magnitude_5", "magnitude_25")
+                  if _finished(workdir, arm)}
+  lines = [f"# Twins protocol study: the verdict ({time.strftime('%Y-%m-%d')})", "",
+           "Decision rule: configs/twins_protocol.py (written before the run).", "",
+           f"## Zoo: {len(originals)} members of the uniform recipe", "",
+           f"Final test accuracy {originals.test_accuracy.mean():.4f} "
+           f"(min {originals.test_accuracy.min():.4f}, max {originals.test_accuracy.max():.4f}); "
+           "validation and test accuracy every 5 epochs (population mean):", "",
+           markdown_table(zoo_curve, digits=4), ""]
+  record = {"zoo": {"test_accuracy": originals.test_accuracy.tolist(),
+                    "curve": zoo_curve.to_dict("records")}}
+  vd_levels, magnitude_levels = _level_tables(trajectories, originals)
+  if len(vd_levels):
+    lines += ["## Variational dropout twins (after their last epoch)", "",
+              markdown_table(vd_levels), ""]
+    public = vd_levels[vd_levels.arm == "vd_public"]
+    if len(public) and public.accuracy.iloc[0] < CHANCE:
+      lines += ["**Sanity check failed: public-protocol VD twins end at chance. The "
+                "implementation is suspected; no verdict is drawn.**", ""]
+      record["sanity"] = "failed"
+  if len(magnitude_levels):
+    lines += ["## Magnitude twins per fine-tuning epoch", "",
+              markdown_table(magnitude_levels), ""]
+  record["vd_levels"] = vd_levels.to_dict("records")
+  record["magnitude_levels"] = magnitude_levels.to_dict("records")
+  vd_arms = [arm for arm in ("vd_public", "vd_strong") if arm in trajectories]
+  if vd_arms and {"magnitude_5", "magnitude_25"} <= set(trajectories) and \
+      record.get("sanity") != "failed":
+    lines, record = _comparisons(lines, record, trajectories, vd_arms, originals)
+  if _finished(workdir, "bridge"):
+    with open(os.path.join(workdir, "bridge", "summary.json")) as file:
+      claims = json.load(file)["claims"]
+    bridge = pd.DataFrame([{"claim": c["claim"], "value": c["value"], "low": c["ci_low"],
+                            "high": c["ci_high"], "verdict": c["verdict"]} for c in claims])
+    lines += ["## Bridge: the main job's twin protocol on this zoo", "",
+              markdown_table(bridge), ""]
+    record["bridge"] = bridge.to_dict("records")
+  if trajectories:
+    trajectory = _trajectory_table(trajectories)
+    lines += ["## Trajectories (population means per evaluated epoch)", "",
+              markdown_table(trajectory), ""]
+    record["trajectories"] = trajectory.to_dict("records")
+  with open(os.path.join(workdir, "verdict.md"), "w") as file:
+    file.write("\n".join(lines))
+  with open(os.path.join(workdir, "verdict.json"), "w") as file:
+    json.dump(record, file, indent=1, default=float)
+  print("\n".join(lines), flush=True)
+  return record
+
+
+def _comparisons(lines: list[str], record: dict, trajectories: dict, vd_arms: list[str],
+                 originals: pd.DataFrame):
+  vd = pd.concat([trajectories[arm][trajectories[arm].epoch == trajectories[arm].epoch.max()]
+                  for arm in vd_arms], ignore_index=True)
+  vd = _with_originals(vd, originals)
+  primary_epoch = int(trajectories["magnitude_5"].epoch.max())
+  guard_epoch = int(trajectories["magnitude_25"].epoch.max())
+  primary = _primary(vd, trajectories, {"magnitude_5": primary_epoch,
+                                        "magnitude_25": primary_epoch},
+                     f"primary: magnitude after {primary_epoch} epochs, >= 80 %")
+  secondary = []
+  for epoch in EPOCHS:
+    secondary += _primary(vd, trajectories, {"magnitude_5": epoch, "magnitude_25": epoch},
+                          f"secondary: magnitude after {epoch} epochs, >= 80 %")
+  for scope in SCOPES:
+    curve = _magnitude_curve(trajectories, scope, {"magnitude_5": primary_epoch,
+                                                   "magnitude_25": primary_epoch})
+    secondary.append({"comparison": f"secondary: below 80 % (magnitude after {primary_epoch} "
+                                    "epochs)", "scope": scope,
+                      **_comparison(curve, vd, 0.0, CROSSOVER)})
+  guard = _primary(vd, trajectories, {"magnitude_5": primary_epoch,
+                                      "magnitude_25": guard_epoch},
+                   f"fairness guard: magnitude 85-95 % after {guard_epoch} epochs")
+  final = {}
+  for row, guarded in zip(primary, guard):
+    verdict = row["verdict"]
+    if verdict.startswith("reproduced") and not guarded["verdict"].startswith("reproduced"):
+      verdict = (f"reproduced at {primary_epoch} fine-tuning epochs only (not with "
+                 f"{guard_epoch})")
+    final[row["scope"]] = verdict
+  crossings = []
+  for row in primary:
+    crossing = _crossover_sparsity(row["pairs"])
+    median = analysis.bca_estimate(crossing.to_numpy())
+    crossings.append({"scope": row["scope"], "members": len(crossing),
+                      "median": float(crossing.median()) if len(crossing) else np.nan,
+                      "mean": median.value, "BCa 95 % interval of the mean":
+                      f"[{median.low:.3f}, {median.high:.3f}]"})
+  lines += ["## Verdict", "",
+            *[f"- **{scope}**: {verdict}" for scope, verdict in final.items()], "",
+            "## Primary, secondary and guard comparisons", "",
+            "Per member: mean over its VD twins in the band of VD accuracy minus its own "
+            "magnitude curve (anchored at its dense accuracy at 0 %) at the VD twin's "
+            "sparsity; then over members (unit: member = seed; estimand: the mean over "
+            "members of the uniform zoo).", "",
+            markdown_table(_estimates_table(primary + secondary + guard)), "",
+            "## Crossover sparsity per member (where VD minus magnitude turns positive)", "",
+            markdown_table(pd.DataFrame(crossings)), ""]
+  record.update(verdict=final, comparisons=[
+      {"comparison": row["comparison"], "scope": row["scope"],
+       "t": _estimate_record(row["t"]), "bca": _estimate_record(row["bca"]),
+       "twins": row["twins"], "unpaired": row["unpaired"],
+       "p_holm": row.get("p_holm"), "verdict": row.get("verdict", "descriptive"),
+       "members": {str(k): v for k, v in row["members"].items()}}
+      for row in primary + secondary + guard], crossover=crossings)
+  return lines, record
