@@ -124,7 +124,7 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
                activations: str = ""):
   import jax
   import jax.numpy as jnp
-  from jaxsparse import engine, experiment
+  from jaxsparse import build, engine
   from jaxsparse import progress as progress_lib
   from jaxsparse.config import default_config
   config = default_config()  # one tanh / Adam 1e-3 configuration, seeds 0..population-1
@@ -139,22 +139,21 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
   config.training.batch_size = batch
   # Members split over every device, as a run does (on the CPU one device per core when
   # --devices is 0: jaxsparse.cpu_cores).
-  run = experiment.setup(config, experiment.DataShape(INPUT_SHAPES[model], 10, steps * batch),
+  run = build.setup(config, build.DataShape(INPUT_SHAPES[model], 10, steps * batch),
                          sharded=True)
-  built, method, hyper = run.model, run.method, run.hyper
+  program = run.program._replace(
+      chunk_size=chunk, shared_order_seed=0 if shared else -1,
+      progress_every=progress_lib.report_interval(steps) if progress else 0)
   images, labels = map(jnp.asarray, _synthetic(model, batch, steps))
-  state = [engine.init_population(built, method, hyper, mesh=run.mesh)]
+  state = [engine.init_population(program, run.hyper)]
   # Steps 1 to `steps` of the schedule: magnitude pruning's one-shot ranking at
   # step 0 happens once in a run (masks are re-ranked every 100 steps after),
   # so timing it in every 10-step window would overstate it tenfold.
   first_step = 1
 
   def run_steps():
-    state[0], metrics = engine.train_epoch(
-        built, method, state[0], hyper, images, labels, first_step, batch_size=batch,
-        chunk_size=chunk, mesh=run.mesh,
-        progress_every=progress_lib.report_interval(steps) if progress else 0,
-        shared_order_seed=0 if shared else -1)
+    state[0], metrics = engine.train_epoch(program, state[0], run.hyper, images, labels,
+                                           first_step)
     jax.block_until_ready(metrics)
 
   return _time(run_steps, steps)

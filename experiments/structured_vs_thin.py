@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from ml_collections import config_flags
 
-from jaxsparse import analysis, checkpoints, cpu_cores, errors, experiment, models, structured, train
+from jaxsparse import analysis, build, checkpoints, cpu_cores, errors, models, structured, train
 from jaxsparse import masks as masks_lib
 from jaxsparse.config import validate_config
 
@@ -95,7 +95,7 @@ def matched_widths(config, input_shape, rates) -> dict[float, float]:
 def member_rows(workdir: str, arm: str, width: float) -> list[dict]:
   """Test accuracy, parameters and multiply-adds of every member of a finished run."""
   state, table = checkpoints.load_population(workdir)
-  model = experiment.load_setup(workdir).model
+  model = build.load_setup(workdir).model
   members = pd.read_csv(os.path.join(workdir, "members.csv"))
   rows = []
   for index in range(len(table)):

@@ -24,7 +24,7 @@ from absl import app, flags, logging
 import jax
 import jax.numpy as jnp
 
-from jaxsparse import cpu_cores, engine, errors, experiment, train, twins
+from jaxsparse import build, cpu_cores, engine, errors, train, twins
 from jaxsparse.config import load_config_file
 
 flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
@@ -33,14 +33,13 @@ flags.DEFINE_string("out", "", "Write the measurements as JSON here.")
 FLAGS = flags.FLAGS
 
 
-def _time_population(run, images, labels, batch_size, chunk_size, steps):
+def _time_population(run, images, labels, steps):
   """Seconds per step of ``run``'s population (members split over its mesh, as a run
   trains) over ``steps`` steps, timed on a second call (the first compiles)."""
-  state = engine.init_population(run.model, run.method, run.hyper, mesh=run.mesh)
+  state = engine.init_population(run.program, run.hyper)
+  batch_size = run.program.batch_size
   subset = images[:steps * batch_size], labels[:steps * batch_size]
-  train = lambda state: engine.train_epoch(run.model, run.method, state, run.hyper, *subset,
-                                           batch_size=batch_size, chunk_size=chunk_size,
-                                           mesh=run.mesh)
+  train = lambda state: engine.train_epoch(run.program, state, run.hyper, *subset)
   state, metrics = train(state)
   jax.block_until_ready(metrics)
   started = time.perf_counter()
@@ -56,18 +55,17 @@ def main(argv):
   config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                          "configs", "twins_paper.py"))
   dataset = train.dataset_from_config(config)
-  shape = experiment.data_shape(dataset)
+  shape = build.data_shape(dataset)
   images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
   phases = [("dense zoo", twins.original_config(config))]
   phases += [(f"{run.name} twins", twins.twin_config(config, run))
              for run in twins.twin_runs(config, "unused")]
   rows = []
   for name, phase_config in phases:
-    run = experiment.setup(phase_config, shape)
+    run = build.setup(phase_config, shape)
     members = min(FLAGS.members or run.num_members, run.num_members)
-    timed = experiment.setup(phase_config, shape, table=run.table.iloc[:members], sharded=True)
-    seconds = _time_population(timed, images, labels, phase_config.training.batch_size,
-                               config.population.chunk_size, FLAGS.steps)
+    timed = build.setup(phase_config, shape, table=run.table.iloc[:members], sharded=True)
+    seconds = _time_population(timed, images, labels, FLAGS.steps)
     epochs = phase_config.training.num_epochs
     member_epoch = seconds / members * run.steps_per_epoch
     hours = member_epoch * run.num_members * epochs / 3600

@@ -12,7 +12,7 @@ writes, or written before checksums existed) is restored unchecked, as
 Orbax completed it.
 
 :func:`load_population` and :func:`load_member` rebuild the abstract state
-from ``metadata.json`` (:func:`jaxsparse.experiment.from_metadata`) and
+from ``metadata.json`` (:func:`jaxsparse.build.from_metadata`) and
 restore it, so a population can be analysed without its training script,
 in a fresh process; a method from the user's own module is loaded only with
 the user's consent (``allow_modules``).
@@ -30,10 +30,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pandas as pd
 
-from jaxsparse import engine, experiment, models, population, sharding, sparsify
+from jaxsparse import build, engine, population, sharding
 from jaxsparse import errors
 from jaxsparse.errors import UserError
-from jaxsparse.workdir import CHECKPOINT_DIR, read_metadata  # noqa: F401 (re-exported)
+from jaxsparse.workdir import CHECKPOINT_DIR
 
 CHECKSUM_FILE = "checksums.json"
 
@@ -159,17 +159,19 @@ def check_member_count(manager: ocp.CheckpointManager, epoch: int, num_members: 
                     f"run's population size is {num_members}; use another --workdir")
 
 
-def restore_members(manager: ocp.CheckpointManager, model: models.Model,
-                    method: sparsify.SparsifyMethod, table: pd.DataFrame, epoch: int | None = None,
-                    size: int | None = None, mesh=None) -> engine.TrainState:
-  """Restores the members of ``table`` from checkpoint ``epoch`` (latest if None).
+def restore_members(manager: ocp.CheckpointManager, program: engine.Program,
+                    table: pd.DataFrame, epoch: int | None = None,
+                    size: int | None = None) -> engine.TrainState:
+  """Restores the members of ``table`` from checkpoint ``epoch`` (latest if None) into
+  the state ``program`` (its model and method) trains.
 
   A checkpoint may hold padding members after the real ones (written by a
   run sharded over a device count that does not divide the population; see
   :mod:`jaxsparse.sharding`). They are dropped, and the population is padded
-  to ``size`` (default: the real members) and split over ``mesh`` for the
-  run at hand, which may use another number of devices.
+  to ``size`` (default: the real members) and split over ``program.mesh`` for
+  the run at hand, which may use another number of devices.
   """
+  mesh = program.mesh
   epoch = manager.latest_step() if epoch is None else epoch
   num_members = len(table)
   saved = num_members
@@ -177,7 +179,7 @@ def restore_members(manager: ocp.CheckpointManager, model: models.Model,
     saved = saved_member_count(manager, epoch) or num_members
   saved = max(saved, num_members)
   hyper = sharding.pad_members(population.member_hyperparameters(table), saved)
-  abstract = jax.eval_shape(engine.init_population, model, method, hyper)
+  abstract = jax.eval_shape(engine.init_population, program._replace(mesh=None), hyper)
   # Restore onto this run's devices, whatever the devices of the run that saved it.
   if mesh is not None and saved % sharding.num_shards(mesh) == 0:
     target = sharding.member_sharding(mesh)
@@ -230,10 +232,10 @@ def load_population(workdir: str, epoch: int | None = None, *,
     The population state (leaves with a leading member axis) and the member
     table (one row per member: hyperparameters and seed).
   """
-  run = experiment.load_setup(workdir, allow_modules)
+  run = build.load_setup(workdir, allow_modules)
   manager = checkpoint_manager(workdir)
   try:
-    return restore_members(manager, run.model, run.method, run.table, epoch), run.table
+    return restore_members(manager, run.program, run.table, epoch), run.table
   finally:
     manager.close()
 

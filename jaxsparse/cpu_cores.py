@@ -11,12 +11,14 @@ its own block of members, so a member's numbers agree with a one-device run
 to float rounding, not bit for bit (the compiled programs differ in how
 many chunks of members they loop over; see docs/scaling.md).
 
-The device count is an XLA flag that JAX reads when it starts its backends,
-so :func:`split_cpu_by_core` must run before the first JAX computation. The
-command line (:mod:`jaxsparse.main`) and the experiments call it first
-thing; a program of one's own calls it before anything touches JAX. It
-leaves an ``XLA_FLAGS`` that already sets the count alone, so
-``XLA_FLAGS=--xla_force_host_platform_device_count=1`` turns it off (as does
+The device count is JAX's ``jax_num_cpu_devices`` option, which JAX reads
+when it starts its backends, so :func:`split_cpu_by_core` must run before the
+first JAX computation. The command line (:mod:`jaxsparse.main`) and the
+experiments call it first thing; a program of one's own calls it before
+anything touches JAX. It leaves a count the user set alone
+(``JAX_NUM_CPU_DEVICES``, or ``XLA_FLAGS``'s
+``--xla_force_host_platform_device_count``), so
+``JAX_NUM_CPU_DEVICES=1`` turns it off (as does
 ``--config.population.num_devices=1``). On a GPU or TPU the CPU devices are
 not used and nothing changes.
 """
@@ -24,7 +26,6 @@ not used and nothing changes.
 from __future__ import annotations
 
 import os
-import sys
 
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 #: At most this many CPU devices by default: every device holds its own copy of the
@@ -39,21 +40,20 @@ def usable_cores() -> int:
   return os.cpu_count() or 1
 
 
-def _jax_started() -> bool:
-  jax = sys.modules.get("jax")
-  return jax is not None and jax._src.xla_bridge.backends_are_initialized()
-
-
 def split_cpu_by_core(max_devices: int = MAX_DEVICES) -> int:
-  """Asks XLA for one CPU device per usable core (at most ``max_devices``).
+  """Asks JAX for one CPU device per usable core (at most ``max_devices``).
 
-  Returns the count asked for, or 0 when it left things as they were:
-  ``XLA_FLAGS`` already sets the count, JAX has already started (too late to
-  change it), or there is one core.
+  Returns the count asked for, or 0 when it left things as they were: the
+  user set a count (``JAX_NUM_CPU_DEVICES`` or ``XLA_FLAGS``), JAX has already
+  started (too late to change it), or there is one core.
   """
-  flags = os.environ.get("XLA_FLAGS", "")
   count = min(usable_cores(), max_devices)
-  if DEVICE_COUNT_FLAG in flags or count < 2 or _jax_started():
+  if (DEVICE_COUNT_FLAG in os.environ.get("XLA_FLAGS", "") or "JAX_NUM_CPU_DEVICES" in os.environ
+      or count < 2):
     return 0
-  os.environ["XLA_FLAGS"] = f"{flags} {DEVICE_COUNT_FLAG}={count}".strip()
+  import jax
+  try:
+    jax.config.update("jax_num_cpu_devices", count)
+  except RuntimeError:  # the backends have started: too late
+    return 0
   return count

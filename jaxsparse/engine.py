@@ -64,6 +64,48 @@ class TrainState(NamedTuple):
     return self.sparsity_state.masks
 
 
+class Program(NamedTuple):
+  """What a population's compiled programs are made of besides their arrays: the static
+  part of every engine call (hashable; jit compiles one program per distinct record).
+
+  Attributes:
+    model: the architecture.
+    method: the sparsification method (e.g. ``sparsify.get_method(...)``).
+    batch_size: training examples per step per member.
+    eval_batch_size: examples per evaluation batch (at most a split's size).
+    chunk_size: members vmapped at once (0: all), per device with a mesh.
+    mesh: devices the members are split over (see :mod:`jaxsparse.sharding`; the
+      population a multiple of its size); None runs on one device.
+    shared_order_seed: if >= 0, every member trains on the same batches in the same
+      order (:func:`shared_batches` of this seed), so the batch is not a per-member
+      array and the first layer's work on it (im2col patches, the matmuls of all
+      members) is done once for the population: faster, and member i still trains
+      exactly as it would alone with the same seed here. -1: each member draws its
+      own order from its key (the model zoos).
+    progress_every: if > 0, training reports every that many steps (see
+      :func:`listening_to_progress`).
+  """
+  model: Model
+  method: SparsifyMethod
+  batch_size: int = 32
+  eval_batch_size: int = 1000
+  chunk_size: int = 0
+  mesh: Mesh | None = None
+  shared_order_seed: int = -1
+  progress_every: int = 0
+
+
+def over_population(program: Program, member_fn: Callable, num_member_args: int = 2):
+  """``member_fn(state, member_hyper, *shared)`` lifted to the population: ``(population,
+  hyper, *shared)`` -> the members' results with a leading member axis, vmapped in chunks
+  of ``program.chunk_size`` and split over ``program.mesh`` (the first
+  ``num_member_args`` arguments have a member axis; the rest are shared by all)."""
+  def local(population, hyper, *shared):
+    return _map_members(lambda state, member_hyper: member_fn(state, member_hyper, *shared),
+                        population, hyper, program.chunk_size)
+  return sharding.over_members(local, program.mesh, num_member_args)
+
+
 def _optimizer(method: SparsifyMethod, hyper: MemberHyperparameters,
                global_step: jax.Array | int = 0) -> optax.GradientTransformation:
   """The member's optimizer over :func:`_trained_variables` at ``global_step``: the
@@ -110,19 +152,19 @@ def init_member(model: Model, method: SparsifyMethod, hyper: MemberHyperparamete
                     reference_loss=jnp.full((), jnp.nan, jnp.float32))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "mesh"))
-def init_population(model: Model, method: SparsifyMethod, hyper: MemberHyperparameters,
-                    params: PyTree | None = None, batch_stats: PyTree | None = None,
-                    mesh: Mesh | None = None) -> TrainState:
+@functools.partial(jax.jit, static_argnames=("program",))
+def init_population(program: Program, hyper: MemberHyperparameters,
+                    params: PyTree | None = None, batch_stats: PyTree | None = None
+                    ) -> TrainState:
   """Initial states of all members (leading axis P), in one compiled call.
 
   With ``params`` (and ``batch_stats``), leading axis P, the members start
   from those weights (twins of a trained population) instead of their seeds'.
-  With a ``mesh`` (see :mod:`jaxsparse.sharding`; P a multiple of its size),
-  each device initialises its own members.
+  With ``program.mesh``, each device initialises its own members.
   """
-  init = lambda *args: jax.vmap(functools.partial(init_member, model, method))(*args)
-  return sharding.over_members(init, mesh, 3)(hyper, params, batch_stats)
+  init = lambda *args: jax.vmap(functools.partial(init_member, program.model,
+                                                  program.method))(*args)
+  return sharding.over_members(init, program.mesh, 3)(hyper, params, batch_stats)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0
@@ -391,37 +433,19 @@ def loss_curve(losses: jax.Array) -> jax.Array:
   return losses[:points * window].reshape(points, window).mean(axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size",
-                                             "mesh", "progress_every", "shared_order_seed"),
-                   donate_argnums=(2,))
-def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
-                hyper: MemberHyperparameters, images: jax.Array, labels: jax.Array,
-                first_step: jax.Array | int = 0, *, batch_size: int,
-                chunk_size: int = 0, mesh: Mesh | None = None, progress_every: int = 0,
-                shared_order_seed: int = -1,
+@functools.partial(jax.jit, static_argnames=("program",), donate_argnums=(1,))
+def train_epoch(program: Program, population: TrainState, hyper: MemberHyperparameters,
+                images: jax.Array, labels: jax.Array, first_step: jax.Array | int = 0,
                 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One epoch of every member in one compiled call.
 
   Args:
-    model: the architecture (static).
-    method: the sparsification method (static), e.g. ``get_method(...)``.
+    program: the model, method, batch size, chunking, mesh and data order (static).
     population: states with a leading member axis; donated (its buffers are
       reused for the result, so do not use it after the call).
     hyper: per-member hyperparameters (including the target sparsity).
     images, labels: the training set, shared by all members (on device).
     first_step: global step of the epoch's first batch (epoch * steps).
-    batch_size: examples per step per member.
-    chunk_size: members vmapped at once (0: all), per device with a mesh.
-    mesh: devices to split the members over (see :mod:`jaxsparse.sharding`;
-      P must be a multiple of its size); None runs on one device.
-    progress_every: if > 0, report progress every that many steps (see
-      :func:`listening_to_progress`).
-    shared_order_seed: if >= 0, every member trains on the same batches in the
-      same order (:func:`shared_batches` of this seed), so the batch is not a
-      per-member array and the first layer's work on it (im2col patches, the
-      matmuls of all members) is done once for the population: faster, and
-      member i still trains exactly as it would alone with the same seed here.
-      -1: each member draws its own order from its key (the model zoos).
 
   Returns:
     The new population and per-member ``train_loss`` / ``train_accuracy`` [P] and
@@ -429,16 +453,14 @@ def train_epoch(model: Model, method: SparsifyMethod, population: TrainState,
     (NaN or inf for a member whose training diverged; see
     :func:`train_member_epoch`).
   """
-  def local(population, hyper, images, labels, first_step):
-    # Computed outside the map over members, so that it is one array, not one per member.
-    batches = None if shared_order_seed < 0 else shared_batches(
-        shared_order_seed, first_step, images.shape[0], batch_size)
-    member_fn = lambda state, member_hyper: train_member_epoch(
-        model, method, state, member_hyper, images, labels, first_step, batch_size,
-        progress_every, batches)
-    return _map_members(member_fn, population, hyper, chunk_size)
-  return sharding.over_members(local, mesh, 2)(population, hyper, images, labels,
-                                                jnp.asarray(first_step))
+  # Computed outside the map over members, so that it is one array, not one per member.
+  batches = None if program.shared_order_seed < 0 else shared_batches(
+      program.shared_order_seed, first_step, images.shape[0], program.batch_size)
+  member_fn = lambda state, member_hyper, images, labels, first_step, batches: \
+      train_member_epoch(program.model, program.method, state, member_hyper, images, labels,
+                         first_step, program.batch_size, program.progress_every, batches)
+  return over_population(program, member_fn)(population, hyper, images, labels,
+                                              jnp.asarray(first_step), batches)
 
 
 #: Batches of training data that re-estimate BatchNorm running statistics: the stale
@@ -463,23 +485,19 @@ def recalibrate_member_batch_stats(model: Model, method: SparsifyMethod, state: 
   return state._replace(batch_stats=batch_stats)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "num_batches",
-                                             "chunk_size", "mesh"), donate_argnums=(2,))
-def recalibrate_batch_stats(model: Model, method: SparsifyMethod, population: TrainState,
-                            hyper: MemberHyperparameters, images: jax.Array, *,
-                            batch_size: int, num_batches: int = RECALIBRATION_BATCHES,
-                            chunk_size: int = 0, mesh: Mesh | None = None) -> TrainState:
+@functools.partial(jax.jit, static_argnames=("program", "num_batches"), donate_argnums=(1,))
+def recalibrate_batch_stats(program: Program, population: TrainState,
+                            hyper: MemberHyperparameters, images: jax.Array,
+                            num_batches: int = RECALIBRATION_BATCHES) -> TrainState:
   """Every member's BatchNorm running statistics re-estimated from ``num_batches`` batches of
-  ``images`` (one fixed order for all members, cycled if the set holds fewer batches), for
-  weights that no longer match their statistics (see
+  ``images`` (batches of ``program.batch_size``, one fixed order for all members, cycled if
+  the set holds fewer batches), for weights that no longer match their statistics (see
   ``SparsifyMethod.stale_batch_stats_after``). ``population`` is donated."""
-  def local(population, hyper, images):
-    order = shared_batches(0, 0, images.shape[0], batch_size)
-    batches = jnp.tile(order, (-(-num_batches // order.shape[0]), 1))[:num_batches]
-    member_fn = lambda state, member_hyper: recalibrate_member_batch_stats(
-        model, method, state, member_hyper, images, batches)
-    return _map_members(member_fn, population, hyper, chunk_size)
-  return sharding.over_members(local, mesh, 2)(population, hyper, images)
+  order = shared_batches(0, 0, images.shape[0], program.batch_size)
+  batches = jnp.tile(order, (-(-num_batches // order.shape[0]), 1))[:num_batches]
+  member_fn = lambda state, member_hyper, images, batches: recalibrate_member_batch_stats(
+      program.model, program.method, state, member_hyper, images, batches)
+  return over_population(program, member_fn)(population, hyper, images, batches)
 
 
 def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyper: MemberHyperparameters,
@@ -516,18 +534,15 @@ def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyp
           "predictions": predictions.reshape(-1)[:num_examples]}
 
 
-@functools.partial(jax.jit, static_argnames=("model", "method", "batch_size", "chunk_size",
-                                             "mesh"))
-def evaluate(model: Model, method: SparsifyMethod, population: TrainState, hyper: MemberHyperparameters,
-             images: jax.Array, labels: jax.Array, *, batch_size: int = 1000,
-             chunk_size: int = 0, mesh: Mesh | None = None) -> dict[str, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("program",))
+def evaluate(program: Program, population: TrainState, hyper: MemberHyperparameters,
+             images: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
   """Per-member ``accuracy`` and ``loss`` [P] and ``predictions`` [P, N] on a split, in one
-  compiled call (members split over ``mesh`` if given, as in :func:`train_epoch`)."""
-  def local(population, hyper, images, labels):
-    member_fn = lambda state, member_hyper: evaluate_member(model, method, state, member_hyper,
-                                                            images, labels, batch_size)
-    return _map_members(member_fn, population, hyper, chunk_size)
-  return sharding.over_members(local, mesh, 2)(population, hyper, images, labels)
+  compiled call, in batches of ``program.eval_batch_size`` (at most the split's size)."""
+  batch_size = min(program.eval_batch_size, images.shape[0])
+  member_fn = lambda state, member_hyper, images, labels: evaluate_member(
+      program.model, program.method, state, member_hyper, images, labels, batch_size)
+  return over_population(program, member_fn)(population, hyper, images, labels)
 
 
 def member_evaluation_params(method: SparsifyMethod, state: TrainState,

@@ -61,16 +61,16 @@ def activation_elements(model) -> int:
 
 
 def estimate(run, num_examples: int, image_shape: tuple[int, ...]) -> MemoryEstimate:
-  """The :class:`MemoryEstimate` of ``run`` (an :class:`jaxsparse.experiment.Experiment`)
+  """The :class:`MemoryEstimate` of ``run`` (an :class:`jaxsparse.build.Setup`)
   on one of its devices, for data of ``num_examples`` images of ``image_shape``."""
-  shards = sharding.num_shards(run.mesh)
-  abstract = jax.eval_shape(engine.init_population, run.model, run.method, run.hyper)
+  program = run.program
+  shards = sharding.num_shards(program.mesh)
+  abstract = jax.eval_shape(engine.init_population, program._replace(mesh=None), run.hyper)
   state = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(abstract)) // shards
   data = num_examples * math.prod(image_shape) * 4
   per_device = -(-run.padded_size // shards)
-  at_once = min(run.config.population.chunk_size or per_device, per_device)
-  training = run.config.training
-  per_member = activation_elements(run.model) * ACTIVATION_FACTOR * training.batch_size
+  at_once = min(program.chunk_size or per_device, per_device)
+  per_member = activation_elements(program.model) * ACTIVATION_FACTOR * program.batch_size
   return MemoryEstimate(state, data, at_once * per_member, at_once)
 
 

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import engine, experiment, memory, sharding
+from jaxsparse import build, engine, memory, sharding
 from jaxsparse.config import completed_config, validate_config
 from jaxsparse.data import Dataset
 from jaxsparse.workdir import flatten_config
@@ -83,7 +83,7 @@ def estimate_phase(name: str, config: ml_collections.ConfigDict, dataset: Datase
                    timed_steps: int = TIMED_STEPS) -> PhaseEstimate:
   """Times ``timed_steps`` steps and one evaluation batch of the population of ``config``
   on ``dataset`` (each called twice: the first call compiles, the second is timed)."""
-  run = experiment.setup(config, experiment.data_shape(dataset), sharded=True)
+  run = build.setup(config, build.data_shape(dataset), sharded=True)
   training = run.config.training
   test_examples = len(dataset.test_labels)
   curve_examples = min(training.curve_test_examples or test_examples, test_examples)
@@ -95,21 +95,16 @@ def estimate_phase(name: str, config: ml_collections.ConfigDict, dataset: Datase
       else None
   jax.monitoring.register_event_duration_secs_listener(listener)
   try:
-    state = engine.init_population(run.model, run.method, run.hyper, mesh=run.mesh)
+    state = engine.init_population(run.program, run.hyper)
     steps = min(timed_steps, run.steps_per_epoch)
     images = dataset.train_images[:steps * training.batch_size]
     labels = dataset.train_labels[:steps * training.batch_size]
-    train = lambda state: engine.train_epoch(
-        run.model, run.method, state, run.hyper, images, labels, 0,
-        batch_size=training.batch_size, chunk_size=run.config.population.chunk_size,
-        mesh=run.mesh, shared_order_seed=training.shared_order_seed)
+    train = lambda state: engine.train_epoch(run.program, state, run.hyper, images, labels)
     (state, _), _ = _timed(lambda: train(state))
     (state, _), step_time = _timed(lambda: train(state))
     batch = min(training.eval_batch_size, len(dataset.test_labels), TIMED_EVAL_EXAMPLES)
-    evaluate = lambda: engine.evaluate(
-        run.model, run.method, state, run.hyper, dataset.test_images[:batch],
-        dataset.test_labels[:batch], batch_size=batch,
-        chunk_size=run.config.population.chunk_size, mesh=run.mesh)
+    evaluate = lambda: engine.evaluate(run.program, state, run.hyper,
+                                       dataset.test_images[:batch], dataset.test_labels[:batch])
     _timed(evaluate)
     _, eval_time = _timed(evaluate)
   finally:

@@ -36,7 +36,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from jaxsparse import analysis, experiment, metrics, sparsify
+from jaxsparse import analysis, build, metrics, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import (MEMBERS_FILE, METADATA_FILE, METRICS_FILE, ORIGINAL_DIR,
                                study_original_dir,
@@ -110,7 +110,7 @@ def load_run(workdir: str, name: str | None = None,
   :func:`load_study`, without the twin columns) with its final metrics; ``name`` fills
   ``run`` (default: the directory's name); ``allow_modules``: see :func:`load_study`."""
   metadata = read_metadata(workdir)
-  experiment.import_recorded_methods(metadata, os.path.join(workdir, METADATA_FILE),
+  build.import_recorded_methods(metadata, os.path.join(workdir, METADATA_FILE),
                                      allow_modules)
   settings = metadata["config"]["sparsify"]
   method = settings["method"]

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import checkpoints, engine, experiment, masks, memory, metrics, progress, sharding
+from jaxsparse import build, checkpoints, engine, masks, memory, metrics, progress, sharding
 from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import completed_config, validate_config
@@ -78,9 +78,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables, links,
                         overwrite, study_progress, reference_predictions) -> pd.DataFrame:
   """:func:`train_and_evaluate` once the workdir is locked."""
-  table = experiment.config_member_table(completed_config(config))
+  table = build.config_member_table(completed_config(config))
   workdir_lib.prepare_workdir(workdir, config, overwrite, links,
-                              experiment.member_records(table))
+                              build.member_records(table))
   num_epochs = config.training.num_epochs
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
   start_epoch = manager.latest_step() or 0
@@ -95,7 +95,7 @@ def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variable
     return _report(workdir, table, start_epoch)
   try:
     dataset = _checked_dataset(config, workdir, dataset, start_epoch)
-    run = experiment.setup(config, experiment.data_shape(dataset), sharded=True)
+    run = build.setup(config, build.data_shape(dataset), sharded=True)
     memory.check_fits(run, sum(len(split[1]) for split in _splits(dataset).values()),
                       dataset.input_shape)
     if is_writer():
@@ -121,7 +121,7 @@ def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variable
   return _report(workdir, run.table, num_epochs)
 
 
-def _train_epochs(run: experiment.Experiment, state: engine.TrainState, splits: dict,
+def _train_epochs(run: build.Setup, state: engine.TrainState, splits: dict,
                   writer: metrics.MetricsWriter, manager, start_epoch: int,
                   test_labels: np.ndarray, on_epoch_end, study_progress) -> None:
   """Trains, evaluates and checkpoints the epochs after ``start_epoch``, with a progress bar
@@ -149,7 +149,7 @@ def _train_epochs(run: experiment.Experiment, state: engine.TrainState, splits: 
                       **({} if accuracy is None else {"test_accuracy": np.mean(accuracy)}))
 
 
-def _write_initial_evaluation(run: experiment.Experiment, state: engine.TrainState,
+def _write_initial_evaluation(run: build.Setup, state: engine.TrainState,
                               splits: dict, writer: metrics.MetricsWriter) -> None:
   """The metrics rows of epoch 0: the members as they start, before any training (a twin
   just sparsified, e.g. magnitude pruning without fine-tuning); no training loss."""
@@ -159,7 +159,7 @@ def _write_initial_evaluation(run: experiment.Experiment, state: engine.TrainSta
     writer.write_epoch(0, {**epoch_metrics, "train_loss": nan, "train_accuracy": nan})
 
 
-def _reports_per_epoch(run: experiment.Experiment) -> int:
+def _reports_per_epoch(run: build.Setup) -> int:
   """Progress reports one epoch's training call makes in this process: one per
   :func:`progress.report_interval` steps, chunk of members and local device."""
   members_per_device = run.padded_size // sharding.num_shards(run.mesh)
@@ -185,7 +185,7 @@ def _remove_empty_checkpoint_dir(workdir: str) -> None:
     os.rmdir(directory)
 
 
-def _reconcile_metrics(run: experiment.Experiment, state: engine.TrainState, splits: dict,
+def _reconcile_metrics(run: build.Setup, state: engine.TrainState, splits: dict,
                        writer: metrics.MetricsWriter, epoch: int,
                        test_labels: np.ndarray) -> None:
   """Makes ``metrics.jsonl`` agree with the restored checkpoint of ``epoch`` (0: none).
@@ -239,21 +239,21 @@ def _checked_dataset(config, workdir: str, dataset: Dataset | None,
   return dataset
 
 
-def _initial_state(run: experiment.Experiment, manager, start_epoch: int,
+def _initial_state(run: build.Setup, manager, start_epoch: int,
                    initial_variables: tuple | None, workdir: str) -> engine.TrainState:
   """The restored population of a resumed run, or a fresh one (from ``initial_variables``)."""
   if start_epoch:
-    state = checkpoints.restore_members(manager, run.model, run.method, run.table, start_epoch,
-                                        run.padded_size, run.mesh)
+    state = checkpoints.restore_members(manager, run.program, run.table, start_epoch,
+                                        run.padded_size)
     print(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.", flush=True)
     return state
   initial = sharding.pad_members(tuple(initial_variables), run.padded_size) \
       if initial_variables else ()
-  state = engine.init_population(run.model, run.method, run.hyper, *initial, mesh=run.mesh)
+  state = engine.init_population(run.program, run.hyper, *initial)
   return _between_epochs(run, state, 0)
 
 
-def _print_start(run: experiment.Experiment, dataset: Dataset) -> None:
+def _print_start(run: build.Setup, dataset: Dataset) -> None:
   padding = run.padded_size - run.num_members
   training = run.config.training
   print(f"jaxsparse: {run.num_members} members of {run.model.name} on {dataset.name} "
@@ -270,7 +270,7 @@ def _splits(dataset: Dataset) -> dict[str, tuple[np.ndarray, np.ndarray]]:
           "test": (dataset.test_images, dataset.test_labels)}
 
 
-def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, splits: dict,
+def _train_and_save_epoch(run: build.Setup, state: engine.TrainState, splits: dict,
                           epoch: int, writer: metrics.MetricsWriter, manager,
                           report_progress: bool = False) -> tuple[engine.TrainState, dict, dict]:
   """Trains every member for ``epoch`` (reporting its progress if ``report_progress``),
@@ -282,12 +282,10 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
   """
   started = time.time()
   config = run.config
-  state, epoch_metrics = engine.train_epoch(
-      run.model, run.method, state, run.hyper, *splits["train"],
-      (epoch - 1) * run.steps_per_epoch, batch_size=config.training.batch_size,
-      chunk_size=config.population.chunk_size, mesh=run.mesh,
-      progress_every=progress.report_interval(run.steps_per_epoch) if report_progress else 0,
-      shared_order_seed=config.training.shared_order_seed)
+  program = run.program._replace(
+      progress_every=progress.report_interval(run.steps_per_epoch) if report_progress else 0)
+  state, epoch_metrics = engine.train_epoch(program, state, run.hyper, *splits["train"],
+                                            (epoch - 1) * run.steps_per_epoch)
   state = _between_epochs(run, state, epoch, splits["train"][0])
   evaluation_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
   epoch_metrics = {**sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members),
@@ -310,7 +308,7 @@ def _train_and_save_epoch(run: experiment.Experiment, state: engine.TrainState, 
   return state, epoch_metrics, evaluation
 
 
-def record_population(workdir: str, run: experiment.Experiment, state: engine.TrainState,
+def record_population(workdir: str, run: build.Setup, state: engine.TrainState,
                       dataset: Dataset, epoch: int) -> tuple[pd.DataFrame, engine.TrainState]:
   """Evaluates a population trained elsewhere (an imported zoo) and writes what a finished
   run of ``epoch`` epochs has besides its checkpoint: the epoch's metrics, the final test
@@ -342,7 +340,7 @@ def evaluates_at(config: ml_collections.ConfigDict, epoch: int) -> bool:
   return epoch == training.num_epochs or epoch % training.evaluate_every == 0
 
 
-def _evaluate_epoch(run: experiment.Experiment, state: engine.TrainState, splits: dict,
+def _evaluate_epoch(run: build.Setup, state: engine.TrainState, splits: dict,
                     epoch: int) -> tuple[dict, dict | None]:
   """The population's evaluation after ``epoch``: achieved sparsity, divergence and, at the
   epochs :func:`evaluates_at` names, validation and test metrics (on the host, padding
@@ -355,10 +353,8 @@ def _evaluate_epoch(run: experiment.Experiment, state: engine.TrainState, splits
                    "diverged": state.diverged}
   if not evaluates_at(config, epoch):
     return sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members), None
-  evaluate = lambda images, labels: engine.evaluate(
-      run.model, run.method, state, run.hyper, images, labels,
-      batch_size=min(config.training.eval_batch_size, len(labels)),
-      chunk_size=config.population.chunk_size, mesh=run.mesh)
+  evaluate = lambda images, labels: engine.evaluate(run.program, state, run.hyper, images,
+                                                    labels)
   if config.training.evaluate_validation:
     validation = evaluate(*splits["validation"])
     epoch_metrics["validation_accuracy"] = validation["accuracy"]
@@ -383,7 +379,7 @@ def _evaluate_epoch(run: experiment.Experiment, state: engine.TrainState, splits
   return sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members), evaluation
 
 
-def _write_final_predictions(workdir: str, run: experiment.Experiment, state: engine.TrainState,
+def _write_final_predictions(workdir: str, run: build.Setup, state: engine.TrainState,
                              evaluation: dict, test_labels: np.ndarray) -> None:
   """The final test predictions, for the twins report (saves evaluating again). Every
   process takes part in gathering them; one writes them."""
@@ -399,7 +395,7 @@ def is_writer() -> bool:
   return jax.process_index() == 0
 
 
-def _between_epochs(run: experiment.Experiment, state, completed_epochs: int,
+def _between_epochs(run: build.Setup, state, completed_epochs: int,
                     train_images: np.ndarray | None = None):
   """The method's step between epochs, on the real members (padding is re-added after),
   then, if the method says the step left them stale, BatchNorm statistics re-estimated
@@ -416,10 +412,7 @@ def _between_epochs(run: experiment.Experiment, state, completed_epochs: int,
     state = sharding.shard_members(sharding.pad_members(real, run.padded_size), run.mesh)
   stale = method.stale_batch_stats_after and method.stale_batch_stats_after(completed_epochs)
   if stale and jax.tree.leaves(state.batch_stats):
-    state = engine.recalibrate_batch_stats(
-        run.model, method, state, run.hyper, train_images,
-        batch_size=run.config.training.batch_size,
-        chunk_size=run.config.population.chunk_size, mesh=run.mesh)
+    state = engine.recalibrate_batch_stats(run.program, state, run.hyper, train_images)
   return state
 
 

@@ -34,8 +34,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import (analysis, checkpoints, engine, experiment, metrics, progress, sparsify,
-                       train)
+from jaxsparse import analysis, build, checkpoints, engine, metrics, progress, sparsify, train
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import completed_config, default_config, validate_config
 from jaxsparse.data import Dataset
@@ -147,11 +146,10 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
   if cached is not None:
     return cached
   state, _ = checkpoints.load_population(workdir)
-  run = experiment.load_setup(workdir)
-  evaluation = engine.evaluate(run.model, run.method, state, run.hyper,
-                               jax.numpy.asarray(dataset.test_images),
-                               jax.numpy.asarray(dataset.test_labels),
-                               batch_size=min(batch_size, len(dataset.test_labels)))
+  run = build.load_setup(workdir)
+  program = run.program._replace(eval_batch_size=batch_size, mesh=None)
+  evaluation = engine.evaluate(program, state, run.hyper, jax.numpy.asarray(dataset.test_images),
+                               jax.numpy.asarray(dataset.test_labels))
   record = metrics.prediction_record(state.masks, state.diverged, evaluation,
                                      dataset.test_labels)
   metrics.write_predictions(workdir, record)
@@ -172,7 +170,7 @@ def study_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
                     "`python -m jaxsparse.modelzoo import`")
   metadata = read_metadata(source)
   # The zoo's own method module is imported only with the user's consent (it is data).
-  experiment.import_recorded_methods(metadata, os.path.join(source, METADATA_FILE))
+  build.import_recorded_methods(metadata, os.path.join(source, METADATA_FILE))
   zoo = completed_config(ml_collections.ConfigDict(metadata["config"]))
   for section in ("sparsify", "twins", "logging", "checkpoint"):
     zoo[section] = config[section]
@@ -218,8 +216,8 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
   # The model-dependent checks of every phase (e.g. a level that prunes whole layers) run
   # up front; their sizes give the study's bar its total of member-steps.
   phases = [] if config.twins.original_workdir else [
-      experiment.setup(original_config(config), experiment.data_shape(dataset))]
-  phases += [experiment.setup(twin_config(config, run), experiment.data_shape(twin_data))
+      build.setup(original_config(config), build.data_shape(dataset))]
+  phases += [build.setup(twin_config(config, run), build.data_shape(twin_data))
              for run in runs]
   member_steps = [phase.num_members * phase.steps_per_epoch * phase.config.training.num_epochs
                   for phase in phases]
@@ -228,7 +226,7 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
     _train_phases(config, workdir, runs, dataset, twin_data, overwrite, bar,
                   np.cumsum(member_steps))
   original_dir = original_run_dir(config, workdir)
-  table = experiment.load_setup(original_dir).table
+  table = build.load_setup(original_dir).table
   batch_size = config.training.eval_batch_size
   original = cache_predictions(original_dir, dataset, batch_size)
   twins = [(run, cache_predictions(run.workdir, dataset, batch_size),

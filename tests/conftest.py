@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -100,14 +101,35 @@ def train_population(model, method, table, data, epochs=1, batch_size=32, chunk_
   ``shared_order_seed`` >= 0 all on the same batches) for ``epochs``; returns the state and
   the last epoch's metrics."""
   hyper = population.member_hyperparameters(table, recipe)
+  program = engine.Program(model, method, batch_size, chunk_size=chunk_size,
+                           shared_order_seed=shared_order_seed)
   if state is None:
-    state = engine.init_population(model, method, hyper)
+    state = engine.init_population(program, hyper)
   images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
   steps = len(labels) // batch_size
   metrics = None
   for _ in range(epochs):
     first_step = int(state.epoch[0]) * steps
-    state, metrics = engine.train_epoch(model, method, state, hyper, images, labels, first_step,
-                                        batch_size=batch_size, chunk_size=chunk_size,
-                                        shared_order_seed=shared_order_seed)
+    state, metrics = engine.train_epoch(program, state, hyper, images, labels, first_step)
   return state, metrics
+
+
+def assert_same_structure(actual, expected) -> None:
+  """Two pytrees have one structure: the same containers, keys and ``None`` leaves."""
+  structure = lambda tree: jax.tree.structure(tree, is_leaf=lambda leaf: leaf is None)
+  assert structure(actual) == structure(expected), (structure(actual), structure(expected))
+
+
+def assert_trees_close(actual, expected, rtol: float = 0.0, atol: float = 0.0,
+                       where=None) -> None:
+  """Two pytrees of one structure whose leaves are equal (the default) or close; ``where``
+  (an index, e.g. a boolean member mask) compares only that part of every leaf. A failing
+  leaf is named by its path."""
+  assert_same_structure(actual, expected)
+  for (path, leaf), other in zip(jax.tree_util.tree_leaves_with_path(actual),
+                                 jax.tree.leaves(expected)):
+    leaf, other = np.asarray(leaf), np.asarray(other)
+    if where is not None:
+      leaf, other = leaf[where], other[where]
+    np.testing.assert_allclose(leaf, other, rtol=rtol, atol=atol,
+                               err_msg=jax.tree_util.keystr(path))

@@ -41,12 +41,12 @@ def test_rounds_table_gives_each_settings_median_range_and_ratio_to_the_first():
 
 
 def test_mixed_activation_rows_list_the_four_activations_in_blocks_or_interleaved():
-  from jaxsparse import experiment, layers
+  from jaxsparse import build, layers
   from jaxsparse.config import default_config
   for interleaved, expected in ((False, [0, 0, 1, 1, 2, 2, 3, 3]), (True, [0, 1, 2, 3] * 2)):
     config = default_config()
     bench_population._mix_activations(config, 8, interleaved)
-    run = experiment.setup(config, experiment.DataShape((28, 28, 1), 10, 100))
+    run = build.setup(config, build.DataShape((28, 28, 1), 10, 100))
     assert list(run.table["seed"]) == list(range(8))
     assert list(run.table["activation"]) == [layers.ACTIVATIONS[i] for i in expected]
   with pytest.raises(ValueError, match="multiple of 4"):

@@ -1,5 +1,5 @@
-"""jaxsparse.cpu_cores: one CPU device per core before JAX starts, and never against the
-user's own XLA_FLAGS or after JAX has started (each case in a fresh interpreter where
+"""jaxsparse.cpu_cores: one CPU device per core before JAX starts (JAX's public
+jax_num_cpu_devices option), and never against the user's own count or after JAX has started (each case in a fresh interpreter where
 JAX must start)."""
 
 import os
@@ -13,9 +13,11 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAG = cpu_cores.DEVICE_COUNT_FLAG
 
 
-def _device_counts(code: str, xla_flags: str = "") -> list[int]:
+def _device_counts(code: str, xla_flags: str = "", **variables) -> list[int]:
   """Runs ``code`` (which prints numbers) in a fresh CPU-only interpreter."""
-  environment = dict(os.environ, XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu")
+  environment = {name: value for name, value in os.environ.items()
+                 if name != "JAX_NUM_CPU_DEVICES"}
+  environment.update(XLA_FLAGS=xla_flags, JAX_PLATFORMS="cpu", **variables)
   result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPOSITORY,
                           env=environment, capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -40,6 +42,7 @@ def test_one_device_per_core_up_to_the_cap():
 def test_one_core_and_the_users_own_count_are_left_alone():
   assert _device_counts(SPLIT_THEN_COUNT.format(cores=1)) == [0, 1]
   assert _device_counts(SPLIT_THEN_COUNT.format(cores=3), xla_flags=f"{FLAG}=1") == [0, 1]
+  assert _device_counts(SPLIT_THEN_COUNT.format(cores=3), JAX_NUM_CPU_DEVICES="1") == [0, 1]
 
 
 def test_other_xla_flags_are_kept():

@@ -8,7 +8,8 @@ import pytest
 
 from jaxsparse import models, population, report, sparsify, train, twins
 
-from conftest import SINGLE, make_tiny_config, method_settings, random_dataset, train_population
+from conftest import (SINGLE, assert_trees_close, make_tiny_config, method_settings, random_dataset,
+                     train_population)
 
 pytestmark = pytest.mark.slow  # end-to-end: make test-all runs it
 
@@ -52,9 +53,7 @@ def test_other_members_are_bit_identical(with_and_without):
   sane, _ = with_and_without["sane"]
   assert not np.any(sane.diverged)
   others = np.arange(8) != DIVERGING
-  for leaf_diverging, leaf_sane in zip(jax.tree.leaves(diverging), jax.tree.leaves(sane)):
-    np.testing.assert_array_equal(np.asarray(leaf_diverging)[others],
-                                  np.asarray(leaf_sane)[others])
+  assert_trees_close(diverging, sane, where=others)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])

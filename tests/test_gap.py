@@ -8,7 +8,8 @@ from jaxsparse import engine, masks, models, population, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.sparsify import gap
 
-from conftest import SINGLE, method_settings, random_dataset, train_population
+from conftest import (SINGLE, assert_same_structure, assert_trees_close, method_settings,
+                     random_dataset, train_population)
 
 
 def cnn_s_params(seed=0):
@@ -55,7 +56,7 @@ def test_partitions_follow_network_depth_not_the_alphabet():
 
 
 def test_setup_traces_the_layer_order_only_for_methods_that_declare_it(monkeypatch):
-  from jaxsparse import experiment
+  from jaxsparse import build
   from conftest import make_tiny_config
   traced = []
   real = models.layer_order
@@ -65,7 +66,7 @@ def test_setup_traces_the_layer_order_only_for_methods_that_declare_it(monkeypat
     traced.clear()
     config = make_tiny_config()
     config.sparsify.method = method
-    run = experiment.setup(config, experiment.DataShape((28, 28, 1), 10, 64))
+    run = build.setup(config, build.DataShape((28, 28, 1), 10, 64))
     assert traced == expected, method
     assert run.declaration.uses_layer_order == bool(expected)
 
@@ -133,6 +134,7 @@ def test_global_scope_prunes_only_the_grown_partition():
     new = method.update(state, params, None, step, target)
     if step in (2, 4, 6):
       grown, growing = (step - 1) // 2 % 3, step // 2 % 3 if step < 6 else None
+      assert_same_structure(state.masks, new.masks)
       for old_mask, new_mask, part in zip(jax.tree.leaves(state.masks),
                                           jax.tree.leaves(new.masks), parts):
         if part not in (grown, growing):
@@ -147,9 +149,9 @@ def test_parallel_reassembly_takes_every_layer_variable_from_its_partitions_copy
   model = models.get_model("resnet20", (28, 28, 1))
   table = population.with_copies(population.member_table(SINGLE, num_seeds=1), 3)
   hyper = population.member_hyperparameters(table)
-  state = engine.init_population(model, sparsify.get_method(
+  state = engine.init_population(engine.Program(model, sparsify.get_method(
       method_settings("parallel_gap", start_epoch=0, end_epoch=2, num_rounds=2,
-                      num_partitions=3), sparsify.TrainingSchedule(4)), hyper)
+                      num_partitions=3), sparsify.TrainingSchedule(4))), hyper)
   # Every copy's variables differ (biases, BatchNorm parameters and statistics, Adam's
   # moments, SGD's trace); the masks stay those of the shared member.
   offsets = np.array([0.0, 1.0, 2.0], np.float32)
@@ -196,7 +198,8 @@ def test_parallel_gap_grows_one_partition_per_copy_and_reassembles():
   method = sparsify.get_method(
       method_settings("parallel_gap", start_epoch=0, end_epoch=2, num_rounds=2,
                       num_partitions=3), sparsify.TrainingSchedule(4))
-  state = method.between_epochs(engine.init_population(model, method, hyper), hyper, 0)
+  state = method.between_epochs(engine.init_population(engine.Program(model, method), hyper),
+                                hyper, 0)
   parts = jax.tree.leaves(gap.partition_of_leaves(jax.tree.map(lambda m: m[0], state.masks), 3))
   for index in range(6):
     per_layer = list(masks.layer_sparsity(engine.member(state.masks, index)).values())
@@ -266,12 +269,13 @@ def test_recalibrated_batch_norm_statistics_are_those_of_the_current_weights():
   table = population.member_table({**SINGLE, "initializer": ("kaiming_normal",)}, num_seeds=2)
   hyper = population.member_hyperparameters(table)
   method = sparsify.get_method(method_settings("none"), sparsify.TrainingSchedule(4))
-  state = engine.init_population(model, method, hyper)
+  program = engine.Program(model, method, batch_size=48)
+  state = engine.init_population(program, hyper)
   stale = state._replace(batch_stats=jax.tree.map(lambda leaf: leaf + 7.0, state.batch_stats))
   params = jax.tree.map(np.array, state.params)  # the call donates the population
   # One batch of the whole set, repeated: the running averages converge to its statistics.
-  fresh = engine.recalibrate_batch_stats(model, method, stale, hyper,
-                                         jax.numpy.asarray(data.train_images), batch_size=48)
+  fresh = engine.recalibrate_batch_stats(program, stale, hyper,
+                                         jax.numpy.asarray(data.train_images))
   for member in range(2):
     outputs = jax.lax.conv_general_dilated(
         data.train_images, params["Conv_0"]["kernel"][member], (1, 1), "SAME",
@@ -284,8 +288,7 @@ def test_recalibrated_batch_norm_statistics_are_those_of_the_current_weights():
     np.testing.assert_allclose(statistics["var"][member], np.var(outputs, (0, 1, 2)),
                                rtol=1e-4, atol=residual + 1e-5)
     assert np.abs(statistics["mean"][member] - outputs.mean((0, 1, 2))).max() < 1e-3
-  for before, after in zip(jax.tree.leaves(params), jax.tree.leaves(fresh.params)):
-    np.testing.assert_array_equal(before, after)
+  assert_trees_close(params, fresh.params)
 
 
 @pytest.mark.slow

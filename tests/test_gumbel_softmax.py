@@ -8,7 +8,8 @@ import pytest
 from jaxsparse import engine, masks, models, population, sparsify
 from jaxsparse.sparsify import gumbel_softmax as gs
 
-from conftest import SINGLE, method_settings, random_dataset, train_population
+from conftest import (SINGLE, assert_same_structure, assert_trees_close, method_settings,
+                     random_dataset, train_population)
 
 
 
@@ -45,7 +46,7 @@ def trained():
         sparsify.TrainingSchedule(8, 128, 24))
     state, _ = train_population(model, method, table, data, epochs=3, batch_size=16)
     results[rescale] = method, state
-  initial = engine.init_population(model, results[True][0],
+  initial = engine.init_population(engine.Program(model, results[True][0]),
                                    population.member_hyperparameters(table))
   return data, model, table, initial, results
 
@@ -54,9 +55,9 @@ def trained():
 def test_weights_stay_frozen_and_masks_are_the_most_probable(trained):
   _, _, _, initial, results = trained
   method, state = results[True]
-  for before, after in zip(jax.tree.leaves(initial.params), jax.tree.leaves(state.params)):
-    np.testing.assert_array_equal(before, after)
+  assert_trees_close(initial.params, state.params)
   logits = state.sparsity_state.trainable["logits"]
+  assert_same_structure(state.masks, logits)
   for mask, logit in zip(jax.tree.leaves(state.masks), jax.tree.leaves(logits)):
     np.testing.assert_array_equal(mask, np.asarray(logit) > 0)
   assert not np.allclose(jax.tree.leaves(logits)[0], gs.INITIAL_LOGIT), "logits learn"
@@ -95,8 +96,9 @@ def test_evaluation_uses_mask_and_scale(trained):
   plain = state._replace(params=weights,
                          sparsity_state=sparsify.dense.DenseState(state.masks))
   np.testing.assert_allclose(
-      engine.evaluate(model, method, state, hyper, images, labels)["loss"],
-      engine.evaluate(model, dense, plain, hyper, images, labels)["loss"], rtol=1e-5)
+      engine.evaluate(engine.Program(model, method), state, hyper, images, labels)["loss"],
+      engine.evaluate(engine.Program(model, dense), plain, hyper, images, labels)["loss"],
+      rtol=1e-5)
 
 
 @pytest.mark.slow  # two population trainings; the fast tier checks scale_method_updates

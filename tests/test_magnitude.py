@@ -7,7 +7,8 @@ import pytest
 from jaxsparse import engine, masks, models, population, sparsify
 from jaxsparse.sparsify.magnitude import magnitude_masks
 
-from conftest import method_settings, random_dataset, train_population
+from conftest import (assert_same_structure, assert_trees_close, method_settings, random_dataset,
+                     train_population)
 
 GRID = dict(sparsity=(0.5, 0.8, 0.9, 0.95), activation=("tanh",), dropout_rate=(0.0,),
             initializer=("kaiming_uniform",), optimizer=("adam",), learning_rate=(3e-3,),
@@ -48,6 +49,7 @@ def test_gradual_pruning_reaches_each_members_target_exactly(data, scope):
       assert pruned == int(np.round(target * total))
     # Pruned weights are exactly zero in the parameters too.
     member_params = engine.member(state.params, index)
+    assert_same_structure(member_params, jax.tree.map(lambda leaf: 0, member_params))
     for weight, mask in zip(jax.tree.leaves(member_params), jax.tree.leaves(
         member_masks, is_leaf=lambda x: x is None)):
       if mask is not None:
@@ -64,9 +66,8 @@ def test_member_with_its_own_target_equals_member_alone(data):
   alone = train(model, method, table.iloc[[2]].reset_index(drop=True), data, epochs=2)
   np.testing.assert_array_equal(engine.member(together.masks, 2)["Dense_0"]["kernel"],
                                 engine.member(alone.masks, 0)["Dense_0"]["kernel"])
-  for a, b in zip(jax.tree.leaves(engine.member(together.params, 2)),
-                  jax.tree.leaves(engine.member(alone.params, 0))):
-    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+  assert_trees_close(engine.member(together.params, 2), engine.member(alone.params, 0),
+                     rtol=2e-5, atol=2e-6)
 
 
 def test_one_shot_at_start_prunes_at_init_and_jit_agrees(data):
@@ -75,8 +76,7 @@ def test_one_shot_at_start_prunes_at_init_and_jit_agrees(data):
   dense = masks.dense_masks(params)
   eager = magnitude_masks(params, dense, 0.8, "global")
   compiled = jax.jit(magnitude_masks, static_argnums=3)(params, dense, 0.8, "global")
-  for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(compiled)):
-    np.testing.assert_array_equal(a, b)
+  assert_trees_close(eager, compiled)
   method = sparsify.get_method(settings(schedule="one_shot"), sparsify.TrainingSchedule(4))
   state = method.init(params, jax.random.PRNGKey(0), sparsify.Target(0.8))
   assert abs(float(masks.sparsity(state.masks)) - 0.8) < 1e-3

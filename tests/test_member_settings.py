@@ -12,7 +12,8 @@ import pytest
 
 from jaxsparse import masks, models, population, sparsify
 
-from conftest import SINGLE, method_settings, random_dataset, train_population
+from conftest import (SINGLE, assert_same_structure, assert_trees_close, method_settings,
+                     random_dataset, train_population)
 
 EPOCHS, BATCH_SIZE, NUM_TRAIN = 2, 16, 64
 STEPS_PER_EPOCH = NUM_TRAIN // BATCH_SIZE
@@ -51,15 +52,13 @@ def test_swept_member_equals_the_member_trained_alone(name, shared, field, value
     method = sparsify.get_method(method_settings(name, **shared, **{field: value}), schedule())
     alone = train(method, alone_table, data, model)
     member = jax.tree.map(lambda leaf: leaf[index:index + 1], together)
-    for ours, theirs in zip(jax.tree.leaves(member.sparsity_state),
-                            jax.tree.leaves(alone.sparsity_state)):
-      np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5)
-    for ours, theirs in zip(jax.tree.leaves(member.params), jax.tree.leaves(alone.params)):
-      np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5)
+    assert_trees_close(member.sparsity_state, alone.sparsity_state, rtol=2e-4, atol=2e-5)
+    assert_trees_close(member.params, alone.params, rtol=2e-4, atol=2e-5)
 
   # The setting matters: the members differ.
   first, second = (jax.tree.map(lambda leaf, i=i: leaf[i], together.sparsity_state)
                    for i in (0, 1))
+  assert_same_structure(first, second)
   assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(first),
                                                     jax.tree.leaves(second)))
 

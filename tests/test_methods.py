@@ -1,12 +1,11 @@
 """Properties every registered method has: a member of a population trains as it would alone."""
 
 import jax
-import numpy as np
 import pytest
 
 from jaxsparse import engine, models, population, sparsify
 
-from conftest import SINGLE, method_settings, random_dataset, train_population
+from conftest import SINGLE, assert_trees_close, method_settings, random_dataset, train_population
 
 #: Every registered method with the settings its declaration gives for a short run.
 SETTINGS = {spec.name: dict(spec.example) for spec in sparsify.declarations()}
@@ -33,9 +32,8 @@ def test_members_do_not_depend_on_the_rest_of_the_population(name):
   permuted, _ = train_population(model, method, table.iloc[order].reset_index(drop=True), data,
                                  epochs=2, batch_size=16)
   for position, member in enumerate(order):
-    for leaf, permuted_leaf in zip(jax.tree.leaves(engine.member(together, member)),
-                                   jax.tree.leaves(engine.member(permuted, position))):
-      np.testing.assert_allclose(leaf, permuted_leaf, rtol=1e-5, atol=1e-6)
+    assert_trees_close(engine.member(together, member), engine.member(permuted, position),
+                       rtol=1e-5, atol=1e-6)
 
 
 #: Methods whose eager (op-by-op) run takes 15-30 s; their case runs in the slow tier.
@@ -56,7 +54,5 @@ def test_init_and_update_are_pure_and_jit_agrees_with_eager(name):
                         target)
   compiled = update(init(params, jax.random.PRNGKey(1), target), params, grads, 4, target)
   again = update(init(params, jax.random.PRNGKey(1), target), params, grads, 4, target)
-  for eager_leaf, jit_leaf, again_leaf in zip(jax.tree.leaves(eager), jax.tree.leaves(compiled),
-                                              jax.tree.leaves(again)):
-    np.testing.assert_array_equal(jit_leaf, again_leaf)
-    np.testing.assert_allclose(eager_leaf, jit_leaf, rtol=1e-6)
+  assert_trees_close(compiled, again)
+  assert_trees_close(eager, compiled, rtol=1e-6)

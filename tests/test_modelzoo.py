@@ -271,7 +271,7 @@ def test_an_unreadable_trial_is_refused_or_skipped_and_listed(tmp_path, capsys):
   skipped = pd.read_csv(tmp_path / "out" / "skipped_trials.csv")
   assert list(skipped["trial"]) == [broken.name]
   assert "params.json" in skipped["reason"][0]
-  assert f"Skipped 1 trial(s) that cannot be read" in capsys.readouterr().out
+  assert "Skipped 1 trial(s) that cannot be read" in capsys.readouterr().out
   metadata = json.loads((tmp_path / "out" / "metadata.json").read_text())
   assert metadata["imported_from"]["skipped_trials"] == [broken.name]
 

@@ -2,12 +2,11 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from jaxsparse import engine, models, population, progress, sparsify
 
-from conftest import SINGLE, random_dataset
+from conftest import SINGLE, assert_trees_close, random_dataset
 
 
 def test_progress_reports_leave_the_numbers_unchanged_and_arrive_per_chunk():
@@ -19,17 +18,15 @@ def test_progress_reports_leave_the_numbers_unchanged_and_arrive_per_chunk():
   images, labels = jnp.asarray(data.train_images), jnp.asarray(data.train_labels)
   results, reports = [], []
   for every in (0, 3):
-    state = engine.init_population(model, method, hyper)
+    program = engine.Program(model, method, 16, chunk_size=chunk_size, progress_every=every)
+    state = engine.init_population(program, hyper)
     with engine.listening_to_progress(lambda: reports.append(every)):
-      state, metrics = engine.train_epoch(model, method, state, hyper, images, labels,
-                                          batch_size=16, chunk_size=chunk_size,
-                                          progress_every=every)
+      state, metrics = engine.train_epoch(program, state, hyper, images, labels)
       jax.block_until_ready(metrics)
     results.append((state.params, metrics))
   # After steps 3, 6 and 9 (10 // 3 reports) in every chunk; none without progress_every.
   assert reports == [3] * (10 // 3) * passes
-  for without, with_reports in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
-    np.testing.assert_array_equal(without, with_reports)
+  assert_trees_close(results[0], results[1])
 
 
 class _Clock:

@@ -10,7 +10,7 @@ import pytest
 from jaxsparse import config as config_lib
 from jaxsparse import engine, models, optim, population, sparsify
 
-from conftest import random_dataset, train_population
+from conftest import assert_trees_close, random_dataset, train_population
 
 DENSE = sparsify.dense.dense()
 PEAKS = (3e-3, 1e-3, 3e-4)
@@ -143,8 +143,7 @@ def test_step_schedule_in_the_engine_counts_global_steps_across_epochs():
   scheduled, _ = train_population(model, DENSE, table, data, epochs=2, recipe=recipe)
   by_hand, _ = train_population(model, DENSE, table, data, epochs=1)
   by_hand, _ = train_population(model, DENSE, halved, data, epochs=1, state=by_hand)
-  for a, b in zip(jax.tree.leaves(scheduled.params), jax.tree.leaves(by_hand.params)):
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert_trees_close(scheduled.params, by_hand.params, rtol=1e-6, atol=1e-7)
   constant, _ = train_population(model, DENSE, table, data, epochs=2)
   assert not np.allclose(constant.params["Dense_0"]["kernel"],
                          scheduled.params["Dense_0"]["kernel"])
@@ -163,6 +162,5 @@ def test_member_with_the_full_recipe_in_a_population_equals_the_member_alone():
   for index in range(len(table)):
     alone, _ = train_population(model, DENSE, table.iloc[[index]], data, epochs=2,
                                 recipe=recipe)
-    for a, b in zip(jax.tree.leaves(engine.member(together.params, index)),
-                    jax.tree.leaves(engine.member(alone.params, 0))):
-      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_trees_close(engine.member(together.params, index), engine.member(alone.params, 0),
+                       rtol=1e-5, atol=1e-6)

@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 
-from jaxsparse import engine, experiment, memory, metrics
+from jaxsparse import build, engine, memory, metrics
 from jaxsparse.config import load_config_file
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import LOCK_FILE, locked
@@ -130,7 +131,7 @@ def _run(num_seeds=2):
   config = load_config_file(os.path.join(REPOSITORY, "configs", "default.py"))
   config.population.num_seeds = num_seeds
   config.population.chunk_size = 0  # every member's activations at once
-  return experiment.setup(config, experiment.DataShape((28, 28, 1), 10, 1000))
+  return build.setup(config, build.DataShape((28, 28, 1), 10, 1000))
 
 
 def test_memory_estimate_names_chunk_size_when_activations_do_not_fit():
@@ -148,9 +149,15 @@ def test_memory_estimate_names_chunk_size_when_activations_do_not_fit():
 
 
 def test_memory_estimate_counts_every_member_state_exactly():
-  one, two = _run(num_seeds=1), _run(num_seeds=2)
-  assert memory.estimate(two, 0, (28, 28, 1)).state == \
-      2 * memory.estimate(one, 0, (28, 28, 1)).state
+  """The state estimate is the bytes of the population a run creates, every array counted,
+  and the data estimate the bytes of the images."""
+  for num_seeds in (1, 3):
+    run = _run(num_seeds=num_seeds)
+    state = engine.init_population(run.program, run.hyper)
+    real = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+    estimate = memory.estimate(run, 500, (28, 28, 1))
+    assert estimate.state == real
+    assert estimate.data == np.zeros((500, 28, 28, 1), np.float32).nbytes
 
 
 def _metadata():
@@ -167,10 +174,10 @@ def _metadata():
 ])
 def test_hand_edited_member_table_is_refused(edit, words):
   metadata = _metadata()
-  experiment.from_metadata(metadata, "metadata.json")  # as written: trusted
+  build.from_metadata(metadata, "metadata.json")  # as written: trusted
   edit(metadata["members"])
   with pytest.raises(UserError, match="edited") as error:
-    experiment.from_metadata(metadata, "metadata.json")
+    build.from_metadata(metadata, "metadata.json")
   assert words in str(error.value)
 
 
@@ -178,10 +185,10 @@ def test_a_target_that_prunes_a_whole_layer_is_refused():
   config = load_config_file(os.path.join(REPOSITORY, "configs", "magnitude.py"))
   config.population.grid.sparsity = (0.5, 0.9999)
   with pytest.raises(UserError, match="sparsity=0.9999 is invalid: it prunes every weight"):
-    experiment.setup(config, experiment.DataShape((28, 28, 1), 10, 1000))
+    build.setup(config, build.DataShape((28, 28, 1), 10, 1000))
 
 
 def test_a_model_that_does_not_fit_the_images_is_refused_before_anything_is_written():
   config = load_config_file(os.path.join(REPOSITORY, "configs", "zoo.py"))
   with pytest.raises(UserError, match=r"'cnn_s' does not fit the 8x8x1 images.*image_size"):
-    experiment.setup(config, experiment.DataShape((8, 8, 1), 10, 1000))
+    build.setup(config, build.DataShape((8, 8, 1), 10, 1000))

@@ -5,8 +5,6 @@ import os
 import sys
 
 import jax
-import numpy as np
-import pandas as pd
 import pytest
 
 from jaxsparse import masks, models, structured

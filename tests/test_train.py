@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +13,7 @@ from jaxsparse import checkpoints, engine, sparsify
 from jaxsparse.errors import UserError
 from jaxsparse.train import train_and_evaluate
 
-from conftest import random_dataset
+from conftest import assert_trees_close, random_dataset
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,8 +51,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_config, data):
                                 resumed.drop(columns="epoch_seconds"))
   state_a, _ = checkpoints.load_population(str(tmp_path / "a"))
   state_b, _ = checkpoints.load_population(str(tmp_path / "b"))
-  for leaf_a, leaf_b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b)):
-    np.testing.assert_array_equal(leaf_a, leaf_b)
+  assert_trees_close(state_a, state_b)
   rows = [json.loads(line) for line in open(tmp_path / "b" / "metrics.jsonl")]
   assert sorted((r["epoch"], r["member"]) for r in rows) == [
       (epoch, member) for epoch in (1, 2, 3) for member in range(4)]
@@ -78,19 +76,17 @@ def test_loaders_return_population_and_member(tmp_path, tiny_config, data):
   assert int(state.epoch[0]) == 2
   member_state, row = checkpoints.load_member(str(tmp_path), 3)
   assert row["activation"] == "relu" and row["optimizer"] == "sgd"
-  for leaf, member_leaf in zip(jax.tree.leaves(engine.member(state, 3)),
-                               jax.tree.leaves(member_state)):
-    np.testing.assert_array_equal(leaf, member_leaf)
+  assert_trees_close(engine.member(state, 3), member_state)
   first_epoch, _ = checkpoints.load_population(str(tmp_path), epoch=1)
   assert int(first_epoch.epoch[0]) == 1
   # The restored population evaluates to the accuracies that were logged.
   from jaxsparse import models, population
   import jax.numpy as jnp
   model = models.get_model("cnn_s", data.input_shape)
-  accuracy = engine.evaluate(model, sparsify.dense.dense(), state,
-                             population.member_hyperparameters(table),
-                             jnp.asarray(data.test_images), jnp.asarray(data.test_labels),
-                             batch_size=32)["accuracy"]
+  accuracy = engine.evaluate(engine.Program(model, sparsify.dense.dense(), eval_batch_size=32),
+                             state, population.member_hyperparameters(table),
+                             jnp.asarray(data.test_images), jnp.asarray(data.test_labels))[
+                                 "accuracy"]
   np.testing.assert_allclose(accuracy, members["test_accuracy"], rtol=1e-6)
   with pytest.raises(UserError, match="4 members"):
     checkpoints.load_member(str(tmp_path), 4)
@@ -157,9 +153,9 @@ def test_evaluation_schedule_logs_epoch_zero_and_every_nth_epoch(tmp_path, data)
   np.testing.assert_allclose(start["achieved_sparsity"], [0.0, 0.9], atol=2e-3)
   assert start["train_loss"].isna().all()
   # Epoch 0 is the fresh population: its accuracy is the initial members' own.
-  from jaxsparse import experiment
-  run = experiment.setup(config, experiment.data_shape(data))
-  initial = engine.init_population(run.model, run.method, run.hyper)
-  expected = engine.evaluate(run.model, run.method, initial, run.hyper, data.test_images,
-                             data.test_labels, batch_size=64)["accuracy"]
+  from jaxsparse import build
+  run = build.setup(config, build.data_shape(data))
+  initial = engine.init_population(run.program, run.hyper)
+  expected = engine.evaluate(run.program, initial, run.hyper, data.test_images,
+                             data.test_labels)["accuracy"]
   np.testing.assert_allclose(start["test_accuracy"], np.asarray(expected), rtol=1e-6)

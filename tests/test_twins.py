@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxsparse import checkpoints, engine, experiment, population, sparsify, twins
+from jaxsparse import build, checkpoints, engine, population, sparsify, twins
+from jaxsparse import workdir as workdir_lib
 
 from conftest import make_tiny_study_config, random_dataset
 
@@ -66,10 +67,10 @@ def test_twin_metadata_points_at_its_original(study):
   member i's twin at the k-th level, with its hyperparameters and starting weights."""
   _, _, workdir, _ = study
   run_dir = os.path.join(workdir, "twins", "magnitude_layerwise")
-  metadata = checkpoints.read_metadata(run_dir)
+  metadata = workdir_lib.read_metadata(run_dir)
   assert os.path.normpath(os.path.join(run_dir, metadata["original"]["workdir"])) == \
       os.path.join(workdir, "original")
-  original = checkpoints.read_metadata(os.path.join(workdir, "original"))["members"]
+  original = workdir_lib.read_metadata(os.path.join(workdir, "original"))["members"]
   twins_table = metadata["members"]
   assert len(twins_table) == 2 * len(original)
   for index, twin_row in enumerate(twins_table):
@@ -77,7 +78,7 @@ def test_twin_metadata_points_at_its_original(study):
     for field in ("seed", "activation", "learning_rate", "optimizer", "initializer"):
       assert twin_row[field] == original_row[field]
     assert twin_row["sparsity"] == (0.5, 0.9)[index // len(original)]
-  vd = checkpoints.read_metadata(os.path.join(workdir, "twins", "variational_dropout"))
+  vd = workdir_lib.read_metadata(os.path.join(workdir, "twins", "variational_dropout"))
   assert [row["kl_weight"] for row in vd["members"]] == [500.0, 500.0, 5000.0, 5000.0]
 
 
@@ -85,13 +86,14 @@ def test_restored_twins_evaluate_to_the_summary(study):
   config, data, workdir, summary = study
   state, table = twins.load_twins(workdir, "magnitude", 0.9)
   assert list(table["original_member"]) == [0, 1]
-  model = experiment.load_setup(os.path.join(workdir, "twins", "magnitude_layerwise")).model
+  model = build.load_setup(os.path.join(workdir, "twins", "magnitude_layerwise")).model
   run = twins.twin_runs(config, workdir)[0]
   method = sparsify.get_method(twins.twin_config(config, run).sparsify,
                                sparsify.TrainingSchedule(1))
-  accuracy = engine.evaluate(model, method, state, population.member_hyperparameters(table),
-                             jnp.asarray(data.test_images), jnp.asarray(data.test_labels),
-                             batch_size=32)["accuracy"]
+  accuracy = engine.evaluate(engine.Program(model, method, eval_batch_size=32), state,
+                             population.member_hyperparameters(table),
+                             jnp.asarray(data.test_images), jnp.asarray(data.test_labels))[
+                                 "accuracy"]
   np.testing.assert_allclose(accuracy, summary["twins"][1]["twin_accuracy"], rtol=1e-6)
   np.testing.assert_allclose(table["test_accuracy"], summary["twins"][1]["twin_accuracy"])
 

@@ -20,7 +20,7 @@ from jaxsparse import masks, models, sparsify
 from jaxsparse.config import default_config, validate_config
 from jaxsparse.errors import UserError
 
-from conftest import method_settings
+from conftest import assert_trees_close, method_settings
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -147,8 +147,7 @@ def test_a_built_method_does_not_change_when_the_config_does():
   settings.update_every = 7
   after = jax.jit(method.update)(method.init(params, None, target), params, params, 10, target)
   assert float(masks.sparsity(before.masks)) < 0.9  # gradual: a quarter of the way at step 10
-  for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
-    np.testing.assert_array_equal(old, new)
+  assert_trees_close(before, after)
 
 
 def test_registration_rejects_a_sweep_of_an_undeclared_or_reserved_field():

@@ -8,7 +8,7 @@ import pytest
 from jaxsparse import engine, layers, masks, models, population, sparsify
 from jaxsparse.sparsify import variational_dropout as vd
 
-from conftest import SINGLE, method_settings, random_dataset, train_population
+from conftest import SINGLE, assert_trees_close, method_settings, random_dataset, train_population
 
 
 def numpy_negative_kl(log_alpha):
@@ -124,8 +124,7 @@ def test_straight_through_variant_trains_the_same_loss_with_other_gradients():
   (public_state, (public_loss, public_grads)), (straight_state, (straight_loss, straight_grads)) = (
       loss_and_grads(public), loss_and_grads(straight))
   assert public_loss == straight_loss
-  for a, b in zip(jax.tree.leaves(public_state.masks), jax.tree.leaves(straight_state.masks)):
-    np.testing.assert_array_equal(a, b)
+  assert_trees_close(public_state.masks, straight_state.masks)
   clipped = vd.at_lower_clip(params, public_state.trainable)["Conv_0"]["kernel"]
   assert 0.5 < float(np.mean(clipped)) < 0.75  # about 1 - 1/e of them
   public_conv = np.asarray(public_grads["Conv_0"]["kernel"])
@@ -199,8 +198,7 @@ def test_twin_starts_from_the_members_weights():
                      )(jnp.arange(2))
   twins = jax.vmap(lambda h, p, b: engine.init_member(model, method, h, p, b))(
       hyper, trained["params"], trained["batch_stats"])
-  for twin_leaf, leaf in zip(jax.tree.leaves(twins.params), jax.tree.leaves(trained["params"])):
-    np.testing.assert_array_equal(twin_leaf, leaf)
+  assert_trees_close(twins.params, trained["params"])
   log_sigma2 = twins.sparsity_state.trainable
   assert log_sigma2["Dense_0"]["bias"] is None
   np.testing.assert_array_equal(log_sigma2["Conv_0"]["kernel"], vd.INITIAL_LOG_SIGMA2)
@@ -227,15 +225,15 @@ def test_kl_prunes_weights_and_evaluation_uses_the_masks(trained_vd):
   assert np.all(achieved > 0.08), achieved  # from about 0.003 at initialisation
   # The masks are exactly log alpha >= 3 of the final weights.
   expected = jax.vmap(vd.variational_dropout_masks)(state.params, state.sparsity_state.trainable)
-  for mask, expected_mask in zip(jax.tree.leaves(state.masks), jax.tree.leaves(expected)):
-    np.testing.assert_array_equal(mask, expected_mask)
+  assert_trees_close(state.masks, expected)
   hyper = population.member_hyperparameters(table)
   images, labels = jnp.asarray(data.test_images), jnp.asarray(data.test_labels)
-  accuracy = engine.evaluate(model, method, state, hyper, images, labels)["accuracy"]
+  accuracy = engine.evaluate(engine.Program(model, method), state, hyper, images,
+                             labels)["accuracy"]
   pruned = state._replace(params=masks.apply_masks(state.params, state.masks))
-  dense = sparsify.dense.dense()
+  dense = engine.Program(model, sparsify.dense.dense())
   np.testing.assert_allclose(
-      accuracy, engine.evaluate(model, dense, pruned._replace(
+      accuracy, engine.evaluate(dense, pruned._replace(
           sparsity_state=sparsify.dense.DenseState(state.masks)), hyper, images, labels)["accuracy"])
 
 

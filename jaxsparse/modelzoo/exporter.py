@@ -31,7 +31,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from jaxsparse import checkpoints, engine, experiment, flat, metrics
+from jaxsparse import build, checkpoints, engine, flat, metrics
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.errors import UserError
 from jaxsparse.modelzoo import layout
@@ -59,7 +59,7 @@ def export_run(workdir: str, out: str, format: str = "zoo", epoch: int | None = 
   with workdir_lib.staged_directory(out, "export") as staging:
     if format == "zoo":
       layout.torch_module()  # one line if PyTorch is missing, before any work
-    run = experiment.load_setup(workdir, allow_modules)
+    run = build.load_setup(workdir, allow_modules)
     manager = checkpoints.checkpoint_manager(workdir)
     try:
       if format == "zoo":
@@ -79,17 +79,17 @@ def _saved_epochs(manager, workdir: str) -> list[int]:
   return epochs
 
 
-def _evaluated(manager, run: experiment.Experiment, epoch: int):
+def _evaluated(manager, run: build.Setup, epoch: int):
   """The weights the members are evaluated with at ``epoch``, and their masks (on the host,
   by dotted name; masks only for pruned leaves)."""
-  state = checkpoints.restore_members(manager, run.model, run.method, run.table, epoch)
+  state = checkpoints.restore_members(manager, run.program, run.table, epoch)
   params = jax.device_get(engine.evaluation_params(run.method, state, run.hyper))
   masks = {name: leaf for name, leaf in layout.dotted(jax.device_get(state.masks)).items()
            if leaf is not None}
   return layout.dotted(params), masks
 
 
-def _write_zoo(directory: str, workdir: str, run: experiment.Experiment, manager) -> None:
+def _write_zoo(directory: str, workdir: str, run: build.Setup, manager) -> None:
   architecture = layout.architecture_of_model(run.model.name)
   table = run.table
   dropouts = list(table["dropout_rate"])
@@ -120,7 +120,7 @@ def _write_zoo(directory: str, workdir: str, run: experiment.Experiment, manager
                              os.path.join(checkpoint, "masks"))
 
 
-def _zoo_params(run: experiment.Experiment, architecture: layout.ZooArchitecture, member: int,
+def _zoo_params(run: build.Setup, architecture: layout.ZooArchitecture, member: int,
                 workdir: str, epochs: int) -> dict[str, Any]:
   """``params.json`` of one member in the zoos' keys, plus jaxsparse's own."""
   row = run.table.iloc[member]
@@ -154,7 +154,7 @@ def _result_row(row: pd.Series) -> dict[str, Any]:
   return result
 
 
-def _write_arrays(directory: str, workdir: str, run: experiment.Experiment, manager,
+def _write_arrays(directory: str, workdir: str, run: build.Setup, manager,
                   epoch: int | None) -> None:
   epochs = _saved_epochs(manager, workdir)
   epoch = epochs[-1] if epoch is None else epoch

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxsparse import checkpoints, engine, experiment, models, train
+from jaxsparse import build, checkpoints, engine, models, train
 from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import default_config, validate_config
@@ -297,17 +297,17 @@ def import_zoo(source: str, workdir: str, epoch: int | None = None,
     architecture, channels = zoo_architecture(trials)
     config = zoo_config(trials, architecture, epoch, data_name)
     dataset = _checked_dataset(config, architecture, channels, dataset)
-    run = experiment.setup(config, experiment.data_shape(dataset))
+    run = build.setup(config, build.data_shape(dataset))
     layout.torch_module()  # one line if PyTorch is missing, before any trial is read
     tensors = _each_trial(list(zip(trials, run.table["dropout_rate"])), lambda pair: (
         pair[0], _member_tensors(pair[0], epoch, architecture, run, pair[1])), skipped)
     if len(tensors) < len(trials):  # a state dict was refused: the members are the others
       trials = [trial for trial, _ in tensors]
-      run = experiment.setup(zoo_config(trials, architecture, epoch, data_name),
-                             experiment.data_shape(dataset))
+      run = build.setup(zoo_config(trials, architecture, epoch, data_name),
+                             build.data_shape(dataset))
     _warn_lossy_casts([(trial.name, member.lossy_keys) for trial, member in tensors])
     params = _zoo_params([member.tensors for _, member in tensors], architecture, run)
-    state = engine.init_population(run.model, run.method, run.hyper, params, {})
+    state = engine.init_population(run.program, run.hyper, params, {})
     state = state._replace(epoch=jnp.full_like(state.epoch, epoch),
                            diverged=~_finite_members(params))
     members = _write_run(staging, run, state, dataset, epoch, trials, source, skipped or [])
@@ -393,14 +393,14 @@ def _checked_dataset(config, architecture: layout.ZooArchitecture, channels: int
 
 
 def _member_tensors(trial: Trial, epoch: int, architecture: layout.ZooArchitecture,
-                    run: experiment.Experiment, dropout: float) -> layout.MemberTensors:
+                    run: build.Setup, dropout: float) -> layout.MemberTensors:
   """A trial's state dict at ``epoch``, checked and converted (see
   :func:`layout.member_tensors`)."""
   return layout.member_tensors(layout.load_state_dict(trial.checkpoint(epoch), trial.name),
                                trial.name, dropout, architecture, _template(run))
 
 
-def _template(run: experiment.Experiment) -> dict[str, tuple[int, ...]]:
+def _template(run: build.Setup) -> dict[str, tuple[int, ...]]:
   """The shapes of one member's parameters by dotted name."""
   shapes = jax.eval_shape(lambda key: models.init_variables(run.model, key),
                           jax.random.PRNGKey(0))["params"]
@@ -408,14 +408,14 @@ def _template(run: experiment.Experiment) -> dict[str, tuple[int, ...]]:
 
 
 def _zoo_params(members: list[dict[str, np.ndarray]], architecture: layout.ZooArchitecture,
-                run: experiment.Experiment) -> dict[str, Any]:
+                run: build.Setup) -> dict[str, Any]:
   """The members' parameters (member axis first) from their converted tensors."""
   leaves = layout.params_from_member_tensors(members, list(run.table["dropout_rate"]),
                                              architecture, _template(run))
   return layout.nested({name: jnp.asarray(leaf) for name, leaf in leaves.items()})
 
 
-def _write_run(directory: str, run: experiment.Experiment, state: engine.TrainState,
+def _write_run(directory: str, run: build.Setup, state: engine.TrainState,
                dataset: Dataset, epoch: int, trials: list[Trial], source: str,
                skipped: list[Skipped]) -> pd.DataFrame:
   """Everything a finished run of ``epoch`` epochs has, plus the source's records; returns

@@ -1,8 +1,9 @@
-"""One setup for every run: config + data -> model, method, member table, hyperparameters, mesh.
+"""One setup for every run: config + data -> the engine's program, member table, hyperparameters.
 
 Training, resuming, loading a run, the twins study, the experiments and the
 tests all build what a population needs with :func:`setup` (or
-:func:`from_metadata` for a run on disk), so they cannot drift apart.
+:func:`from_metadata` / :func:`load_setup` for a run on disk), so they
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax
 import ml_collections
 import pandas as pd
 
-from jaxsparse import masks, models, population, sharding, sparsify
+from jaxsparse import engine, masks, models, population, sharding, sparsify
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import completed_config, recipe
 from jaxsparse.data import Dataset
@@ -43,28 +44,40 @@ def data_shape(dataset: Dataset) -> DataShape:
   return DataShape(tuple(dataset.input_shape), dataset.num_classes, len(dataset.train_labels))
 
 
-class Experiment(NamedTuple):
+class Setup(NamedTuple):
   """Everything a population's compiled programs take besides its state and data.
 
   Attributes:
     config: the completed config (every field present).
-    model: the architecture.
-    method: the sparsification method, built from ``config.sparsify``.
+    program: the engine's static record (:class:`jaxsparse.engine.Program`): the
+      model, the method built from ``config.sparsify``, batch sizes, chunking, mesh.
     declaration: the method's declaration (see :mod:`jaxsparse.sparsify.registry`).
     table: the member table, one row per member (method copies included).
     hyper: per-member hyperparameters; with a mesh, padded to a multiple of
       the device count and split over the devices.
-    mesh: the devices the members are split over (None: one device).
     steps_per_epoch: optimizer steps per epoch (0 when the data are unknown).
   """
   config: ml_collections.ConfigDict
-  model: models.Model
-  method: sparsify.SparsifyMethod
+  program: engine.Program
   declaration: sparsify.MethodDeclaration
   table: pd.DataFrame
   hyper: population.MemberHyperparameters
-  mesh: Any
   steps_per_epoch: int
+
+  @property
+  def model(self) -> models.Model:
+    """The architecture."""
+    return self.program.model
+
+  @property
+  def method(self) -> sparsify.SparsifyMethod:
+    """The sparsification method."""
+    return self.program.method
+
+  @property
+  def mesh(self) -> Any:
+    """The devices the members are split over (None: one device)."""
+    return self.program.mesh
 
   @property
   def num_members(self) -> int:
@@ -98,7 +111,7 @@ def config_member_table(config: ml_collections.ConfigDict) -> pd.DataFrame:
 
 
 def setup(config: ml_collections.ConfigDict, data: DataShape, *,
-          table: pd.DataFrame | None = None, sharded: bool = False) -> Experiment:
+          table: pd.DataFrame | None = None, sharded: bool = False) -> Setup:
   """Builds a population's model, method, member table and hyperparameters from ``config``.
 
   Args:
@@ -138,7 +151,10 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
     mesh = sharding.population_mesh(config.population.num_devices)
     hyper = sharding.shard_members(
         sharding.pad_members(hyper, sharding.padded_size(len(table), mesh)), mesh)
-  return Experiment(config, model, method, declaration, table, hyper, mesh, steps_per_epoch)
+  training = config.training
+  program = engine.Program(model, method, training.batch_size, training.eval_batch_size,
+                           config.population.chunk_size, mesh, training.shared_order_seed)
+  return Setup(config, program, declaration, table, hyper, steps_per_epoch)
 
 
 def _parameter_shapes(model: models.Model, config: ml_collections.ConfigDict) -> Any:
@@ -202,7 +218,7 @@ def import_recorded_methods(metadata: dict[str, Any], path: str,
 
 
 def from_metadata(metadata: dict[str, Any], path: str,
-                  allow_modules: Iterable[str] = ()) -> Experiment:
+                  allow_modules: Iterable[str] = ()) -> Setup:
   """The setup of a run on disk, from its ``metadata.json`` (at ``path``; for loading and
   evaluating it).
 
@@ -221,7 +237,7 @@ def from_metadata(metadata: dict[str, Any], path: str,
   return run
 
 
-def load_setup(run_dir: str, allow_modules: Iterable[str] = ()) -> Experiment:
+def load_setup(run_dir: str, allow_modules: Iterable[str] = ()) -> Setup:
   """:func:`from_metadata` of the run in ``run_dir``."""
   return from_metadata(workdir_lib.read_metadata(run_dir),
                        os.path.join(run_dir, workdir_lib.METADATA_FILE), allow_modules)
