@@ -39,7 +39,7 @@ import matplotlib
 import pandas as pd
 import scipy.stats
 
-from jaxsparse import analysis, train
+from jaxsparse import analysis, data, train
 from jaxsparse.config import load_config_file, validate_config
 
 import common
@@ -118,7 +118,7 @@ def run_model(model: str, workdir: str, quick_mode: bool, levels=()) -> pd.DataF
   configs = {arm: arm_config(base, arm) for arm in ARMS}
   for config in configs.values():
     validate_config(config)  # every arm before the first trains
-  dataset = train.dataset_from_config(base)
+  dataset = data.dataset_from_config(base)
   if sizes["test_examples"]:
     dataset = dataset._replace(test_images=dataset.test_images[:sizes["test_examples"]],
                                test_labels=dataset.test_labels[:sizes["test_examples"]])

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 from ml_collections import config_flags
 
-from jaxsparse import analysis, build, checkpoints, cpu_cores, errors, models, structured, train
+from jaxsparse import (analysis, build, checkpoints, cpu_cores, data, errors, models, structured,
+                       train)
 from jaxsparse import masks as masks_lib
 from jaxsparse.config import validate_config
 
@@ -199,7 +200,7 @@ def run(config, workdir, quick_mode=False):
   started = time.time()
   config = quick(config) if quick_mode else config
   validate_config(config)
-  dataset = train.dataset_from_config(config)
+  dataset = data.dataset_from_config(config)
   if quick_mode:
     dataset = dataset._replace(test_images=dataset.test_images[:QUICK_TEST_EXAMPLES],
                                test_labels=dataset.test_labels[:QUICK_TEST_EXAMPLES])

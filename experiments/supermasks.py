@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from jaxsparse import analysis, metrics, train
+from jaxsparse import analysis, data, metrics, train
 from jaxsparse.config import load_config_file, validate_config
 from jaxsparse.workdir import METRICS_FILE
 
@@ -197,7 +197,7 @@ def markdown(summary: pd.DataFrame, differences: pd.DataFrame, layers: pd.DataFr
 
 def sized_dataset(model: str, sizes: dict):
   """The training and test data of ``model``'s runs at ``sizes``."""
-  dataset = train.dataset_from_config(gumbel_config(model, True, sizes))
+  dataset = data.dataset_from_config(gumbel_config(model, True, sizes))
   if sizes["test_examples"]:
     dataset = dataset._replace(test_images=dataset.test_images[:sizes["test_examples"]],
                                test_labels=dataset.test_labels[:sizes["test_examples"]])

@@ -24,7 +24,7 @@ from absl import app, flags, logging
 import jax
 import jax.numpy as jnp
 
-from jaxsparse import build, cpu_cores, engine, errors, train, twins
+from jaxsparse import build, cpu_cores, data, engine, errors, twins
 from jaxsparse.config import load_config_file
 
 flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
@@ -54,7 +54,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                          "configs", "twins_paper.py"))
-  dataset = train.dataset_from_config(config)
+  dataset = data.dataset_from_config(config)
   shape = build.data_shape(dataset)
   images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
   phases = [("dense zoo", twins.original_config(config))]

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxsparse import checkpoints, cpu_cores, errors, metrics, train, twins  # noqa: E402
+from jaxsparse import checkpoints, cpu_cores, data, errors, metrics, train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
 
 
@@ -58,16 +58,16 @@ def main():
       list(config.twins.kl_weights)
   state, table = checkpoints.load_population(args.zoo, args.epoch)
   originals = (state.params, state.batch_stats)
-  dataset = train.dataset_from_config(config)
-  data = twins.training_subset(dataset, config.twins.train_examples)
+  dataset = data.dataset_from_config(config)
+  subset = twins.training_subset(dataset, config.twins.train_examples)
   results = {}
   for name, run, changes in variants(config, kl_weights, args.scopes.split(","),
                                          args.methods.split(",")):
     run = run._replace(workdir=os.path.join(args.workdir, name))
     twin = twins.twin_config(config, run)
     twin.sparsify.update(changes)
-    train.train_and_evaluate(twin, run.workdir, data,
-                             initial_variables=twins.tile_members(originals, len(run.levels)))
+    train.train_and_evaluate(twin, run.workdir, subset,
+                             origin=train.Origin(twins.tile_members(originals, len(run.levels))))
     per_epoch = twins.epoch_test_accuracy(run.workdir)
     sparsity = metrics.read_predictions(run.workdir)["sparsity"]
     results[name] = []

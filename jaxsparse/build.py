@@ -115,7 +115,7 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
   """Builds a population's model, method, member table and hyperparameters from ``config``.
 
   Args:
-    config: a config (fields it leaves out take their defaults).
+    config: a resolved config (:func:`jaxsparse.config.resolve`: every field present).
     data: the data's shape, class count and training-set size.
     table: the member table, if known (a run on disk); otherwise expanded
       from the config's grid.
@@ -123,7 +123,6 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
       devices (padding the population to a multiple of them); otherwise
       everything stays on the default device.
   """
-  config = completed_config(config)
   declaration = sparsify.declaration(config.sparsify.method)
   model = models.get_model(config.model.name, tuple(data.input_shape), data.num_classes,
                            config.model.conv_implementation, config.model.width,
@@ -228,7 +227,8 @@ def from_metadata(metadata: dict[str, Any], path: str,
   the run's config makes (edited by hand) is refused.
   """
   import_recorded_methods(metadata, path, allow_modules)
-  config = ml_collections.ConfigDict(metadata["config"])
+  # (a run made before a field existed lacks it: the field takes its default)
+  config = completed_config(ml_collections.ConfigDict(metadata["config"]))
   data = DataShape(tuple(metadata["input_shape"]), metadata["num_classes"])
   run = setup(config, data)
   difference = workdir_lib.member_difference(metadata["members"], member_records(run.table))

@@ -228,18 +228,39 @@ def import_method_modules(config: ml_collections.ConfigDict) -> None:
 
 
 def completed_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """``config`` with every field it leaves out at its default (a copy)."""
+  """``config`` with every field it leaves out at its default (a copy); for a config read
+  back from a run on disk, which may predate fields added since."""
   import_method_modules(config)
   completed = default_config()
   completed.update(config)
   return completed
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises :class:`UserError` naming the first invalid field of ``config``."""
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config a command runs, resolved once at the door: the modules of its
+  ``'module:name'`` methods imported, every field checked against the schema, the fields
+  it leaves out at their defaults (a copy) and every value validated.
+
+  Raises:
+    UserError: naming the first unknown or invalid field.
+  """
   import_method_modules(config)
-  _check_known_fields(config, default_config())
-  config = completed_config(config)  # missing fields take their defaults for the checks
+  resolved = default_config()
+  _check_known_fields(config, resolved)
+  resolved.update(config)
+  check_values(resolved)
+  return resolved
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises :class:`UserError` naming the first unknown or invalid field of ``config`` (see
+  :func:`resolve`)."""
+  resolve(config)
+
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+  """Raises :class:`UserError` naming the first invalid value of a complete ``config``
+  (e.g. one derived from a resolved config: a twins study's runs)."""
   _check_model(config)
   _check_data(config.data)
   _check_population(config)
@@ -360,8 +381,8 @@ def _check_recipe(config) -> None:
 
 
 def recipe(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optim.Recipe:
-  """The :class:`jaxsparse.optim.Recipe` of a (validated) config, its epochs in steps."""
-  training = completed_config(config).training
+  """The :class:`jaxsparse.optim.Recipe` of a resolved config, its epochs in steps."""
+  training = config.training
   return optim.Recipe(
       schedule=training.lr_schedule,
       # Only what the schedule reads, so equal programs compile once.

@@ -248,3 +248,12 @@ def _prepared_builder(name: str, data_dir: str | None):
         f"({type(error).__name__}); {hint}run once with network access, or set "
         f"config.data.tfds_data_dir to a directory where it is prepared") from error
   return builder
+
+
+def dataset_from_config(config) -> Dataset:
+  """Loads the dataset described by ``config.data``."""
+  data = config.data
+  return load_dataset(data.name, validation_size=data.validation_size,
+                      split_seed=data.split_seed, mean=data.mean, std=data.std,
+                      image_size=data.image_size, train_examples=data.train_examples,
+                      tfds_data_dir=data.tfds_data_dir or None)

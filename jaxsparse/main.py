@@ -11,6 +11,7 @@ resumes from the latest complete checkpoint.
 
 import errno
 import os
+import re
 import signal
 import sys
 import threading
@@ -26,9 +27,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "If the workdir holds a run of another config, discard it instead of "
     "refusing to start.")
-_DRY_RUN = flags.DEFINE_bool(
-    "dry_run", False, "Validate the config, print it resolved with every population's member "
-    "table, time a few steps to estimate the run's duration, and exit without writing.")
+_DRY_RUN = flags.DEFINE_enum(
+    "dry_run", None, ["check", "time"], "Validate the config and print it resolved, with every "
+    "population's member table, programs and memory per device, without compiling or writing "
+    "anything ('--dry_run' alone: 'check'); '--dry_run=time' also compiles the programs and "
+    "times a few steps to estimate the run's duration.")
 _ALLOW_METHOD_MODULE = flags.DEFINE_multi_string(
     "allow_method_module", [], "A module that runs loaded from disk (e.g. the zoo of "
     "config.twins.original_workdir) may import for their method, if you trust it; repeat for "
@@ -87,9 +90,29 @@ def _check_arguments(argv: list[str]) -> None:
             "give it once")
 
 
+#: ``module:name`` in a ``--config.sparsify.method`` or ``--config.twins.methods`` override.
+_METHOD_IN_MODULE = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
+
+
+def _import_named_methods(argv: list[str]) -> None:
+  """Imports the modules of the ``module:name`` methods the command line names, before the
+  config file is read, so that their own fields exist and can be overridden too."""
+  from jaxsparse import sparsify
+  for argument in argv:
+    field, _, value = argument.partition("=")
+    if field in ("--config.sparsify.method", "--config.twins.methods"):
+      for module, name in _METHOD_IN_MODULE.findall(value):
+        sparsify.import_method_module(module, f"{module}:{name}")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with one-line errors instead of usage text or tracebacks."""
+  argv = [("--dry_run=check" if argument == "--dry_run" else argument) for argument in argv]
   _check_arguments(argv)
+  try:
+    _import_named_methods(argv)
+  except UserError as error:
+    _fail(str(error))
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
@@ -100,8 +123,23 @@ def _parse_flags(argv: list[str]) -> list[str]:
             "get_config() returning an ml_collections.ConfigDict (see configs/default.py)")
     # ml_collections raises these, deep in flag parsing, for an unknown override.
     field = _unknown_override(argv)
-    _fail(f"config.{field} is not a known field; see jaxsparse/config.py for the fields"
-          if field else f"a --config override names no known field ({error})")
+    _fail(_unknown_field_message(field, argv) if field else
+          f"a --config override names no known field ({error})")
+
+
+def _unknown_field_message(field: str, argv: list[str]) -> str:
+  """One line for an override of a field the schema lacks, naming where the fields of
+  ``config.sparsify`` come from: the methods' declarations (a module's own, if named)."""
+  if not field.startswith("sparsify."):
+    return f"config.{field} is not a known field; see docs/configuration.md for the fields"
+  from jaxsparse import sparsify
+  named = [f"{module}:{name}" for argument in argv if argument.startswith("--config.sparsify.method")
+           for module, name in _METHOD_IN_MODULE.findall(argument)]
+  where = (f"method {named[0]!r} (module {named[0].split(':')[0]!r}) declares "
+           f"{', '.join(sorted(sparsify.declaration(named[0]).fields)) or 'no fields'}"
+           if named else "the registered methods declare the fields of config.sparsify")
+  return (f"config.{field} is not a known field: {where}; see docs/configuration.md for "
+          "the built-in methods' fields")
 
 
 @errors.exit_on_user_error
@@ -111,7 +149,7 @@ def main(argv):
   # Orbax logs every checkpoint step at INFO; a run's own output is the progress bar and summary.
   logging.set_verbosity(logging.WARNING)
   # Local imports keep `--help` and flag errors fast.
-  job = (lambda: dry_run(_CONFIG.value)) if _DRY_RUN.value else (
+  job = (lambda: dry_run(_CONFIG.value, _DRY_RUN.value)) if _DRY_RUN.value else (
       lambda: run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value,
                       tuple(_ALLOW_METHOD_MODULE.value)))
   run_interruptibly(job, _WORKDIR.value)
@@ -176,11 +214,21 @@ def start_distributed(config) -> None:
       process_id=settings.process_id if settings.process_id >= 0 else None)
 
 
-def dry_run(config) -> None:
-  """Prints what ``config`` would train and an estimate of its duration; writes nothing."""
-  from jaxsparse import plan, train
-  print(plan.describe(config, plan.phases(config, train.dataset_from_config(config))),
-        flush=True)
+def dry_run(config, mode: str = "check") -> None:
+  """Prints what ``config`` would train (with ``mode='time'``, also an estimate of its
+  duration from a few timed steps); writes nothing."""
+  from jaxsparse import data, plan
+  from jaxsparse.config import resolve
+  config = resolve(config)
+  dataset = data.dataset_from_config(config)
+  phases = plan.phases(config, dataset)
+  timings = None
+  if mode == "time":
+    from jaxsparse import twins
+    subset = lambda phase: dataset if phase.name == "zoo" else twins.training_subset(
+        dataset, config.twins.train_examples)
+    timings = [plan.time_phase(phase, subset(phase)) for phase in phases]
+  print(plan.describe(config, phases, timings), flush=True)
 
 
 def run_job(config, workdir: str, overwrite: bool = False,

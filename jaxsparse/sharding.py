@@ -107,6 +107,12 @@ def replicate(tree: PyTree, mesh: Mesh | None) -> PyTree:
   return _place(tree, replicated(mesh))
 
 
+def is_writer() -> bool:
+  """Whether this process writes a run's files (process 0 of a multi-host run; checkpoints
+  are written by every process, each its own shards)."""
+  return jax.process_index() == 0
+
+
 def to_host(tree: PyTree) -> PyTree:
   """NumPy copies of a (possibly multi-host) population pytree, whole on every process."""
   if jax.process_count() == 1:

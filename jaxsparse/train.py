@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import ml_collections
@@ -22,64 +22,65 @@ import pandas as pd
 from jaxsparse import build, checkpoints, engine, masks, memory, metrics, progress, sharding
 from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
-from jaxsparse.config import completed_config, validate_config
-from jaxsparse.data import Dataset, check_dataset, load_dataset
+from jaxsparse.config import resolve
+from jaxsparse.data import Dataset, check_dataset
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import MEMBERS_FILE, METRICS_FILE
 
 
-def dataset_from_config(config: ml_collections.ConfigDict) -> Dataset:
-  """Loads the dataset described by ``config.data``."""
-  data = config.data
-  return load_dataset(data.name, validation_size=data.validation_size,
-                      split_seed=data.split_seed, mean=data.mean, std=data.std,
-                      image_size=data.image_size, train_examples=data.train_examples,
-                      tfds_data_dir=data.tfds_data_dir or None)
+class Origin(NamedTuple):
+  """What a population derives from (a twin population's originals), if anything.
+
+  Attributes:
+    variables: ``(params, batch_stats)`` with a leading member axis to start from
+      instead of fresh initialisations; used only when no checkpoint exists yet.
+    links: extra entries for ``metadata.json`` (a twin run records its original).
+    reference_predictions: test-set predictions [members, examples] that each
+      member's are compared with at every evaluation (its original's): their
+      ``agreement`` is logged beside the test accuracy.
+  """
+  variables: tuple | None = None
+  links: dict | None = None
+  reference_predictions: np.ndarray | None = None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       dataset: Dataset | None = None,
+def train_and_evaluate(config: ml_collections.ConfigDict | build.Setup, workdir: str,
+                       dataset: Dataset | None = None, *, origin: Origin = Origin(),
                        on_epoch_end: Callable[[int, engine.TrainState], None] | None = None,
-                       initial_variables: tuple | None = None,
-                       links: dict | None = None, overwrite: bool = False,
-                       study_progress: progress.Bar | None = None,
-                       reference_predictions: np.ndarray | None = None) -> pd.DataFrame:
+                       overwrite: bool = False,
+                       study_progress: progress.Bar | None = None) -> pd.DataFrame:
   """Trains (or resumes) the zoo of ``config`` under ``workdir``.
 
   Args:
-    config: a config following :func:`jaxsparse.config.default_config`.
+    config: a config (resolved here, once: :func:`jaxsparse.config.resolve`), or a
+      ready :class:`jaxsparse.build.Setup` of ``dataset`` (a study's phase, set up
+      once by the study; members split over the devices: ``sharded=True``).
     workdir: where checkpoints, metadata and metrics go.
     dataset: the data, if already loaded (otherwise from ``config.data``).
+    origin: what the population derives from (see :class:`Origin`).
     on_epoch_end: called with (epoch, population) after each epoch's
       checkpoint is complete (for tests and custom logging).
-    initial_variables: ``(params, batch_stats)`` with a leading member axis to
-      start from instead of fresh initialisations (a population of twins
-      starts from its originals); used only when no checkpoint exists yet.
-    links: extra entries for ``metadata.json`` (a twin run records its
-      original there).
     overwrite: if ``workdir`` holds a run of another config, discard it
       (otherwise that is refused; see :mod:`jaxsparse.workdir`).
     study_progress: a study's overall bar, advanced by this population's
       member-steps (its own bar then sits below it).
-    reference_predictions: test-set predictions [members, examples] that each
-      member's are compared with at every evaluation (a twin's original's):
-      their ``agreement`` is logged beside the test accuracy.
 
   Returns:
     The member table with each member's final metrics (also written to
     ``workdir/members.csv``).
   """
-  validate_config(config)
+  run = config if isinstance(config, build.Setup) else None
+  config = run.config if run is not None else resolve(config)
   with workdir_lib.locked(workdir):
-    return _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables,
-                               links, overwrite, study_progress, reference_predictions)
+    return _train_and_evaluate(config, run, workdir, dataset, origin, on_epoch_end, overwrite,
+                               study_progress)
 
 
-def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variables, links,
-                        overwrite, study_progress, reference_predictions) -> pd.DataFrame:
-  """:func:`train_and_evaluate` once the workdir is locked."""
-  table = build.config_member_table(completed_config(config))
-  workdir_lib.prepare_workdir(workdir, config, overwrite, links,
+def _train_and_evaluate(config, run, workdir, dataset, origin, on_epoch_end, overwrite,
+                        study_progress) -> pd.DataFrame:
+  """:func:`train_and_evaluate` once the workdir is locked (``run``: the setup, if ready)."""
+  table = run.table if run is not None else build.config_member_table(config)
+  workdir_lib.prepare_workdir(workdir, config, overwrite, origin.links,
                               build.member_records(table))
   num_epochs = config.training.num_epochs
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
@@ -95,28 +96,28 @@ def _train_and_evaluate(config, workdir, dataset, on_epoch_end, initial_variable
     return _report(workdir, table, start_epoch)
   try:
     dataset = _checked_dataset(config, workdir, dataset, start_epoch)
-    run = build.setup(config, build.data_shape(dataset), sharded=True)
+    run = run or build.setup(config, build.data_shape(dataset), sharded=True)
     memory.check_fits(run, sum(len(split[1]) for split in _splits(dataset).values()),
                       dataset.input_shape)
-    if is_writer():
+    if sharding.is_writer():
       workdir_lib.write_metadata(workdir, run.config, dataset.input_shape, dataset.num_classes,
-                                 run.table, run.declaration.module, links,
+                                 run.table, run.declaration.module, origin.links,
                                  data_lib.digest(dataset))
     splits = {name: sharding.replicate(arrays, run.mesh)
               for name, arrays in _splits(dataset).items()}
-    if reference_predictions is not None:
-      splits["reference"] = sharding.pad_members(np.asarray(reference_predictions),
+    if origin.reference_predictions is not None:
+      splits["reference"] = sharding.pad_members(np.asarray(origin.reference_predictions),
                                                  run.padded_size)
-    with metrics.MetricsWriter(workdir, config.logging.tensorboard and is_writer()) as writer:
+    with metrics.MetricsWriter(workdir, config.logging.tensorboard and sharding.is_writer()) as writer:
       _print_start(run, dataset)
-      state = _initial_state(run, manager, start_epoch, initial_variables, workdir)
+      state = _initial_state(run, manager, start_epoch, origin.variables, workdir)
       _reconcile_metrics(run, state, splits, writer, start_epoch, dataset.test_labels)
       _train_epochs(run, state, splits, writer, manager, start_epoch, dataset.test_labels,
                     on_epoch_end, study_progress)
   finally:
     manager.close()
     _remove_empty_checkpoint_dir(workdir)
-  if not is_writer():
+  if not sharding.is_writer():
     return run.table
   return _report(workdir, run.table, num_epochs)
 
@@ -127,7 +128,7 @@ def _train_epochs(run: build.Setup, state: engine.TrainState, splits: dict,
   """Trains, evaluates and checkpoints the epochs after ``start_epoch``, with a progress bar
   that moves inside each epoch."""
   config, num_epochs, steps = run.config, run.config.training.num_epochs, run.steps_per_epoch
-  show = config.logging.progress_bar and is_writer()
+  show = config.logging.progress_bar and sharding.is_writer()
   bar = progress.Bar(num_epochs * steps, start_epoch * steps, desc=os.path.basename(os.path.normpath(writer.workdir)),
                      disable=not show, parent=study_progress, weight=run.num_members,
                      position=None if study_progress is None else 1)
@@ -155,7 +156,7 @@ def _write_initial_evaluation(run: build.Setup, state: engine.TrainState,
   just sparsified, e.g. magnitude pruning without fine-tuning); no training loss."""
   epoch_metrics, _ = _evaluate_epoch(run, state, splits, 0)
   nan = np.full(run.num_members, np.nan)
-  if is_writer():
+  if sharding.is_writer():
     writer.write_epoch(0, {**epoch_metrics, "train_loss": nan, "train_accuracy": nan})
 
 
@@ -181,7 +182,7 @@ def _has_final_outputs(workdir: str, epoch: int) -> bool:
 def _remove_empty_checkpoint_dir(workdir: str) -> None:
   """A run that failed before its first checkpoint leaves no empty ``checkpoints/``."""
   directory = os.path.join(workdir, workdir_lib.CHECKPOINT_DIR)
-  if is_writer() and os.path.isdir(directory) and not os.listdir(directory):
+  if sharding.is_writer() and os.path.isdir(directory) and not os.listdir(directory):
     os.rmdir(directory)
 
 
@@ -206,7 +207,7 @@ def _reconcile_metrics(run: build.Setup, state: engine.TrainState, splits: dict,
     epoch_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
   if missing_predictions:
     _write_final_predictions(writer.workdir, run, state, evaluation, test_labels)
-  if not is_writer():
+  if not sharding.is_writer():
     return
   writer.truncate_after(epoch - 1 if missing_rows else epoch)
   if missing_rows:
@@ -229,7 +230,7 @@ def _checked_dataset(config, workdir: str, dataset: Dataset | None,
   """The run's data (loaded if not given), checked against the config and a resumed run."""
   if dataset is None:
     print(f"Loading {config.data.name} ...", flush=True)
-    dataset = dataset_from_config(config)
+    dataset = data_lib.dataset_from_config(config)
   check_dataset(dataset)
   if start_epoch:
     _check_same_data(workdir, dataset)
@@ -292,7 +293,7 @@ def _train_and_save_epoch(run: build.Setup, state: engine.TrainState, splits: di
                    **evaluation_metrics}
   loss_curve = epoch_metrics.pop("train_loss_curve")  # TensorBoard's, not a row's
   epoch_metrics["epoch_seconds"] = np.full(run.num_members, time.time() - started)
-  if is_writer():
+  if sharding.is_writer():
     writer.write_epoch(epoch, epoch_metrics)
     writer.write_loss_curve(epoch, run.steps_per_epoch, loss_curve)
   try:
@@ -300,10 +301,10 @@ def _train_and_save_epoch(run: build.Setup, state: engine.TrainState, splits: di
   except BaseException:
     # Without its checkpoint the epoch did not happen: drop its metrics now
     # (a resumed run would drop them anyway).
-    if is_writer():
+    if sharding.is_writer():
       _forget_epoch(writer, epoch)
     raise
-  if is_writer() and epoch == config.training.num_epochs:
+  if sharding.is_writer() and epoch == config.training.num_epochs:
     writer.write_hparams(run.table, epoch_metrics, epoch)
   return state, epoch_metrics, evaluation
 
@@ -323,7 +324,7 @@ def record_population(workdir: str, run: build.Setup, state: engine.TrainState,
       sharding.pad_members(diverged, run.padded_size)))
   nan = np.full(run.num_members, np.nan)
   epoch_metrics.update(train_loss=nan, train_accuracy=nan, diverged=diverged)
-  if is_writer():
+  if sharding.is_writer():
     with metrics.MetricsWriter(workdir, tensorboard=False) as writer:
       writer.write_epoch(epoch, epoch_metrics)
   _write_final_predictions(workdir, run, state, evaluation, dataset.test_labels)
@@ -385,14 +386,8 @@ def _write_final_predictions(workdir: str, run: build.Setup, state: engine.Train
   process takes part in gathering them; one writes them."""
   final = sharding.unpad_members(sharding.to_host((state.masks, state.diverged, evaluation)),
                                  run.num_members)
-  if is_writer():
+  if sharding.is_writer():
     metrics.write_predictions(workdir, metrics.prediction_record(*final, test_labels))
-
-
-def is_writer() -> bool:
-  """Whether this process writes the run's files (process 0 of a multi-host run; checkpoints
-  are written by every process, each its own shards)."""
-  return jax.process_index() == 0
 
 
 def _between_epochs(run: build.Setup, state, completed_epochs: int,

@@ -34,9 +34,11 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from jaxsparse import analysis, build, checkpoints, engine, metrics, progress, sparsify, train
+from jaxsparse import (analysis, build, checkpoints, engine, metrics, progress, sharding, sparsify,
+                       train)
+from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
-from jaxsparse.config import completed_config, default_config, validate_config
+from jaxsparse.config import check_values, completed_config, default_config, resolve
 from jaxsparse.data import Dataset
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import (METADATA_FILE, METRICS_FILE, ORIGINAL_DIR, read_metadata,
@@ -157,10 +159,10 @@ def cache_predictions(workdir: str, dataset: Dataset, batch_size: int) -> dict[s
 
 
 def study_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The study's config. With ``twins.original_workdir`` (a zoo trained elsewhere, e.g.
-  imported), the zoo's own config with this one's ``sparsify``, ``twins``, ``logging`` and
-  ``checkpoint`` settings: twins keep their originals' model, data, members and recipe."""
-  config = completed_config(config)
+  """The study's config, from a resolved one. With ``twins.original_workdir`` (a zoo trained
+  elsewhere, e.g. imported), the zoo's own config with this one's ``sparsify``, ``twins``,
+  ``logging`` and ``checkpoint`` settings: twins keep their originals' model, data,
+  members and recipe."""
   source = config.twins.original_workdir
   if not source:
     return config
@@ -196,11 +198,10 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   Returns the summary written to ``summary.json``.
   """
   with sparsify.allowing_modules(allow_modules):
-    validate_config(config)
-    config = study_config(config)
+    config = study_config(resolve(config))  # resolved once, at the door
     runs = twin_runs(config, workdir)
     for run in runs:
-      validate_config(twin_config(config, run))
+      check_values(twin_config(config, run))  # each derived run's values, once
     with workdir_lib.locked(workdir):  # the whole tree: the original, the twins, the report
       return _run_study(config, workdir, runs, dataset, overwrite)
 
@@ -211,20 +212,21 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
   from jaxsparse import report  # matplotlib is imported only when a report is made
   if dataset is None:
     print(f"Loading {config.data.name} ...", flush=True)
-    dataset = train.dataset_from_config(config)
+    dataset = data_lib.dataset_from_config(config)
   twin_data = training_subset(dataset, config.twins.train_examples)
-  # The model-dependent checks of every phase (e.g. a level that prunes whole layers) run
-  # up front; their sizes give the study's bar its total of member-steps.
-  phases = [] if config.twins.original_workdir else [
-      build.setup(original_config(config), build.data_shape(dataset))]
-  phases += [build.setup(twin_config(config, run), build.data_shape(twin_data))
-             for run in runs]
+  # Every phase is set up once, up front: its model-dependent checks (e.g. a level that
+  # prunes whole layers) run before anything trains, and its size gives the study's bar
+  # its total of member-steps.
+  zoo = [] if config.twins.original_workdir else [
+      build.setup(original_config(config), build.data_shape(dataset), sharded=True)]
+  twin_setups = [build.setup(twin_config(config, run), build.data_shape(twin_data),
+                             sharded=True) for run in runs]
   member_steps = [phase.num_members * phase.steps_per_epoch * phase.config.training.num_epochs
-                  for phase in phases]
+                  for phase in zoo + twin_setups]
   with progress.Bar(sum(member_steps), desc="study", unit="member-steps", position=0,
-                    disable=not config.logging.progress_bar or not train.is_writer()) as bar:
-    _train_phases(config, workdir, runs, dataset, twin_data, overwrite, bar,
-                  np.cumsum(member_steps))
+                    disable=not config.logging.progress_bar or not sharding.is_writer()) as bar:
+    _train_phases(config, workdir, zoo, list(zip(runs, twin_setups)), dataset, twin_data,
+                  overwrite, bar, np.cumsum(member_steps))
   original_dir = original_run_dir(config, workdir)
   table = build.load_setup(original_dir).table
   batch_size = config.training.eval_batch_size
@@ -234,19 +236,19 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
   return report.write_report(workdir, config, table, original, twins)
 
 
-def _train_phases(config, workdir: str, runs: list[TwinRun], dataset: Dataset,
+def _train_phases(config, workdir: str, zoo: list[build.Setup],
+                  twin_phases: list[tuple[TwinRun, build.Setup]], dataset: Dataset,
                   twin_data: Dataset, overwrite: bool, bar: progress.Bar,
                   member_steps_after: np.ndarray) -> None:
-  """Trains (or resumes) the zoo (unless it was trained elsewhere), then each twin population
-  from the zoo's final weights, advancing the study's bar (``member_steps_after[k]``: its
-  position after phase k)."""
+  """Trains (or resumes) the zoo (its setup in ``zoo``, unless it was trained elsewhere),
+  then each twin population from the zoo's final weights, advancing the study's bar
+  (``member_steps_after[k]``: its position after phase k)."""
   original_dir = original_run_dir(config, workdir)
-  trains_zoo = not config.twins.original_workdir
-  phases = len(runs) + trains_zoo
-  if trains_zoo:
+  phases = len(twin_phases) + len(zoo)
+  if zoo:
     bar.write(f"== phase 1/{phases}: the original zoo -> {original_dir}")
-    train.train_and_evaluate(original_config(config), original_dir, dataset,
-                             overwrite=overwrite, study_progress=bar)
+    train.train_and_evaluate(zoo[0], original_dir, dataset, overwrite=overwrite,
+                             study_progress=bar)
     bar.skip(int(member_steps_after[0]) - bar.n)
   original_state, table = checkpoints.load_population(original_dir)
   final_epoch = int(original_state.epoch[0])
@@ -255,19 +257,17 @@ def _train_phases(config, workdir: str, runs: list[TwinRun], dataset: Dataset,
   # Every evaluation of a twin logs its agreement with its original's test predictions.
   predictions = cache_predictions(original_dir, dataset,
                                   config.training.eval_batch_size)["predictions"]
-  for phase, run in enumerate(runs, start=1 + trains_zoo):
+  for phase, (run, setup) in enumerate(twin_phases, start=1 + len(zoo)):
     levels = ", ".join(f"{level:g}" for level in run.levels)
     bar.write(f"== phase {phase}/{phases}: twins {run.name} at {run.twin_level.label} {levels} "
               f"({len(run.levels)} x {len(table)} members) -> {run.workdir}")
-    train.train_and_evaluate(
-        twin_config(config, run), run.workdir, twin_data,
-        initial_variables=tile_members(originals, len(run.levels)),
-        links={"original": {"workdir": os.path.relpath(original_dir, run.workdir),
-                            "epoch": final_epoch,
-                            "members": f"twin member k * {len(table)} + i is the twin of "
-                                       "original member i at the k-th level"}},
-        overwrite=overwrite, study_progress=bar,
-        reference_predictions=tile_members(predictions, len(run.levels)))
+    link = {"workdir": os.path.relpath(original_dir, run.workdir), "epoch": final_epoch,
+            "members": f"twin member k * {len(table)} + i is the twin of original member i "
+                       "at the k-th level"}
+    origin = train.Origin(tile_members(originals, len(run.levels)), {"original": link},
+                          tile_members(predictions, len(run.levels)))
+    train.train_and_evaluate(setup, run.workdir, twin_data, origin=origin, overwrite=overwrite,
+                             study_progress=bar)
     bar.skip(int(member_steps_after[phase - 1]) - bar.n)
 
 

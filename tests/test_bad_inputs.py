@@ -16,7 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxsparse import checkpoints, main, memory, train
+from jaxsparse import checkpoints, main, memory
+from jaxsparse import data as data_lib
 from jaxsparse.errors import UserError
 from jaxsparse.train import train_and_evaluate
 
@@ -126,7 +127,7 @@ def _disk_full(run, monkeypatch):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.path.join(run, "checkpoints"))
   monkeypatch.setattr(checkpoints, "save_population", full)
   # The CLI's job loads the config's data; the run was trained on DATA.
-  monkeypatch.setattr(train, "dataset_from_config", lambda config: DATA)
+  monkeypatch.setattr(data_lib, "dataset_from_config", lambda config: DATA)
   main.run_job(_config(), run)
 
 

@@ -383,7 +383,7 @@ def _checked_dataset(config, architecture: layout.ZooArchitecture, channels: int
   """The zoo's data (loaded from ``config.data`` if not given), of the model's input shape."""
   if dataset is None:
     print(f"Loading {config.data.name} ...", flush=True)
-    dataset = train.dataset_from_config(config)
+    dataset = data_lib.dataset_from_config(config)
   expected_shape = (architecture.image_size, architecture.image_size, channels)
   if tuple(dataset.input_shape) != expected_shape:
     raise UserError(f"{architecture.model_type} takes {expected_shape} inputs, but "
