@@ -52,7 +52,7 @@ def main():
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   config = load_config_file(args.config)
-  config.logging.progress_bar = False
+  config.logging.progress = "none"
   config.logging.tensorboard = False
   kl_weights = [float(v) for v in args.kl_weights.split(",")] if args.kl_weights else \
       list(config.twins.kl_weights)

@@ -58,7 +58,7 @@ def arm_config(arm: str, workdir: str):
   """The config of ``arm``; a twin arm starts from the zoo under ``workdir``."""
   config = load_config_file(f"{CONFIG}:{arm}")
   config = quick(config, arm) if _QUICK.value else config
-  config.logging.progress_bar = False
+  config.logging.progress = "lines"
   if arm != "zoo":
     config.twins.original_workdir = os.path.join(workdir, "zoo")
   return config

@@ -60,7 +60,7 @@ def _study_config(base, zoo: str, methods: tuple[str, ...]):
   config = base.copy_and_resolve_references()
   config.twins.methods = methods
   config.twins.original_workdir = zoo
-  config.logging.progress_bar = False
+  config.logging.progress = "none"
   return config
 
 

@@ -1,15 +1,22 @@
-"""The config schema (every field with its default) and its validation.
+"""The config schema (every field declared with its default, doc and check) and validation.
 
 Config files in ``configs/`` start from :func:`default_config` and change what
-they need; :func:`validate_config` rejects anything else before a run starts,
-with one line that names the field, the value and what is allowed.
+they need; :func:`resolve` (at a command's door) rejects anything else before
+a run starts, with one line that names the field, the value and what is
+allowed. The core fields are the :data:`SCHEMA` table, grouped by section
+(:class:`jaxsparse.schema.Field`); the fields of ``config.sparsify`` and the
+level lists of ``config.twins`` come from the methods' declarations
+(:mod:`jaxsparse.sparsify.registry`), and ``population.method_grid`` from
+the settings they sweep per member. What relates several fields is checked
+by :func:`_check_relations`. docs/configuration.md's field reference is
+generated from these declarations (:func:`describe_fields`).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
+from typing import Any
 
 import ml_collections
 
@@ -17,156 +24,287 @@ from jaxsparse import data, layers, optim, sparsify
 from jaxsparse.errors import UserError, invalid_field
 from jaxsparse.models import MODEL_NAMES, PADDING_MODELS, PADDINGS, WIDTH_MODELS
 from jaxsparse.population import CATEGORICAL_FIELDS, GRID_FIELDS
+from jaxsparse.schema import (Field, boolean, finite, is_number, is_whole, one_of, positive,
+                              text, values, whole_at_least, within)
 
 #: Columns of ``config.population.members``: a seed and every grid field but sparsity.
 MEMBER_FIELDS: tuple[str, ...] = ("seed", *GRID_FIELDS[1:])
+#: What ``python -m jaxsparse.main`` does with a config (``config.job``).
+JOBS = ("train", "twins")
+#: How ``config.distributed`` starts several processes.
+DISTRIBUTED_MODES = ("off", "auto", "address")
+#: How a run shows its progress (``config.logging.progress``).
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
+#: Seeds a member can have: jaxsparse keys its PRNG with a 32-bit signed integer.
+MAX_SEED = 2**31 - 1
+
+
+def _seed(value, config) -> str | None:
+  del config
+  return None if is_whole(value) and 0 <= value <= MAX_SEED else \
+      f"use whole numbers from 0 to {MAX_SEED}"
+
+
+def _learning_rate(value, config) -> str | None:
+  del config
+  if not is_number(value):
+    return "use finite numbers"
+  return None if value > 0 else "learning rates must be > 0"
+
+
+def _weight_decay(value, config) -> str | None:
+  del config
+  if not is_number(value):
+    return "use finite numbers"
+  return None if value >= 0 else "weight decay must be >= 0"
+
+
+_FRACTION = within(0, 1, "use a value in [0, 1)")
+_NUMBERS = "use finite numbers"
+#: Each grid field's check of one value (a member's), shared by ``population.members``.
+MEMBER_VALUE_CHECKS = {
+    "seed": _seed,
+    "sparsity": lambda v, c: None if is_number(v) and 0 <= v < 1 else (
+        _NUMBERS if not is_number(v) else "use a value in [0, 1)"),
+    "activation": one_of(CATEGORICAL_FIELDS["activation"]),
+    "dropout_rate": lambda v, c: None if is_number(v) and 0 <= v < 1 else (
+        _NUMBERS if not is_number(v) else "use a value in [0, 1)"),
+    "initializer": one_of(CATEGORICAL_FIELDS["initializer"]),
+    "optimizer": one_of(CATEGORICAL_FIELDS["optimizer"]),
+    "learning_rate": _learning_rate,
+    "weight_decay": _weight_decay,
+    "momentum": lambda v, c: None if is_number(v) and 0 <= v < 1 else (
+        _NUMBERS if not is_number(v) else "use a value in [0, 1)"),
+}
+_GRID_DOCS = {
+    "sparsity": "each member's target sparsity for the method (one population can hold "
+                "several levels)",
+    "activation": f"the nonlinearity: {', '.join(CATEGORICAL_FIELDS['activation'])}",
+    "dropout_rate": "dropout after each hidden layer (the zoos' 0 or 0.5)",
+    "initializer": "the zoo's uniform U(0, 1), normal N(0, 1), kaiming_uniform, kaiming_normal "
+                   "(PyTorch's defaults), fan_in_uniform, fan_in_normal, xavier_uniform, "
+                   "xavier_normal; biases start at 0.01",
+    "optimizer": "adam or sgd (with population.grid.momentum)",
+    "learning_rate": "the member's peak learning rate",
+    "weight_decay": "coupled L2 on the weights (never a method's own variables)",
+    "momentum": "the SGD members' momentum",
+}
+_GRID_DEFAULTS = {"sparsity": (0.0,), "activation": ("tanh",), "dropout_rate": (0.0,),
+                  "initializer": ("kaiming_uniform",), "optimizer": ("adam",),
+                  "learning_rate": (1e-3,), "weight_decay": (0.0,), "momentum": (0.9,)}
+
+
+def _epochs_within_training(value, config) -> str | None:
+  if not is_number(value) or not 0 <= value < config.training.num_epochs:
+    return f"use a number of epochs in [0, training.num_epochs={config.training.num_epochs})"
+  return None
+
+
+def _decay_epochs(value, config) -> str | None:
+  if not isinstance(value, (tuple, list)):
+    return f"list the epochs, e.g. ({value!r},)"
+  for epoch in value:
+    if not is_number(epoch) or not 0 < epoch < config.training.num_epochs:
+      return f"use epochs in (0, training.num_epochs={config.training.num_epochs})"
+  if list(value) != sorted(set(value)):
+    return "list distinct epochs in increasing order"
+  return None
+
+
+#: The core fields, by section (nested groups are dicts). ``sparsify``'s fields, the twins'
+#: level lists and ``population.method_grid`` are added from the methods' declarations.
+SCHEMA: dict[str, Any] = {
+    "job": Field("train", "'train' trains the zoo; 'twins' runs the sparsified-twins study "
+                 "(config.twins)", one_of(JOBS)),
+    "model": {
+        "name": Field("cnn_s", "the architecture", one_of(MODEL_NAMES)),
+        "width": Field(1.0, "channel multiplier of the models whose width scales (ThinResNet)",
+                       positive("use a positive multiplier, e.g. 0.5")),
+        "conv_implementation": Field(
+            "auto", "'auto' (on the CPU im2col patches or a banded matmul per layer, XLA's "
+            "convolution elsewhere), 'im2col', 'banded' or 'xla'",
+            one_of(layers.CONV_IMPLEMENTATIONS)),
+        "padding": Field("same", "ResNets: 'same' (XLA's: a stride-2 conv pads bottom/right "
+                         "only) or 'symmetric' (PyTorch's padding=1, for weights trained there)",
+                         one_of(PADDINGS)),
+    },
+    "data": {
+        "name": Field("fashion_mnist", "a TFDS name, or 'digits' (scikit-learn)",
+                      one_of(data.SUPPORTED_DATASETS)),
+        "tfds_data_dir": Field("", "TFDS's data directory ('': $TFDS_DATA_DIR or "
+                               "~/tensorflow_datasets)", text),
+        "validation_size": Field(10_000, "examples held out of the training split",
+                                 whole_at_least(1, "use at least 1")),
+        "split_seed": Field(0, "seed of that split (the same for every member)",
+                            whole_at_least(0, "use a whole number >= 0")),
+        "mean": Field(0.5, "normalisation of [0, 1] pixels: mean", finite("use a finite number")),
+        "std": Field(0.5, "... and standard deviation",
+                     lambda v, c: None if is_number(v) and v > 0 else (
+                         "use a finite number" if not is_number(v) else "use a positive number")),
+        "image_size": Field(0, "> 0: resize images to image_size x image_size",
+                            whole_at_least(0, "use 0 (off) or a positive number")),
+        "train_examples": Field(0, "> 0: use only this many training examples",
+                                whole_at_least(0, "use 0 (off) or a positive number")),
+    },
+    "population": {
+        "num_seeds": Field(1, "members per grid point (their seeds first_seed, first_seed + 1, "
+                           "...)", whole_at_least(1, "the population would have 0 members; use "
+                                                  "1 or more")),
+        "first_seed": Field(0, "the first seed", _seed),
+        "chunk_size": Field(0, "members vmapped at once per device (0: all); a chunk whose "
+                            "members share their activation computes only that one",
+                            whole_at_least(0, "use 0 (all at once) or more")),
+        "num_devices": Field(0, "devices the members are split over (0: all)",
+                             whole_at_least(0, "use 0 (every device) or a device count")),
+        "grid": {field: Field(_GRID_DEFAULTS[field], _GRID_DOCS[field], values(
+            MEMBER_VALUE_CHECKS[field], "the population would have 0 members", nonempty=True))
+                 for field in GRID_FIELDS},
+        "members": {field: Field((), f"{field} of each listed member, one per member (() takes "
+                                 "the grid's one value); lists the members one by one instead "
+                                 "of grid x seeds, as an imported zoo does",
+                                 values(MEMBER_VALUE_CHECKS[field], "", distinct=False))
+                    for field in MEMBER_FIELDS},
+    },
+    "training": {
+        "num_epochs": Field(3, "epochs of training", whole_at_least(1, "use 1 or more")),
+        "batch_size": Field(32, "examples per step per member", whole_at_least(1, "use 1 or more")),
+        "eval_batch_size": Field(1000, "examples per evaluation batch (at most a split's size)",
+                                 whole_at_least(1, "use 1 or more")),
+        "evaluate_validation": Field(True, "evaluate the validation split (twins skip it)",
+                                     boolean),
+        "evaluate_every": Field(1, "evaluate every this many epochs, and after the last",
+                                whole_at_least(1, "use a whole number of epochs, 1 or more (1: "
+                                               "every epoch)")),
+        "evaluate_at_start": Field(False, "evaluate before the first epoch too (logged as epoch "
+                                   "0)", boolean),
+        "curve_test_examples": Field(
+            0, "> 0: epochs before the last (and after epoch 0) evaluate only this many test "
+            "examples, logged as curve_accuracy; the last evaluates the whole test set",
+            whole_at_least(0, "use 0 (the whole test set every epoch) or a positive number")),
+        "shared_order_seed": Field(
+            -1, ">= 0: every member trains on the same batches, drawn from this seed (the "
+            "first layer's work is done once for the population); -1: each its own order",
+            whole_at_least(-1, "use -1 (each member its own data order) or a seed >= 0 (one "
+                           "order for all)")),
+        "lr_schedule": Field("constant", "'constant', 'warmup_cosine' (linear warm-up, cosine "
+                             "decay to final_lr_fraction) or 'step' (x lr_decay_factor at "
+                             "lr_decay_epochs)", one_of(optim.SCHEDULES)),
+        "warmup_epochs": Field(0.0, "'warmup_cosine': epochs of linear warm-up from 0",
+                               _epochs_within_training),
+        "final_lr_fraction": Field(0.0, "'warmup_cosine': final rate / peak rate",
+                                   within(0, 1, "use a value in [0, 1]", closed=True)),
+        "lr_decay_epochs": Field((), "'step': epochs at which the rate is multiplied",
+                                 _decay_epochs),
+        "lr_decay_factor": Field(0.1, "'step': by this factor",
+                                 lambda v, c: None if is_number(v) and 0 < v <= 1 else
+                                 "use a factor in (0, 1]"),
+        "label_smoothing": Field(0.0, "targets mix the one-hot label with the uniform "
+                                 "distribution by this much", _FRACTION),
+        "weight_decay_style": Field("coupled", "'coupled' (L2 in the gradient, the zoos') or "
+                                    "'decoupled' (AdamW)", one_of(optim.WEIGHT_DECAY_STYLES)),
+        "decay_biases_and_norms": Field(True, "False: weight decay reaches kernels only", boolean),
+        "nesterov": Field(False, "Nesterov momentum for the SGD members", boolean),
+    },
+    "checkpoint": {
+        "max_to_keep": Field(0, "checkpoints kept (0: every epoch's, as the zoos)",
+                             whole_at_least(0, "use 0 (keep all) or more")),
+    },
+    "logging": {
+        "progress": Field("auto", "'bar' (a progress bar), 'lines' (timestamped lines, for "
+                          "batch jobs), 'none', or 'auto' (the bar on a terminal, else lines)",
+                          one_of(PROGRESS_MODES)),
+        "lines_every_seconds": Field(60.0, "'lines': a line of steps, speed and ETA at most "
+                                     "this often inside an epoch (an epoch's end always "
+                                     "writes one)", positive("use a positive number of "
+                                                             "seconds")),
+        "tensorboard": Field(True, "write TensorBoard event files", boolean),
+    },
+    "distributed": {
+        "mode": Field("off", "several hosts: 'auto' (a TPU pod slice or a SLURM job), 'address' "
+                      "(the fields below or $JAX_COORDINATOR_ADDRESS, ...) or 'off'",
+                      one_of(DISTRIBUTED_MODES)),
+        "coordinator_address": Field("", "host:port of process 0", text),
+        "num_processes": Field(0, "processes (0: from the environment)",
+                               whole_at_least(0, "use 0 or more")),
+        "process_id": Field(-1, "this process (-1: from the environment)",
+                            whole_at_least(-1, "use -1 or more")),
+    },
+}
+#: The twins study's own fields (``config.twins``); its level lists come from the methods.
+TWINS_SCHEMA: dict[str, Field] = {
+    "methods": Field((), "methods to derive twins with (each makes one population per scope, "
+                     "all its levels in it)", values(lambda v, c: None, "")),
+    "scopes": Field(("layerwise",), "scopes of a method with a scope field (magnitude): one "
+                    "population per scope", values(
+                        lambda v, c: sparsify.config_fields()["scope"].check(v, c),
+                        "e.g. ('layerwise',)", nonempty=True)),
+    "num_epochs": Field(1, "fine-tuning epochs of every twin", whole_at_least(1, "use 1 or more")),
+    "train_examples": Field(0, "fine-tuning examples (0: the whole training split)",
+                            whole_at_least(0, "use 0 (all) or a positive number")),
+    "evaluate_every": Field(1, "evaluate the twins every this many epochs (and after the last; "
+                            "test accuracy, sparsity and agreement with the original are "
+                            "logged)", whole_at_least(1, "use a whole number of epochs, 1 or "
+                                                      "more (1: every epoch)")),
+    "evaluate_at_start": Field(False, "evaluate the twins right after sparsification, before "
+                               "fine-tuning (epoch 0: e.g. magnitude pruning alone)", boolean),
+    "original_workdir": Field("", "a zoo trained elsewhere (e.g. imported): the twins start "
+                              "from it, with its model, data, members and recipe ('': train "
+                              "the zoo)", text),
+}
+
+
+def _level_fields() -> dict[str, Field]:
+  """The twins' level lists, one per kind of level the registered methods declare."""
+  fields = {}
+  for levels_field, level in sparsify.twin_levels().items():
+    each = (lambda v, c: None if is_number(v) and 0 <= v < 1 else "use values in [0, 1)") \
+        if level.setting == "sparsity" else _method_value_check(level.setting)
+    fields[levels_field] = Field(level.default_levels, f"levels of the methods whose level is "
+                                 f"the {level.label} ({level.setting})",
+                                 values(each, ""))
+  return fields
+
+
+def _method_value_check(field: str):
+  check = sparsify.config_fields()[field].check
+
+  def each(value, config):
+    if not is_number(value):
+      return "use finite numbers"
+    return check(value, config) if check else None
+  return each
+
+
+def schema() -> dict[str, Any]:
+  """Every field: the core :data:`SCHEMA`, ``config.sparsify`` (``method`` and every
+  registered method's fields), ``population.method_grid`` and ``config.twins`` (its own
+  fields and the methods' level lists)."""
+  fields = {section: dict(group) if isinstance(group, dict) else group
+            for section, group in SCHEMA.items()}
+  fields["population"] = dict(SCHEMA["population"])
+  fields["population"]["method_grid"] = {
+      name: Field((), f"per-member values of config.sparsify.{name} (a grid axis; (): every "
+                  "member takes config.sparsify's)", None)
+      for name in sparsify.sweepable_settings()}
+  fields["sparsify"] = {"method": Field(sparsify.DENSE, "the sparsification method: a "
+                                        "registered name, or 'module:name' for your own",
+                                        None)}
+  fields["sparsify"].update(sparsify.config_fields())
+  fields["twins"] = {**TWINS_SCHEMA, **_level_fields()}
+  return fields
+
+
+def _config_of(fields: dict[str, Any]) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  for name, field in fields.items():
+    config[name] = _config_of(field) if isinstance(field, dict) else field.default
+  return config
 
 
 def default_config() -> ml_collections.ConfigDict:
   """Every config field, with its default: a 1-member dense CNN-s on Fashion-MNIST."""
-  config = ml_collections.ConfigDict()
-  # 'train': train the zoo; 'twins': the sparsified-twins study (config.twins).
-  config.job = "train"
+  return _config_of(schema())
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "cnn_s"              # see jaxsparse.models.MODEL_NAMES
-  config.model.width = 1.0                 # channel multiplier (ResNets, Conv-N)
-  config.model.conv_implementation = "auto"  # 'auto' | 'im2col' | 'banded' | 'xla'
-  # ResNets: 'same' (XLA's: a stride-2 conv pads bottom/right only) or 'symmetric'
-  # (PyTorch's padding=1 on every side; for weights trained in PyTorch).
-  config.model.padding = "same"
-
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "fashion_mnist"       # a TFDS name, or 'digits' (scikit-learn)
-  config.data.tfds_data_dir = ""           # '' = TFDS default ($TFDS_DATA_DIR or ~/tensorflow_datasets)
-  config.data.validation_size = 10_000     # held out from the official training split
-  config.data.split_seed = 0               # seed of that split (same for every member)
-  config.data.mean = 0.5                   # normalisation of [0, 1] pixels
-  config.data.std = 0.5
-  config.data.image_size = 0               # > 0: resize images to image_size x image_size
-  config.data.train_examples = 0           # > 0: use only this many training examples
-
-  config.population = ml_collections.ConfigDict()
-  config.population.num_seeds = 1          # members per grid point
-  config.population.first_seed = 0
-  config.population.chunk_size = 0         # members vmapped at once (0 = all), per device
-  config.population.num_devices = 0        # devices the members are split over (0 = all)
-  config.population.grid = ml_collections.ConfigDict()
-  config.population.grid.sparsity = (0.0,)   # target sparsity of the sparsify method
-  config.population.grid.activation = ("tanh",)
-  config.population.grid.dropout_rate = (0.0,)
-  config.population.grid.initializer = ("kaiming_uniform",)
-  config.population.grid.optimizer = ("adam",)
-  config.population.grid.learning_rate = (1e-3,)
-  config.population.grid.weight_decay = (0.0,)
-  config.population.grid.momentum = (0.9,)
-  # The members listed one by one instead of grid x seeds (an imported zoo
-  # does this): one column per field, all of equal length; a field left ()
-  # takes its single value from population.grid. Sparsity and method_grid
-  # still make axes over the listed members. () = use the grid.
-  config.population.members = ml_collections.ConfigDict(
-      {field: () for field in MEMBER_FIELDS})
-  # Per-member values of config.sparsify settings, each a grid axis like those
-  # above; () = not swept (every member uses config.sparsify's value). Only
-  # the settings the selected method declares as per-member settings are
-  # allowed (jaxsparse.sparsify.member_settings).
-  config.population.method_grid = ml_collections.ConfigDict(
-      {name: () for name in sparsify.sweepable_settings()})
-
-  config.training = ml_collections.ConfigDict()
-  config.training.num_epochs = 3
-  config.training.batch_size = 32
-  config.training.eval_batch_size = 1000
-  config.training.evaluate_validation = True  # per-epoch validation metrics (twins skip them)
-  # Evaluate (validation, test) every this many epochs, and after the last one;
-  # a long zoo's curve needs no evaluation of every epoch.
-  config.training.evaluate_every = 1
-  # Evaluate the members before the first epoch too (logged as epoch 0): a
-  # twin right after sparsification, before any fine-tuning.
-  config.training.evaluate_at_start = False
-  # > 0: before the last epoch, evaluate only this many test examples (the
-  # first ones; logged as `curve_accuracy` at every epoch, the last included);
-  # the last epoch (and epoch 0 of evaluate_at_start) evaluates the whole
-  # test set. Cheap learning curves.
-  config.training.curve_test_examples = 0
-  # >= 0: every member trains on the same batches in the same order, drawn
-  # from this seed (one first-layer GEMM for the whole population: faster on
-  # the CPU; docs/benchmarks.md). -1: each member's order comes from its own
-  # seed, as in the model zoos.
-  config.training.shared_order_seed = -1
-  # The recipe every member follows (jaxsparse.optim.Recipe); the peak learning
-  # rate stays per member (population.grid.learning_rate). The defaults are
-  # the model zoos' recipe: a constant rate, coupled L2 weight decay on every
-  # weight, plain cross-entropy.
-  config.training.lr_schedule = "constant"   # 'constant' | 'warmup_cosine' | 'step'
-  config.training.warmup_epochs = 0.0        # 'warmup_cosine': linear warm-up from 0
-  config.training.final_lr_fraction = 0.0    # 'warmup_cosine': final rate / peak rate
-  config.training.lr_decay_epochs = ()       # 'step': epochs at which the rate is multiplied
-  config.training.lr_decay_factor = 0.1      # 'step': by this factor
-  config.training.label_smoothing = 0.0      # in [0, 1)
-  config.training.weight_decay_style = "coupled"  # 'coupled' (L2, the zoos) | 'decoupled' (AdamW)
-  config.training.decay_biases_and_norms = True   # False: decay kernels only
-  config.training.nesterov = False           # Nesterov momentum for the SGD members
-
-  # The sparsification method and the fields the registered methods read
-  # (each method declares its own, with defaults and documentation: see
-  # jaxsparse.sparsify.config_fields() and the method's file).
-  config.sparsify = ml_collections.ConfigDict()
-  config.sparsify.method = sparsify.DENSE  # see jaxsparse.sparsify.method_names()
-  for name, field in sparsify.config_fields().items():
-    config.sparsify[name] = field.default
-
-  # The sparsified-twins study (jaxsparse.twins; `python -m jaxsparse.main` with
-  # job = 'twins'): the zoo above trains dense, then every member gets a twin
-  # per method and level, derived from its final checkpoint with the
-  # config.sparsify settings and fine-tuned for twins.num_epochs on
-  # twins.train_examples examples. A method's levels are listed in the field
-  # its declaration names (target sparsities in twins.sparsities, or e.g. KL
-  # weights for a method whose sparsity is an outcome).
-  config.twins = ml_collections.ConfigDict()
-  config.twins.methods = ()                    # methods to derive twins with
-  # Scopes of a method with a `scope` field (magnitude pruning): one twin
-  # population per scope, e.g. ('layerwise', 'global').
-  config.twins.scopes = ("layerwise",)
-  for levels_field, level in sparsify.twin_levels().items():
-    config.twins[levels_field] = level.default_levels
-  config.twins.num_epochs = 1
-  config.twins.train_examples = 0              # 0 = the whole training split
-  # The twins' evaluations (test accuracy, sparsity and agreement with the
-  # original are logged at each): every this many fine-tuning epochs and
-  # after the last, and, if evaluate_at_start, right after sparsification,
-  # before any fine-tuning (epoch 0: e.g. magnitude pruning alone).
-  config.twins.evaluate_every = 1
-  config.twins.evaluate_at_start = False
-  # A zoo trained elsewhere (e.g. `python -m jaxsparse.modelzoo import`): its run
-  # directory. The twins then start from it, with its own model, data, members
-  # and recipe (this config's model, data, population and training are not
-  # read), and nothing is trained under <workdir>/original. '' = train the zoo.
-  config.twins.original_workdir = ""
-
-  config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.max_to_keep = 0        # 0 = keep every epoch's checkpoint
-
-  config.logging = ml_collections.ConfigDict()
-  config.logging.progress_bar = True
-  config.logging.tensorboard = True
-
-  # Several hosts (jax.distributed): every process runs the same command; each
-  # trains the members on its own devices. 'auto' detects a TPU pod slice or a
-  # SLURM job; 'address' uses the fields below (or $JAX_COORDINATOR_ADDRESS,
-  # $JAX_NUM_PROCESSES, $JAX_PROCESS_ID); 'off' is one process.
-  config.distributed = ml_collections.ConfigDict()
-  config.distributed.mode = "off"              # 'off' | 'auto' | 'address'
-  config.distributed.coordinator_address = ""  # host:port of process 0
-  config.distributed.num_processes = 0
-  config.distributed.process_id = -1
-  return config
-
-
-#: How ``config.distributed`` starts several processes.
-DISTRIBUTED_MODES = ("off", "auto", "address")
-#: What ``python -m jaxsparse.main`` does with a config (``config.job``).
-JOBS = ("train", "twins")
 
 #: Target sparsities of the method configs in configs/ (the table in docs/results.md).
 STUDY_SPARSITIES = (0.5, 0.8, 0.9, 0.95)
@@ -260,124 +398,45 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def check_values(config: ml_collections.ConfigDict) -> None:
   """Raises :class:`UserError` naming the first invalid value of a complete ``config``
-  (e.g. one derived from a resolved config: a twins study's runs)."""
-  _check_model(config)
-  _check_data(config.data)
-  _check_population(config)
-  _check_grid(config.population.grid)
-  _check_members(config.population)
-  _check_training(config.training)
-  _check_recipe(config)
-  _check_method(config)
-  _check_twins(config)
-  if config.checkpoint.max_to_keep < 0:
-    _fail("checkpoint.max_to_keep", config.checkpoint.max_to_keep, "use 0 (keep all) or more")
+  (e.g. one derived from a resolved config: a twins study's runs): every field's own
+  check (:func:`schema`), then what relates several fields."""
+  _check_fields(config, schema(), config)
+  _check_relations(config)
 
 
-def _check_model(config) -> None:
-  if config.job not in JOBS:
-    _fail("job", config.job, f"use one of {', '.join(JOBS)}")
-  model = config.model
-  if model.name not in MODEL_NAMES:
-    _fail("model.name", model.name, f"use one of {', '.join(MODEL_NAMES)}")
-  if not model.width > 0:
-    _fail("model.width", model.width, "use a positive multiplier, e.g. 0.5")
+def _check_fields(section, fields: dict[str, Any], root, prefix: str = "") -> None:
+  """Every field's own check, on the values of ``section`` of the config ``root``."""
+  for name, field in fields.items():
+    if isinstance(field, dict):
+      _check_fields(section[name], field, root, f"{prefix}{name}.")
+    elif field.check is not None:
+      allowed = field.check(section[name], root)
+      if allowed:
+        _fail(f"{prefix}{name}", section[name], allowed)
+
+
+def _check_relations(config) -> None:
+  """What relates several fields (each field's own values are checked by its declaration)."""
+  model, training = config.model, config.training
   if model.width != 1 and model.name not in WIDTH_MODELS:
     _fail("model.width", model.width, f"{model.name} has fixed widths; use 1, or a model "
           f"whose width scales: {', '.join(WIDTH_MODELS)}")
-  if model.padding not in PADDINGS:
-    _fail("model.padding", model.padding, f"use one of {', '.join(PADDINGS)}")
   if model.padding != "same" and model.name not in PADDING_MODELS:
     _fail("model.padding", model.padding, f"{model.name}'s paddings are fixed; use 'same', or "
           f"a model whose padding is chosen: {', '.join(PADDING_MODELS)}")
-  if model.conv_implementation not in layers.CONV_IMPLEMENTATIONS:
-    _fail("model.conv_implementation", model.conv_implementation,
-          f"use one of {', '.join(layers.CONV_IMPLEMENTATIONS)}")
-
-
-def _check_data(settings) -> None:
-  if settings.name not in data.SUPPORTED_DATASETS:
-    _fail("data.name", settings.name, f"use one of {', '.join(data.SUPPORTED_DATASETS)}")
-  if settings.validation_size < 1:
-    _fail("data.validation_size", settings.validation_size, "use at least 1")
-  for field in ("image_size", "train_examples"):
-    if settings[field] < 0:
-      _fail(f"data.{field}", settings[field], "use 0 (off) or a positive number")
-  for field in ("mean", "std"):
-    if not _is_number(settings[field]):
-      _fail(f"data.{field}", settings[field], "use a finite number")
-  if not settings.std > 0:
-    _fail("data.std", settings.std, "use a positive number")
-
-
-def _check_population(config) -> None:
-  population = config.population
-  if population.num_seeds < 1:
-    _fail("population.num_seeds", population.num_seeds,
-          "the population would have 0 members; use 1 or more")
-  if config.distributed.mode not in DISTRIBUTED_MODES:
-    _fail("distributed.mode", config.distributed.mode,
-          f"use one of {', '.join(DISTRIBUTED_MODES)}")
-  if population.num_devices < 0:
-    _fail("population.num_devices", population.num_devices,
-          "use 0 (every device) or a device count")
-  if population.chunk_size < 0:
-    _fail("population.chunk_size", population.chunk_size, "use 0 (all at once) or more")
-
-
-def _check_training(training) -> None:
-  for field in ("num_epochs", "batch_size", "eval_batch_size"):
-    if training[field] < 1:
-      _fail(f"training.{field}", training[field], "use 1 or more")
-  if not isinstance(training.evaluate_every, int) or isinstance(training.evaluate_every, bool) \
-      or training.evaluate_every < 1:
-    _fail("training.evaluate_every", training.evaluate_every,
-          "use a whole number of epochs, 1 or more (1: every epoch)")
-  if training.curve_test_examples < 0:
-    _fail("training.curve_test_examples", training.curve_test_examples,
-          "use 0 (the whole test set every epoch) or a positive number")
-  if not isinstance(training.shared_order_seed, int) or training.shared_order_seed < -1:
-    _fail("training.shared_order_seed", training.shared_order_seed,
-          "use -1 (each member its own data order) or a seed >= 0 (one order for all)")
-
-
-def _check_recipe(config) -> None:
-  """The training recipe's fields (see :class:`jaxsparse.optim.Recipe`)."""
-  training = config.training
   schedule = training.lr_schedule
-  if schedule not in optim.SCHEDULES:
-    _fail("training.lr_schedule", schedule, f"use one of {', '.join(optim.SCHEDULES)}")
-  if not _is_number(training.warmup_epochs) or not 0 <= training.warmup_epochs < \
-      training.num_epochs:
-    _fail("training.warmup_epochs", training.warmup_epochs,
-          f"use a number of epochs in [0, training.num_epochs={training.num_epochs})")
   if training.warmup_epochs and schedule != "warmup_cosine":
     _fail("training.warmup_epochs", training.warmup_epochs,
           f"only lr_schedule='warmup_cosine' reads it (this run uses {schedule!r}); use 0")
-  if not _is_number(training.final_lr_fraction) or not 0 <= training.final_lr_fraction <= 1:
-    _fail("training.final_lr_fraction", training.final_lr_fraction, "use a value in [0, 1]")
-  epochs = training.lr_decay_epochs
-  if not isinstance(epochs, (tuple, list)):
-    _fail("training.lr_decay_epochs", epochs, f"list the epochs, e.g. ({epochs!r},)")
-  for epoch in epochs:
-    if not _is_number(epoch) or not 0 < epoch < training.num_epochs:
-      _fail("training.lr_decay_epochs", epoch,
-            f"use epochs in (0, training.num_epochs={training.num_epochs})")
-  if list(epochs) != sorted(set(epochs)):
-    _fail("training.lr_decay_epochs", tuple(epochs), "list distinct epochs in increasing order")
-  if epochs and schedule != "step":
-    _fail("training.lr_decay_epochs", tuple(epochs),
+  if training.lr_decay_epochs and schedule != "step":
+    _fail("training.lr_decay_epochs", tuple(training.lr_decay_epochs),
           f"only lr_schedule='step' reads it (this run uses {schedule!r}); use ()")
-  if not _is_number(training.lr_decay_factor) or not 0 < training.lr_decay_factor <= 1:
-    _fail("training.lr_decay_factor", training.lr_decay_factor, "use a factor in (0, 1]")
-  if not _is_number(training.label_smoothing) or not 0 <= training.label_smoothing < 1:
-    _fail("training.label_smoothing", training.label_smoothing, "use a value in [0, 1)")
-  if training.weight_decay_style not in optim.WEIGHT_DECAY_STYLES:
-    _fail("training.weight_decay_style", training.weight_decay_style,
-          f"use one of {', '.join(optim.WEIGHT_DECAY_STYLES)}")
   if training.nesterov and "sgd" not in member_values(config, "optimizer"):
     _fail("training.nesterov", True, "no member uses SGD (population.grid.optimizer); add "
           "'sgd' or leave it False")
+  _check_members(config.population)
+  _check_method(config)
+  _check_twins(config)
 
 
 def recipe(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optim.Recipe:
@@ -398,54 +457,19 @@ def recipe(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optim.Rec
       nesterov=bool(training.nesterov))
 
 
-def _check_grid(grid) -> None:
-  for field in GRID_FIELDS:
-    values = grid[field]
-    if not isinstance(values, (tuple, list)):
-      _fail(f"population.grid.{field}", values, f"list the values, e.g. ({values!r},)")
-    if len(values) == 0:
-      _fail(f"population.grid.{field}", values,
-            "the population would have 0 members; list at least one value")
-    _check_distinct(f"population.grid.{field}", values)
-    for value in values:
-      _check_member_value(f"population.grid.{field}", field, value)
-
-
-def _check_member_value(where: str, field: str, value) -> None:
-  """One member's value of a grid field (or a seed)."""
-  if field == "seed":
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-      _fail(where, value, "use whole numbers >= 0")
-    return
-  if field not in CATEGORICAL_FIELDS and not _is_number(value):
-    _fail(where, value, "use finite numbers")
-  if field in CATEGORICAL_FIELDS and value not in CATEGORICAL_FIELDS[field]:
-    _fail(where, value, f"use values from {', '.join(CATEGORICAL_FIELDS[field])}")
-  if field == "learning_rate" and not value > 0:
-    _fail(where, value, "learning rates must be > 0")
-  if field == "weight_decay" and not value >= 0:
-    _fail(where, value, "weight decay must be >= 0")
-  if field in ("momentum", "dropout_rate", "sparsity") and not 0 <= value < 1:
-    _fail(where, value, "use a value in [0, 1)")
-
-
 def _check_members(population) -> None:
-  """``population.members``: equal-length columns of valid values; a field it leaves out
-  has one grid value."""
+  """``population.members``: columns of one length with the seeds; a field it leaves out
+  has one grid value; seeds are listed there, not multiplied."""
   members = population.members
   count = len(members.seed)
   for field in MEMBER_FIELDS:
     values = members[field]
     where = f"population.members.{field}"
-    if not isinstance(values, (tuple, list)):
-      _fail(where, values, f"list one value per member, e.g. ({values!r},)")
     if values and not count:
       _fail(where, tuple(values), "list the members' seeds in population.members.seed too")
     if values and len(values) != count:
       _fail(where, f"{len(values)} values", f"list one per member: population.members.seed "
             f"lists {count}")
-    for value in values:
-      _check_member_value(where, field, value)
     if count and not values and len(population.grid[field]) != 1:
       _fail(f"population.grid.{field}", tuple(population.grid[field]),
             f"population.members lists the members; give each its value in {where} or leave "
@@ -461,59 +485,28 @@ def member_values(config: ml_collections.ConfigDict, field: str) -> tuple:
   return tuple(listed) or tuple(config.population.grid[field])
 
 
-def _is_number(value) -> bool:
-  """A finite int or float (not a bool, a string or NaN)."""
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value))
-
-
-def _check_distinct(field: str, values) -> None:
-  """Each value of a list that makes members (or runs) once: a repeat would make identical
-  members, counted twice in every statistic (and a repeated tuple override on the command
-  line joins the two tuples)."""
-  seen = []
-  for value in values:
-    if value in seen:
-      _fail(field, tuple(values), f"{value!r} is listed twice; list each value once")
-    seen.append(value)
-
-
 def _check_method(config) -> None:
-  """The selected method, the members' targets and sweeps, and every method field."""
+  """The selected method, the members' targets and sweeps (each setting's own check applies
+  to every value swept), and the method's own cross-field validation."""
   spec = sparsify.declaration(config.sparsify.method)
   if not spec.uses_target_sparsity:
     for value in config.population.grid.sparsity:
       if value != 0:
         _fail("population.grid.sparsity", value, spec.target_sparsity)
-  _check_method_grid(config, spec)
-  for name, field in sparsify.config_fields().items():
-    sweep = config.population.method_grid.get(name, ())
-    for where, value in [(f"sparsify.{name}", config.sparsify[name])] + [
-        (f"population.method_grid.{name}", value) for value in sweep]:
-      allowed = field.check(value, config) if field.check else None
-      if allowed:
-        _fail(where, value, allowed)
+  for field, swept in config.population.method_grid.items():
+    where = f"population.method_grid.{field}"
+    allowed = values(_method_value_check(field), "")(swept, config)
+    if allowed:
+      _fail(where, swept, allowed)
+    if len(swept) and config.job == "twins":
+      _fail(where, swept, "the twins study sets the method settings of each twin run itself; "
+            "use ()")
+    if len(swept) and field not in spec.member_settings:
+      accepted = spec.member_settings
+      _fail(where, swept, f"method {config.sparsify.method!r} does not read {field} per "
+            "member; " + (f"it accepts {', '.join(accepted)}" if accepted else "use ()"))
   if spec.validate is not None:
     spec.validate(config)
-
-
-def _check_method_grid(config, spec: sparsify.MethodDeclaration) -> None:
-  accepted = spec.member_settings
-  for field, values in config.population.method_grid.items():
-    where = f"population.method_grid.{field}"
-    if not isinstance(values, (tuple, list)):
-      _fail(where, values, f"list the values, e.g. ({values!r},), or () for "
-            f"config.sparsify.{field}")
-    _check_distinct(where, values)
-    for value in values:
-      if isinstance(value, float) and not math.isfinite(value):
-        _fail(where, value, "use finite numbers")
-    if len(values) and config.job == "twins":
-      _fail(where, values, "the twins study sets the method settings of each twin run itself; "
-            "use ()")
-    if len(values) and field not in accepted:
-      _fail(where, values, f"method {config.sparsify.method!r} does not read {field} per "
-            "member; " + (f"it accepts {', '.join(accepted)}" if accepted else "use ()"))
 
 
 def twin_methods() -> tuple[str, ...]:
@@ -522,6 +515,7 @@ def twin_methods() -> tuple[str, ...]:
 
 
 def _check_twins(config) -> None:
+  """The twins' methods make twins, and a study has some."""
   twins = config.twins
   for method in twins.methods:
     try:
@@ -529,37 +523,8 @@ def _check_twins(config) -> None:
     except UserError:
       spec = None
     if spec is None or spec.twin_level is None:
-      _fail("twins.methods", method, f"use sparsification methods from {', '.join(twin_methods())}")
+      _fail("twins.methods", method,
+            f"use sparsification methods from {', '.join(twin_methods())}")
   if config.job == "twins" and not twins.methods:
     _fail("twins.methods", twins.methods,
           f"list the methods to derive twins with, e.g. {twin_methods()[:2]!r}")
-  _check_distinct("twins.methods", twins.methods)
-  _check_distinct("twins.scopes", twins.scopes)
-  fields = sparsify.config_fields()
-  for levels_field, level in sparsify.twin_levels().items():
-    _check_distinct(f"twins.{levels_field}", twins[levels_field])
-    for value in twins[levels_field]:
-      if not _is_number(value):
-        _fail(f"twins.{levels_field}", value, "use finite numbers")
-      if level.setting == "sparsity":
-        allowed = None if 0 <= value < 1 else "use values in [0, 1)"
-      else:
-        check = fields[level.setting].check
-        allowed = check(value, config) if check else None
-      if allowed:
-        _fail(f"twins.{levels_field}", value, allowed)
-  if not twins.scopes:
-    _fail("twins.scopes", twins.scopes, "list at least one scope, e.g. ('layerwise',)")
-  scope_check = sparsify.config_fields()["scope"].check
-  for scope in twins.scopes:
-    allowed = scope_check(scope, config)
-    if allowed:
-      _fail("twins.scopes", scope, allowed)
-  if twins.num_epochs < 1:
-    _fail("twins.num_epochs", twins.num_epochs, "use 1 or more")
-  if not isinstance(twins.evaluate_every, int) or isinstance(twins.evaluate_every, bool) \
-      or twins.evaluate_every < 1:
-    _fail("twins.evaluate_every", twins.evaluate_every,
-          "use a whole number of epochs, 1 or more (1: every epoch)")
-  if twins.train_examples < 0:
-    _fail("twins.train_examples", twins.train_examples, "use 0 (all) or a positive number")

@@ -1,5 +1,12 @@
-"""Progress of long runs: a bar that moves inside an epoch, an ETA that leaves compilation
-out, and a study's overall bar.
+"""Progress of long runs: a bar (or timestamped lines) that moves inside an epoch, an ETA
+that leaves compilation out, and a study's overall bar.
+
+``config.logging.progress`` picks how: ``'bar'`` (tqdm, for a terminal),
+``'lines'`` (plain timestamped lines for batch jobs and logs: one per epoch
+and population with the population's metrics, and one at most every
+``logging.lines_every_seconds`` inside a long epoch with the steps done,
+member-steps per second and the ETA), ``'none'``, or ``'auto'`` (the bar when
+the output is a terminal, else lines): :func:`new_bar`.
 
 An epoch is one compiled call, so the bar cannot follow Python's loop. The
 training call reports instead, through a host callback every
@@ -15,9 +22,12 @@ epochs done before a resume) does not inflate it.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from typing import Mapping
 
+import numpy as np
 from tqdm import tqdm
 
 #: Progress reports per epoch (the bar moves about this often).
@@ -92,6 +102,17 @@ class Bar:
       self._metrics = ", ".join(f"{name}={value:.4f}" for name, value in metrics.items())
       self._show()
 
+  def end_epoch(self, epoch: int, num_epochs: int, seconds: float,
+                metrics: Mapping[str, np.ndarray]) -> None:
+    """Epoch ``epoch`` of ``num_epochs`` is done: shows its mean test accuracy (or learning
+    curve's) and training loss beside the bar (:class:`Lines` prints a line instead)."""
+    del epoch, num_epochs, seconds
+    accuracy = metrics.get("test_accuracy", metrics.get("curve_accuracy"))
+    shown = {"train_loss": np.nanmean(metrics["train_loss"])} if "train_loss" in metrics else {}
+    if accuracy is not None:
+      shown["test_accuracy"] = np.nanmean(accuracy)
+    self.set_metrics(**shown)
+
   def _show(self) -> None:
     eta = self.eta_seconds()
     timing = ("compiling, first steps" if self._warm is None and self.n < self.total
@@ -113,6 +134,80 @@ class Bar:
 
   def __exit__(self, *exc_info) -> None:
     self.close()
+
+
+class Lines(Bar):
+  """A :class:`Bar` that prints plain timestamped lines instead of redrawing a bar: at most
+  one every ``every_seconds`` while work advances (steps done, member-steps per second,
+  ETA), and one per epoch (:meth:`end_epoch`). ``steps_per_epoch`` numbers the epochs;
+  ``weight`` (members) turns steps into member-steps."""
+
+  def __init__(self, total: int, initial: int = 0, desc: str = "", unit: str = "steps",
+               parent: Bar | None = None, weight: int = 1, every_seconds: float = 60.0,
+               steps_per_epoch: int = 0):
+    self._every, self._last_line = every_seconds, time.monotonic()
+    self._steps_per_epoch, self._desc, self._unit = steps_per_epoch, desc, unit
+    super().__init__(total, initial, desc, unit, disable=True, parent=parent, weight=weight)
+
+  def _show(self) -> None:
+    now = time.monotonic()
+    if self._warm is None or self.n >= self.total or now - self._last_line < self._every:
+      return
+    self._last_line = now
+    rate = (self.n - self._warm[0]) / max(now - self._warm[1], 1e-9) * self.weight
+    eta = self.eta_seconds()
+    where = (f"epoch {self.n // self._steps_per_epoch + 1}/{self.total // self._steps_per_epoch}"
+             ", " if self._steps_per_epoch else "")
+    self.write(f"{self._desc}: {where}{self.n:,}/{self.total:,} {self._unit}, "
+               f"{rate:,.0f} member-steps/s" + ("" if eta is None else
+                                                 f", eta {tqdm.format_interval(eta)}"))
+
+  def end_epoch(self, epoch: int, num_epochs: int, seconds: float,
+                metrics: Mapping[str, np.ndarray]) -> None:
+    self.write(f"{self._desc}: epoch {epoch}/{num_epochs} done in {seconds:.0f} s; "
+               f"{epoch_summary(metrics)}")
+
+  def write(self, line: str) -> None:
+    """Prints ``line`` with the time."""
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", flush=True)
+
+
+#: The metrics an epoch's line summarises, in this order (those a run has).
+LINE_METRICS = ("train_loss", "validation_accuracy", "test_accuracy", "curve_accuracy",
+                "achieved_sparsity", "agreement")
+
+
+def epoch_summary(metrics: Mapping[str, np.ndarray]) -> str:
+  """'name mean [min, max]' of the epoch's metrics over its (finite) members, and how many
+  diverged."""
+  parts = []
+  for name in LINE_METRICS:
+    values = np.asarray(metrics.get(name, []), np.float64)
+    values = values[np.isfinite(values)]
+    if values.size:
+      parts.append(f"{name} {values.mean():.4f} [{values.min():.4f}, {values.max():.4f}]")
+  diverged = int(np.sum(np.asarray(metrics.get("diverged", []), bool)))
+  return ", ".join(parts) + (f"; {diverged} member(s) diverged" if diverged else "")
+
+
+def resolve_mode(mode: str) -> str:
+  """``'auto'``: ``'bar'`` when the output is a terminal, else ``'lines'``; other modes as
+  they are."""
+  if mode != "auto":
+    return mode
+  return "bar" if sys.stdout.isatty() and sys.stderr.isatty() else "lines"
+
+
+def new_bar(mode: str, total: int, initial: int = 0, desc: str = "", unit: str = "steps",
+            parent: Bar | None = None, weight: int = 1, position: int | None = None,
+            every_seconds: float = 60.0, steps_per_epoch: int = 0) -> Bar:
+  """A :class:`Bar` (``'bar'``), :class:`Lines` (``'lines'``) or a silent bar (``'none'``);
+  ``'auto'`` resolves by :func:`resolve_mode`."""
+  mode = resolve_mode(mode)
+  if mode == "lines":
+    return Lines(total, initial, desc, unit, parent, weight, every_seconds, steps_per_epoch)
+  return Bar(total, initial, desc, unit, disable=mode == "none", parent=parent, weight=weight,
+             position=position)
 
 
 class EpochTracker:

@@ -128,10 +128,13 @@ def _train_epochs(run: build.Setup, state: engine.TrainState, splits: dict,
   """Trains, evaluates and checkpoints the epochs after ``start_epoch``, with a progress bar
   that moves inside each epoch."""
   config, num_epochs, steps = run.config, run.config.training.num_epochs, run.steps_per_epoch
-  show = config.logging.progress_bar and sharding.is_writer()
-  bar = progress.Bar(num_epochs * steps, start_epoch * steps, desc=os.path.basename(os.path.normpath(writer.workdir)),
-                     disable=not show, parent=study_progress, weight=run.num_members,
-                     position=None if study_progress is None else 1)
+  mode = progress.resolve_mode(config.logging.progress) if sharding.is_writer() else "none"
+  bar = progress.new_bar(mode, num_epochs * steps, start_epoch * steps,
+                         desc=os.path.basename(os.path.normpath(writer.workdir)),
+                         parent=study_progress, weight=run.num_members,
+                         position=None if study_progress is None else 1,
+                         every_seconds=config.logging.lines_every_seconds,
+                         steps_per_epoch=steps)
   tracker = progress.EpochTracker(bar, steps, _reports_per_epoch(run))
   if start_epoch == 0 and evaluates_at(config, 0):
     _write_initial_evaluation(run, state, splits, writer)
@@ -139,15 +142,13 @@ def _train_epochs(run: build.Setup, state: engine.TrainState, splits: dict,
     for epoch in range(start_epoch + 1, num_epochs + 1):
       tracker.start_epoch(epoch)
       state, epoch_metrics, test_evaluation = _train_and_save_epoch(
-          run, state, splits, epoch, writer, manager, show)
+          run, state, splits, epoch, writer, manager, mode != "none")
       if epoch == num_epochs:
         _write_final_predictions(writer.workdir, run, state, test_evaluation, test_labels)
       if on_epoch_end is not None:
         on_epoch_end(epoch, state)
       tracker.end_epoch(epoch)
-      accuracy = epoch_metrics.get("test_accuracy", epoch_metrics.get("curve_accuracy"))
-      bar.set_metrics(train_loss=np.mean(epoch_metrics["train_loss"]),
-                      **({} if accuracy is None else {"test_accuracy": np.mean(accuracy)}))
+      bar.end_epoch(epoch, num_epochs, float(epoch_metrics["epoch_seconds"][0]), epoch_metrics)
 
 
 def _write_initial_evaluation(run: build.Setup, state: engine.TrainState,

@@ -223,8 +223,10 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
                              sharded=True) for run in runs]
   member_steps = [phase.num_members * phase.steps_per_epoch * phase.config.training.num_epochs
                   for phase in zoo + twin_setups]
-  with progress.Bar(sum(member_steps), desc="study", unit="member-steps", position=0,
-                    disable=not config.logging.progress_bar or not sharding.is_writer()) as bar:
+  mode = progress.resolve_mode(config.logging.progress) if sharding.is_writer() else "none"
+  # In lines mode each population writes its own lines; the study's only its phases.
+  with progress.new_bar(mode, sum(member_steps), desc="study", unit="member-steps", position=0,
+                        every_seconds=float("inf")) as bar:
     _train_phases(config, workdir, zoo, list(zip(runs, twin_setups)), dataset, twin_data,
                   overwrite, bar, np.cumsum(member_steps))
   original_dir = original_run_dir(config, workdir)

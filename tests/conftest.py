@@ -48,7 +48,7 @@ def make_tiny_config():
   config.training.num_epochs = 2
   config.training.batch_size = 32
   config.training.eval_batch_size = 32
-  config.logging.progress_bar = False
+  config.logging.progress = "none"
   config.logging.tensorboard = False
   return config
 

@@ -314,7 +314,7 @@ def _study(original):
     config.job = "twins"
     config.twins.methods = ("magnitude",)
     config.twins.original_workdir = os.path.join(run, original)
-    config.logging.progress_bar = False
+    config.logging.progress = "none"
     twins.run_study(config, os.path.join(run, "new"), dataset=DATA)
   return run_study
 

@@ -23,7 +23,7 @@ def _command(workdir):
           "--config.population.grid.activation=('tanh','relu')",
           "--config.population.grid.learning_rate=(1e-3,3e-4)",
           "--config.training.batch_size=10", "--config.training.num_epochs=40",
-          "--config.logging.progress_bar=False"]
+          "--config.logging.progress=none"]
 
 
 def _start(workdir):
@@ -120,7 +120,7 @@ def test_sigterm_during_the_report_loses_nothing_and_the_rerun_writes_it(tmp_pat
   arguments = ["--config=configs/smoke.py", f"--workdir={tmp_path / 'study'}",
                "--config.job=twins", "--config.twins.methods=('magnitude',)",
                "--config.twins.sparsities=(0.5,)", "--config.twins.train_examples=200",
-               "--config.logging.tensorboard=False", "--config.logging.progress_bar=False"]
+               "--config.logging.tensorboard=False", "--config.logging.progress=none"]
   process = subprocess.Popen([sys.executable, "-c", SLOW_REPORT, *arguments], cwd=REPOSITORY,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, REPORT_DELAY="60"))

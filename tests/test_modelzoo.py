@@ -419,7 +419,7 @@ def test_twins_study_starts_from_an_imported_zoo(imported, tmp_path):
   config.twins.sparsities = (0.5,)
   config.twins.num_epochs = 1
   config.twins.original_workdir = str(workdir)
-  config.logging.progress_bar = False
+  config.logging.progress = "none"
   config.logging.tensorboard = False
   summary = twins.run_study(config, str(tmp_path / "study"), dataset=data)
   assert not (tmp_path / "study" / "original").exists()

@@ -1,12 +1,20 @@
 """Progress inside an epoch: reports from the compiled call, the bar's ETA, a study's bar."""
 
+import os
+import re
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxsparse import engine, models, population, progress, sparsify
 
 from conftest import SINGLE, assert_trees_close, random_dataset
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_progress_reports_leave_the_numbers_unchanged_and_arrive_per_chunk():
@@ -82,3 +90,52 @@ def test_epoch_tracker_turns_reports_into_steps():
   assert bar.n == 80
   assert progress.report_interval(1000) == 1000 // progress.REPORTS_PER_EPOCH
   assert progress.report_interval(5) == 1
+
+
+def test_lines_print_at_most_every_n_seconds_with_rate_and_eta(monkeypatch, capsys):
+  clock = _Clock()
+  monkeypatch.setattr(progress.time, "monotonic", clock)
+  bar = progress.new_bar("lines", total=400, desc="zoo", weight=8, every_seconds=30,
+                         steps_per_epoch=100)
+  bar.advance_to(10)  # the first advance starts the clock: no line yet
+  for _ in range(12):  # 10 steps every 10 s: 8 member-steps per step -> 8 member-steps/s
+    clock.now += 10.0
+    bar.advance_to(bar.n + 10)
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 4  # at 30, 60, 90 and 120 s
+  # 1 step/s: 360 steps left at 40 of 400 -> 6 minutes
+  assert lines[0].endswith("zoo: epoch 1/4, 40/400 steps, 8 member-steps/s, eta 06:00")
+  assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d zoo: ", lines[0])
+  bar.end_epoch(1, 4, 12.0, {"train_loss": np.array([0.5, 1.5]),
+                             "test_accuracy": np.array([0.6, np.nan]),
+                             "diverged": np.array([False, True])})
+  [line] = capsys.readouterr().out.strip().splitlines()
+  assert line.endswith("zoo: epoch 1/4 done in 12 s; train_loss 1.0000 [0.5000, 1.5000], "
+                       "test_accuracy 0.6000 [0.6000, 0.6000]; 1 member(s) diverged")
+
+
+def test_auto_mode_is_the_bar_on_a_terminal_and_lines_elsewhere(monkeypatch):
+  monkeypatch.setattr(progress.sys.stdout, "isatty", lambda: False, raising=False)
+  assert progress.resolve_mode("auto") == "lines"
+  assert progress.resolve_mode("bar") == "bar"
+
+
+@pytest.mark.slow  # a subprocess training a small twins study
+def test_a_redirected_run_writes_plain_timestamped_lines_per_epoch(tmp_path):
+  log = tmp_path / "log"
+  with open(log, "w") as file:
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxsparse.main", "--config=configs/smoke.py",
+         f"--workdir={tmp_path / 'study'}", "--config.job=twins",
+         "--config.twins.methods=('magnitude',)", "--config.twins.sparsities=(0.5,)",
+         "--config.twins.num_epochs=2", "--config.twins.train_examples=500",
+         "--config.logging.tensorboard=False"],
+        cwd=REPOSITORY, stdout=file, stderr=subprocess.STDOUT, timeout=600)
+  text = log.read_text()
+  assert result.returncode == 0, text[-2000:]
+  assert "\r" not in text and "\x1b[" not in text
+  epochs = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+): epoch (\d)/(\d) done in", text,
+                      re.MULTILINE)
+  assert epochs == [("original", "1", "1"), ("magnitude_layerwise", "1", "2"),
+                    ("magnitude_layerwise", "2", "2")]
+  assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d == phase 2/2: twins", text, re.MULTILINE)

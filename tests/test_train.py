@@ -99,7 +99,7 @@ def test_cli_trains_writes_outputs_and_resumes(tmp_path):
              "--config.data.validation_size=300", "--config.population.num_seeds=1",
              "--config.population.grid.activation=('tanh',)",
              "--config.population.grid.learning_rate=(1e-3,)",
-             "--config.training.num_epochs=2", "--config.logging.progress_bar=False"]
+             "--config.training.num_epochs=2", "--config.logging.progress=none"]
   result = subprocess.run(command, cwd=REPOSITORY, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr
   assert "2 members of cnn_s on digits (1200 train / 300 validation / 297 test)" in result.stdout
@@ -143,7 +143,8 @@ def test_evaluation_schedule_logs_epoch_zero_and_every_nth_epoch(tmp_path, data)
   config.training.num_epochs = 3
   config.training.evaluate_every = 2
   config.training.evaluate_at_start = True
-  config.logging.progress_bar = config.logging.tensorboard = False
+  config.logging.progress = "none"
+  config.logging.tensorboard = False
   train_and_evaluate(config, str(tmp_path), dataset=data)
   rows = pd.DataFrame([json.loads(line) for line in open(tmp_path / "metrics.jsonl")])
   assert sorted(set(rows["epoch"])) == [0, 1, 2, 3]

@@ -42,7 +42,7 @@ def get_config():
   config.twins.methods = ("magnitude",)
   config.twins.sparsities = (0.5,)
   config.twins.original_workdir = "."
-  config.logging.progress_bar = False
+  config.logging.progress = "none"
   return config
 '''
 

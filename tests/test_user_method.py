@@ -65,7 +65,7 @@ def get_config():
   config.population.method_grid.target_fraction = (0.5, 1.0)
   config.training.num_epochs = 1
   config.training.batch_size = 64
-  config.logging.progress_bar = False
+  config.logging.progress = "none"
   config.logging.tensorboard = False
   return config
 '''
@@ -124,6 +124,47 @@ def test_method_from_a_user_module_trains_a_sweep_and_reloads_in_a_fresh_process
       text=True, timeout=600, env=dict(os.environ, PYTHONPATH=REPOSITORY))
   assert missing.returncode != 0
   assert "user_pruning" in missing.stderr and "PYTHONPATH" in missing.stderr
+
+
+PLAIN_CONFIG = '''
+from jaxsparse.config import default_config
+
+
+def get_config():
+  config = default_config()
+  config.model.name = "lenet_300_100"
+  config.data.name = "digits"
+  config.data.validation_size = 300
+  config.population.grid.sparsity = (0.8,)
+  config.training.num_epochs = 1
+  config.training.batch_size = 64
+  config.logging.progress = "none"
+  config.logging.tensorboard = False
+  return config
+'''
+
+
+@pytest.mark.slow
+def test_a_method_named_on_the_command_line_has_its_own_fields_there(tmp_path):
+  """The config file knows nothing of the user's module; the command line names the method
+  as module:name and overrides its own field on the same line."""
+  module_dir = tmp_path / "user_code"
+  module_dir.mkdir()
+  (module_dir / "user_pruning.py").write_text(USER_MODULE)
+  (module_dir / "plain_config.py").write_text(PLAIN_CONFIG)
+  command = ["-m", "jaxsparse.main", f"--config={module_dir / 'plain_config.py'}",
+             "--config.sparsify.method=user_pruning:fraction_magnitude"]
+  trained = _run([*command, "--config.sparsify.target_fraction=0.5",
+                  f"--workdir={tmp_path / 'run'}"], str(module_dir), REPOSITORY)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  metadata = json.loads((tmp_path / "run" / "metadata.json").read_text())
+  assert metadata["config"]["sparsify"]["target_fraction"] == 0.5
+  wrong = _run([*command, "--config.sparsify.target_fractoin=0.5",
+                f"--workdir={tmp_path / 'wrong'}"], str(module_dir), REPOSITORY)
+  assert wrong.returncode == 2
+  [message] = wrong.stderr.strip().splitlines()
+  assert "config.sparsify.target_fractoin is not a known field" in message
+  assert "module 'user_pruning'" in message and "target_fraction" in message
 
 
 def test_unknown_method_module_is_one_line_naming_the_field():

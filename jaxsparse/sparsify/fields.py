@@ -7,32 +7,11 @@ defaults and checks agree.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from jaxsparse import masks
 from jaxsparse.errors import invalid_field
-from jaxsparse.sparsify.registry import Check, Field
-
-
-def at_least(low: float, allowed: str) -> Check:
-  """A check: the value is >= ``low``, else ``allowed`` (what to use instead)."""
-  return lambda value, config: None if value >= low else allowed
-
-
-def positive(allowed: str) -> Check:
-  """A check: the value is > 0, else ``allowed``."""
-  return lambda value, config: None if value > 0 else allowed
-
-
-def finite(allowed: str) -> Check:
-  """A check: the value is a finite number, else ``allowed``."""
-  return lambda value, config: None if math.isfinite(value) else allowed
-
-
-def one_of(choices: tuple[str, ...]) -> Check:
-  """A check: the value is one of ``choices``."""
-  return lambda value, config: None if value in choices else f"use one of {', '.join(choices)}"
+from jaxsparse.schema import Field, at_least, finite, one_of, positive  # noqa: F401 (re-exported)
 
 
 def _epoch_within_training(value, config) -> str | None:

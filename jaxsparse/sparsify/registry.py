@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, NamedTuple
 
 from jaxsparse import errors
 from jaxsparse.errors import UserError, invalid_field
+from jaxsparse.schema import Field  # noqa: F401 (methods declare their fields with it)
 from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
 
 #: The method of a dense zoo (all-ones masks); the default of ``config.sparsify.method``.
@@ -45,25 +46,6 @@ DENSE = "none"
 RESERVED_NAMES = ("member", "copy", "configuration", "seed", "sparsity", "activation",
                   "dropout_rate", "initializer", "optimizer", "learning_rate", "weight_decay",
                   "momentum", "method")
-
-Check = Callable[[Any, Any], "str | None"]
-
-
-class Field(NamedTuple):
-  """A ``config.sparsify`` field that a method reads.
-
-  Attributes:
-    default: its value when a config does not set it.
-    doc: one line for the reader of a config.
-    check: ``(value, config) -> None`` if ``value`` is valid, else what is
-      allowed (e.g. ``"use 1 or more"``); ``config`` is the whole config
-      (for limits such as ``training.num_epochs``). It is applied to the
-      config's value and to every value the population sweeps.
-  """
-  default: Any
-  doc: str
-  check: Check | None = None
-
 
 class TwinLevel(NamedTuple):
   """What one "level" of a sparsified-twins study sets for a method.
