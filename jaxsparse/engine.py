@@ -492,12 +492,72 @@ def recalibrate_batch_stats(program: Program, population: TrainState,
   """Every member's BatchNorm running statistics re-estimated from ``num_batches`` batches of
   ``images`` (batches of ``program.batch_size``, one fixed order for all members, cycled if
   the set holds fewer batches), for weights that no longer match their statistics (see
-  ``SparsifyMethod.stale_batch_stats_after``). ``population`` is donated."""
+  :func:`between_epochs`). ``population`` is donated."""
   order = shared_batches(0, 0, images.shape[0], program.batch_size)
   batches = jnp.tile(order, (-(-num_batches // order.shape[0]), 1))[:num_batches]
   member_fn = lambda state, member_hyper, images, batches: recalibrate_member_batch_stats(
       program.model, program.method, state, member_hyper, images, batches)
   return over_population(program, member_fn)(population, hyper, images, batches)
+
+
+def _with_masks(population: TrainState, masks: PyTree) -> TrainState:
+  return population._replace(sparsity_state=population.sparsity_state._replace(masks=masks))
+
+
+def reassemble(population: TrainState, layer_copy: dict, copies: int) -> TrainState:
+  """Every member rebuilt from its ``copies`` consecutive copies: each layer's variables,
+  wherever they sit in the state (weights, masks, biases, normalisation parameters and
+  statistics, optimizer moments), from the copy ``layer_copy`` names; what belongs to no
+  layer (keys, step counts) from copy 0; given to all its copies."""
+  def from_copy(path, leaf):
+    copy = masks_lib.layer_value(layer_copy, path)
+    grouped = leaf.reshape(-1, copies, *leaf.shape[1:])
+    return jnp.repeat(grouped[:, 0 if copy is None else copy], copies, axis=0)
+  return jax.tree_util.tree_map_with_path(from_copy, population)
+
+
+@functools.partial(jax.jit, static_argnames=("program", "prune", "grow"))
+def meet_copies(program: Program, population: TrainState, target: jax.Array, *, prune: bool,
+                grow: bool) -> TrainState:
+  """One meeting of every member's copies (see :class:`jaxsparse.sparsify.CopyRounds`):
+  with ``prune``, every copy's masks pruned, each member reassembled from its copies and
+  its pruned weights zeroed (a partition grows again from zero); with ``grow``, every
+  copy's masks grown. ``target``: the members' target sparsities."""
+  rounds = program.method.copy_rounds
+  copy = jnp.arange(target.shape[0]) % rounds.copies
+  if prune:
+    masks = jax.vmap(rounds.prune)(population.params, population.masks, target, copy)
+    layers = rounds.layer_copy(jax.tree.map(lambda mask: mask[0], masks))
+    population = reassemble(_with_masks(population, masks), layers, rounds.copies)
+    population = population._replace(
+        params=jax.vmap(masks_lib.apply_masks)(population.params, population.masks))
+  if grow:
+    population = _with_masks(population, jax.vmap(rounds.grow)(population.masks, copy))
+  return population
+
+
+def between_epochs(program: Program, population: TrainState, hyper: MemberHyperparameters,
+                   completed_epochs: int, num_members: int,
+                   train_images: jax.Array | None = None) -> TrainState:
+  """The step a method with copy rounds takes after ``completed_epochs`` epochs (0: at the
+  start): its copies meet (:func:`meet_copies`, on the ``num_members`` real members: the
+  padding that fills the last device is dropped and made again), then, after a
+  reassembly, the members' BatchNorm statistics, which came from other copies, are
+  re-estimated from ``train_images``. Any other method: the population as it is."""
+  rounds = program.method.copy_rounds
+  prune, grow = rounds.meets(completed_epochs) if rounds is not None else (False, False)
+  if not (prune or grow):
+    return population
+  padded = hyper.seed.shape[0]
+  real = population if padded == num_members else sharding.unpad_members(population,
+                                                                         num_members)
+  real = meet_copies(program._replace(mesh=None), real, hyper.sparsity[:num_members],
+                     prune=prune, grow=grow)
+  population = real if padded == num_members else sharding.shard_members(
+      sharding.pad_members(real, padded), program.mesh)
+  if prune and jax.tree.leaves(population.batch_stats):
+    population = recalibrate_batch_stats(program, population, hyper, train_images)
+  return population
 
 
 def evaluate_member(model: Model, method: SparsifyMethod, state: TrainState, hyper: MemberHyperparameters,

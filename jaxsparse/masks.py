@@ -206,3 +206,32 @@ def map_prunable(function: Callable[..., Any], masks: PyTree, *trees: PyTree) ->
   """
   return jax.tree.map(lambda mask, *leaves: None if mask is None else function(*leaves),
                       masks, *trees, is_leaf=lambda x: x is None)
+
+
+def _dict_names(path) -> list[str] | None:
+  """The dict keys along a pytree path, or None if its last step is not a dict key."""
+  if not path or not isinstance(path[-1], jax.tree_util.DictKey):
+    return None
+  return [str(entry.key) for entry in path if isinstance(entry, jax.tree_util.DictKey)]
+
+
+def layer_of_leaf(path) -> tuple[str, ...]:
+  """The module path of the layer a parameter-tree leaf belongs to (its dict keys but its
+  own name: ``('BasicBlock_2', 'Conv_1')`` for ``...['BasicBlock_2']['Conv_1']['kernel']``)."""
+  return tuple(_dict_names(path) or ())[:-1]
+
+
+def layer_value(values: dict[tuple[str, ...], Any], path) -> Any:
+  """``values``' entry for the layer a pytree leaf belongs to, found by the leaf's path, or
+  None.
+
+  A leaf belongs to a layer when the dict keys just before its own name are
+  the layer's module path (the longest such path wins), wherever the layer's
+  variables sit: parameters, masks, BatchNorm statistics, optimizer moments.
+  """
+  names = _dict_names(path)
+  for start in range(len(names or ())):
+    layer = tuple(names[start:-1])
+    if layer in values:
+      return values[layer]
+  return None

@@ -49,7 +49,7 @@ class Phase(NamedTuple):
     evaluated_epochs: epochs after which it evaluates (``training.evaluate_every``, the
       last, and 0 with ``evaluate_at_start``).
     programs: the programs it compiles: initialisation, the training epoch, one
-      evaluation per split size, and a method's step between epochs if it has one.
+      evaluation per split size, and the meeting of copies if its method has them.
     memory: its estimated memory per device (:mod:`jaxsparse.memory`).
   """
   name: str
@@ -99,7 +99,7 @@ def _phase(name: str, config: ml_collections.ConfigDict, dataset: Dataset) -> Ph
                    if epoch % training.evaluate_every == 0} | {training.num_epochs})
   evaluated += bool(training.evaluate_at_start)
   split_sizes = {test_examples, curve_examples} | ({validation_examples} - {0})
-  programs = 2 + len(split_sizes) + (run.method.between_epochs is not None)
+  programs = 2 + len(split_sizes) + (run.method.copy_rounds is not None)
   return Phase(name, run, training.num_epochs, run.steps_per_epoch,
                validation_examples + curve_examples, test_examples - curve_examples,
                evaluated, programs, memory.check_fits(run, data_examples, dataset.input_shape))

@@ -252,7 +252,7 @@ def _initial_state(run: build.Setup, manager, start_epoch: int,
   initial = sharding.pad_members(tuple(initial_variables), run.padded_size) \
       if initial_variables else ()
   state = engine.init_population(run.program, run.hyper, *initial)
-  return _between_epochs(run, state, 0)
+  return engine.between_epochs(run.program, state, run.hyper, 0, run.num_members)
 
 
 def _print_start(run: build.Setup, dataset: Dataset) -> None:
@@ -288,7 +288,8 @@ def _train_and_save_epoch(run: build.Setup, state: engine.TrainState, splits: di
       progress_every=progress.report_interval(run.steps_per_epoch) if report_progress else 0)
   state, epoch_metrics = engine.train_epoch(program, state, run.hyper, *splits["train"],
                                             (epoch - 1) * run.steps_per_epoch)
-  state = _between_epochs(run, state, epoch, splits["train"][0])
+  state = engine.between_epochs(run.program, state, run.hyper, epoch, run.num_members,
+                                splits["train"][0])
   evaluation_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
   epoch_metrics = {**sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members),
                    **evaluation_metrics}
@@ -389,27 +390,6 @@ def _write_final_predictions(workdir: str, run: build.Setup, state: engine.Train
                                  run.num_members)
   if sharding.is_writer():
     metrics.write_predictions(workdir, metrics.prediction_record(*final, test_labels))
-
-
-def _between_epochs(run: build.Setup, state, completed_epochs: int,
-                    train_images: np.ndarray | None = None):
-  """The method's step between epochs, on the real members (padding is re-added after),
-  then, if the method says the step left them stale, BatchNorm statistics re-estimated
-  from ``train_images``."""
-  method, num_members = run.method, run.num_members
-  if method.between_epochs is None:
-    return state
-  if run.padded_size == num_members:
-    state = method.between_epochs(state, run.hyper, completed_epochs)
-  else:
-    real = method.between_epochs(sharding.unpad_members(state, num_members),
-                                 sharding.unpad_members(run.hyper, num_members),
-                                 completed_epochs)
-    state = sharding.shard_members(sharding.pad_members(real, run.padded_size), run.mesh)
-  stale = method.stale_batch_stats_after and method.stale_batch_stats_after(completed_epochs)
-  if stale and jax.tree.leaves(state.batch_stats):
-    state = engine.recalibrate_batch_stats(run.program, state, run.hyper, train_images)
-  return state
 
 
 def _forget_epoch(writer: metrics.MetricsWriter, epoch: int) -> None:

@@ -149,18 +149,18 @@ def test_parallel_reassembly_takes_every_layer_variable_from_its_partitions_copy
   model = models.get_model("resnet20", (28, 28, 1))
   table = population.with_copies(population.member_table(SINGLE, num_seeds=1), 3)
   hyper = population.member_hyperparameters(table)
-  state = engine.init_population(engine.Program(model, sparsify.get_method(
+  program = engine.Program(model, sparsify.get_method(
       method_settings("parallel_gap", start_epoch=0, end_epoch=2, num_rounds=2,
-                      num_partitions=3), sparsify.TrainingSchedule(4))), hyper)
+                      num_partitions=3),
+      sparsify.TrainingSchedule(4, layer_order=models.layer_order(model))))
+  state = engine.init_population(program, hyper)
   # Every copy's variables differ (biases, BatchNorm parameters and statistics, Adam's
   # moments, SGD's trace); the masks stay those of the shared member.
   offsets = np.array([0.0, 1.0, 2.0], np.float32)
   moved = jax.tree.map(lambda leaf: leaf + offsets.reshape(-1, *[1] * (leaf.ndim - 1))
                        if leaf.dtype == np.float32 else leaf, state)
   moved = moved._replace(sparsity_state=state.sparsity_state)
-  after = gap.parallel_gap_boundary(moved, hyper.sparsity, num_copies=3, scope="layerwise",
-                                    prune=True, grow=False,
-                                    layer_order=models.layer_order(model))
+  after = engine.meet_copies(program, moved, hyper.sparsity, prune=True, grow=False)
   before = dict(jax.tree_util.tree_leaves_with_path(moved))
   sources = set()
   for path, leaf in jax.tree_util.tree_leaves_with_path(after):
@@ -198,8 +198,8 @@ def test_parallel_gap_grows_one_partition_per_copy_and_reassembles():
   method = sparsify.get_method(
       method_settings("parallel_gap", start_epoch=0, end_epoch=2, num_rounds=2,
                       num_partitions=3), sparsify.TrainingSchedule(4))
-  state = method.between_epochs(engine.init_population(engine.Program(model, method), hyper),
-                                hyper, 0)
+  program = engine.Program(model, method)
+  state = engine.between_epochs(program, engine.init_population(program, hyper), hyper, 0, 6)
   parts = jax.tree.leaves(gap.partition_of_leaves(jax.tree.map(lambda m: m[0], state.masks), 3))
   for index in range(6):
     per_layer = list(masks.layer_sparsity(engine.member(state.masks, index)).values())
@@ -208,8 +208,8 @@ def test_parallel_gap_grows_one_partition_per_copy_and_reassembles():
   moved = jax.tree.map(lambda p: p + jax.random.normal(jax.random.PRNGKey(p.size), p.shape),
                        state.params)
   state = state._replace(params=jax.vmap(masks.apply_masks)(moved, state.masks))
-  after = method.between_epochs(state, hyper, 1)  # prune, reassemble, grow again
-  final = method.between_epochs(after, hyper, 2)  # prune and reassemble only
+  after = engine.between_epochs(program, state, hyper, 1, 6)  # prune, reassemble, grow again
+  final = engine.between_epochs(program, after, hyper, 2, 6)  # prune and reassemble only
   for member, target in enumerate((0.5, 0.8)):
     rows = slice(3 * member, 3 * member + 3)
     for name, part in zip(("Conv_0", "Conv_1", "Conv_2", "Dense_0", "Dense_1"), parts):
@@ -247,16 +247,19 @@ def test_parallel_gap_runs_from_the_training_loop(tmp_path, tiny_config):
   assert members["test_accuracy"][0] == members["test_accuracy"][1]
 
 
-def test_parallel_gap_declares_stale_batch_norm_statistics_after_each_reassembly():
-  """Parallel GaP's reassembly (a prune boundary) leaves BatchNorm statistics that came from
-  other copies; its first boundary only grows, and epochs between boundaries change nothing."""
+def test_parallel_gap_copies_meet_at_round_boundaries():
+  """Parallel GaP's copies meet at the boundaries of its rounds: the first only grows, the
+  last only prunes and reassembles (which leaves BatchNorm statistics from other copies), and
+  epochs between boundaries change nothing; cyclic GaP has no copies."""
   method = sparsify.get_method(
       method_settings("parallel_gap", start_epoch=1, end_epoch=5, num_rounds=2,
                       num_partitions=2), sparsify.TrainingSchedule(4))
-  assert [method.stale_batch_stats_after(epoch) for epoch in range(7)] == \
-      [False, False, False, True, False, True, False]
-  assert sparsify.get_method(method_settings("gap"), sparsify.TrainingSchedule(4)) \
-      .stale_batch_stats_after is None
+  assert method.copies == 2
+  assert [method.copy_rounds.meets(epoch) for epoch in range(7)] == [
+      (False, False), (False, True), (False, False), (True, True), (False, False),
+      (True, False), (False, False)]
+  cyclic = sparsify.get_method(method_settings("gap"), sparsify.TrainingSchedule(4))
+  assert cyclic.copy_rounds is None and cyclic.copies == 1
 
 
 @pytest.mark.slow  # 18 s: a ResNet population and its recalibration program
@@ -298,7 +301,7 @@ def test_training_loop_recalibrates_batch_norm_after_parallel_gap_reassembles(
   calls = []
   recalibrate = engine.recalibrate_batch_stats
   monkeypatch.setattr(engine, "recalibrate_batch_stats",
-                      lambda *args, **kwargs: calls.append(args[2].epoch[0]) or
+                      lambda *args, **kwargs: calls.append(args[1].epoch[0]) or
                       recalibrate(*args, **kwargs))
   config = tiny_config
   config.model.name, config.model.width = "resnet20", 0.25

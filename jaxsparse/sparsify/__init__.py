@@ -12,8 +12,8 @@ in :mod:`jaxsparse.sparsify.schedules`, shared config fields in
 :mod:`jaxsparse.sparsify.fields`.
 """
 
-from jaxsparse.sparsify.base import (SparsifyMethod, Target, TrainingSchedule, masked_forward,
-                                     trainable, with_trainable)
+from jaxsparse.sparsify.base import (CopyRounds, SparsifyMethod, Target, TrainingSchedule,
+                                     masked_forward, trainable, with_trainable)
 from jaxsparse.sparsify.registry import (DENSE, Field, MethodDeclaration, Settings, TwinLevel,
                                          allowing_modules, config_fields, declaration,
                                          declarations, get_method, import_method_module,
@@ -29,9 +29,8 @@ from jaxsparse.sparsify import edge_popup  # noqa: E402,F401
 from jaxsparse.sparsify import gap  # noqa: E402,F401
 from jaxsparse.sparsify import filter_pruning  # noqa: E402,F401
 
-__all__ = ["DENSE", "Field", "MethodDeclaration", "Settings", "SparsifyMethod", "Target",
-           "TrainingSchedule", "TwinLevel", "allowing_modules", "config_fields", "declaration",
-           "declarations", "get_method", "import_method_module", "import_recorded_module",
-           "masked_forward", "member_settings",
-           "method_names", "register", "sweepable_settings", "trainable", "twin_levels",
-           "with_trainable"]
+__all__ = ["CopyRounds", "DENSE", "Field", "MethodDeclaration", "Settings", "SparsifyMethod",
+           "Target", "TrainingSchedule", "TwinLevel", "allowing_modules", "config_fields",
+           "declaration", "declarations", "get_method", "import_method_module",
+           "import_recorded_module", "masked_forward", "member_settings", "method_names",
+           "register", "sweepable_settings", "trainable", "twin_levels", "with_trainable"]

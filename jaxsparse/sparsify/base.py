@@ -96,19 +96,9 @@ class SparsifyMethod(NamedTuple):
       weight decay is a regulariser of the model's weights, and decaying
       log sigma^2, mask logits or scores towards 0 would change what the
       method prunes.
-    copies: how many population members train as one (parallel GaP's
-      copies): the training loop repeats every member of the table this many
-      times, consecutively, and numbers them in a ``copy`` column.
-    between_epochs: ``(population, hyper, completed_epochs) -> population``,
-      applied by the training loop to a fresh population (0 completed
-      epochs) and after every epoch, before the checkpoint, for methods that
-      combine members (parallel GaP reassembles its copies); ``None`` for most.
-    stale_batch_stats_after: ``completed_epochs -> bool``, whether after
-      ``between_epochs`` at that epoch the members' BatchNorm running
-      statistics no longer describe their weights (parallel GaP's reassembled
-      layers carry statistics of inputs that came from other copies); the
-      training loop then re-estimates them from training data
-      (:func:`jaxsparse.engine.recalibrate_batch_stats`). ``None``: never.
+    copy_rounds: for a method whose members train as several copies that meet
+      between epochs (parallel GaP), what the engine needs to combine them
+      (:class:`CopyRounds`); ``None`` for every other method.
   """
   init: Callable[[PyTree, jax.Array, jax.Array], NamedTuple]
   update: Callable[[NamedTuple, PyTree, PyTree, jax.Array, jax.Array], NamedTuple]
@@ -117,9 +107,43 @@ class SparsifyMethod(NamedTuple):
   zeroes_pruned_weights: bool = True
   trainable_learning_rate_scale: float | tuple[tuple[str, float], ...] = 1.0
   weight_decay_on_method_variables: bool = False
-  copies: int = 1
-  between_epochs: Callable[[Any, Any, int], Any] | None = None
-  stale_batch_stats_after: Callable[[int], bool] | None = None
+  copy_rounds: "CopyRounds | None" = None
+
+  @property
+  def copies(self) -> int:
+    """Population members per member of the table (1 but for copy rounds)."""
+    return 1 if self.copy_rounds is None else self.copy_rounds.copies
+
+
+class CopyRounds(NamedTuple):
+  """How the copies of a member meet between epochs (parallel GaP's rounds).
+
+  A member's ``copies`` copies are consecutive members of the population (the
+  training loop repeats every row of the member table). After the epochs
+  ``meets`` names, the engine (:func:`jaxsparse.engine.between_epochs`)
+  combines them: it applies ``prune`` to every copy's masks, rebuilds each
+  member from its copies, every layer's variables (weights, masks, biases,
+  normalisation parameters and statistics, optimizer state) from the copy
+  ``layer_copy`` names (the rest from copy 0), zeroes the pruned weights,
+  re-estimates BatchNorm statistics (they came from other copies), and then
+  applies ``grow``. The method only says what happens to masks; the engine
+  edits the population.
+
+  Attributes:
+    copies: copies per member.
+    meets: ``completed_epochs -> (prune, grow)``: whether the copies prune and are
+      reassembled, and whether they grow, after that many epochs (0: at the start).
+    prune: ``(params, masks, target_sparsity, copy) -> masks``, one copy's masks
+      before its member is reassembled.
+    layer_copy: ``masks -> {layer path: copy}`` (one member's masks), the copy each
+      layer is taken from.
+    grow: ``(masks, copy) -> masks``, one copy's masks after the meeting.
+  """
+  copies: int
+  meets: Callable[[int], tuple[bool, bool]]
+  prune: Callable[..., PyTree]
+  layer_copy: Callable[[PyTree], dict]
+  grow: Callable[[PyTree, jax.Array], PyTree]
 
 
 def trainable(state: NamedTuple) -> PyTree:

@@ -27,14 +27,15 @@ by magnitude and the member is reassembled, every layer taken from the copy
 that grew its partition (weights, masks, biases, normalisation parameters
 and statistics, and optimizer state alike; what belongs to no layer, such as
 keys and step counts, from copy 0), and all copies continue from it. Rounds
-last whole epochs.
+last whole epochs. The method says what happens to the masks
+(:class:`jaxsparse.sparsify.CopyRounds`); the engine reassembles the
+population (:func:`jaxsparse.engine.between_epochs`).
 
 Grown weights start from zero (the engine zeroes pruned weights).
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -45,7 +46,7 @@ from jaxsparse import masks as masks_lib
 from jaxsparse.errors import UserError
 from jaxsparse.errors import invalid_field
 from jaxsparse.sparsify import fields
-from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
+from jaxsparse.sparsify.base import CopyRounds, SparsifyMethod, TrainingSchedule
 from jaxsparse.sparsify.registry import Field, register
 from jaxsparse.sparsify.random_pruning import random_masks
 
@@ -55,13 +56,6 @@ Layer = tuple[str, ...]
 class GapState(NamedTuple):
   """State of GaP: the masks."""
   masks: Any
-
-
-def _dict_names(path) -> list[str] | None:
-  """The dict keys along a pytree path, or None if its last step is not a dict key."""
-  if not path or not isinstance(path[-1], jax.tree_util.DictKey):
-    return None
-  return [str(entry.key) for entry in path if isinstance(entry, jax.tree_util.DictKey)]
 
 
 def layer_partitions(masks, num_partitions: int,
@@ -75,7 +69,7 @@ def layer_partitions(masks, num_partitions: int,
   """
   prunable: list[Layer] = []
   for path, mask in jax.tree_util.tree_leaves_with_path(masks):
-    layer = tuple(_dict_names(path) or ())[:-1]
+    layer = masks_lib.layer_of_leaf(path)
     if mask is not None and layer not in prunable:
       prunable.append(layer)
   if not 1 <= num_partitions <= len(prunable):
@@ -91,21 +85,6 @@ def layer_partitions(masks, num_partitions: int,
   return partitions
 
 
-def partition_of_path(partitions: dict[Layer, int], path) -> int | None:
-  """The partition of the layer a pytree leaf belongs to, found by its path, or None.
-
-  A leaf belongs to a layer when the dict keys just before its own name are
-  the layer's module path (the longest such path wins), wherever the layer's
-  variables sit: parameters, masks, BatchNorm statistics, optimizer moments.
-  """
-  names = _dict_names(path)
-  for start in range(len(names or ())):
-    layer = tuple(names[start:-1])
-    if layer in partitions:
-      return partitions[layer]
-  return None
-
-
 def partition_of_leaves(masks, num_partitions: int, layer_order: tuple[Layer, ...] = ()):
   """A pytree like ``masks`` holding each prunable tensor's partition (None elsewhere)."""
   return _partition_tree(masks, layer_partitions(masks, num_partitions, layer_order))
@@ -113,7 +92,7 @@ def partition_of_leaves(masks, num_partitions: int, layer_order: tuple[Layer, ..
 
 def _partition_tree(masks, partitions: dict[Layer, int]):
   return jax.tree_util.tree_map_with_path(
-      lambda path, mask: None if mask is None else partition_of_path(partitions, path), masks,
+      lambda path, mask: None if mask is None else masks_lib.layer_value(partitions, path), masks,
       is_leaf=lambda x: x is None)
 
 
@@ -178,85 +157,40 @@ def cyclic_gap(num_partitions: int, start_step: int, end_step: int, round_length
   return SparsifyMethod(init, update)
 
 
-def _grow_own_partition(masks, partitions, num_copies: int):
-  """Copy i of each member (masks with leading axis [members * copies]) makes partition i dense."""
-  copy = jnp.arange(jax.tree.leaves(masks)[0].shape[0]) % num_copies
-  return jax.tree.map(
-      lambda mask, part: None if mask is None else jnp.where(
-          (copy == part).reshape(-1, *([1] * (mask.ndim - 1))), jnp.ones_like(mask), mask),
-      masks, partitions, is_leaf=lambda x: x is None)
-
-
-def _with_masks(population, masks):
-  return population._replace(sparsity_state=population.sparsity_state._replace(masks=masks))
-
-
-def reassemble(population, partitions: dict[Layer, int], num_copies: int):
-  """Every member rebuilt from its copies: each layer's variables (wherever they sit in the
-  state) from the copy that grew its partition, the rest from copy 0, given to all copies."""
-  def from_copy(path, leaf):
-    copy = partition_of_path(partitions, path)
-    grouped = leaf.reshape(-1, num_copies, *leaf.shape[1:])
-    return jnp.repeat(grouped[:, 0 if copy is None else copy], num_copies, axis=0)
-  return jax.tree_util.tree_map_with_path(from_copy, population)
-
-
-@functools.partial(jax.jit, static_argnames=("num_copies", "scope", "prune", "grow",
-                                             "layer_order"))
-def parallel_gap_boundary(population, target, *, num_copies: int, scope: str, prune: bool,
-                          grow: bool, layer_order: tuple[Layer, ...] = ()):
-  """A round boundary of parallel GaP on a population of members x ``num_copies`` copies.
-
-  ``population`` is a :class:`jaxsparse.engine.TrainState` whose members are
-  laid out member-major (copies of one member consecutive) and ``target`` its
-  per-member target sparsity. ``prune``: copy i prunes its partition i back
-  to the target (ranking only kept weights) and each member is reassembled
-  (:func:`reassemble`). ``grow``: copy i then makes partition i dense.
-  """
-  masks = population.sparsity_state.masks
-  member_masks = jax.tree.map(lambda mask: mask[0], masks)
-  layers = layer_partitions(member_masks, num_copies, layer_order)
-  partitions = _partition_tree(member_masks, layers)
-  if prune:
-    copy = jnp.arange(target.shape[0]) % num_copies
-    masks = jax.vmap(lambda p, m, t, c: prune_kept(p, m, t, scope, _outside(partitions, c)))(
-        population.params, masks, target, copy)
-    population = reassemble(_with_masks(population, masks), layers, num_copies)
-    masks = population.sparsity_state.masks
-    # Pruned weights become zero, so that a partition grows again from zero.
-    population = population._replace(
-        params=jax.vmap(masks_lib.apply_masks)(population.params, masks))
-  if grow:
-    population = _with_masks(population, _grow_own_partition(masks, partitions, num_copies))
-  return population
-
-
 def parallel_gap(num_partitions: int, start_epoch: int, end_epoch: int, round_epochs: int,
                  scope: str = "layerwise", layer_order: tuple[Layer, ...] = ()) -> SparsifyMethod:
-  """Parallel GaP: ``num_partitions`` copies per member, rounds of ``round_epochs`` epochs."""
+  """Parallel GaP: ``num_partitions`` copies per member, rounds of ``round_epochs`` epochs.
 
+  Its copies meet at round boundaries (:class:`jaxsparse.sparsify.CopyRounds`): copy i
+  prunes its partition i back to the target (ranking only kept weights), the member is
+  reassembled layer by layer from the copies that grew each partition, and copy i then
+  grows partition i of the next round. Masks do not change inside a round.
+  """
   init = _random_start(scope)
 
   def update(state, params, grads, step, target):
     del params, grads, step, target
     return state  # masks change only at round boundaries, between epochs
 
-  def at_boundary(completed_epochs: int) -> bool:
-    return (start_epoch <= completed_epochs <= end_epoch
-            and not (completed_epochs - start_epoch) % round_epochs)
+  def meets(completed_epochs: int) -> tuple[bool, bool]:
+    boundary = (start_epoch <= completed_epochs <= end_epoch
+                and not (completed_epochs - start_epoch) % round_epochs)
+    return boundary and completed_epochs > start_epoch, boundary and completed_epochs < end_epoch
 
-  def between_epochs(population, hyper, completed_epochs: int):
-    if not at_boundary(completed_epochs):
-      return population
-    return parallel_gap_boundary(population, hyper.sparsity, num_copies=num_partitions,
-                                 scope=scope, prune=completed_epochs > start_epoch,
-                                 grow=completed_epochs < end_epoch, layer_order=layer_order)
+  def prune(params, masks, target, copy):
+    partitions = partition_of_leaves(masks, num_partitions, layer_order)
+    return prune_kept(params, masks, target, scope, _outside(partitions, copy))
 
-  def reassembled(completed_epochs: int) -> bool:
-    return at_boundary(completed_epochs) and completed_epochs > start_epoch
+  def grow(masks, copy):
+    partitions = partition_of_leaves(masks, num_partitions, layer_order)
+    return jax.tree.map(
+        lambda mask, part: None if mask is None else jnp.where(part == copy,
+                                                               jnp.ones_like(mask), mask),
+        masks, partitions, is_leaf=lambda x: x is None)
 
-  return SparsifyMethod(init, update, copies=num_partitions, between_epochs=between_epochs,
-                        stale_batch_stats_after=reassembled)
+  rounds = CopyRounds(num_partitions, meets, prune,
+                      lambda masks: layer_partitions(masks, num_partitions, layer_order), grow)
+  return SparsifyMethod(init, update, copy_rounds=rounds)
 
 
 #: The fields both GaP variants read.
