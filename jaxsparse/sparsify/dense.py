@@ -14,7 +14,8 @@ class DenseState(NamedTuple):
   masks: Any
 
 
-@register(DENSE, twin_level=None, title="dense", target_sparsity=(
+@register(DENSE, twin_level=None, title="dense", summary="dense training (the zoo itself)",
+          configs=("configs/zoo.py",), target_sparsity=(
     "method 'none' trains dense members; set config.sparsify.method or use 0"))
 def dense(settings=None, training=None) -> SparsifyMethod:
   """No sparsification: all-ones masks that never change."""

@@ -62,6 +62,8 @@ def edge_popup() -> SparsifyMethod:
 
 
 @register("edge_popup", title="edge-popup",
+          summary="top-k of learned scores over frozen weights (Ramanujan et al. 2020)",
+          configs=("configs/edge_popup.py",),
           fields={"trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE})
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds edge-popup (its only setting: the scores' learning rate scale)."""

@@ -47,6 +47,9 @@ def filter_pruning(prune_step: int) -> SparsifyMethod:
 
 
 @register("filter", title="L1 filter pruning", fields={"start_epoch": fields.START_EPOCH},
+          summary="structured L1 filter pruning (Li et al. 2017), physically shrinkable; "
+          "against width-scaled ThinResNets (Tessier et al. 2023) in "
+          "docs/structured_vs_thin.md", configs=("configs/filter.py",),
           example=dict(start_epoch=1))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Builds L1 filter pruning at ``settings.start_epoch``."""

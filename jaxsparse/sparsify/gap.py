@@ -201,6 +201,8 @@ GAP_FIELDS = {"start_epoch": fields.START_EPOCH, "end_epoch": fields.END_EPOCH,
 
 
 @register("gap", title="cyclic GaP", fields=GAP_FIELDS, validate=fields.check_epoch_window,
+          summary="scheduled grow-and-prune, cyclic (Ma et al., ICLR 2022)",
+          configs=("configs/gap.py",),
           uses_layer_order=True,
           example=dict(start_epoch=0, end_epoch=1, num_rounds=2, num_partitions=2))
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
@@ -225,6 +227,8 @@ def _validate_parallel(config) -> None:
 # Its copies meet only between epochs (tested in test_gap.py); the example
 # exercises its engine part.
 @register("parallel_gap", title="parallel GaP", fields=GAP_FIELDS, validate=_validate_parallel,
+          summary="scheduled grow-and-prune, parallel: a member's copies each grow one "
+          "partition (Ma et al., ICLR 2022)", configs=("configs/parallel_gap.py",),
           twin_level=None, uses_layer_order=True,
           example=dict(start_epoch=0, end_epoch=1, num_rounds=1, num_partitions=2))
 def parallel_from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:

@@ -121,6 +121,8 @@ _SCALE_CHECK = fields.positive("use a positive multiple of the member's learning
 
 
 @register("gumbel_softmax", title="Gumbel-softmax",
+          summary="masks over frozen weights from Gumbel-softmax samples (Dupont et al., ICIP "
+          "2022)", configs=("configs/gumbel_softmax.py", "configs/gumbel_softmax_dupont.py"),
           fields={"temperature_start": Field(1.0, "temperature at the first step",
                                              _TEMPERATURE_CHECK),
                   "temperature_end": Field(0.1, "temperature at the last step (annealed "

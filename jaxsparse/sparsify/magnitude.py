@@ -66,6 +66,8 @@ def _validate(config) -> None:
 
 
 @register("magnitude", title="magnitude pruning", abbreviation="magnitude",
+          summary="largest |w| per tensor, overall or by ERK budgets; one-shot, gradual (Zhu & "
+          "Gupta 2017) or iterative", configs=("configs/magnitude.py",),
           fields={"schedule": Field("one_shot", "'one_shot' | 'gradual' | 'iterative'",
                                     fields.one_of(SCHEDULES)),
                   "scope": fields.SCOPE, "start_epoch": fields.START_EPOCH,

@@ -36,6 +36,8 @@ def random_masks(key: jax.Array, params, masks, sparsity, scope: str = "layerwis
 
 
 @register("random", title="random pruning",
+          summary="random masks at the target: static sparse training or random pruning",
+          configs=("configs/random.py",),
           fields={"start_epoch": fields.START_EPOCH, "scope": fields.SCOPE})
 def random_pruning(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Random masks at the target sparsity, drawn at ``settings.start_epoch``."""

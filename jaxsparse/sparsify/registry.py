@@ -81,6 +81,8 @@ class MethodDeclaration(NamedTuple):
   example: Mapping[str, Any]
   module: str
   uses_layer_order: bool = False
+  summary: str = ""
+  configs: tuple[str, ...] = ()
 
   @property
   def uses_target_sparsity(self) -> bool:
@@ -98,7 +100,8 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
              twin_level: TwinLevel | None = TARGET_SPARSITY,
              target_sparsity: str | None = None, title: str | None = None,
              abbreviation: str | None = None, example: Mapping[str, Any] | None = None,
-             uses_layer_order: bool = False):
+             uses_layer_order: bool = False, summary: str = "",
+             configs: tuple[str, ...] = ()):
   """Decorator: declares the method ``name`` built by ``build(settings, training)``.
 
   Args:
@@ -122,6 +125,8 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
       the method (used by the tests every method must pass).
     uses_layer_order: whether the builder reads ``training.layer_order`` (the
       model's layers in network depth), which setup then traces for it.
+    summary: what the method does, in one line (the README's methods table).
+    configs: the config files in ``configs/`` that run it.
   """
   fields = dict(fields or {})
   for setting in member_settings:
@@ -149,7 +154,8 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
         name=name, build=build, fields=fields, member_settings=tuple(member_settings),
         validate=validate, twin_level=twin_level, target_sparsity=target_sparsity,
         title=title_, abbreviation=abbreviation or title_, example=dict(example or {}),
-        module=build.__module__, uses_layer_order=uses_layer_order)
+        module=build.__module__, uses_layer_order=uses_layer_order, summary=summary,
+        configs=tuple(configs))
     for field_name, field in fields.items():
       _FIELDS.setdefault(field_name, field)
     return build

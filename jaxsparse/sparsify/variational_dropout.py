@@ -262,7 +262,9 @@ def _build(settings, training: TrainingSchedule, straight_through: bool) -> Spar
 
 
 @register("variational_dropout", title="variational dropout", abbreviation="VD",
-          **_DECLARATION)
+          summary="sparse variational dropout (Molchanov et al., ICML 2017), as the public "
+          "model-zoo code trains it; sparsity is an outcome of the KL weight",
+          configs=("configs/variational_dropout.py",), **_DECLARATION)
 def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
   """Variational dropout as the public model-zoo code trains it: log alpha's clip passes no
   gradient. ``kl_weight`` may differ between members (see :class:`jaxsparse.sparsify.Target`).
@@ -272,6 +274,8 @@ def from_settings(settings, training: TrainingSchedule) -> SparsifyMethod:
 
 @register("variational_dropout_straight_through",
           title="variational dropout (straight-through clip)", abbreviation="VD-ST",
+          summary="variational dropout whose log-alpha clip passes gradients (a departure "
+          "from the public code)",
           # Levels of their own: the same KL weight prunes more than with the public clip.
           **{**_DECLARATION, "twin_level": TwinLevel(
               "kl_weight", "straight_through_kl_weights", (10.0, 100.0), "KL weight")})
