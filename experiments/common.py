@@ -1,4 +1,7 @@
-"""What the model-by-model experiments share: their command line and how they write results."""
+"""The harness every experiment script shares: one command-line style (absl flags, defined
+under ``if __name__ == "__main__"`` so that tests can import the scripts), one way to run
+(:func:`run`), one results writer (:func:`write_results`) and one Markdown table
+(:func:`markdown_table`)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import os
 import time
 from typing import Callable
 
-from absl import app, flags
+from absl import app, flags, logging
 import pandas as pd
 
 from jaxsparse import cpu_cores, errors
@@ -41,26 +44,36 @@ def write_results(workdir: str, table: str, started: float, **tables: pd.DataFra
         f"{workdir}.", flush=True)
 
 
-def model_experiment_main(run: Callable[[str, list[str], bool], object],
-                          models: tuple[str, ...], default: tuple[str, ...] | None = None,
-                          ) -> Callable[[list[str]], None]:
+def run(main: Callable[[], object]) -> None:
+  """Runs an experiment script's ``main()`` once absl has parsed its flags: one JAX CPU
+  device per core (before JAX starts), Orbax's INFO logs off, a :class:`UserError` as one
+  line with exit status 2, and arguments that are not flags refused."""
+  cpu_cores.split_cpu_by_core()
+
+  def absl_main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
+    errors.exit_on_user_error(main)()
+  app.run(absl_main)
+
+
+def model_experiment_main(run_models: Callable[[str, list[str], bool], object],
+                          models: tuple[str, ...], default: tuple[str, ...] | None = None
+                          ) -> None:
   """Defines ``--workdir``, ``--models`` (of ``models``; ``default``, or all of them, when
-  not given) and ``--quick`` and returns the ``main`` that calls ``run(workdir, models,
-  quick)`` (flags are defined only when a script runs)."""
+  not given) and ``--quick`` and runs ``run_models(workdir, models, quick)`` (:func:`run`)."""
   workdir = flags.DEFINE_string("workdir", None, "Where every run and the results go.")
   chosen = flags.DEFINE_list("models", list(default or models),
                              f"Models to run, of {list(models)}.")
   quick = flags.DEFINE_bool("quick", False,
                             "A pipeline check in under 5 minutes (the first model only).")
   flags.mark_flags_as_required(["workdir"])
-  cpu_cores.split_cpu_by_core()  # before JAX starts: members train on every core
 
-  @errors.exit_on_user_error
-  def main(argv):
-    del argv
+  def main():
     unknown = [model for model in chosen.value if model not in models]
     if unknown:
-      raise app.UsageError(f"--models={','.join(unknown)} is unknown; use some of "
-                           f"{','.join(models)}")
-    run(workdir.value, chosen.value, quick.value)
-  return main
+      raise errors.UserError(f"--models={','.join(unknown)} is unknown; use some of "
+                             f"{','.join(models)}")
+    run_models(workdir.value, chosen.value, quick.value)
+  run(main)

@@ -34,12 +34,12 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 import matplotlib
 import pandas as pd
 import scipy.stats
 
-from jaxsparse import analysis, data, train
+from jaxsparse import analysis, data, errors, train
 from jaxsparse.config import load_config_file, validate_config
 
 import common
@@ -235,11 +235,11 @@ if __name__ == "__main__":
     try:
       levels = tuple(float(level) for level in chosen_levels.value)
     except ValueError:
-      raise app.UsageError(f"--levels={','.join(chosen_levels.value)} is not a list of "
+      raise errors.UserError(f"--levels={','.join(chosen_levels.value)} is not a list of "
                            "numbers; use e.g. --levels=0.8,0.95") from None
     if any(not 0 < level < 1 for level in levels):
-      raise app.UsageError(f"--levels={','.join(chosen_levels.value)}: every level is a "
+      raise errors.UserError(f"--levels={','.join(chosen_levels.value)}: every level is a "
                            "sparsity between 0 and 1 (exclusive)")
     return run(workdir, models, quick_mode, levels)
 
-  app.run(common.model_experiment_main(run_at_chosen_levels, tuple(MODELS)))
+  common.model_experiment_main(run_at_chosen_levels, tuple(MODELS))

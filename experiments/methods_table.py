@@ -5,7 +5,7 @@ Reads the workdirs of runs such as ``python -m jaxsparse.main
 target sparsity, the population's test accuracy (mean, standard deviation,
 min, max), the achieved weight sparsity, and the sparsity of every layer::
 
-  python experiments/methods_table.py runs/methods/magnitude runs/methods/gap ...
+  python experiments/methods_table.py --workdirs=runs/methods/magnitude,runs/methods/gap,...
 
 Runs whose sparsity is an outcome (variational dropout) are grouped by member
 instead of by target.
@@ -14,7 +14,6 @@ instead of by target.
 from __future__ import annotations
 
 import os
-import sys
 
 import jax
 import numpy as np
@@ -58,6 +57,8 @@ def markdown(workdirs: list[str]) -> str:
 
 
 if __name__ == "__main__":
-  if len(sys.argv) < 2:
-    sys.exit("usage: python experiments/methods_table.py WORKDIR [WORKDIR ...]")
-  print(markdown(sys.argv[1:]))
+  import common
+  from absl import flags
+  workdirs = flags.DEFINE_list("workdirs", None, "the runs' workdirs, comma-separated")
+  flags.mark_flags_as_required(["workdirs"])
+  common.run(lambda: print(markdown(workdirs.value)))

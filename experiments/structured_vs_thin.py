@@ -32,15 +32,14 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags, logging
 import jax
 import matplotlib
 import numpy as np
 import pandas as pd
 from ml_collections import config_flags
 
-from jaxsparse import (analysis, build, checkpoints, cpu_cores, data, errors, models, structured,
-                       train)
+from jaxsparse import analysis, build, checkpoints, data, models, structured, train
 from jaxsparse import masks as masks_lib
 from jaxsparse.config import validate_config
 
@@ -219,19 +218,14 @@ def run(config, workdir, quick_mode=False):
         f"are under {workdir}.", flush=True)
 
 
-def _define_flags():
-  """The command line. Defined only when run as a script: jaxsparse.main defines a
-  --config flag too, and tests import both."""
+if __name__ == "__main__":
+  import common
+  # Defined only when run as a script: jaxsparse.main defines a --config flag too, and
+  # tests import both.
   config = config_flags.DEFINE_config_file(
       "config", os.path.join(os.path.dirname(__file__), "..", "configs", "filter.py"),
       "The pruned arm's config; the thin arm uses the same recipe.")
   workdir = flags.DEFINE_string("workdir", None, "Where both arms and the results go.")
   quick_mode = flags.DEFINE_bool("quick", False, "A pipeline check in about 5 minutes.")
   flags.mark_flags_as_required(["workdir"])
-  return errors.exit_on_user_error(
-      lambda argv: run(config.value, workdir.value, quick_mode.value))
-
-
-if __name__ == "__main__":
-  cpu_cores.split_cpu_by_core()  # before JAX starts
-  app.run(_define_flags())
+  common.run(lambda: run(config.value, workdir.value, quick_mode.value))

@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, logging
+from absl import logging
 import numpy as np
 import pandas as pd
 import scipy.stats
@@ -223,4 +223,4 @@ def run(workdir: str, models: list[str], quick_mode: bool = False) -> pd.DataFra
 
 
 if __name__ == "__main__":
-  app.run(common.model_experiment_main(run, MODELS, default=CPU_MODELS))
+  common.model_experiment_main(run, MODELS, default=CPU_MODELS)

@@ -20,16 +20,13 @@ import json
 import os
 import time
 
-from absl import app, flags, logging
+from absl import flags
 import jax
 import jax.numpy as jnp
 
-from jaxsparse import build, cpu_cores, data, engine, errors, twins
+from jaxsparse import build, data, engine, twins
 from jaxsparse.config import load_config_file
 
-flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
-flags.DEFINE_integer("members", 0, "Members to time (0: all of the paper's 2,560).")
-flags.DEFINE_string("out", "", "Write the measurements as JSON here.")
 FLAGS = flags.FLAGS
 
 
@@ -48,10 +45,8 @@ def _time_population(run, images, labels, steps):
   return (time.perf_counter() - started) / steps
 
 
-@errors.exit_on_user_error
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)
+def main():
+  """Times every phase of the paper-scale study and prints the projection."""
   config = load_config_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                          "configs", "twins_paper.py"))
   dataset = data.dataset_from_config(config)
@@ -86,5 +81,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cpu_cores.split_cpu_by_core()  # before JAX starts: timed as a run trains, a core each
-  app.run(main)
+  import common
+  flags.DEFINE_integer("steps", 10, "Steps of the first epoch to time (after a compiling call).")
+  flags.DEFINE_integer("members", 0, "Members to time (0: all of the paper's 2,560).")
+  flags.DEFINE_string("out", "", "Write the measurements as JSON here.")
+  common.run(main)  # timed as a run trains: a CPU device per core

@@ -15,7 +15,6 @@ achieved sparsity per level.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxsparse import checkpoints, cpu_cores, data, errors, metrics, train, twins  # noqa: E402
+from jaxsparse import checkpoints, data, metrics, train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
 
 
@@ -38,32 +37,20 @@ def variants(config, kl_weights, scopes, methods):
     yield "variational_dropout", twins.TwinRun("variational_dropout", None, tuple(kl_weights), ""), {}
 
 
-@errors.exit_on_user_error
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--config", default="configs/default.py")
-  parser.add_argument("--zoo", required=True, help="run directory of the trained zoo")
-  parser.add_argument("--epoch", type=int, default=None, help="zoo checkpoint (default: last)")
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--kl_weights", default="", help="comma-separated (default: the config's)")
-  parser.add_argument("--scopes", default="layerwise")
-  parser.add_argument("--methods", default="magnitude,variational_dropout",
-                      help="comma-separated: which of the two to compare")
-  parser.add_argument("--out", default="")
-  args = parser.parse_args()
-  config = load_config_file(args.config)
+def main(config_path: str, zoo: str, epoch: int | None, workdir: str, kl_weights: list[float],
+         scopes: list[str], methods: list[str], out: str) -> None:
+  """Trains every variant from the zoo and prints (and writes to ``out``) its curves."""
+  config = load_config_file(config_path)
   config.logging.progress = "none"
   config.logging.tensorboard = False
-  kl_weights = [float(v) for v in args.kl_weights.split(",")] if args.kl_weights else \
-      list(config.twins.kl_weights)
-  state, table = checkpoints.load_population(args.zoo, args.epoch)
+  kl_weights = kl_weights or list(config.twins.kl_weights)
+  state, table = checkpoints.load_population(zoo, epoch)
   originals = (state.params, state.batch_stats)
   dataset = data.dataset_from_config(config)
   subset = twins.training_subset(dataset, config.twins.train_examples)
   results = {}
-  for name, run, changes in variants(config, kl_weights, args.scopes.split(","),
-                                         args.methods.split(",")):
-    run = run._replace(workdir=os.path.join(args.workdir, name))
+  for name, run, changes in variants(config, kl_weights, scopes, methods):
+    run = run._replace(workdir=os.path.join(workdir, name))
     twin = twins.twin_config(config, run)
     twin.sparsify.update(changes)
     train.train_and_evaluate(twin, run.workdir, subset,
@@ -78,11 +65,24 @@ def main():
       print(f"{name:<32} level {level:<8g} sparsity {sparsity[members].mean():.3f} "
             f"accuracy per epoch {np.round(per_epoch[:, members].mean(1), 4).tolist()}",
             flush=True)
-  if args.out:
-    with open(args.out, "w") as file:
+  if out:
+    with open(out, "w") as file:
       json.dump(results, file, indent=1)
 
 
 if __name__ == "__main__":
-  cpu_cores.split_cpu_by_core()  # before JAX starts
-  main()
+  import common
+  from absl import flags
+  config = flags.DEFINE_string("config", "configs/default.py", "the study config")
+  zoo = flags.DEFINE_string("zoo", None, "run directory of the trained zoo")
+  epoch = flags.DEFINE_integer("epoch", None, "zoo checkpoint (default: last)")
+  workdir = flags.DEFINE_string("workdir", None, "where the variants' runs go")
+  kl_weights = flags.DEFINE_list("kl_weights", [], "comma-separated (default: the config's)")
+  scopes = flags.DEFINE_list("scopes", ["layerwise"], "magnitude's scopes")
+  methods = flags.DEFINE_list("methods", ["magnitude", "variational_dropout"],
+                              "which of the two to compare")
+  out = flags.DEFINE_string("out", "", "write the curves as JSON here")
+  flags.mark_flags_as_required(["zoo", "workdir"])
+  common.run(lambda: main(config.value, zoo.value, epoch.value, workdir.value,
+                          [float(value) for value in kl_weights.value], scopes.value,
+                          methods.value, out.value))

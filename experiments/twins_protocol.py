@@ -9,7 +9,8 @@ in the order of ``--arms``, then writes ``WORKDIR/verdict.md`` and
 ``WORKDIR/verdict.json`` (:mod:`experiments.twins_verdict`). Every arm is
 resumable: re-running the command continues where it stopped, and a finished
 arm is not trained again. ``--arms=zoo,vd_public`` runs a subset;
-``--verdict_only`` only rewrites the verdict from what has finished.
+``--verdict_only`` only rewrites the verdict from what has finished;
+``--quick`` checks the pipeline in a few minutes.
 """
 
 from __future__ import annotations
@@ -18,25 +19,17 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxsparse import cpu_cores, errors, train, twins  # noqa: E402
+from jaxsparse import train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
+from jaxsparse.errors import UserError  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                       "twins_protocol.py")
 #: The order the arms run in: the zoo, then the public protocol first (its sanity check
 #: comes earliest) and the departure, the magnitude curves, and the bridge.
 ORDER = ("zoo", "vd_public", "vd_strong", "magnitude_5", "magnitude_25", "bridge")
-
-_WORKDIR = flags.DEFINE_string("workdir", "runs/twins_protocol", "Where the arms and verdict go.")
-_ARMS = flags.DEFINE_list("arms", list(ORDER), f"Arms to run, of {list(ORDER)}.")
-_VERDICT_ONLY = flags.DEFINE_bool("verdict_only", False,
-                                  "Only rewrite the verdict from the finished arms.")
-_QUICK = flags.DEFINE_bool("quick", False, "A pipeline check in a few minutes: 3 members on "
-                           "the 8x8 digits at 28x28, a few epochs of everything.")
 
 
 def quick(config, arm: str):
@@ -54,21 +47,21 @@ def quick(config, arm: str):
   return config
 
 
-def arm_config(arm: str, workdir: str):
+def arm_config(arm: str, workdir: str, quick_check: bool = False):
   """The config of ``arm``; a twin arm starts from the zoo under ``workdir``."""
   config = load_config_file(f"{CONFIG}:{arm}")
-  config = quick(config, arm) if _QUICK.value else config
+  config = quick(config, arm) if quick_check else config
   config.logging.progress = "lines"
   if arm != "zoo":
     config.twins.original_workdir = os.path.join(workdir, "zoo")
   return config
 
 
-def run_arm(arm: str, workdir: str) -> None:
+def run_arm(arm: str, workdir: str, quick_check: bool = False) -> None:
   """Trains (or resumes, or finds finished) one arm."""
   started = time.time()
   print(f"== {arm} ({time.strftime('%Y-%m-%d %H:%M:%S')})", flush=True)
-  config = arm_config(arm, workdir)
+  config = arm_config(arm, workdir, quick_check)
   if arm == "zoo":
     train.train_and_evaluate(config, os.path.join(workdir, "zoo"))
   else:
@@ -76,19 +69,25 @@ def run_arm(arm: str, workdir: str) -> None:
   print(f"== {arm} done in {(time.time() - started) / 60:.1f} min", flush=True)
 
 
-def main(argv):
-  del argv
-  logging.set_verbosity(logging.WARNING)  # (Orbax logs every checkpoint at INFO)
-  unknown = [arm for arm in _ARMS.value if arm not in ORDER]
+def main(workdir: str, arms: list[str], verdict_only: bool, quick_check: bool) -> None:
+  """Runs the arms (in :data:`ORDER`), then writes the verdict."""
+  unknown = [arm for arm in arms if arm not in ORDER]
   if unknown:
-    raise app.UsageError(f"--arms={','.join(unknown)} is unknown; use some of {','.join(ORDER)}")
-  if not _VERDICT_ONLY.value:
-    for arm in [arm for arm in ORDER if arm in _ARMS.value]:
-      errors.exit_on_user_error(run_arm)(arm, _WORKDIR.value)
+    raise UserError(f"--arms={','.join(unknown)} is unknown; use some of {','.join(ORDER)}")
+  if not verdict_only:
+    for arm in [arm for arm in ORDER if arm in arms]:
+      run_arm(arm, workdir, quick_check)
   from experiments import twins_verdict  # (its statistics need no JAX)
-  errors.exit_on_user_error(twins_verdict.write_verdict)(_WORKDIR.value)
+  twins_verdict.write_verdict(workdir)
 
 
 if __name__ == "__main__":
-  cpu_cores.split_cpu_by_core()  # before JAX starts: members train on every core
-  app.run(main)
+  from absl import flags
+  from experiments import common
+  workdir = flags.DEFINE_string("workdir", "runs/twins_protocol", "Where the arms and verdict go.")
+  arms = flags.DEFINE_list("arms", list(ORDER), f"Arms to run, of {list(ORDER)}.")
+  verdict_only = flags.DEFINE_bool("verdict_only", False,
+                                   "Only rewrite the verdict from the finished arms.")
+  quick_check = flags.DEFINE_bool("quick", False, "A pipeline check in a few minutes: 3 members "
+                                  "on the 8x8 digits at 28x28, a few epochs of everything.")
+  common.run(lambda: main(workdir.value, arms.value, verdict_only.value, quick_check.value))

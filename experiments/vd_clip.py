@@ -19,13 +19,11 @@ passes gradients instead, for which the bound is no limit.
 
 from __future__ import annotations
 
-import argparse
-
 import jax
 import numpy as np
 import pandas as pd
 
-from jaxsparse import checkpoints, errors, masks, twins, workdir as workdir_lib
+from jaxsparse import checkpoints, masks, twins, workdir as workdir_lib
 from jaxsparse.sparsify import variational_dropout as vd
 
 
@@ -56,16 +54,9 @@ def clip_table(study: str, kl_weight: float,
   return pd.DataFrame(rows)
 
 
-@errors.exit_on_user_error
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--study", required=True, help="a finished twins study's workdir")
-  parser.add_argument("--kl_weight", type=float, required=True, help="the VD level to read")
-  parser.add_argument("--method", default="variational_dropout",
-                      help="variational_dropout (the public clip) or "
-                      "variational_dropout_straight_through")
-  args = parser.parse_args()
-  rows = clip_table(args.study, args.kl_weight, args.method)
+def main(study: str, kl_weight: float, method: str) -> None:
+  """Prints the clip table of the study's VD twins at ``kl_weight``."""
+  rows = clip_table(study, kl_weight, method)
   with pd.option_context("display.float_format", "{:.3f}".format):
     print(rows.to_string(index=False))
     print(rows.groupby("initializer")[["achieved_sparsity", "bound", "clipped_kept"]].mean())
@@ -74,4 +65,11 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  import common
+  from absl import flags
+  study = flags.DEFINE_string("study", None, "a finished twins study's workdir")
+  kl_weight = flags.DEFINE_float("kl_weight", None, "the VD level to read")
+  variant = flags.DEFINE_string("method", "variational_dropout", "variational_dropout (the "
+                                "public clip) or variational_dropout_straight_through")
+  flags.mark_flags_as_required(["study", "kl_weight"])
+  common.run(lambda: main(study.value, kl_weight.value, variant.value))

@@ -33,18 +33,14 @@ import os
 import sys
 import time
 
-from absl import app, flags
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxsparse import analysis, cpu_cores, errors, metrics, tables, train, twins  # noqa: E402
+from jaxsparse import analysis, metrics, tables, train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
 from experiments.common import markdown_table, write_results  # noqa: E402
-
-_WORKDIR = flags.DEFINE_string("workdir", "runs/vd_ablation", "Where the zoo, arms and results go.")
-_CONFIG = flags.DEFINE_string("config", "configs/default.py", "The main job's config.")
 
 #: (name, trainable_learning_rate_scale, KL warm-up over all fine-tuning epochs).
 ARMS = (("scale 30, KL ramp over the first epoch", 30.0, False),
@@ -162,11 +158,9 @@ def run(workdir: str, config_path: str) -> None:
                 prune_only=prune_only)
 
 
-def main(argv):
-  del argv
-  errors.exit_on_user_error(run)(_WORKDIR.value, _CONFIG.value)
-
-
 if __name__ == "__main__":
-  cpu_cores.split_cpu_by_core()  # before JAX starts: members train on every core
-  app.run(main)
+  from absl import flags
+  from experiments import common
+  workdir = flags.DEFINE_string("workdir", "runs/vd_ablation", "Where the zoo, arms and results go.")
+  config = flags.DEFINE_string("config", "configs/default.py", "The main job's config.")
+  common.run(lambda: run(workdir.value, config.value))
