@@ -55,7 +55,7 @@ def main(config_path: str, zoo: str, epoch: int | None, workdir: str, kl_weights
     twin.sparsify.update(changes)
     train.train_and_evaluate(twin, run.workdir, subset,
                              origin=train.Origin(twins.tile_members(originals, len(run.levels))))
-    per_epoch = twins.epoch_test_accuracy(run.workdir)
+    per_epoch = twins.epoch_test_accuracy(run.workdir).to_numpy()
     sparsity = metrics.read_predictions(run.workdir)["sparsity"]
     results[name] = []
     for index, level in enumerate(run.levels):

@@ -60,7 +60,7 @@ def agreement_where_correct(original: np.ndarray, twin: np.ndarray,
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
   """Pearson's r (NaN when either has no variance or fewer than 2 members)."""
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  if len(x) < 2:
+  if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:  # (rounding would give 0, not nan)
     return float("nan")
   dx, dy = x - x.mean(), y - y.mean()
   denominator = np.sqrt(np.sum(dx * dx) * np.sum(dy * dy))

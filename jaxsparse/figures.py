@@ -30,6 +30,24 @@ from jaxsparse.analysis import CROSSOVER_SPARSITY  # noqa: E402
 #: Hyperparameters tried, in order, when no ``color_by`` is given.
 COLOR_FIELDS = ("activation", "initializer", "optimizer", "learning_rate", "dropout_rate", "seed")
 _DENSE_STYLE = dict(color="black", marker="D", linestyle="none", markersize=6)
+#: Okabe & Ito's colour-blind-safe palette (black left for the dense originals): one hue per
+#: method (and scope).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442")
+#: One marker per method, so that series differ in shape as well as hue.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def series_style(index: int) -> dict:
+  """The colour and marker of the ``index``-th series (a method at one scope)."""
+  return dict(color=PALETTE[index % len(PALETTE)], marker=MARKERS[index % len(MARKERS)])
+
+
+def level_color(color: str, level_index: int, num_levels: int) -> tuple:
+  """``color`` lightened for the lower levels of a series (its top level at full strength):
+  one hue per method, one lightness per level."""
+  rgb = np.asarray(matplotlib.colors.to_rgb(color))
+  share = 0.55 * (num_levels - 1 - level_index) / max(num_levels - 1, 1)
+  return tuple(rgb + (1 - rgb) * share)
 
 
 def healthy(rows: pd.DataFrame) -> pd.DataFrame:
@@ -40,10 +58,28 @@ def healthy(rows: pd.DataFrame) -> pd.DataFrame:
   return rows[keep]
 
 
+def _title(method: str) -> str:
+  """The method's name in prose (its declaration's title), or the name a user gave it."""
+  from jaxsparse import sparsify
+  try:
+    return sparsify.declaration(method).title
+  except Exception:  # a method whose module is not imported: its name, readable
+    return method.split(":")[-1].replace("_", " ")
+
+
 def series_label(rows: pd.DataFrame) -> str:
-  """'magnitude (global)' for a run's rows: its method, with its scope if it has one."""
+  """'magnitude pruning (global)' for a run's rows: its method's title, with its scope if it
+  has one."""
   method, scope = rows["method"].iloc[0], rows["scope"].iloc[0]
-  return method if scope is None or pd.isna(scope) else f"{method} ({scope})"
+  title = _title(method)
+  return title if scope is None or pd.isna(scope) else f"{title} ({scope.replace('_', '-')})"
+
+
+def level_label(level_field: str, level: float) -> str:
+  """'target 90 %' or 'KL weight 30': a level as the method's declaration names it."""
+  if level_field in ("target_sparsity", "sparsity"):
+    return f"target {level:.0%}".replace("%", " %")
+  return f"{level_field.replace('_', ' ').replace('kl ', 'KL ')} {level:g}"
 
 
 def _twins(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -91,9 +127,9 @@ def accuracy_vs_sparsity(rows: pd.DataFrame) -> plt.Figure:
     median, low, high = _quartiles(originals["test_accuracy"])
     axis.errorbar([0.0], [median], yerr=[[low], [high]], capsize=3, label="dense originals",
                   **_DENSE_STYLE)
-  for run, group in _twins(rows).items():
-    _errorbar(axis, _level_points(group, "achieved_sparsity", "test_accuracy"), marker="o",
-              label=series_label(group))
+  for index, (run, group) in enumerate(_twins(rows).items()):
+    _errorbar(axis, _level_points(group, "achieved_sparsity", "test_accuracy"),
+              label=series_label(group), **series_style(index))
   axis.axvline(CROSSOVER_SPARSITY, color="gray", linestyle=":", linewidth=0.8,
                label="paper's crossover (80 %)")
   axis.set(xlabel="achieved sparsity", ylabel="test accuracy", xlim=(-0.03, 1.0),
@@ -106,11 +142,11 @@ def agreement_vs_sparsity(rows: pd.DataFrame, num_classes: int = 10) -> plt.Figu
   """Agreement and Cohen's kappa of twins with their originals against achieved sparsity
   (two panels sharing the x axis), with the chance levels."""
   figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, layout="constrained")
-  for run, group in _twins(rows).items():
+  for index, (run, group) in enumerate(_twins(rows).items()):
     for axis, column in zip(axes, ("agreement", "cohen_kappa")):
       if column in group:
-        _errorbar(axis, _level_points(group, "achieved_sparsity", column), marker="o",
-                  label=series_label(group))
+        _errorbar(axis, _level_points(group, "achieved_sparsity", column),
+                  label=series_label(group), **series_style(index))
   axes[0].axhline(1 / num_classes, color="gray", linestyle="--", linewidth=0.8,
                   label=f"chance (1/{num_classes}, uniform guesses)")
   axes[1].axhline(0.0, color="gray", linestyle="--", linewidth=0.8, label="chance (κ = 0)")
@@ -142,7 +178,8 @@ def original_vs_twin(rows: pd.DataFrame, color_by: str | None = None) -> plt.Fig
   twins = _twins(rows)
   color_by = color_by or default_color_field(rows)
   categories = sorted(rows[color_by].dropna().unique().tolist()) if color_by in rows else []
-  colors = dict(zip(categories, plt.get_cmap("tab10").colors * 10))
+  colors = dict(zip(categories, PALETTE * (len(categories) // len(PALETTE) + 1)))
+  field_name = color_by.replace("_", " ")
   columns = max((group["level"].nunique() for group in twins.values()), default=1)
   num_rows = max(len(twins), 1)
   figure, axes = plt.subplots(num_rows, columns, figsize=(2.6 * columns + 1.5, 2.6 * num_rows),
@@ -155,12 +192,13 @@ def original_vs_twin(rows: pd.DataFrame, color_by: str | None = None) -> plt.Fig
       for category in categories:
         chosen = members[members[color_by] == category]
         axis.scatter(chosen["original_test_accuracy"], chosen["test_accuracy"], s=14,
-                     color=colors[category], label=f"{color_by} = {category}")
+                     color=colors[category], label=f"{field_name} = {category}")
       axis.axline((0, 0), slope=1, color="gray", linewidth=0.6)
       r = analysis.pearson(members["original_test_accuracy"].to_numpy(),
                            members["test_accuracy"].to_numpy())
-      axis.set_title(f"{series_label(group)}\n{members['level_field'].iloc[0]} = {level:g}, "
-                     f"r = {r:.2f}", fontsize=9)
+      correlation = f"r = {r:.2f}" if np.isfinite(r) else "r undefined"
+      axis.set_title(f"{series_label(group)}\n{level_label(members['level_field'].iloc[0], level)}"
+                     f", {correlation}", fontsize=9)
   for axis in axes[-1]:
     axis.set_xlabel("original accuracy")
   for axis in axes[:, 0]:
@@ -173,46 +211,78 @@ def original_vs_twin(rows: pd.DataFrame, color_by: str | None = None) -> plt.Fig
   return figure
 
 
+def _legend_below(axis, offset: float = 0.42):
+  """A facet's legend under its axes, below its tick labels and x label (``offset``, in
+  axes heights): small multiples, so no legend over the data."""
+  return axis.legend(fontsize=7, frameon=False, loc="upper center", ncol=2,
+                     bbox_to_anchor=(0.5, -offset))
+
+
+def _facets(count: int, width: float = 3.2, height: float = 2.8, sharey: bool = True):
+  """A row of ``count`` small multiples (at most 4 per row) sharing their y axis."""
+  columns = min(count, 4)
+  num_rows = -(-count // columns)
+  figure, axes = plt.subplots(num_rows, columns, figsize=(width * columns + 1.6,
+                                                          height * num_rows),
+                              sharey=sharey, squeeze=False, layout="constrained")
+  figure.get_layout_engine().set(h_pad=0.15)
+  for axis in axes.flat[count:]:
+    axis.set_visible(False)
+  return figure, axes.flat[:count]
+
+
 def layer_sparsity(rows: pd.DataFrame) -> plt.Figure:
-  """Sparsity of each layer per (method, level): median bars with interquartile ranges."""
+  """Sparsity of each layer per (method, level): one facet per method, median bars with
+  interquartile ranges, one lightness of the method's hue per level."""
   columns = [column for column in rows if column.startswith("layer_sparsity/")]
   layers = [column.split("/", 1)[1] for column in columns]
-  bars = [(f"{series_label(group)} {group['level_field'].iloc[0]} = {level:g}", members)
-          for run, group in _twins(rows).items()
-          for level, members in group.groupby("level", sort=True)]
-  figure, axis = plt.subplots(figsize=(max(6.0, 1.2 * len(layers) + 2), 4),
-                              layout="constrained")
-  width = 0.8 / max(len(bars), 1)
-  for index, (label, members) in enumerate(bars):
-    quartiles = np.array([_quartiles(members[column]) for column in columns]).reshape(-1, 3)
-    axis.bar(np.arange(len(layers)) + index * width, quartiles[:, 0], width,
-             yerr=quartiles[:, 1:].T, capsize=1.5, label=label)
-  axis.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, layers)
-  axis.set(ylabel="sparsity", ylim=(0, 1.02),
-           title="Layer-wise sparsity (median, interquartile range)")
-  _legend_outside(axis)
+  twins = _twins(rows)
+  figure, axes = _facets(max(len(twins), 1), width=max(3.2, 0.55 * len(layers) + 1.2))
+  for index, (axis, (run, group)) in enumerate(zip(axes, twins.items())):
+    levels = list(group.groupby("level", sort=True))
+    width = 0.8 / max(len(levels), 1)
+    style = series_style(index)
+    for level_index, (level, members) in enumerate(levels):
+      quartiles = np.array([_quartiles(members[column]) for column in columns]).reshape(-1, 3)
+      axis.bar(np.arange(len(layers)) + level_index * width, quartiles[:, 0], width,
+               yerr=quartiles[:, 1:].T, capsize=1.5,
+               color=level_color(style["color"], level_index, len(levels)),
+               label=level_label(members["level_field"].iloc[0], level))
+    axis.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, layers, rotation=45, ha="right",
+                    fontsize=8)
+    axis.set(ylim=(0, 1.02), title=series_label(group))
+    axis.title.set_fontsize(9)
+    _legend_below(axis)
+  axes[0].set_ylabel("sparsity")
+  figure.suptitle("Layer-wise sparsity (median, interquartile range)")
   return figure
 
 
-def convergence(curves: dict[str, np.ndarray], originals: np.ndarray) -> plt.Figure:
-  """Twin test accuracy per fine-tuning epoch: per curve (label -> [epochs, members]) the
-  median with its interquartile band, and the dense originals' median and band."""
-  figure, axis = plt.subplots(figsize=(6.5, 4), layout="constrained")
-  # A study has up to a dozen curves: tab10 would give two of them one colour.
-  colors = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors
-  for index, (label, accuracy) in enumerate(curves.items()):
-    epochs = np.arange(1, len(accuracy) + 1)
-    low, median, high = np.nanquantile(accuracy, (0.25, 0.5, 0.75), axis=1)
-    line, = axis.plot(epochs, median, "o-", markersize=3, label=label,
-                      color=colors[index % len(colors)])
-    axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.15)
+def convergence(curves: dict[str, dict[str, pd.DataFrame]], originals: np.ndarray) -> plt.Figure:
+  """Twin test accuracy per fine-tuning epoch, one facet per method: per level (series
+  label -> level label -> [epochs, members] with the epochs as index, 0 the twins before
+  fine-tuning) the median with its interquartile band, one lightness of the method's hue
+  per level, and the dense originals' median and band."""
+  figure, axes = _facets(max(len(curves), 1))
   median, low, high = _quartiles(originals)
-  axis.axhline(median, color="black", linestyle="--", label="dense originals (median, IQR)")
-  axis.axhspan(median - low, median + high, color="gray", alpha=0.12)
-  axis.set(xlabel="fine-tuning epoch", ylabel="twin test accuracy",
-           title="Convergence of the twins' fine-tuning (median, interquartile band)")
-  axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-  _legend_outside(axis)
+  for index, (axis, (series, levels)) in enumerate(zip(axes, curves.items())):
+    style = series_style(index)
+    for level_index, (label, accuracy) in enumerate(levels.items()):
+      epochs = np.asarray(accuracy.index)
+      quartiles = np.nanquantile(accuracy.to_numpy(np.float64), (0.25, 0.5, 0.75), axis=1)
+      color = level_color(style["color"], level_index, len(levels))
+      axis.plot(epochs, quartiles[1], marker=style["marker"], markersize=3, color=color,
+                label=label)
+      axis.fill_between(epochs, quartiles[0], quartiles[2], color=color, alpha=0.15)
+    axis.axhline(median, color="black", linestyle="--", linewidth=0.9,
+                 label="dense originals (median)")
+    axis.axhspan(median - low, median + high, color="gray", alpha=0.12)
+    axis.set(xlabel="fine-tuning epoch", title=series)
+    axis.title.set_fontsize(9)
+    axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    _legend_below(axis)
+  axes[0].set_ylabel("twin test accuracy")
+  figure.suptitle("Convergence of the twins' fine-tuning (median, interquartile band)")
   return figure
 
 

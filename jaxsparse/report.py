@@ -43,7 +43,7 @@ def summarise(table: pd.DataFrame, original: dict, twins: list) -> dict:
 
   ``twins`` holds, per population of twins (:class:`jaxsparse.twins.TwinRun`,
   all its levels), its prediction record and its test accuracy per
-  fine-tuning epoch [epochs, members] (or None). Members whose original or
+  fine-tuning epoch (a frame: epochs by members; or None). Members whose original or
   twin training diverged (non-finite loss or weights; see
   :func:`jaxsparse.engine.train_member_epoch`) are left out of an entry's
   arrays and statistics and listed in its ``diverged_members``. Statistics:
@@ -57,7 +57,7 @@ def summarise(table: pd.DataFrame, original: dict, twins: list) -> dict:
       members = run.level_members(len(table), index)
       entries.append(_entry(table, original, original_ok, run, level,
                             _level_record(result, members),
-                            None if per_epoch is None else per_epoch[:, members]))
+                            None if per_epoch is None else np.asarray(per_epoch)[:, members]))
   summary = {"original": {"members": int(len(table)),
                           "test_accuracy": original["accuracy"].tolist(),
                           "diverged_members": np.flatnonzero(~original_ok).tolist(),
@@ -222,11 +222,18 @@ def _figures(workdir: str, rows: pd.DataFrame, twins: list, num_classes: int) ->
     if per_epoch is None:
       continue
     name = os.path.basename(run.workdir)
+    run_rows = rows[rows.run == name]
+    if not isinstance(per_epoch, pd.DataFrame):  # epochs 1, 2, ...
+      per_epoch = pd.DataFrame(per_epoch, index=np.arange(1, len(per_epoch) + 1))
+    levels = {}
     for index, level in enumerate(run.levels):
       members = np.arange(per_epoch.shape[1])[run.level_members(num_originals, index)]
-      keep = np.isin(members, healthy[healthy.run == name]["member"])
-      if keep.any():
-        curves[f"{run.name} {level:g}"] = per_epoch[:, members[keep]]
+      members = members[np.isin(members, healthy[healthy.run == name]["member"])]
+      if len(members):
+        label = figures.level_label(run_rows["level_field"].iloc[0], level)
+        levels[label] = per_epoch.iloc[:, members]
+    if levels:
+      curves[figures.series_label(run_rows)] = levels
   if not written or not curves:
     return written
   originals = healthy[healthy.run == "original"]["test_accuracy"].to_numpy()

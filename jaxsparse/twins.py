@@ -273,13 +273,18 @@ def _train_phases(config, workdir: str, zoo: list[build.Setup],
     bar.skip(int(member_steps_after[phase - 1]) - bar.n)
 
 
-def epoch_test_accuracy(run_dir: str) -> np.ndarray:
-  """Test accuracy of every member after every epoch of a run, [epochs, members], from
+def epoch_test_accuracy(run_dir: str) -> pd.DataFrame:
+  """Test accuracy of every member after every evaluated epoch of a run (a frame: epochs by
+  members; epoch 0 is the members before training, if they were evaluated then), from
   ``metrics.jsonl``: on the curve's test subset if the run logged one
-  (``training.curve_test_examples``), else on the whole test set."""
+  (``training.curve_test_examples``; epoch 0 and the last evaluate the whole set), else
+  on the whole test set."""
   rows = pd.DataFrame(metrics.read_metrics(os.path.join(run_dir, METRICS_FILE)))
-  column = "curve_accuracy" if "curve_accuracy" in rows else "test_accuracy"
-  return rows.pivot(index="epoch", columns="member", values=column).to_numpy()
+  accuracy = rows["curve_accuracy"] if "curve_accuracy" in rows else rows["test_accuracy"]
+  if "test_accuracy" in rows:  # (epochs that evaluated the whole test set only)
+    accuracy = accuracy.fillna(rows["test_accuracy"])
+  rows = rows.assign(accuracy=accuracy).dropna(subset=["accuracy"])
+  return rows.pivot(index="epoch", columns="member", values="accuracy")
 
 
 def load_twins(workdir: str, method: str, level: float, epoch: int | None = None,
