@@ -1,0 +1,95 @@
+"""The protocol study's decision rule (experiments/twins_verdict.py) on made-up trajectories
+whose answer is known: VD ahead of magnitude pruning above 80 % by a set margin."""
+
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments import twins_verdict  # noqa: E402
+
+MEMBERS = 12
+DENSE = 0.8
+
+
+def _magnitude(run, targets, epochs, accuracy_at):
+  """Magnitude twins of ``run`` at ``targets`` for ``epochs``: accuracy_at(target, epoch)."""
+  rows = []
+  for level_index, target in enumerate(targets):
+    for epoch in epochs:
+      for member in range(MEMBERS):
+        rows.append(dict(run=run, level=target, epoch=epoch,
+                         member=level_index * MEMBERS + member, original_member=member,
+                         achieved_sparsity=target, agreement=0.9, diverged=False,
+                         test_accuracy=accuracy_at(target, epoch) + 0.001 * member))
+  return pd.DataFrame(rows)
+
+
+def _trajectories(margin, noise=0.01):
+  """Magnitude loses 1.2 accuracy per unit of sparsity beyond 50 %, recovering with
+  epochs; VD twins at 85 and 92 % sit ``margin`` above the 5-epoch curve."""
+  rng = np.random.default_rng(0)
+  curve = lambda target, epoch: DENSE - 1.2 * max(target - 0.5, 0) * (1.0 if epoch >= 5 else 1.5)
+  short = pd.concat([_magnitude(f"magnitude_{scope}", (0.5, 0.6, 0.7, 0.8), range(6), curve)
+                     for scope in ("layerwise", "global")])
+  long = pd.concat([_magnitude(f"magnitude_{scope}", (0.85, 0.9, 0.95), range(26), curve)
+                    for scope in ("layerwise", "global")])
+  vd = []
+  for arm, sparsity in (("vd_public", 0.85), ("vd_strong", 0.92)):
+    rows = pd.DataFrame(dict(
+        run="variational_dropout", level=500.0, epoch=25, member=range(MEMBERS),
+        original_member=range(MEMBERS), agreement=0.9, diverged=False,
+        achieved_sparsity=sparsity + rng.uniform(-0.005, 0.005, MEMBERS)))
+    rows["test_accuracy"] = [curve(s, 5) + 0.001 * m + margin + rng.normal(0, noise)
+                             for m, s in zip(rows.original_member, rows.achieved_sparsity)]
+    vd.append((arm, rows))
+  return {"magnitude_5": short, "magnitude_25": long, **dict(vd)}
+
+
+def _originals():
+  return pd.DataFrame(dict(member=range(MEMBERS), test_accuracy=DENSE, diverged=False))
+
+
+@pytest.mark.parametrize("margin,verdict", [(0.05, "reproduced"), (-0.05, "contradicted"),
+                                            (0.0, "unresolved")])
+def test_the_decision_rule_finds_the_known_answer(margin, verdict):
+  record = twins_verdict._comparisons([], {}, _trajectories(margin), ["vd_public", "vd_strong"],
+                                      _originals())[1]
+  primary = [row for row in record["comparisons"] if row["comparison"].startswith("primary")]
+  assert [row["scope"] for row in primary] == ["layerwise", "global"]
+  for row in primary:
+    assert row["t"]["n"] == MEMBERS and row["twins"] == 2 * MEMBERS
+    assert row["t"]["value"] == pytest.approx(margin, abs=0.01)
+    assert row["bca"]["low"] < row["t"]["value"] < row["bca"]["high"]
+  if verdict == "unresolved":
+    assert all(row["verdict"] in ("unresolved", "not testable") or "fragile" in row["verdict"]
+               for row in primary)
+  else:
+    assert all(row["verdict"] == verdict for row in primary)
+    # Holm over the two scopes: the smaller p doubled, the larger kept if above it.
+    p = sorted(row["t"]["p_value"] for row in primary)
+    assert sorted(row["p_holm"] for row in primary) == pytest.approx(
+        [2 * p[0], max(2 * p[0], p[1])])
+
+
+def test_the_fairness_guard_checks_a_win_against_longer_fine_tuning():
+  trajectories = _trajectories(0.05)
+  # After 25 epochs magnitude pruning gains 0.1 at 85 to 95 %: VD's win does not survive.
+  long = trajectories["magnitude_25"]
+  trajectories["magnitude_25"] = long.assign(test_accuracy=np.where(
+      long.epoch == 25, long.test_accuracy + 0.1, long.test_accuracy))
+  record = twins_verdict._comparisons([], {}, trajectories, ["vd_public", "vd_strong"],
+                                      _originals())[1]
+  assert set(record["verdict"].values()) == {
+      "reproduced at 5 fine-tuning epochs only (not with 25)"}
+
+
+def test_the_crossover_sparsity_is_where_the_difference_changes_sign():
+  pairs = pd.DataFrame(dict(original_member=[0, 0, 1, 1], achieved_sparsity=[0.7, 0.9, 0.7, 0.9],
+                            difference=[-0.1, 0.1, 0.1, 0.2]))
+  crossing = twins_verdict._crossover_sparsity(pairs)
+  assert crossing[0] == pytest.approx(0.8)
+  assert crossing[1] == pytest.approx(0.7)  # ahead already at its sparsest VD twin: censored
