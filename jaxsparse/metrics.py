@@ -1,11 +1,19 @@
 """Per-member metrics of a run: JSON lines, CSV, TensorBoard and a console summary.
 
-TensorBoard (``tensorboard/`` of a run) holds, per epoch, every metric of
-every member (``members/<metric>/<member>``, overlaid in one chart per metric
-on the Custom Scalars tab), the population's mean, min and max and a
-histogram; the training loss about 20 times per epoch (``steps/train_loss/...``,
-by optimizer step); and at the end one HParams session per member (its row of
-the member table and its final metrics), for the HParams tab.
+TensorBoard (``tensorboard/`` of a run: one TensorBoard run per population)
+holds every scalar on one axis, the global optimizer step, so that an epoch's
+values sit at the step where it ended (epoch 0, before training, at step 0):
+every member's metrics as ``members/<metric>/<name>``, where the name is the
+member's hyperparameters that vary across the population (e.g.
+``activation-tanh/initializer-uniform/seed-1``: a tag allows no '=' or ',';
+overlaid in one chart per metric on the Custom Scalars tab), the
+population's mean, min and max
+(``population/<metric>/mean``) and a histogram; the training loss about 20
+times per epoch (``members/train_loss_steps/<name>``); and at the end one
+HParams session per member under ``tensorboard/hparams/<name>`` (its row of
+the member table, for a twin its original member, method, scope and level,
+and its final metrics; the run's name is ``activation=tanh,initializer=uniform,seed=1``),
+for the HParams tab.
 
 ``metrics.jsonl`` has one row per (epoch, member). The checkpoint is the
 truth: on resume the rows of epochs after the restored checkpoint are
@@ -31,16 +39,48 @@ from jaxsparse.workdir import (METRICS_FILE, PREDICTIONS_FILE, TENSORBOARD_DIR, 
                                run_fingerprint)
 
 SUMMARY_METRICS = ("train_loss", "validation_accuracy", "test_accuracy", "achieved_sparsity")
+#: Member-table columns that never name a member (indices, not hyperparameters).
+_UNNAMED = ("member", "configuration")
+
+
+def member_names(table: pd.DataFrame) -> list[str]:
+  """Each member's name in TensorBoard: the hyperparameters that vary across the population,
+  e.g. ``activation=tanh,initializer=uniform,seed=1`` (its index when none varies, or to
+  tell identical rows apart)."""
+  varying = [column for column in table.columns
+             if column not in _UNNAMED and table[column].nunique(dropna=False) > 1]
+  names = [",".join(f"{column}={_short(row[column])}" for column in varying)
+           for _, row in table.iterrows()]
+  if not varying or len(set(names)) < len(names):
+    names = [f"{name},member={index}" if name else f"member={index}"
+             for index, name in enumerate(names)]
+  return names
+
+
+def tag_name(name: str) -> str:
+  """A member's name as a TensorBoard tag allows it (no '=' or ','):
+  ``activation=tanh,seed=1`` -> ``activation-tanh/seed-1``."""
+  return name.replace(",", "/").replace("=", "-")
+
+
+def _short(value) -> str:
+  return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class MetricsWriter:
-  """Appends each epoch's per-member metrics to ``metrics.jsonl`` and TensorBoard."""
+  """Appends each epoch's per-member metrics to ``metrics.jsonl`` and, with ``table`` and
+  ``steps_per_epoch`` (the members and the steps of an epoch: TensorBoard's step axis), to
+  TensorBoard."""
 
-  def __init__(self, workdir: str, tensorboard: bool = True):
+  def __init__(self, workdir: str, tensorboard: bool = True, table: pd.DataFrame | None = None,
+               steps_per_epoch: int = 1, hparams: Mapping[str, list] | None = None):
     self.workdir = workdir
+    self._extra_hparams = dict(hparams or {})
     self.path = os.path.join(workdir, METRICS_FILE)
     self._summary_writer = None
     self._layout_written = False
+    self._steps_per_epoch = max(steps_per_epoch, 1)
+    self._names = member_names(table) if table is not None else []
     if tensorboard:
       from tensorboardX import SummaryWriter  # local: optional output, slow import
       self._summary_writer = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
@@ -58,7 +98,8 @@ class MetricsWriter:
     os.replace(self.path + ".tmp", self.path)
 
   def write_epoch(self, epoch: int, metrics: Mapping[str, np.ndarray]) -> None:
-    """Writes one row per member; ``metrics`` maps a name to a [P] array."""
+    """Writes one row per member; ``metrics`` maps a name to a [P] array. TensorBoard gets
+    them at the step where the epoch ended."""
     metrics = {name: np.asarray(values, np.float64) for name, values in metrics.items()}
     num_members = len(next(iter(metrics.values())))
     with open(self.path, "a") as file:
@@ -70,55 +111,63 @@ class MetricsWriter:
       return
     if not self._layout_written:
       self._write_layout(metrics)
+    step = epoch * self._steps_per_epoch
     for name, values in metrics.items():
-      self._write_population(name, values, epoch)
+      self._write_population(name, values, step)
       finite = values[np.isfinite(values)]
       if finite.size:  # (a recomputed epoch's training loss is NaN for every member)
-        self._summary_writer.add_histogram(f"population/{name}", finite, epoch)
+        self._summary_writer.add_histogram(f"population/{name}", finite, step)
     self._summary_writer.flush()
 
-  def write_loss_curve(self, epoch: int, steps_per_epoch: int, curve: np.ndarray) -> None:
+  def write_loss_curve(self, epoch: int, curve: np.ndarray) -> None:
     """Writes the training-loss curve of ``epoch`` ([P, points], window means as
-    :func:`jaxsparse.engine.loss_curve` makes them) to TensorBoard by optimizer step."""
+    :func:`jaxsparse.engine.loss_curve` makes them) to TensorBoard, each point at the
+    optimizer step where its window ends."""
     if self._summary_writer is None:
       return
     curve = np.asarray(curve, np.float64)
-    window = steps_per_epoch // curve.shape[1]
+    window = self._steps_per_epoch // curve.shape[1]
     for point in range(curve.shape[1]):
-      step = (epoch - 1) * steps_per_epoch + (point + 1) * window
-      self._write_population("train_loss", curve[:, point], step, prefix="steps/")
+      step = (epoch - 1) * self._steps_per_epoch + (point + 1) * window
+      self._write_population("train_loss_steps", curve[:, point], step)
     self._summary_writer.flush()
 
   def write_hparams(self, table: pd.DataFrame, final: Mapping[str, np.ndarray],
                     epoch: int) -> None:
-    """One TensorBoard HParams session per member: its row of the member table and its
-    final metrics (``hparam/<metric>``), under ``tensorboard/member_<index>/``."""
+    """One TensorBoard HParams session per member under ``tensorboard/hparams/<name>``: its
+    row of the member table with the writer's ``hparams`` columns (a twin's original
+    member, method, scope and level) and its final metrics (``hparam/<metric>``)."""
     if self._summary_writer is None:
       return
+    names = self._names or member_names(table)
     for index, row in enumerate(table.to_dict("records")):
       hparams = {key: value.item() if hasattr(value, "item") else value
                  for key, value in row.items() if key != "member"}
+      hparams.update({key: values[index] for key, values in self._extra_hparams.items()})
+      hparams = {key: "none" if value is None else value for key, value in hparams.items()}
       values = {f"hparam/{name}": float(np.asarray(final[name], np.float64)[index])
                 for name in final}
-      self._summary_writer.add_hparams(hparams, values, name=f"member_{index:04d}",
-                                       global_step=epoch)
+      self._summary_writer.add_hparams(hparams, values, name=os.path.join("hparams",
+                                                                          names[index]),
+                                       global_step=epoch * self._steps_per_epoch)
 
-  def _write_population(self, name: str, values: np.ndarray, step: int,
-                        prefix: str = "") -> None:
+  def _write_population(self, name: str, values: np.ndarray, step: int) -> None:
     """Every member's value and the population's mean / min / max of metric ``name``;
     a diverged member's NaN or inf is left out."""
     finite = np.isfinite(values)
+    names = self._names or [f"member={index}" for index in range(len(values))]
     for index in np.flatnonzero(finite):
-      self._summary_writer.add_scalar(f"{prefix}members/{name}/{index:04d}", values[index], step)
+      self._summary_writer.add_scalar(f"members/{name}/{tag_name(names[index])}",
+                                      values[index], step)
     if finite.any():
       for statistic in ("mean", "min", "max"):
-        self._summary_writer.add_scalar(f"{prefix}population_{statistic}/{name}",
+        self._summary_writer.add_scalar(f"population/{name}/{statistic}",
                                         getattr(values[finite], statistic)(), step)
 
   def _write_layout(self, metrics: Mapping[str, np.ndarray]) -> None:
     """The Custom Scalars layout: one chart per metric with every member's curve."""
-    charts = {name: ["Multiline", [f"^members/{name}/"]] for name in metrics}
-    charts["train_loss by step"] = ["Multiline", ["^steps/members/train_loss/"]]
+    charts = {name: ["Multiline", [f"^members/{name}/"]]
+              for name in (*metrics, "train_loss_steps")}
     self._summary_writer.add_custom_scalars({"members": charts})
     self._layout_written = True
 

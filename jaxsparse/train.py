@@ -38,10 +38,13 @@ class Origin(NamedTuple):
     reference_predictions: test-set predictions [members, examples] that each
       member's are compared with at every evaluation (its original's): their
       ``agreement`` is logged beside the test accuracy.
+    hparams: per-member columns for the TensorBoard HParams sessions beside the member
+      table (a twin's original member, method, scope and level), by name.
   """
   variables: tuple | None = None
   links: dict | None = None
   reference_predictions: np.ndarray | None = None
+  hparams: dict | None = None
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict | build.Setup, workdir: str,
@@ -108,7 +111,8 @@ def _train_and_evaluate(config, run, workdir, dataset, origin, on_epoch_end, ove
     if origin.reference_predictions is not None:
       splits["reference"] = sharding.pad_members(np.asarray(origin.reference_predictions),
                                                  run.padded_size)
-    with metrics.MetricsWriter(workdir, config.logging.tensorboard and sharding.is_writer()) as writer:
+    with metrics.MetricsWriter(workdir, config.logging.tensorboard and sharding.is_writer(),
+                               run.table, run.steps_per_epoch, origin.hparams) as writer:
       _print_start(run, dataset)
       state = _initial_state(run, manager, start_epoch, origin.variables, workdir)
       _reconcile_metrics(run, state, splits, writer, start_epoch, dataset.test_labels)
@@ -297,7 +301,7 @@ def _train_and_save_epoch(run: build.Setup, state: engine.TrainState, splits: di
   epoch_metrics["epoch_seconds"] = np.full(run.num_members, time.time() - started)
   if sharding.is_writer():
     writer.write_epoch(epoch, epoch_metrics)
-    writer.write_loss_curve(epoch, run.steps_per_epoch, loss_curve)
+    writer.write_loss_curve(epoch, loss_curve)
   try:
     checkpoints.save_population(manager, epoch, state)
   except BaseException:

@@ -266,8 +266,12 @@ def _train_phases(config, workdir: str, zoo: list[build.Setup],
     link = {"workdir": os.path.relpath(original_dir, run.workdir), "epoch": final_epoch,
             "members": f"twin member k * {len(table)} + i is the twin of original member i "
                        "at the k-th level"}
+    members = len(run.levels) * len(table)
+    hparams = {"original_member": [member % len(table) for member in range(members)],
+               "method": [run.method] * members, "scope": [run.scope or "none"] * members,
+               "level": [run.levels[member // len(table)] for member in range(members)]}
     origin = train.Origin(tile_members(originals, len(run.levels)), {"original": link},
-                          tile_members(predictions, len(run.levels)))
+                          tile_members(predictions, len(run.levels)), hparams)
     train.train_and_evaluate(setup, run.workdir, twin_data, origin=origin, overwrite=overwrite,
                              study_progress=bar)
     bar.skip(int(member_steps_after[phase - 1]) - bar.n)
