@@ -439,6 +439,16 @@ def _check_relations(config) -> None:
   _check_twins(config)
 
 
+def run_length_dependence(config: ml_collections.ConfigDict) -> str | None:
+  """Why a resolved config's first epochs depend on how many epochs it runs (so that a
+  finished run of it cannot be extended to more), or None if they do not."""
+  if config.training.lr_schedule == "warmup_cosine":
+    return "its learning-rate schedule 'warmup_cosine' decays over the whole run"
+  if sparsify.declaration(config.sparsify.method).uses_run_length:
+    return f"its method {config.sparsify.method!r} follows a schedule over the whole run"
+  return None
+
+
 def recipe(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optim.Recipe:
   """The :class:`jaxsparse.optim.Recipe` of a resolved config, its epochs in steps."""
   training = config.training

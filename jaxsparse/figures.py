@@ -83,9 +83,11 @@ def level_label(level_field: str, level: float) -> str:
 
 
 def _twins(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
-  """The healthy twin rows by run, in the table's order."""
+  """The healthy twin rows by series (method and scope: the populations of a series'
+  levels together), in the table's order."""
   twins = healthy(rows[rows["run"] != "original"])
-  return {run: group for run, group in twins.groupby("run", sort=False)}
+  series = twins["method"] + twins["scope"].fillna("").map(lambda scope: f"/{scope}")
+  return {label: group for label, group in twins.groupby(series, sort=False)}
 
 
 def _quartiles(values) -> tuple[float, float, float]:

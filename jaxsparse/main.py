@@ -149,7 +149,7 @@ def main(argv):
   # Orbax logs every checkpoint step at INFO; a run's own output is the progress bar and summary.
   logging.set_verbosity(logging.WARNING)
   # Local imports keep `--help` and flag errors fast.
-  job = (lambda: dry_run(_CONFIG.value, _DRY_RUN.value)) if _DRY_RUN.value else (
+  job = (lambda: dry_run(_CONFIG.value, _DRY_RUN.value, _WORKDIR.value)) if _DRY_RUN.value else (
       lambda: run_job(_CONFIG.value, _WORKDIR.value, _OVERWRITE.value,
                       tuple(_ALLOW_METHOD_MODULE.value)))
   run_interruptibly(job, _WORKDIR.value)
@@ -214,14 +214,14 @@ def start_distributed(config) -> None:
       process_id=settings.process_id if settings.process_id >= 0 else None)
 
 
-def dry_run(config, mode: str = "check") -> None:
-  """Prints what ``config`` would train (with ``mode='time'``, also an estimate of its
-  duration from a few timed steps); writes nothing."""
+def dry_run(config, mode: str = "check", workdir: str = ".") -> None:
+  """Prints what ``config`` would train in ``workdir`` (with ``mode='time'``, also an
+  estimate of its duration from a few timed steps); writes nothing."""
   from jaxsparse import data, plan
   from jaxsparse.config import resolve
   config = resolve(config)
   dataset = data.dataset_from_config(config)
-  phases = plan.phases(config, dataset)
+  phases = plan.phases(config, dataset, workdir)
   timings = None
   if mode == "time":
     from jaxsparse import twins

@@ -105,9 +105,11 @@ def _phase(name: str, config: ml_collections.ConfigDict, dataset: Dataset) -> Ph
                evaluated, programs, memory.check_fits(run, data_examples, dataset.input_shape))
 
 
-def phases(config: ml_collections.ConfigDict, dataset: Dataset) -> list[Phase]:
-  """Every population a resolved ``config`` trains, set up (nothing compiled): the zoo,
-  then (for a twins study) each twin population on its fine-tuning subset."""
+def phases(config: ml_collections.ConfigDict, dataset: Dataset,
+           workdir: str = ".") -> list[Phase]:
+  """Every population a resolved ``config`` trains in ``workdir``, set up (nothing
+  compiled): the zoo, then (for a twins study) each twin population on its fine-tuning
+  subset (those a finished study already holds included)."""
   from jaxsparse import twins  # local: a training run does not need the study's module
   if config.job != "twins":
     return [_phase("zoo", config, dataset)]
@@ -115,7 +117,7 @@ def phases(config: ml_collections.ConfigDict, dataset: Dataset) -> list[Phase]:
   estimates = [] if config.twins.original_workdir else [
       _phase("zoo", twins.original_config(config), dataset)]
   subset = twins.training_subset(dataset, config.twins.train_examples)
-  for run in twins.twin_runs(config, "."):
+  for run in twins.twin_runs(config, workdir):
     estimates.append(_phase(f"twins: {run.name}", twins.twin_config(config, run), subset))
   return estimates
 

@@ -232,8 +232,8 @@ def _figures(workdir: str, rows: pd.DataFrame, twins: list, num_classes: int) ->
       if len(members):
         label = figures.level_label(run_rows["level_field"].iloc[0], level)
         levels[label] = per_epoch.iloc[:, members]
-    if levels:
-      curves[figures.series_label(run_rows)] = levels
+    if levels:  # (a series' levels may sit in several populations)
+      curves.setdefault(figures.series_label(run_rows), {}).update(levels)
   if not written or not curves:
     return written
   originals = healthy[healthy.run == "original"]["test_accuracy"].to_numpy()

@@ -22,7 +22,7 @@ import pandas as pd
 from jaxsparse import build, checkpoints, engine, masks, memory, metrics, progress, sharding
 from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
-from jaxsparse.config import resolve
+from jaxsparse.config import resolve, run_length_dependence
 from jaxsparse.data import Dataset, check_dataset
 from jaxsparse.errors import UserError
 from jaxsparse.workdir import MEMBERS_FILE, METRICS_FILE
@@ -84,7 +84,7 @@ def _train_and_evaluate(config, run, workdir, dataset, origin, on_epoch_end, ove
   """:func:`train_and_evaluate` once the workdir is locked (``run``: the setup, if ready)."""
   table = run.table if run is not None else build.config_member_table(config)
   workdir_lib.prepare_workdir(workdir, config, overwrite, origin.links,
-                              build.member_records(table))
+                              build.member_records(table), run_length_dependence(config))
   num_epochs = config.training.num_epochs
   manager = checkpoints.checkpoint_manager(workdir, config.checkpoint.max_to_keep)
   start_epoch = manager.latest_step() or 0

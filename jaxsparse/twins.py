@@ -26,7 +26,9 @@ from the runs' cached predictions.
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 from typing import NamedTuple
 
 import jax
@@ -78,17 +80,64 @@ class TwinRun(NamedTuple):
     return slice(level_index * num_originals, (level_index + 1) * num_originals)
 
 
-def twin_runs(config: ml_collections.ConfigDict, workdir: str) -> list[TwinRun]:
-  """Every population of the study, in order: per method, one per scope in ``twins.scopes``
-  if the method has a ``scope`` field, else one."""
+def twin_runs(config: ml_collections.ConfigDict, workdir: str,
+              overwrite: bool = False) -> list[TwinRun]:
+  """Every population of the study, in order: per method, per scope in ``twins.scopes`` if
+  the method has a ``scope`` field, the populations of its levels (:func:`series_runs`;
+  with ``overwrite``, one population of all its levels, replacing what was trained)."""
   runs = []
   for method in config.twins.methods:
     spec = sparsify.declaration(method)
     levels = tuple(float(level) for level in config.twins[spec.twin_level.levels_field])
     scopes = tuple(config.twins.scopes) if "scope" in spec.fields else (None,)
-    runs += [TwinRun(method, scope, levels, twin_run_dir(workdir, method, scope))
-             for scope in scopes]
+    for scope in scopes:
+      runs += ([TwinRun(method, scope, levels, twin_run_dir(workdir, method, scope))]
+               if overwrite else
+               series_runs(method, scope, levels, workdir, spec.twin_level.levels_field))
   return runs
+
+
+def series_runs(method: str, scope: str | None, levels: tuple[float, ...], workdir: str,
+                levels_field: str = "levels", allow_dropped: bool = False) -> list[TwinRun]:
+  """The populations that hold ``method``'s twins (at ``scope``) at ``levels``: those the
+  study already trained (each kept whole, with its own levels), and one more,
+  ``twins/<method>[_<scope>]+<new levels>``, for the levels none of them holds, so that a
+  level added to a finished study trains only the new twins.
+
+  Raises:
+    UserError: a trained population holds a level ``levels`` no longer lists (unless
+      ``allow_dropped``: then every trained population is listed, and none is added).
+  """
+  base = twin_run_dir(workdir, method, scope)
+  directories = [base] + sorted(glob.glob(glob.escape(base) + "+*"))
+  runs, covered = [], set()
+  for directory in directories:
+    if not os.path.exists(os.path.join(directory, METADATA_FILE)):
+      continue
+    trained = _trained_levels(directory, method)
+    dropped = [level for level in trained if level not in levels]
+    if dropped and not allow_dropped:
+      raise UserError(
+          f"config.twins.{levels_field} no longer lists {', '.join(f'{l:g}' for l in dropped)}, "
+          f"which {os.path.relpath(directory, workdir)} trained with "
+          f"{', '.join(f'{l:g}' for l in trained)}; list them again (a study keeps what it "
+          "trained), or use another --workdir or --overwrite")
+    runs.append(TwinRun(method, scope, trained, directory))
+    covered.update(trained)
+  missing = tuple(level for level in levels if level not in covered)
+  if missing and not allow_dropped:
+    directory = base if not runs else f"{base}+{'+'.join(f'{level:g}' for level in missing)}"
+    runs.append(TwinRun(method, scope, missing, directory))
+  return runs
+
+
+def _trained_levels(run_dir: str, method: str) -> tuple[float, ...]:
+  """The levels a twin population on disk holds, in its own order."""
+  config = read_metadata(run_dir)["config"]
+  setting = sparsify.declaration(method).twin_level.setting
+  values = (config["population"]["grid"]["sparsity"] if setting == "sparsity" else
+            config["population"]["method_grid"][setting])
+  return tuple(float(value) for value in values)
 
 
 def original_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -199,7 +248,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str,
   """
   with sparsify.allowing_modules(allow_modules):
     config = study_config(resolve(config))  # resolved once, at the door
-    runs = twin_runs(config, workdir)
+    runs = twin_runs(config, workdir, overwrite)
     for run in runs:
       check_values(twin_config(config, run))  # each derived run's values, once
     with workdir_lib.locked(workdir):  # the whole tree: the original, the twins, the report
@@ -210,6 +259,10 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
                dataset: Dataset | None, overwrite: bool) -> dict:
   """:func:`run_study` once the study's workdir is locked."""
   from jaxsparse import report  # matplotlib is imported only when a report is made
+  if overwrite:  # populations of levels added to an earlier study: replaced by the runs
+    for run in runs:
+      for stale in glob.glob(glob.escape(run.workdir) + "+*"):
+        shutil.rmtree(stale)
   if dataset is None:
     print(f"Loading {config.data.name} ...", flush=True)
     dataset = data_lib.dataset_from_config(config)
@@ -304,14 +357,18 @@ def load_twins(workdir: str, method: str, level: float, epoch: int | None = None
   spec = sparsify.declaration(method)
   if scope is None and "scope" in spec.fields:
     scope = spec.fields["scope"].default
-  run_dir = twin_run_dir(workdir, method, scope)
-  state, table = checkpoints.load_population(run_dir, epoch)
   level_field = spec.twin_level.setting
+  runs = [run for run in series_runs(method, scope, (), workdir, allow_dropped=True)
+          if any(np.isclose(run.levels, level))]
+  if not runs:
+    trained = sorted(level for run in series_runs(method, scope, (), workdir,
+                                                  allow_dropped=True) for level in run.levels)
+    raise UserError(f"{twin_run_dir(workdir, method, scope)} has no twins at "
+                    f"{level_field}={level:g}; its levels are "
+                    f"{', '.join(f'{value:g}' for value in trained) or 'none'}")
+  run_dir = runs[0].workdir
+  state, table = checkpoints.load_population(run_dir, epoch)
   chosen = np.flatnonzero(np.isclose(table[level_field].to_numpy(float), level))
-  if not len(chosen):
-    levels = sorted(set(table[level_field]))
-    raise UserError(f"{run_dir} has no twins at {level_field}={level:g}; its levels are "
-                    f"{', '.join(f'{value:g}' for value in levels)}")
   state = jax.tree.map(lambda leaf: leaf[chosen], state)
   table = table.iloc[chosen].reset_index(drop=True)
   table["original_member"] = np.arange(len(table))

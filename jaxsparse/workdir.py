@@ -149,15 +149,21 @@ def flatten_config(tree: dict, prefix: str = "") -> dict[str, Any]:
   return flat
 
 
-def config_difference(saved: dict, current: dict) -> tuple[str, Any, Any] | None:
+#: The fields that say how long a run trains: a finished run can be extended by raising them.
+LENGTH_FIELDS = ("training.num_epochs", "twins.num_epochs")
+
+
+def config_difference(saved: dict, current: dict,
+                      ignore: tuple[str, ...] = ()) -> tuple[str, Any, Any] | None:
   """The first field (dotted path) whose value differs between two config dicts, with both
-  values; None if they agree on every field outside :func:`resumable_differences`.
+  values; None if they agree on every field outside :func:`resumable_differences` and
+  ``ignore``.
 
   A field missing on one side (a run made before the field existed) counts
   as agreeing.
   """
   saved, current = flatten_config(saved), flatten_config(current)
-  resumable = resumable_differences()
+  resumable = resumable_differences() + tuple(ignore)
   for path in sorted(saved.keys() & current.keys()):
     if any(path == field or path.startswith(field + ".") for field in resumable):
       continue
@@ -267,11 +273,20 @@ def _normalised(value: Any) -> Any:
 
 
 def run_difference(metadata: dict, config: ml_collections.ConfigDict,
-                   links: dict | None = None, members: list[dict] | None = None) -> str | None:
+                   links: dict | None = None, members: list[dict] | None = None,
+                   length_dependence: str | None = None) -> str | None:
   """How a run's metadata differs from a run of ``config`` with ``links`` (and, if given,
   ``members``: the member records the config makes), in words: the first differing config
-  field (see :func:`config_difference`), link or member; None if none differs."""
-  difference = config_difference(metadata["config"], config.to_dict())
+  field (see :func:`config_difference`), link or member; None if none differs.
+
+  A run that trains longer (:data:`LENGTH_FIELDS` raised) extends the saved run,
+  unless ``length_dependence`` says why its first epochs would differ; a shorter one is
+  refused.
+  """
+  difference = (_length_difference(metadata["config"], config.to_dict(), length_dependence)
+                or config_difference(metadata["config"], config.to_dict(), LENGTH_FIELDS))
+  if isinstance(difference, str):
+    return difference
   if difference is not None:
     field, saved, current = difference
     return f"holds a run with config.{field}={saved!r}, but this run has {current!r}"
@@ -282,6 +297,23 @@ def run_difference(metadata: dict, config: ml_collections.ConfigDict,
     difference = member_difference(metadata["members"], members)
     if difference is not None:
       return f"holds a run whose {METADATA_FILE} {difference}; {EDITED_MEMBERS_FIX}"
+  return None
+
+
+def _length_difference(saved: dict, current: dict, length_dependence: str | None) -> str | None:
+  """Why a run of ``current`` cannot continue the saved run as far as its length goes: it
+  is shorter, or longer while its first epochs depend on its length; None otherwise."""
+  saved, current = flatten_config(saved), flatten_config(current)
+  for field in LENGTH_FIELDS:
+    if field not in saved or field not in current or saved[field] == current[field]:
+      continue
+    if current[field] < saved[field]:
+      return (f"holds a run with config.{field}={saved[field]}; {current[field]} would shorten "
+              "it, and a run cannot be shortened (its later checkpoints exist)")
+    if length_dependence:
+      return (f"holds a run with config.{field}={saved[field]}, but this run has "
+              f"{current[field]}: it cannot be extended because {length_dependence}, so its "
+              "first epochs would differ")
   return None
 
 
@@ -393,15 +425,18 @@ def has_checkpoint(workdir: str) -> bool:
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
                     overwrite: bool = False, links: dict | None = None,
-                    members: list[dict] | None = None) -> None:
+                    members: list[dict] | None = None,
+                    length_dependence: str | None = None) -> None:
   """Makes sure ``workdir`` can hold the run of ``config``, before anything is written.
 
   ``links`` are the metadata entries the run will record (a twin's original
   and its epoch): a run linked elsewhere is another run, like one of another
   config. ``members`` are the member records the config makes: a run whose
   ``metadata.json`` lists others was edited and is not resumed (nor reported
-  as finished) from it. A run that never completed a checkpoint (it failed
-  before the end of its first epoch) holds nothing to resume and is replaced.
+  as finished) from it. A config that trains longer extends the run (see
+  :func:`run_difference`; ``length_dependence``: why it could not). A run that
+  never completed a checkpoint (it failed before the end of its first epoch)
+  holds nothing to resume and is replaced.
 
   Raises:
     UserError: the workdir cannot be created or written, or it holds a run
@@ -423,9 +458,10 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
     return
   if overwrite:
     if jax.process_index() == 0:
-      _discard_run(workdir, config, links, members)
+      _discard_run(workdir, config, links, members, length_dependence)
     return
-  difference = run_difference(read_metadata(workdir), config, links, members)
+  difference = run_difference(read_metadata(workdir), config, links, members,
+                              length_dependence)
   if difference is not None:
     raise UserError(f"{workdir} {difference}" + (
         "" if "--overwrite" in difference else
@@ -433,11 +469,12 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict,
 
 
 def _discard_run(workdir: str, config: ml_collections.ConfigDict, links: dict | None,
-                 members: list[dict] | None) -> None:
+                 members: list[dict] | None, length_dependence: str | None) -> None:
   """Removes the outputs of another (or an edited) run; a run of this config, links and
-  members is kept."""
+  members (or one it extends) is kept."""
   try:
-    if run_difference(read_metadata(workdir), config, links, members) is None:
+    if run_difference(read_metadata(workdir), config, links, members,
+                      length_dependence) is None:
       return
   except UserError:
     pass  # unreadable metadata: the run cannot be resumed, so it goes

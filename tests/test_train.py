@@ -160,3 +160,34 @@ def test_evaluation_schedule_logs_epoch_zero_and_every_nth_epoch(tmp_path, data)
   expected = engine.evaluate(run.program, initial, run.hyper, data.test_images,
                              data.test_labels)["accuracy"]
   np.testing.assert_allclose(start["test_accuracy"], np.asarray(expected), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_raising_num_epochs_extends_a_finished_run_to_what_a_longer_run_gives(tmp_path, data):
+  """A finished 2-epoch zoo extended to 3 epochs equals a zoo trained 3 epochs from the
+  start, bit for bit; a shorter run, or a longer one whose schedule decays over the whole
+  run, is refused in one line."""
+  from jaxsparse.config import default_config
+  config = default_config()
+  config.population.grid.activation = ("tanh", "relu")
+  config.training.num_epochs = 2
+  config.logging.progress = "none"
+  config.logging.tensorboard = False
+  train_and_evaluate(config, str(tmp_path / "extended"), dataset=data)
+  config.training.num_epochs = 3
+  extended = train_and_evaluate(config, str(tmp_path / "extended"), dataset=data)
+  direct = train_and_evaluate(config, str(tmp_path / "direct"), dataset=data)
+  pd.testing.assert_frame_equal(extended.drop(columns="epoch_seconds"),
+                                direct.drop(columns="epoch_seconds"))
+  state_a, _ = checkpoints.load_population(str(tmp_path / "extended"))
+  state_b, _ = checkpoints.load_population(str(tmp_path / "direct"))
+  assert_trees_close(state_a, state_b)
+  config.training.num_epochs = 2
+  with pytest.raises(UserError, match="num_epochs=3; 2 would shorten it"):
+    train_and_evaluate(config, str(tmp_path / "direct"), dataset=data)
+  config.training.lr_schedule = "warmup_cosine"
+  train_and_evaluate(config, str(tmp_path / "cosine"), dataset=data)
+  config.training.num_epochs = 3
+  with pytest.raises(UserError, match="cannot be extended because its learning-rate schedule "
+                                      "'warmup_cosine' decays over the whole run"):
+    train_and_evaluate(config, str(tmp_path / "cosine"), dataset=data)

@@ -138,3 +138,36 @@ def test_vd_clip_table_counts_each_twins_clipped_and_kept_weights(study):
                for name in kernels)
     np.testing.assert_allclose(rows["bound"][twin], 1 - clipped / total, atol=1e-6)
     np.testing.assert_allclose(rows["achieved_sparsity"][twin], 1 - kept / total, atol=1e-6)
+
+
+def test_a_finished_study_grows_by_levels_and_epochs_training_only_what_is_new(tmp_path,
+                                                                               capsys):
+  from jaxsparse.errors import UserError
+  config = make_tiny_study_config(sparsities=(0.5,), kl_weights=(500.0,), scopes=("global",))
+  config.twins.methods = ("magnitude",)
+  data = random_dataset(num_train=64)
+  workdir = str(tmp_path)
+  twins.run_study(config, workdir, data)
+  first = os.path.join(workdir, "twins", "magnitude_global")
+  before = {name: os.path.getmtime(os.path.join(first, "checkpoints", name))
+            for name in os.listdir(os.path.join(first, "checkpoints"))}
+  capsys.readouterr()
+  config.twins.sparsities = (0.5, 0.9)
+  summary = twins.run_study(config, workdir, data)
+  out = capsys.readouterr().out
+  assert "magnitude_global+0.9" in out and out.count("nothing to do") == 2  # zoo, 0.5 twins
+  assert {name: os.path.getmtime(os.path.join(first, "checkpoints", name))
+          for name in os.listdir(os.path.join(first, "checkpoints"))} == before
+  assert [(entry["series"], entry["level"]) for entry in summary["twins"]] == [
+      ("magnitude (global)", 0.5), ("magnitude (global)", 0.9)]
+  np.testing.assert_allclose(summary["twins"][1]["sparsity"], 0.9, atol=0.002)
+  state, table = twins.load_twins(workdir, "magnitude", 0.9, scope="global")
+  assert len(table) == 2
+  # Two more fine-tuning epochs: both populations extend, the zoo does not change.
+  config.twins.num_epochs = 3
+  summary = twins.run_study(config, workdir, data)
+  assert all(len(entry["accuracy_per_epoch"]) == 3 for entry in summary["twins"])
+  config.twins.sparsities = (0.9,)
+  with pytest.raises(UserError, match="no longer lists 0.5, which twins/magnitude_global "
+                                      "trained"):
+    twins.run_study(config, workdir, data)

@@ -120,7 +120,7 @@ _TEMPERATURE_CHECK = fields.positive("use a positive temperature, e.g. 0.5")
 _SCALE_CHECK = fields.positive("use a positive multiple of the member's learning rate, e.g. 10")
 
 
-@register("gumbel_softmax", title="Gumbel-softmax",
+@register("gumbel_softmax", title="Gumbel-softmax", uses_run_length=True,
           summary="masks over frozen weights from Gumbel-softmax samples (Dupont et al., ICIP "
           "2022)", configs=("configs/gumbel_softmax.py", "configs/gumbel_softmax_dupont.py"),
           fields={"temperature_start": Field(1.0, "temperature at the first step",

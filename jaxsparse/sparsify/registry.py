@@ -83,6 +83,7 @@ class MethodDeclaration(NamedTuple):
   uses_layer_order: bool = False
   summary: str = ""
   configs: tuple[str, ...] = ()
+  uses_run_length: bool = False
 
   @property
   def uses_target_sparsity(self) -> bool:
@@ -101,7 +102,7 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
              target_sparsity: str | None = None, title: str | None = None,
              abbreviation: str | None = None, example: Mapping[str, Any] | None = None,
              uses_layer_order: bool = False, summary: str = "",
-             configs: tuple[str, ...] = ()):
+             configs: tuple[str, ...] = (), uses_run_length: bool = False):
   """Decorator: declares the method ``name`` built by ``build(settings, training)``.
 
   Args:
@@ -127,6 +128,9 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
       model's layers in network depth), which setup then traces for it.
     summary: what the method does, in one line (the README's methods table).
     configs: the config files in ``configs/`` that run it.
+    uses_run_length: whether the builder reads ``training.num_steps`` (e.g. a
+      temperature annealed over the whole run): then a longer run differs from its
+      first epochs, so a finished run of it cannot be extended.
   """
   fields = dict(fields or {})
   for setting in member_settings:
@@ -155,7 +159,7 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
         validate=validate, twin_level=twin_level, target_sparsity=target_sparsity,
         title=title_, abbreviation=abbreviation or title_, example=dict(example or {}),
         module=build.__module__, uses_layer_order=uses_layer_order, summary=summary,
-        configs=tuple(configs))
+        configs=tuple(configs), uses_run_length=uses_run_length)
     for field_name, field in fields.items():
       _FIELDS.setdefault(field_name, field)
     return build
