@@ -13,14 +13,17 @@ from typing import Callable
 from absl import app, flags, logging
 import pandas as pd
 
-from jaxsparse import cpu_cores, errors
+from jaxsparse import cpu_cores, errors, provenance
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-  """A data frame as a Markdown table (floats to ``digits`` decimals, NaN as 'n/a')."""
+  """A data frame as a Markdown table (floats to ``digits`` decimals, whole numbers from 10 up
+  without them, NaN as 'n/a')."""
   def cell(value):
     if isinstance(value, float):
-      return "n/a" if value != value else f"{value:.{digits}f}"
+      if value != value:
+        return "n/a"
+      return f"{value:,.0f}" if value.is_integer() and abs(value) >= 10 else f"{value:.{digits}f}"
     return str(value)
   lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
            "| " + " | ".join("---" for _ in frame.columns) + " |"]
@@ -31,14 +34,16 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 def write_results(workdir: str, table: str, started: float, **tables: pd.DataFrame | bool | dict
                   ) -> None:
-  """``results.md`` (``table``) and ``results.json`` (every keyword: data frames as records,
-  plus the run time) under ``workdir``; prints the table and the time."""
+  """``results.md`` (``table``), ``results.json`` (every keyword: data frames as records,
+  plus the run time) and ``provenance.json`` under ``workdir``; prints the table and the
+  time."""
   record = {name: value.to_dict("records") if isinstance(value, pd.DataFrame) else value
             for name, value in tables.items()}
   with open(os.path.join(workdir, "results.json"), "w") as file:
     json.dump({**record, "seconds": time.time() - started}, file, indent=1, default=str)
   with open(os.path.join(workdir, "results.md"), "w") as file:
     file.write(table + "\n")
+  provenance.write(workdir, started)
   print(table)
   print(f"Done in {(time.time() - started) / 60:.1f} min; results and runs are under "
         f"{workdir}.", flush=True)

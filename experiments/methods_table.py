@@ -1,4 +1,4 @@
-"""The table of sparsification methods in docs/results.md, from finished runs of the configs in configs/.
+"""The table of sparsification methods in docs/history/results-2026-11.md, from finished runs of the configs in configs/.
 
 Reads the workdirs of runs such as ``python -m jaxsparse.main
 --config=configs/gap.py --workdir=runs/methods/gap`` and prints, per run and

@@ -3,7 +3,9 @@
 Built from the study's summary (:func:`jaxsparse.report.summarise`), pure
 NumPy / pandas / SciPy; :mod:`jaxsparse.report` writes them as Markdown.
 
-Every claim record states what its interval estimates:
+Every claim record says what it is (``kind``: 'robust', 'paired', 'agreement' or
+'correlation'; ``series``: the method and scope it is about; ``against``, ``band`` and
+``level`` where they apply) and what its interval estimates:
 
 - ``unit``: ``'member'`` for a zoo of seeds of one recipe, ``'grid cell'`` for a
   grid zoo with several seeds per configuration (the interval is a t interval
@@ -136,7 +138,8 @@ def claims(summary: dict) -> list[dict]:
     for band_name, band in _bands():
       rows.append(_record(f"{series} twins agree highly with their originals ({band_name} "
                           "sparsity)", "mean Cohen's kappa of twin vs original predictions",
-                          threshold=HIGH_KAPPA, above=True, **mean_estimate(
+                          threshold=HIGH_KAPPA, above=True, kind="agreement", series=series,
+                          band=band_name, **mean_estimate(
                               _by_member(entries, "cohen_kappa", band), cells, HIGH_KAPPA)))
   for series, entries in by_series.items():
     rows += [_correlation(series, entry) for entry in entries]
@@ -160,7 +163,8 @@ def _robustness(series: str, entries: list[dict], cells: dict[int, int]) -> dict
       relative.low, relative.high, ROBUST_RELATIVE_DROP, False)
   return _record(f"{series} is robust: its twins lose at most {ROBUST_DROP:.0%} accuracy at "
                  f"{low:.0%} to {high:.0%} sparsity", "mean accuracy drop (original - twin)",
-                 threshold=ROBUST_DROP, above=False, sensitivity=sensitivity, **drops)
+                 threshold=ROBUST_DROP, above=False, sensitivity=sensitivity, kind="robust",
+                 series=series, **drops)
 
 
 def _correlation(series: str, entry: dict) -> dict:
@@ -176,7 +180,8 @@ def _correlation(series: str, entry: dict) -> dict:
                  "correlated", "Pearson r across members" + (
                      " (undefined: every twin has the same test accuracy)"
                      if constant and entry["pearson"] is None else ""),
-                 estimate=estimate, threshold=HIGH_CORRELATION, above=True)
+                 estimate=estimate, threshold=HIGH_CORRELATION, above=True, kind="correlation",
+                 series=series, level=entry["level"])
 
 
 def _paired_claims(by_series: dict[str, list[dict]], cells: dict[int, int],
@@ -201,7 +206,8 @@ def _paired_claims(by_series: dict[str, list[dict]], cells: dict[int, int],
         rows.append(_record(
             f"{ahead} beats {behind} {band_name} sparsity (paired per member)",
             f"mean accuracy difference {ahead} - {behind} at the {outcome} twin's sparsity",
-            threshold=0.0, above=True, family="primary",
+            threshold=0.0, above=True, family="primary", kind="paired", series=outcome,
+            against=target, band=band_name,
             **mean_estimate(sign * _by_member(pairs, "difference", band), cells)))
   return rows
 

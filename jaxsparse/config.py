@@ -306,7 +306,7 @@ def default_config() -> ml_collections.ConfigDict:
   return _config_of(schema())
 
 
-#: Target sparsities of the method configs in configs/ (the table in docs/results.md).
+#: Target sparsities of the method configs in configs/ (the table in docs/history/results-2026-11.md).
 STUDY_SPARSITIES = (0.5, 0.8, 0.9, 0.95)
 
 

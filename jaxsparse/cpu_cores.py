@@ -6,7 +6,7 @@ per core, the CPU gets the members in blocks, one per core, through the
 engine's member sharding (:mod:`jaxsparse.sharding`; ``population.num_devices
 = 0``, the default, uses every device). On the project's 2-core machine this
 trained 1.8 to 1.9x as many members per second at batch 10 and 1.4 to 1.5x at
-batch 32 (docs/benchmarks.md). Each device runs the single-device program on
+batch 32 (docs/history/benchmarks-2026-11.md). Each device runs the single-device program on
 its own block of members, so a member's numbers agree with a one-device run
 to float rounding, not bit for bit (the compiled programs differ in how
 many chunks of members they loop over; see docs/scaling.md).

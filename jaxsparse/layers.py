@@ -37,7 +37,7 @@ PER_LAYER = "per_layer"
 #: narrower than a vector register's 16 floats) whose input is at most
 #: BANDED_MAX_WIDTH_RATIO kernel widths wide runs as a banded matmul, any other as im2col
 #: patches (the banded matmul does input width / kernel width times the multiply-adds;
-#: measured in docs/benchmarks.md: CNN-s gains, CNN-l and ResNet-20 lose with it).
+#: measured in docs/history/benchmarks-2026-11.md: CNN-s gains, CNN-l and ResNet-20 lose with it).
 BANDED_MAX_CHANNELS = 16
 BANDED_MAX_WIDTH_RATIO = 6
 
@@ -189,7 +189,7 @@ def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   ``stride * w + c``; the rest is zeros, so the matmul does W*C_in / (kw*C_in)
   times the convolution's multiply-adds, in one wide matrix product instead of
   a product with C_out columns. On the CPU that wins for small images and
-  kernels (CNN-s: docs/benchmarks.md); the band's gradient goes back to the
+  kernels (CNN-s: docs/history/benchmarks-2026-11.md); the band's gradient goes back to the
   kernel through a dense einsum, not a scatter.
   """
   kernel_height, kernel_width, in_channels, out_channels = kernel.shape

@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -240,7 +241,9 @@ def run_job(config, workdir: str, overwrite: bool = False,
   epoch once there is space. ``allow_modules``: modules runs on disk may import
   for their methods (``--allow_method_module``).
   """
-  from jaxsparse import sparsify, train, twins
+  import jax
+  from jaxsparse import provenance, sparsify, train, twins
+  started = time.time()
   start_distributed(config)
   try:
     with sparsify.allowing_modules(allow_modules):
@@ -248,6 +251,8 @@ def run_job(config, workdir: str, overwrite: bool = False,
         twins.run_study(config, workdir, overwrite=overwrite)
       else:
         train.train_and_evaluate(config, workdir, overwrite=overwrite)
+    if jax.process_index() == 0:
+      provenance.write(workdir, started)
   except OSError as error:
     if error.errno not in _STORAGE_ERRORS:
       raise

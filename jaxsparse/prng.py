@@ -8,7 +8,7 @@ with the conversion to floats (64 members' [10, 28, 28, 8] normals: 6.9
 instead of 27.5 ms), and each draw is computed once per step however many
 fusions read it (:func:`_hashed`). Variational dropout draws one normal per
 example and output unit at every step, so this draw was much of its step
-(docs/benchmarks.md).
+(docs/history/benchmarks-2026-11.md).
 
 Each function returns exactly what its ``jax.random`` namesake returns for the
 same key (tested): the hash of the element's index under JAX's default

@@ -13,7 +13,7 @@ training call reports instead, through a host callback every
 ``report_interval(steps)`` steps (:func:`jaxsparse.engine.listening_to_progress`);
 :class:`EpochTracker` turns those reports into steps done. The callback reads
 no value of the computation, so the numbers do not change, and about 20
-reports per epoch cost little (measured in docs/benchmarks.md).
+reports per epoch cost little (measured in docs/history/benchmarks-2026-11.md).
 
 The ETA is measured from the first report a process sees, i.e. after the
 training program was compiled and its first steps ran: compilation (and

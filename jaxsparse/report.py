@@ -124,6 +124,33 @@ def claims_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def verdicts_table(summary: dict) -> str:
+  """Markdown: the claims' verdicts at a glance, one column per series (method and scope), and
+  the paired comparisons (the primary family) one row each; no values, which is what a
+  reader comparing runs on two machines should compare (values agree to about 3 decimals)."""
+  rows = [row for row in summary["claims"] if "kind" in row]
+  series = list(dict.fromkeys(row["series"] for row in rows if row["kind"] != "paired"))
+  cell = lambda kind, name, **match: ", ".join(
+      row["verdict"] for row in rows if row["kind"] == kind and row["series"] == name and
+      all(row.get(key) == value for key, value in match.items())) or ""
+  bands = list(dict.fromkeys(row["band"] for row in rows if row["kind"] == "agreement"))
+  lines = ["| claim | " + " | ".join(series) + " |", "| --- |" + " --- |" * len(series),
+           f"| robust (drop <= {ROBUST_DROP:g} at {claims.ROBUST_BAND[0]:.0%} to "
+           f"{claims.ROBUST_BAND[1]:.0%}) | " + " | ".join(cell("robust", name) for name in series)
+           + " |"]
+  lines += [f"| twins agree highly (kappa > {HIGH_KAPPA:g}), {band} | " +
+            " | ".join(cell("agreement", name, band=band) for name in series) + " |"
+            for band in bands]
+  lines.append(f"| accuracies correlated (r > {HIGH_CORRELATION:g}), per level | " +
+               " | ".join(cell("correlation", name) for name in series) + " |")
+  paired = [row for row in rows if row["kind"] == "paired"]
+  if paired:
+    lines += ["", "| paired comparison (primary family, Holm) | verdict |", "| --- | --- |"]
+    lines += [f"| {row['claim'].replace(' (paired per member)', '')} | {row['verdict']} |"
+              for row in paired]
+  return "\n".join(lines)
+
+
 def sensitivity_lines(summary: dict) -> list[str]:
   """The robustness verdicts at the other thresholds, one line per method."""
   return [f"- {row['claim'].split(' is robust')[0]}: " + "; ".join(
@@ -262,7 +289,7 @@ def write_report(workdir: str, config, table: pd.DataFrame, original: dict,
            "inputs where twin and original predict the same class; Pearson / Spearman: "
            "correlation of original and twin test accuracy across members.", "",
            headline_table(summary), "", "## Claims", "", _claims_preamble(summary), "",
-           claims_table(summary), "", "Robustness at other thresholds (the verdict at each; "
+           verdicts_table(summary), "", "In numbers:", "", claims_table(summary), "", "Robustness at other thresholds (the verdict at each; "
            "this project's choice of 0.02 is not the paper's):", "",
            *sensitivity_lines(summary), "", "## Findings", "", *findings(summary), "",
            "## Figures", "", *[f"![{name}]({FIGURES_DIR}/{name})" for name in figure_files], ""]

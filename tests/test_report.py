@@ -197,3 +197,24 @@ def test_a_zoo_of_seeds_has_members_as_its_unit():
   robust = _claim(summary, "is robust")
   assert (robust["unit"], robust["units"], robust["interval_method"]) == ("member", 6, "t")
   assert robust["corner_ci"] is None and robust["value"] == pytest.approx(0.01)
+
+
+def test_verdicts_at_a_glance_place_every_claim_once(study):
+  summary, _ = study
+  table = report.verdicts_table(summary)
+  lines = table.splitlines()
+  assert lines[0] == "| claim | magnitude (layerwise) | variational_dropout |"
+  robust = [line for line in lines if line.startswith("| robust")][0].split(" | ")[1:]
+  assert robust[0] == _claim(summary, "magnitude (layerwise) is robust")["verdict"]
+  correlated = [line for line in lines if line.startswith("| accuracies correlated")][0]
+  magnitude_cell = correlated.split(" | ")[1]
+  assert magnitude_cell == ", ".join(_claim(summary, f"magnitude (layerwise) at target {level:g}")
+                                     ["verdict"] for level in LEVELS)
+  paired = [row for row in summary["claims"] if row["kind"] == "paired"]
+  assert len(paired) == 2 and all(f"| {row['verdict']} |" in table for row in paired)
+  assert {row["kind"] for row in summary["claims"]} == {"robust", "paired", "agreement",
+                                                        "correlation"}
+  verdict_words = {"holds", "fails", "inconclusive", "not tested", ""}
+  for line in lines[2:lines.index("")]:  # every cell of the first table is verdicts, no values
+    for cell in line.strip("|").split(" | ")[1:]:
+      assert set(cell.strip().split(", ")) <= verdict_words, line

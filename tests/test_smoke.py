@@ -1,5 +1,6 @@
 """The quick start's first command (configs/smoke.py) runs end to end, as a user runs it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -29,5 +30,9 @@ def test_smoke_config_trains_prunes_and_writes_everything(tmp_path):
   assert (members["test_accuracy"] > 0.15).all()
   for name in ("metadata.json", "metrics.jsonl", "predictions.npz", "checkpoints/1"):
     assert (workdir / name).exists(), name
+  stamp = json.loads((workdir / "provenance.json").read_text())
+  assert stamp["command"] == (f"python -m jaxsparse.main --config=configs/smoke.py "
+                              f"--workdir={workdir}")
+  assert stamp["commit"] and "CPU cores" in stamp["machine"]
   # TensorFlow is not needed for Fashion-MNIST, so it is not imported (and logs nothing).
   assert "oneDNN" not in result.stderr and "tensorflow" not in result.stderr.lower()
