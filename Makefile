@@ -21,15 +21,15 @@ run: install data
 	$(VENV)/bin/python -m jaxsparse.main --config=$(CONFIG) --workdir=$(WORKDIR) $(ARGS)
 
 # The fast tier compiles its many small programs at XLA's optimisation level 0
-# (half the time: compilation dominates it); the slow tier tests the default level.
+# (half the time: compilation dominates it); the slow tier tests the default level,
+# each test file in a process of its own, two at a time (tests/run_by_file.py says why).
 test: install-test data
 	XLA_FLAGS="--xla_backend_optimization_level=0 $$XLA_FLAGS" $(PYTEST) -m "not slow" tests $(ARGS)
 
 test-slow: install-test data
-	$(PYTEST) -m slow tests $(ARGS)
+	$(VENV)/bin/python tests/run_by_file.py --jobs 2 -m slow tests $(ARGS)
 
-test-all: install-test data
-	$(PYTEST) tests $(ARGS)
+test-all: test test-slow
 
 # `install` is what the main job needs (no TensorFlow: Fashion-MNIST is read
 # from its IDX files); `install-test` adds the test tools, scikit-learn and

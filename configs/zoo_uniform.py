@@ -8,10 +8,11 @@ train / validation split of the training set, data normalised with mean 0.5
 and std 0.5. The public variational-dropout twins were made from this zoo
 (its MNIST version): ``configs/twins_paper.py --config.zoo=uniform``.
 
-On this 2-core CPU one member-epoch at batch 10 costs about 0.13 s of a
-16-member population's time (docs/twins.md), so the full zoo (1,000 x 50
-member-epochs) is a GPU job; ``--config.population.num_seeds=16`` is a
-laptop-sized sample of it.
+On this 2-core CPU one member-epoch at batch 10 (5,000 steps) costs about
+6 s of a 12-member population's wall time (the protocol study's zoo, 12 seeds
+x 50 epochs, took 60 min on 2026-12-05 beside other jobs: docs/results.md), so
+the full zoo (1,000 x 50 member-epochs, about 3.5 CPU-days) is a GPU job;
+``--config.population.num_seeds=12`` is a laptop-sized sample of it.
 """
 
 from jaxsparse.config import default_config

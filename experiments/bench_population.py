@@ -14,9 +14,16 @@ peak memory belong to it alone. Implementations:
   (nn.Conv, nn.max_pool, nn.Dense) with optax Adam;
 - ``python_loop``: a Python loop over members calling one jitted
   single-model step of the same flax model;
+- ``jaxsparse_gumbel``, ``jaxsparse_edge_popup``: the engine training
+  Gumbel-softmax and edge-popup supermasks;
 - ``torch_loop`` and ``torch_func``: PyTorch (CPU) loop over models, and the
   torch.func ensemble (stack_module_state + functional_call + vmap), when
   torch is installed (``pip install -e '.[bench]'``);
+- ``torch_grouped`` and ``torch_grouped_compiled``: the ensemble as a
+  researcher writes it by hand, the members as the groups of one grouped
+  ``Conv2d`` per layer and one batched matmul per dense layer
+  (experiments/torch_grouped.py, tested member by member against each network
+  alone), eager and under ``torch.compile`` (compilation excluded);
 - ``jaxsparse_activations`` and ``jaxsparse_interleaved``: the engine with
   members mixing the four activations (P/4 each), as the hyperparameter zoo
   does: in blocks (each chunk's members share an activation, which the engine
@@ -33,15 +40,20 @@ permutation of the data), as the model zoos train.
 
 Usage::
 
-  python experiments/bench_population.py --out bench.json          # the default set
-  python experiments/bench_population.py --full --out bench.json   # every combination
+  python experiments/bench_population.py                     # the targets: ratios at batch 10 and 32
+  python experiments/bench_population.py --set --out=bench.json          # every implementation
+  python experiments/bench_population.py --set --full --out=bench.json   # every combination
   python experiments/bench_population.py --gpu --chunk 0 --steps 20 --impls jaxsparse,torch_func
   python experiments/bench_population.py --impl jaxsparse --model cnn_s --population 64 --batch 32
   python experiments/bench_population.py --repeats 3 --impls jaxsparse,torch_func --batch 32
   python experiments/bench_population.py --repeats 3 --impls jaxsparse --populations 8,16,64,256
 
+The default run measures ``TARGET_IMPLS`` (CNN-s, P = 64) at batch 10 and 32,
+``--repeats`` (3) alternating rounds each, and prints each median, jaxsparse
+over the best PyTorch ensemble and VD's step over the dense one; it writes
+``results.json``, ``results.md`` and ``provenance.json`` under ``--workdir``.
 A single measurement prints member-steps/s as its last line. With
-``--repeats N``, every implementation of ``--impls`` at every size of
+``--repeats N`` and ``--impls``, every implementation at every size of
 ``--populations`` is measured N times, alternating (each round starts at
 another setting, so that the machine's drift spreads over all), with the
 median and the range per setting.
@@ -49,7 +61,6 @@ median and the range per setting.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -57,14 +68,27 @@ import resource
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import numpy as np
+import pandas as pd
 
-from jaxsparse import cpu_cores
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "naive_flax",
-                   "python_loop", "torch_loop", "torch_func", "jaxsparse_shared",
+from jaxsparse import cpu_cores  # noqa: E402
+
+IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "jaxsparse_gumbel",
+                   "jaxsparse_edge_popup", "naive_flax", "python_loop", "torch_loop",
+                   "torch_func", "torch_grouped", "torch_grouped_compiled", "jaxsparse_shared",
                    "torch_func_shared", "jaxsparse_activations", "jaxsparse_interleaved")
+#: The engine's rows per sparsification method (the dense engine is ``jaxsparse``).
+ENGINE_METHODS = {"jaxsparse_magnitude": "magnitude", "jaxsparse_vd": "variational_dropout",
+                  "jaxsparse_gumbel": "gumbel_softmax", "jaxsparse_edge_popup": "edge_popup"}
+#: The PyTorch ensembles the engine is compared with; the report takes the fastest.
+TORCH_ENSEMBLES = ("torch_func", "torch_grouped", "torch_grouped_compiled")
+#: The targets' measurement (the default run): these, alternating, at both batch sizes.
+TARGET_IMPLS = ("jaxsparse", "jaxsparse_vd", *TORCH_ENSEMBLES)
+TARGET_BATCHES = (10, 32)
 #: The engine rows whose members mix the four activations (P/4 members each): in blocks of
 #: P/4 (every chunk of --chunk members shares one) or interleaved (every chunk mixes all).
 MIXED_ACTIVATIONS = {"jaxsparse_activations": "blocks", "jaxsparse_interleaved": "interleaved"}
@@ -122,6 +146,15 @@ def _member_orders(population: int, batch: int, steps: int) -> np.ndarray:
 def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps: int,
                chunk: int, progress: bool = False, shared: bool = False, conv: str = "auto",
                activations: str = ""):
+  return _time(engine_steps(method_name, model, population, batch, steps, chunk, progress,
+                            shared, conv, activations), steps)
+
+
+def engine_steps(method_name: str, model: str, population: int, batch: int, steps: int,
+                 chunk: int, progress: bool = False, shared: bool = False, conv: str = "auto",
+                 activations: str = "") -> Callable[[], None]:
+  """``run_steps()``: ``steps`` training steps of the engine's population (one
+  ``train_epoch`` call on synthetic data), each call continuing from the last."""
   import jax
   import jax.numpy as jnp
   from jaxsparse import build, engine
@@ -131,7 +164,8 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
   config.model.name = model
   config.model.conv_implementation = conv
   config.sparsify.method = method_name
-  config.population.grid.sparsity = (0.8 if method_name == "magnitude" else 0.0,)
+  config.population.grid.sparsity = ({"magnitude": 0.8, "gumbel_softmax": 0.5,
+                                      "edge_popup": 0.5}.get(method_name, 0.0),)
   config.population.num_seeds = population
   if activations:
     _mix_activations(config, population, interleaved=activations == "interleaved")
@@ -156,7 +190,7 @@ def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps:
                                            first_step)
     jax.block_until_ready(metrics)
 
-  return _time(run_steps, steps)
+  return run_steps
 
 
 def _mix_activations(config, population: int, interleaved: bool) -> None:
@@ -337,6 +371,33 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
   return _time(run_steps, steps)
 
 
+def _torch_grouped(model: str, population: int, batch: int, steps: int, compiled: bool):
+  """The grouped-convolution ensemble (experiments/torch_grouped.py), each member on its own
+  batches, Adam; with ``compiled``, its loss under ``torch.compile`` (the first call, which
+  compiles, is not timed)."""
+  import torch
+  import torch_grouped
+  torch.set_num_threads(os.cpu_count() or 1)
+  features, kernels, pools, dense = _baseline_architecture(model)
+  height, _, channels = INPUT_SHAPES[model]
+  if not features:
+    raise ValueError(f"{model} has no convolutions; torch_grouped builds CNNs")
+  network = torch_grouped.GroupedEnsemble(population, channels, height, features, kernels,
+                                          pools, dense)
+  images, labels = _synthetic(model, batch, steps)
+  images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+  labels = torch.from_numpy(labels).long()
+  orders = torch.from_numpy(_member_orders(population, batch, steps))
+  step = torch_grouped.training_step(network, torch.optim.Adam(network.parameters(), 1e-3),
+                                     compiled)
+
+  def run_steps():
+    for index in range(steps):
+      step(images[orders[:, index]], labels[orders[:, index]])
+
+  return _time(run_steps, steps)
+
+
 def gemm_gflops(size: int = 0, repeats: int = 5) -> float:
   """The float32 GEMM rate of this machine through JAX at its default precision (TF32 on
   a GPU), the practical compute ceiling; ``size`` 0: 2048 on the CPU, 8192 elsewhere."""
@@ -356,8 +417,7 @@ def measure(impl: str, model: str, population: int, batch: int, steps: int,
             chunk: int = 0, progress: bool = False, conv: str = "auto") -> dict:
   """One measurement, in this process."""
   if impl.startswith("jaxsparse"):
-    method = {"jaxsparse_magnitude": "magnitude",
-              "jaxsparse_vd": "variational_dropout"}.get(impl, "none")
+    method = ENGINE_METHODS.get(impl, "none")
     compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps, chunk,
                                            progress, shared=impl == "jaxsparse_shared",
                                            conv=conv, activations=MIXED_ACTIVATIONS.get(impl, ""))
@@ -368,6 +428,9 @@ def measure(impl: str, model: str, population: int, batch: int, steps: int,
     compile_seconds, per_step = _torch(model, population, batch, steps,
                                        functional=impl != "torch_loop",
                                        shared=impl == "torch_func_shared")
+  elif impl in ("torch_grouped", "torch_grouped_compiled"):
+    compile_seconds, per_step = _torch_grouped(model, population, batch, steps,
+                                               compiled=impl == "torch_grouped_compiled")
   else:
     raise ValueError(f"implementation {impl!r} is unknown; use one of {IMPLEMENTATIONS}")
   member_steps = population / per_step
@@ -485,95 +548,144 @@ def _plan(full: bool, impls: list[str], gpu: bool = False) -> list[tuple]:
   return plan
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--impl", choices=IMPLEMENTATIONS)
-  parser.add_argument("--model", choices=MODELS, default="cnn_s")
-  parser.add_argument("--population", type=int, default=64)
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--steps", type=int, default=10)
-  parser.add_argument("--chunk", type=int, default=4,
-                      help="members the engine vmaps at once (population.chunk_size; 0: all); "
-                           "4 measured fastest for CNN-s on the 2-core CPU")
-  parser.add_argument("--conv", default="auto",
-                      help="the engine's model.conv_implementation (auto, im2col, banded, xla)")
-  parser.add_argument("--devices", type=int, default=0,
-                      help="CPU devices the engine splits the members over: 0 one per core, as "
-                           "a run does (jaxsparse.cpu_cores), 1 one device")
-  parser.add_argument("--full", action="store_true", help="every model, P and batch")
-  parser.add_argument("--gpu", action="store_true",
-                      help="the accelerator table: CNN-s, CNN-l, ResNet-20 at P=64/256/1024, "
-                           "batch 10/32 (use with --chunk 0 and --steps 20)")
-  parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS),
-                      help="implementations of the set or of --repeats (comma-separated)")
-  parser.add_argument("--progress", action="store_true",
-                      help="jaxsparse: with the training progress reports of a run "
-                           "(progress.REPORTS_PER_EPOCH per call), to measure their cost")
-  parser.add_argument("--timeout", type=float, default=0,
-                      help="seconds one measurement of the set may take (0: no limit)")
-  parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
-  parser.add_argument("--out", default="", help="write all measurements here as JSON")
-  parser.add_argument("--repeats", type=int, default=0,
-                      help="measure each setting of --impls x --populations this many times, "
-                           "alternating (default 0: the single measurement or the set)")
-  parser.add_argument("--populations", default="",
-                      help="population sizes for --repeats, comma-separated (default: "
-                           "--population)")
-  args = parser.parse_args()
-  impls = [impl for impl in args.impls.split(",") if impl]
-  unknown = [impl for impl in impls if impl not in IMPLEMENTATIONS]
+def targets(batches: tuple[int, ...], repeats: int, steps: int, chunk: int, conv: str,
+            devices: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+  """The targets' measurement: :data:`TARGET_IMPLS` (CNN-s, P = 64) at each batch size in
+  ``repeats`` alternating rounds. Returns every measurement and, per batch size, the
+  medians, jaxsparse over the best PyTorch ensemble and VD's step over the dense one."""
+  impls = [impl for impl in TARGET_IMPLS if impl.startswith("jaxsparse") or
+           importlib.util.find_spec("torch") is not None]
+  measured, ratios = [], []
+  for batch in batches:
+    print(f"batch {batch}:", flush=True)
+    results = rounds([(impl, 64) for impl in impls], repeats, "cnn_s", batch, steps, chunk,
+                     conv, devices)
+    measured += [{**result, "batch": batch} for result in results]
+    median = lambda impl: float(np.median([r["member_steps_per_second"] for r in results
+                                           if r["impl"] == impl] or [np.nan]))
+    medians = {impl: median(impl) for impl in impls}
+    torch_rows = {impl: rate for impl, rate in medians.items() if impl in TORCH_ENSEMBLES}
+    best = max(torch_rows, key=torch_rows.get) if torch_rows else None
+    ratios.append({"batch": batch, **{f"{impl} (median)": rate for impl, rate in medians.items()},
+                   "best PyTorch": best or "n/a",
+                   "jaxsparse / best PyTorch": medians["jaxsparse"] / torch_rows[best]
+                   if best else np.nan,
+                   "VD step / dense step": medians["jaxsparse"] / medians["jaxsparse_vd"]})
+  return pd.DataFrame(measured), pd.DataFrame(ratios)
+
+
+def _define_flags():
+  from absl import flags
+  define = {"impl": flags.DEFINE_enum("impl", None, IMPLEMENTATIONS, "Measure this one, in "
+                                      "this process."),
+            "model": flags.DEFINE_enum("model", "cnn_s", MODELS, "The model."),
+            "population": flags.DEFINE_integer("population", 64, "Members (P)."),
+            "batch": flags.DEFINE_integer("batch", 32, "Batch size per member."),
+            "steps": flags.DEFINE_integer("steps", 10, "Steps per timed call."),
+            "chunk": flags.DEFINE_integer("chunk", 4, "Members the engine vmaps at once "
+                                          "(population.chunk_size; 0: all); 4 measured fastest "
+                                          "for CNN-s on the 2-core CPU."),
+            "conv": flags.DEFINE_string("conv", "auto", "The engine's "
+                                        "model.conv_implementation (auto, im2col, banded, xla)."),
+            "devices": flags.DEFINE_integer("devices", 0, "CPU devices the engine splits the "
+                                            "members over: 0 one per core, as a run does "
+                                            "(jaxsparse.cpu_cores), 1 one device.", lower_bound=0),
+            "set": flags.DEFINE_bool("set", False, "Every implementation of --impls once, then "
+                                     "how the engine scales (with --full: every model, P and "
+                                     "batch)."),
+            "full": flags.DEFINE_bool("full", False, "With --set: every model, P and batch."),
+            "gpu": flags.DEFINE_bool("gpu", False, "The accelerator table: CNN-s, CNN-l, "
+                                     "ResNet-20 at P=64/256/1024, batch 10/32 (use with --chunk 0 "
+                                     "and --steps 20)."),
+            "impls": flags.DEFINE_list("impls", list(IMPLEMENTATIONS), "Implementations of "
+                                       "--set or --repeats."),
+            "progress": flags.DEFINE_bool("progress", False, "jaxsparse: with a run's training "
+                                          "progress reports, to measure their cost."),
+            "timeout": flags.DEFINE_float("timeout", 0, "Seconds one measurement of --set may "
+                                          "take (0: no limit)."),
+            "json": flags.DEFINE_bool("json", False, "(internal) one JSON line."),
+            "out": flags.DEFINE_string("out", "", "Write the measurements of --set or --repeats "
+                                       "here as JSON."),
+            "repeats": flags.DEFINE_integer("repeats", 0, "Measure each setting of --impls x "
+                                            "--populations this many times, alternating (the "
+                                            "targets: 3 when 0).", lower_bound=0),
+            "populations": flags.DEFINE_list("populations", [], "Population sizes for "
+                                             "--repeats (default: --population)."),
+            "workdir": flags.DEFINE_string("workdir", "runs/bench", "Where the targets' "
+                                           "results go.")}
+  return {name: flag for name, flag in define.items()}
+
+
+def main(flag) -> None:
+  from jaxsparse.errors import UserError
+  value = {name: holder.value for name, holder in flag.items()}
+  unknown = [impl for impl in value["impls"] if impl not in IMPLEMENTATIONS]
   if unknown:
-    parser.error(f"--impls: {','.join(unknown)} unknown; use some of {','.join(IMPLEMENTATIONS)}")
-  if args.repeats < 0:
-    parser.error(f"--repeats={args.repeats}: use 1 or more (0: no repeated measurement)")
-  if args.devices < 0:
-    parser.error(f"--devices={args.devices}: use 0 (one per core) or a number of devices")
-
-  if args.repeats:
-    sizes = [args.population]
-    if args.populations:
+    raise UserError(f"--impls={','.join(unknown)} is unknown; use some of "
+                    f"{','.join(IMPLEMENTATIONS)}")
+  if value["impl"]:
+    if not value["impl"].startswith("jaxsparse"):
       try:
-        sizes = [int(size) for size in args.populations.split(",")]
-      except ValueError:
-        parser.error(f"--populations={args.populations} is not a list of integers; use e.g. "
-                     "--populations=8,64,256")
-    settings = [(impl, size) for impl in impls for size in sizes]
-    results = rounds(settings, args.repeats, args.model, args.batch, args.steps, args.chunk,
-                     args.conv, args.devices)
-    if not results:
-      parser.exit(1, "every measurement failed (the reasons are above)\n")
-    print(rounds_table(results))
-    if args.out:
-      with open(args.out, "w") as file:
-        json.dump({"results": results, "date": time.strftime("%Y-%m-%d %H:%M"),
-                   "cpus": os.cpu_count()}, file, indent=1)
-    return
-  if args.impl:
-    if not args.impl.startswith("jaxsparse"):
-      try:
-        _baseline_architecture(args.model)
+        _baseline_architecture(value["model"])
       except ValueError as error:
-        parser.error(str(error))
-    _set_cpu_devices(args.devices)
-    result = measure(args.impl, args.model, args.population, args.batch, args.steps, args.chunk,
-                     args.progress, args.conv)
-    if args.json:
-      print(json.dumps(result))
-    else:
-      print(json.dumps(result, indent=1))
-      print(f"{result['member_steps_per_second']:.1f}")
+        raise UserError(str(error)) from error
+    _set_cpu_devices(value["devices"])
+    result = measure(value["impl"], value["model"], value["population"], value["batch"],
+                     value["steps"], value["chunk"], value["progress"], value["conv"])
+    print(json.dumps(result) if value["json"] else
+          json.dumps(result, indent=1) + f"\n{result['member_steps_per_second']:.1f}")
     return
+  if value["repeats"] and not value["set"] and flag["impls"].present:
+    _repeated(value)
+  elif value["set"] or value["gpu"]:
+    _measure_set(value)
+  else:
+    _measure_targets(value)
 
+
+def _measure_targets(value: dict) -> None:
+  from experiments.common import markdown_table, write_results
+  started = time.time()
+  os.makedirs(value["workdir"], exist_ok=True)
+  measured, ratios = targets(TARGET_BATCHES, value["repeats"] or 3, value["steps"],
+                             value["chunk"], value["conv"], value["devices"])
+  if measured.empty:
+    raise SystemExit("every measurement failed (the reasons are above)")
+  table = "\n\n".join([
+      "CNN-s, P = 64, each member on its own batches, member-steps/s (median of the "
+      "alternating rounds):", markdown_table(ratios, digits=2),
+      rounds_table(measured[measured.batch == TARGET_BATCHES[0]].to_dict("records")),
+      rounds_table(measured[measured.batch == TARGET_BATCHES[-1]].to_dict("records"))])
+  write_results(value["workdir"], table, started, measurements=measured, ratios=ratios,
+                gemm_gflops=gemm_gflops())
+
+
+def _repeated(value: dict) -> None:
+  sizes = [int(size) for size in value["populations"]] or [value["population"]]
+  results = rounds([(impl, size) for impl in value["impls"] for size in sizes],
+                   value["repeats"], value["model"], value["batch"], value["steps"],
+                   value["chunk"], value["conv"], value["devices"])
+  if not results:
+    raise SystemExit("every measurement failed (the reasons are above)")
+  print(rounds_table(results))
+  if value["out"]:
+    with open(value["out"], "w") as file:
+      json.dump({"results": results, "date": time.strftime("%Y-%m-%d %H:%M"),
+                 "cpus": os.cpu_count()}, file, indent=1)
+
+
+def _measure_set(value: dict) -> None:
+  impls = value["impls"]
   if importlib.util.find_spec("torch") is None:
     impls = [impl for impl in impls if not impl.startswith("torch")]
-    print("torch is not installed: skipping torch_loop and torch_func "
-          "(pip install -e '.[bench]')", flush=True)
+    print("torch is not installed: skipping the PyTorch rows (pip install -e '.[bench]')",
+          flush=True)
   ceiling = gemm_gflops()
   print(f"float32 GEMM ceiling: {ceiling:.0f} GFLOP/s", flush=True)
   results = []
-  for impl, model, population, batch in _plan(args.full, impls, args.gpu):
-    result = _in_subprocess(impl, model, population, batch, args.steps, args.chunk, args.conv,
-                            args.devices, args.timeout or None)
+  for impl, model, population, batch in _plan(value["full"], impls, value["gpu"]):
+    result = _in_subprocess(impl, model, population, batch, value["steps"], value["chunk"],
+                            value["conv"], value["devices"], value["timeout"] or None)
     if result:
       result["fraction_of_gemm"] = result["gflops"] / ceiling
       results.append(result)
@@ -581,8 +693,8 @@ def main():
             f"{result['member_steps_per_second']:9.1f} member-steps/s "
             f"{result['gflops']:7.2f} GFLOP/s compile {result['compile_seconds']:5.1f} s "
             f"peak {result['peak_memory_mb']:6.0f} MB", flush=True)
-      if args.out:  # after each measurement: a run stopped early keeps what it measured
-        _write_set(args.out, ceiling, results)
+      if value["out"]:  # after each measurement: a run stopped early keeps what it measured
+        _write_set(value["out"], ceiling, results)
   print(_table(results))
 
 
@@ -612,4 +724,7 @@ def _table(results: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-  main()
+  from experiments import common
+  flag = _define_flags()
+  # Each measurement sets its own CPU devices (--devices) in its own process.
+  common.run(lambda: main(flag), split_cpu=False)

@@ -17,18 +17,23 @@ from jaxsparse import cpu_cores, errors, provenance
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
-  """A data frame as a Markdown table (floats to ``digits`` decimals, whole numbers from 10 up
-  without them, NaN as 'n/a')."""
-  def cell(value):
+  """A data frame as a Markdown table: floats to ``digits`` decimals, but a column whose
+  numbers are all whole (a KL weight, a step count) without them; NaN as 'n/a'."""
+  def whole(column) -> bool:
+    numbers = [value for value in column if isinstance(value, float) and value == value]
+    return bool(numbers) and all(value.is_integer() for value in numbers)
+
+  formats = {name: "{:,.0f}" if whole(frame[name]) else f"{{:.{digits}f}}"
+             for name in frame.columns}
+
+  def cell(name, value):
     if isinstance(value, float):
-      if value != value:
-        return "n/a"
-      return f"{value:,.0f}" if value.is_integer() and abs(value) >= 10 else f"{value:.{digits}f}"
+      return "n/a" if value != value else formats[name].format(value)
     return str(value)
   lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
            "| " + " | ".join("---" for _ in frame.columns) + " |"]
-  lines += ["| " + " | ".join(cell(value) for value in row) + " |"
-            for row in frame.itertuples(index=False)]
+  lines += ["| " + " | ".join(cell(name, value) for name, value in zip(frame.columns, row))
+            + " |" for row in frame.itertuples(index=False)]
   return "\n".join(lines)
 
 
@@ -49,11 +54,14 @@ def write_results(workdir: str, table: str, started: float, **tables: pd.DataFra
         f"{workdir}.", flush=True)
 
 
-def run(main: Callable[[], object]) -> None:
+def run(main: Callable[[], object], split_cpu: bool = True) -> None:
   """Runs an experiment script's ``main()`` once absl has parsed its flags: one JAX CPU
-  device per core (before JAX starts), Orbax's INFO logs off, a :class:`UserError` as one
-  line with exit status 2, and arguments that are not flags refused."""
-  cpu_cores.split_cpu_by_core()
+  device per core (before JAX starts; unless ``split_cpu`` is False, for a script that
+  chooses its devices itself), Orbax's INFO logs off, a :class:`UserError` as one line with
+  exit status 2, and arguments that are not flags refused."""
+  if split_cpu:
+    cpu_cores.split_cpu_by_core()
+  provenance.commit()  # the code this command runs, before anyone commits more
 
   def absl_main(argv):
     if len(argv) > 1:

@@ -1,11 +1,12 @@
-"""docs/results.md's tables, generated from the studies' own results.
+"""docs/results.md's and docs/benchmarks.md's tables, generated from the studies' own results.
 
 Each study of record keeps its results and their provenance (commit, dates,
 machine, command: jaxsparse/provenance.py) in ``docs/results/<study>.json``; this
 command renders every study's tables between the markers ``<!-- generated:
 <study> -->`` and ``<!-- end generated: <study> -->`` of docs/results.md, with one
-provenance line. ``tests/test_results_doc.py`` fails when the page differs from
-what the recorded results give.
+provenance line (and of docs/benchmarks.md for the speed studies, and the README's
+headline table). ``tests/test_results_doc.py`` fails when a page differs from what the
+recorded results give.
 
   python experiments/results_doc.py                                # re-render the page
   python experiments/results_doc.py --record=main_job=runs/default  # record a finished run, then render
@@ -34,6 +35,7 @@ from jaxsparse import provenance, reference, report  # noqa: E402
 from jaxsparse.errors import UserError  # noqa: E402
 
 PAGE = os.path.join("docs", "results.md")
+BENCHMARKS = os.path.join("docs", "benchmarks.md")
 RECORDS = os.path.join("docs", "results")
 
 
@@ -77,10 +79,11 @@ def _verdict(record: dict) -> str:
 
 
 class Study(NamedTuple):
-  """A study of record: its results file and how its tables read."""
+  """A study of record: its results file, how its tables read and the page they go on."""
   source: str
   render: Callable[[dict], str]
   keep: tuple[str, ...] | None = None  # the results' keys worth recording (None: all)
+  page: str = PAGE
 
 
 STUDIES = {
@@ -94,6 +97,18 @@ STUDIES = {
                      "error; unit: member):",
         "prune_only": "Magnitude twins before and after fine-tuning (population means):"})),
     "twins_protocol": Study("verdict.json", _verdict),
+    "population_speed": Study("results.json", _tables({
+        "ratios": "CNN-s, P = 64, each member on its own batches; medians of the alternating "
+                  "rounds in member-steps/s, jaxsparse over the fastest PyTorch ensemble, and "
+                  "variational dropout's step over the dense one:",
+        "measurements": "Every measurement (one process each; the fastest of 3 timed calls of "
+                        "10 steps after a compiling call):"}), page=BENCHMARKS),
+    **{name: Study("results.json", _tables({
+        "roofline": f"One training step of CNN-s ({method}; P = 64, batch 32, one device per "
+                    "core) against the machine's float32 matmul rate:",
+        "parts": "Where the step's time goes (XLA:CPU operations of the profile, by kind):"}),
+        page=BENCHMARKS) for name, method in (("roofline", "dense"),
+                                               ("roofline_vd", "variational dropout"))},
 }
 
 
@@ -156,10 +171,10 @@ def _part(study: str, render: Callable[[dict], str] | None = None) -> str | None
 
 
 def page(text: str, path: str = PAGE) -> str:
-  """``text`` (the file at ``path``: docs/results.md or one of :data:`OTHER_PARTS`) with every
-  recorded study's part regenerated."""
-  parts = ({name: (name, None) for name in STUDIES} if path == PAGE else
-           OTHER_PARTS.get(path, {}))
+  """``text`` (the file at ``path``, one of :func:`pages`) with every recorded study's part
+  regenerated."""
+  parts = {name: (name, None) for name, study in STUDIES.items() if study.page == path}
+  parts.update(OTHER_PARTS.get(path, {}))
   for name, (study, render) in parts.items():
     content = _part(study, render)
     if content is not None and f"<!-- generated: {name} -->" in text:
@@ -167,12 +182,17 @@ def page(text: str, path: str = PAGE) -> str:
   return text
 
 
+def pages() -> list[str]:
+  """Every file with generated parts."""
+  return list(dict.fromkeys([*(study.page for study in STUDIES.values()), *OTHER_PARTS]))
+
+
 def main(records: list[str], given: list[str]) -> None:
   stamp = dict(item.split("=", 1) for item in given) if given else None
   for item in records:
     name, _, workdir = item.partition("=")
     print(f"recorded {record(name, workdir, stamp)}")
-  for relative in (PAGE, *OTHER_PARTS):
+  for relative in pages():
     path = os.path.join(reference.REPOSITORY, relative)
     with open(path) as file:
       text = file.read()

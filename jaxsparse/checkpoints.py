@@ -215,7 +215,7 @@ def _check_shapes(restored: engine.TrainState, abstract_state: engine.TrainState
 
 
 def load_population(workdir: str, epoch: int | None = None, *,
-                    allow_modules: Iterable[str] = ()
+                    allow_modules: Iterable[str] = (), setup: build.Setup | None = None
                     ) -> tuple[engine.TrainState, pd.DataFrame]:
   """Loads a whole population from a run's workdir.
 
@@ -227,12 +227,15 @@ def load_population(workdir: str, epoch: int | None = None, *,
     workdir: the ``--workdir`` of a training run.
     epoch: which epoch's checkpoint (None: the latest).
     allow_modules: modules the run may import for its method, if you trust them.
+    setup: the run's setup, when the caller made the run (a study loading the zoo it
+      just trained): then its metadata is not read back.
 
   Returns:
     The population state (leaves with a leading member axis) and the member
     table (one row per member: hyperparameters and seed).
   """
-  run = build.load_setup(workdir, allow_modules)
+  run = build.load_setup(workdir, allow_modules) if setup is None else setup._replace(
+      program=setup.program._replace(mesh=None))
   manager = checkpoint_manager(workdir)
   try:
     return restore_members(manager, run.program, run.table, epoch), run.table

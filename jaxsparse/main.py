@@ -244,6 +244,7 @@ def run_job(config, workdir: str, overwrite: bool = False,
   import jax
   from jaxsparse import provenance, sparsify, train, twins
   started = time.time()
+  provenance.commit()  # the code this command runs, before anyone commits more
   start_distributed(config)
   try:
     with sparsify.allowing_modules(allow_modules):

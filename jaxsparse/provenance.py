@@ -9,6 +9,7 @@ that every table in docs/results.md carries one provenance line.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -28,9 +29,11 @@ def _git(*arguments: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def commit() -> str:
   """The checkout's commit (short hash), with ``+changes`` when tracked files differ from
-  it; 'unknown' outside a git checkout."""
+  it; 'unknown' outside a git checkout. Computed once per process: a command calls it as
+  it starts, so that a commit made while it runs does not stand for its code."""
   head = _git("rev-parse", "--short=7", "HEAD")
   if head is None:
     return "unknown"

@@ -283,7 +283,7 @@ def _run_study(config: ml_collections.ConfigDict, workdir: str, runs: list[TwinR
     _train_phases(config, workdir, zoo, list(zip(runs, twin_setups)), dataset, twin_data,
                   overwrite, bar, np.cumsum(member_steps))
   original_dir = original_run_dir(config, workdir)
-  table = build.load_setup(original_dir).table
+  table = zoo[0].table if zoo else build.load_setup(original_dir).table
   batch_size = config.training.eval_batch_size
   original = cache_predictions(original_dir, dataset, batch_size)
   twins = [(run, cache_predictions(run.workdir, dataset, batch_size),
@@ -305,7 +305,8 @@ def _train_phases(config, workdir: str, zoo: list[build.Setup],
     train.train_and_evaluate(zoo[0], original_dir, dataset, overwrite=overwrite,
                              study_progress=bar)
     bar.skip(int(member_steps_after[0]) - bar.n)
-  original_state, table = checkpoints.load_population(original_dir)
+  original_state, table = checkpoints.load_population(original_dir,
+                                                     setup=zoo[0] if zoo else None)
   final_epoch = int(original_state.epoch[0])
   originals = (original_state.params, original_state.batch_stats)
   del original_state

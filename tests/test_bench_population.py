@@ -67,3 +67,20 @@ def test_a_measurement_past_the_timeout_is_reported_and_skipped(capsys):
   assert bench_population._in_subprocess("jaxsparse", "cnn_s", 8, 32, 2, 4, "auto",
                                          timeout=0.01) is None
   assert "took over" in capsys.readouterr().out
+
+
+def test_targets_compare_with_the_fastest_pytorch_ensemble_and_price_vd(monkeypatch):
+  rates = {"jaxsparse": 900.0, "jaxsparse_vd": 450.0, "torch_func": 200.0,
+           "torch_grouped": 250.0, "torch_grouped_compiled": 300.0}
+
+  def fake_measurement(impl, model, population, batch, steps, chunk, conv, devices):
+    assert (model, population) == ("cnn_s", 64)
+    return {"impl": impl, "population": population,
+            "member_steps_per_second": rates[impl] * (1 + batch / 100)}
+
+  monkeypatch.setattr(bench_population, "_in_subprocess", fake_measurement)
+  measured, ratios = bench_population.targets((10, 32), 3, 10, 4, "auto", 0)
+  assert len(measured) == 2 * 3 * len(rates)
+  assert list(ratios["best PyTorch"]) == ["torch_grouped_compiled"] * 2
+  np.testing.assert_allclose(ratios["jaxsparse / best PyTorch"], [3.0, 3.0])
+  np.testing.assert_allclose(ratios["VD step / dense step"], [2.0, 2.0])

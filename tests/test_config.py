@@ -190,7 +190,7 @@ def test_cli_rejects_unknown_override_field(tmp_path):
   assert result.returncode == 2
   assert "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines() == [
-      "error: config.training.lr is not a known field; see jaxsparse/config.py for the fields"]
+      "error: config.training.lr is not a known field; see docs/configuration.md for the fields"]
 
 
 @pytest.mark.slow

@@ -12,15 +12,13 @@ from jaxsparse import provenance
 from jaxsparse.errors import UserError
 
 
-@pytest.mark.parametrize("path", [results_doc.PAGE, *results_doc.OTHER_PARTS])
+@pytest.mark.parametrize("path", results_doc.pages())
 def test_results_page_is_current(path):
   with open(os.path.join(results_doc.reference.REPOSITORY, path)) as file:
     text = file.read()
   assert results_doc.page(text, path) == text, "run: python experiments/results_doc.py"
-  if path != results_doc.PAGE:
-    return
-  for name in results_doc.STUDIES:  # a recorded study has its part on the page
-    if results_doc.rendered(name) is not None:
+  for name, study in results_doc.STUDIES.items():  # a recorded study has its part on its page
+    if study.page == path and results_doc.rendered(name) is not None:
       assert f"<!-- generated: {name} -->" in text, name
 
 
@@ -49,7 +47,7 @@ def test_recording_copies_results_and_provenance(tmp_path, monkeypatch):
   assert path == str(tmp_path / "docs" / "results" / "vd_protocol_ablation.json")
   part = results_doc.rendered("vd_protocol_ablation")
   assert part.startswith("*Provenance: commit `")
-  assert "| a | 5.000 | 0.500 |" in part
+  assert "| a | 5 | 0.500 |" in part  # a whole-number column prints whole
   page = "intro\n<!-- generated: vd_protocol_ablation -->\nold\n" \
          "<!-- end generated: vd_protocol_ablation -->\nafter\n"
   assert results_doc.page(page) == \

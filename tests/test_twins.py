@@ -171,3 +171,20 @@ def test_a_finished_study_grows_by_levels_and_epochs_training_only_what_is_new(t
   with pytest.raises(UserError, match="no longer lists 0.5, which twins/magnitude_global "
                                       "trained"):
     twins.run_study(config, workdir, data)
+
+
+def test_a_study_resolves_its_config_once_and_never_completes_it_again(tmp_path, monkeypatch):
+  """The config is resolved at the door; nothing on the way down completes or re-resolves
+  it, nor reads back the zoo's metadata that the study has just written."""
+  from jaxsparse import build, config as config_lib
+  calls = []
+  for module in (config_lib, build, twins):
+    for name in ("completed_config", "resolve"):
+      if hasattr(module, name):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *args, _name=name, _original=original, **kw: (
+            calls.append(_name), _original(*args, **kw))[1])
+  config = make_tiny_study_config(sparsities=(0.5,), scopes=("global",))
+  config.twins.methods = ("magnitude",)
+  twins.run_study(config, str(tmp_path / "study"), random_dataset(num_train=64))
+  assert calls == ["resolve"]
