@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxsparse import train, twins  # noqa: E402
+from jaxsparse import tables, train, twins  # noqa: E402
 from jaxsparse.config import load_config_file  # noqa: E402
 from jaxsparse.errors import UserError  # noqa: E402
 
@@ -29,7 +29,10 @@ CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
                       "twins_protocol.py")
 #: The order the arms run in: the zoo, then the public protocol first (its sanity check
 #: comes earliest) and the departure, the magnitude curves, and the bridge.
-ORDER = ("zoo", "vd_public", "vd_strong", "magnitude_5", "magnitude_25", "bridge")
+ORDER = ("zoo", "vd_public", "vd_strong", "vd_stronger", "magnitude_5", "magnitude_25",
+         "bridge")
+#: ``vd_stronger`` runs only if ``vd_strong``'s twins end below this mean sparsity.
+STRONGER_BELOW = 0.9
 
 
 def quick(config, arm: str):
@@ -69,6 +72,16 @@ def run_arm(arm: str, workdir: str, quick_check: bool = False) -> None:
   print(f"== {arm} done in {(time.time() - started) / 60:.1f} min", flush=True)
 
 
+def stronger_needed(workdir: str) -> bool:
+  """Whether the pre-registered ``vd_stronger`` arm runs: ``vd_strong`` has finished and its
+  twins' mean final sparsity is below :data:`STRONGER_BELOW`."""
+  if not os.path.exists(os.path.join(workdir, "vd_strong", "summary.json")):
+    return False
+  rows = tables.load_trajectories(os.path.join(workdir, "vd_strong"))
+  final = rows[rows.epoch == rows.epoch.max()]
+  return bool(final.achieved_sparsity.mean() < STRONGER_BELOW)
+
+
 def main(workdir: str, arms: list[str], verdict_only: bool, quick_check: bool) -> None:
   """Runs the arms (in :data:`ORDER`), then writes the verdict."""
   unknown = [arm for arm in arms if arm not in ORDER]
@@ -76,6 +89,10 @@ def main(workdir: str, arms: list[str], verdict_only: bool, quick_check: bool) -
     raise UserError(f"--arms={','.join(unknown)} is unknown; use some of {','.join(ORDER)}")
   if not verdict_only:
     for arm in [arm for arm in ORDER if arm in arms]:
+      if arm == "vd_stronger" and not stronger_needed(workdir):
+        print(f"== {arm}: not needed (vd_strong reached {STRONGER_BELOW:.0%} mean sparsity, "
+              "or has not finished)", flush=True)
+        continue
       run_arm(arm, workdir, quick_check)
   from experiments import twins_verdict  # (its statistics need no JAX)
   twins_verdict.write_verdict(workdir)

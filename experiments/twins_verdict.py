@@ -23,6 +23,8 @@ from jaxsparse.errors import UserError
 from experiments.common import markdown_table
 
 SCOPES = ("layerwise", "global")
+#: The VD arms, weakest first (``vd_stronger`` only runs when ``vd_strong`` stays below 90 %).
+VD_ARMS = ("vd_public", "vd_strong", "vd_stronger")
 #: Magnitude pruning's fine-tuning epochs the secondary comparisons are read at; the
 #: primary reads ``magnitude_5``'s last epoch (5), the guard ``magnitude_25``'s (25).
 EPOCHS = (0, 1)
@@ -128,7 +130,7 @@ def _estimates_table(rows: list[dict]) -> pd.DataFrame:
 def _level_tables(trajectories: dict, originals: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
   """VD per level (final), magnitude per scope, target and epoch."""
   vd_rows = []
-  for arm in ("vd_public", "vd_strong"):
+  for arm in VD_ARMS:
     if arm not in trajectories:
       continue
     rows = trajectories[arm]
@@ -182,7 +184,7 @@ def write_verdict(workdir: str) -> dict:
     raise UserError(f"{workdir}/zoo is not trained yet; run experiments/twins_protocol.py")
   originals, zoo_curve = _zoo_table(workdir)
   trajectories = {arm: tables.load_trajectories(os.path.join(workdir, arm))
-                  for arm in ("vd_public", "vd_strong", "magnitude_5", "magnitude_25")
+                  for arm in (*VD_ARMS, "magnitude_5", "magnitude_25")
                   if _finished(workdir, arm)}
   lines = [f"# Twins protocol study: the verdict ({time.strftime('%Y-%m-%d')})", "",
            "Decision rule: configs/twins_protocol.py (written before the run).", "",
@@ -207,7 +209,7 @@ def write_verdict(workdir: str) -> dict:
               markdown_table(magnitude_levels), ""]
   record["vd_levels"] = vd_levels.to_dict("records")
   record["magnitude_levels"] = magnitude_levels.to_dict("records")
-  vd_arms = [arm for arm in ("vd_public", "vd_strong") if arm in trajectories]
+  vd_arms = [arm for arm in VD_ARMS if arm in trajectories]
   if vd_arms and {"magnitude_5", "magnitude_25"} <= set(trajectories) and \
       record.get("sanity") != "failed":
     lines, record = _comparisons(lines, record, trajectories, vd_arms, originals)

@@ -93,3 +93,19 @@ def test_the_crossover_sparsity_is_where_the_difference_changes_sign():
   crossing = twins_verdict._crossover_sparsity(pairs)
   assert crossing[0] == pytest.approx(0.8)
   assert crossing[1] == pytest.approx(0.7)  # ahead already at its sparsest VD twin: censored
+
+
+def test_the_stronger_vd_arm_runs_only_when_vd_strong_ends_below_90_percent(tmp_path,
+                                                                             monkeypatch):
+  from experiments import twins_protocol
+  from jaxsparse.config import load_config_file
+  config = load_config_file(f"{twins_protocol.CONFIG}:vd_stronger")
+  assert tuple(config.twins.kl_weights) == (50000.0,)
+  assert not twins_protocol.stronger_needed(str(tmp_path))  # vd_strong has not finished
+  (tmp_path / "vd_strong").mkdir()
+  (tmp_path / "vd_strong" / "summary.json").write_text("{}")
+  for final, needed in (([0.85, 0.97, 0.8], True), ([0.92, 0.95, 0.9], False)):
+    # an early epoch at 0.1 sparsity must not count: only the last epoch does
+    rows = pd.DataFrame({"epoch": [3, 3, 3, 25, 25, 25], "achieved_sparsity": [0.1] * 3 + final})
+    monkeypatch.setattr(twins_protocol.tables, "load_trajectories", lambda _, rows=rows: rows)
+    assert twins_protocol.stronger_needed(str(tmp_path)) is needed
