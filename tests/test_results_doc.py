@@ -22,6 +22,13 @@ def test_results_page_is_current(path):
       assert f"<!-- generated: {name} -->" in text, name
 
 
+@pytest.mark.parametrize("path, limit", [("README.md", 12_500), ("docs/results.md", 25_000)])
+def test_front_pages_stay_short(path, limit):
+  """The README stays a front door and results.md a page of current findings (the dated
+  runs live in docs/history/): sizes in bytes."""
+  assert os.path.getsize(os.path.join(results_doc.reference.REPOSITORY, path)) <= limit
+
+
 def test_provenance_names_the_command_as_typed():
   assert provenance.command(["/x/jaxsparse/main.py", "--config=c.py", "--workdir=a b"]) == \
       "python -m jaxsparse.main --config=c.py '--workdir=a b'"
