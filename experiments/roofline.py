@@ -4,7 +4,8 @@
   python experiments/roofline.py --workdir=runs/roofline --method=variational_dropout
 
 1. **The ceiling**: the float32 matrix-multiply rate of every CPU device at once (a
-   2,048 x 2,048 matmul per device, sharded, the fastest of 5 calls).
+   2,048 x 2,048 matmul per device, sharded, the fastest of 5 calls:
+   ``bench_population.gemm_gflops``).
 2. **The work**: the FLOPs of one member's training step, 3 x the forward pass's
    (2 x the multiply-adds of its convolutions and dense layers) x the batch.
 3. **The engine**: member-steps/s of one ``train_epoch`` call of ``--steps`` steps (the
@@ -26,6 +27,7 @@ import collections
 import glob
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -121,25 +123,6 @@ def time_by_kind(trace_dir: str, kinds: dict[tuple[str, str], str]) -> dict[str,
   return dict(seconds)
 
 
-def matmul_ceiling(size: int = 2048, repeats: int = 5) -> float:
-  """GFLOP/s of a float32 ``size`` x ``size`` matmul on every device at once."""
-  import jax
-  import jax.numpy as jnp
-  from jax.sharding import NamedSharding, PartitionSpec
-  devices = jax.devices()
-  mesh = jax.sharding.Mesh(devices, ("d",))
-  a = jax.device_put(jnp.ones((len(devices), size, size), jnp.float32),
-                     NamedSharding(mesh, PartitionSpec("d")))
-  matmul = jax.jit(lambda x: x @ x)
-  jax.block_until_ready(matmul(a))
-  best = float("inf")
-  for _ in range(repeats):
-    started = time.perf_counter()
-    jax.block_until_ready(matmul(a))
-    best = min(best, time.perf_counter() - started)
-  return 2 * size**3 * len(devices) / best / 1e9
-
-
 def run(workdir: str, method: str, population: int, batch: int, steps: int, chunk: int) -> None:
   import jax
   import bench_population
@@ -147,7 +130,7 @@ def run(workdir: str, method: str, population: int, batch: int, steps: int, chun
   started = time.time()
   os.makedirs(workdir, exist_ok=True)
   dump = os.environ["JAXSPARSE_ROOFLINE_DUMP"]
-  ceiling = matmul_ceiling()
+  ceiling = bench_population.gemm_gflops()
   run_steps = bench_population.engine_steps(method, "cnn_s", population, batch, steps, chunk)
   run_steps()  # compiles
   timings = []
@@ -178,6 +161,7 @@ def run(workdir: str, method: str, population: int, batch: int, steps: int, chun
   write_results(workdir, table, started, roofline=roofline, parts=parts,
                 settings={"method": method, "population": population, "batch": batch,
                           "steps": steps, "chunk": chunk, "devices": jax.device_count()})
+  shutil.rmtree(dump, ignore_errors=True)  # XLA's dump of every program it compiled
 
 
 if __name__ == "__main__":
