@@ -129,7 +129,8 @@ SCHEMA: dict[str, Any] = {
                          one_of(PADDINGS)),
     },
     "data": {
-        "name": Field("fashion_mnist", "a TFDS name, or 'digits' (scikit-learn)",
+        "name": Field("fashion_mnist", "a TFDS name, 'digits' (scikit-learn) or 'tiny_imagenet' "
+                      "(a local copy: local_dir)",
                       one_of(data.SUPPORTED_DATASETS)),
         "tfds_data_dir": Field("", "TFDS's data directory ('': $TFDS_DATA_DIR or "
                                "~/tensorflow_datasets)", text),
@@ -141,6 +142,12 @@ SCHEMA: dict[str, Any] = {
         "std": Field(0.5, "... and standard deviation",
                      lambda v, c: None if is_number(v) and v > 0 else (
                          "use a finite number" if not is_number(v) else "use a positive number")),
+        "channel_mean": Field((), "per-channel means, one per channel ((): mean for all)",
+                              values(finite("use finite numbers"), "", distinct=False)),
+        "channel_std": Field((), "per-channel standard deviations ((): std for all)",
+                             values(positive("use positive numbers"), "", distinct=False)),
+        "local_dir": Field("", "'tiny_imagenet': the tiny-imagenet-200 directory of the "
+                           "official archive (TFDS lacks it)", text),
         "image_size": Field(0, "> 0: resize images to image_size x image_size",
                             whole_at_least(0, "use 0 (off) or a positive number")),
         "train_examples": Field(0, "> 0: use only this many training examples",

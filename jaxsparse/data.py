@@ -5,6 +5,9 @@ training split are held out for validation with a fixed seed, and test
 accuracy is measured on the official test split. Images are scaled to [0, 1]
 and normalised with ``(x - mean) / std`` (0.5 / 0.5 in the zoos).
 
+Tiny-ImageNet, which TFDS lacks, is read from a local copy of its archive
+(:func:`load_tiny_imagenet`).
+
 Fashion-MNIST, the zoos' dataset, is read straight from the four IDX files of
 Debian's ``dataset-fashion-mnist`` package (in the files' order), so the main
 job needs neither TensorFlow nor a network. Other datasets go through TFDS
@@ -25,7 +28,17 @@ from jaxsparse.errors import UserError
 
 #: Datasets known to work: TFDS names plus scikit-learn's 8x8 ``digits``.
 SUPPORTED_DATASETS: tuple[str, ...] = (
-    "fashion_mnist", "mnist", "cifar10", "svhn_cropped", "eurosat/rgb", "digits")
+    "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn_cropped", "eurosat/rgb", "digits",
+    "tiny_imagenet")
+#: Each dataset's ``(image shape, classes, examples in its official training split)``, known
+#: without loading it (an import with ``--no_evaluation`` needs no data).
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int, int]] = {
+    "fashion_mnist": ((28, 28, 1), 10, 60_000), "mnist": ((28, 28, 1), 10, 60_000),
+    "cifar10": ((32, 32, 3), 10, 50_000), "cifar100": ((32, 32, 3), 100, 50_000),
+    "svhn_cropped": ((32, 32, 3), 10, 73_257), "eurosat/rgb": ((64, 64, 3), 10, 21_600),
+    "digits": ((8, 8, 1), 10, 1_500), "tiny_imagenet": ((64, 64, 3), 200, 100_000)}
+#: Tiny-ImageNet is not in TFDS: it is read from a local copy of the official archive.
+TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 #: The IDX files of MNIST-style datasets: (images, labels) of the train and test splits.
@@ -80,26 +93,31 @@ def check_dataset(dataset: Dataset) -> None:
 
 
 def load_dataset(name: str, *, validation_size: int = 10_000, split_seed: int = 0,
-                 mean: float = 0.5, std: float = 0.5, image_size: int = 0,
-                 train_examples: int = 0, tfds_data_dir: str | None = None) -> Dataset:
+                 mean: float | tuple[float, ...] = 0.5, std: float | tuple[float, ...] = 0.5,
+                 image_size: int = 0, train_examples: int = 0,
+                 tfds_data_dir: str | None = None, local_dir: str = "") -> Dataset:
   """Loads dataset ``name`` into memory, split and normalised.
 
   Args:
     name: a TFDS name (e.g. ``'fashion_mnist'``) or ``'digits'``.
     validation_size: examples of the training split held out for validation.
     split_seed: seed of the train/validation split (fixed across members).
-    mean, std: normalisation of the [0, 1]-scaled pixels.
+    mean, std: normalisation of the [0, 1]-scaled pixels: one number, or one per channel.
     image_size: if > 0, images are resized (bilinear) to this height and width.
     train_examples: if > 0, keep only the first this many training examples
       (after the validation split), for quick runs.
     tfds_data_dir: where TFDS keeps prepared datasets (None: TFDS's default,
       ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+    local_dir: ``'tiny_imagenet'``: the ``tiny-imagenet-200`` directory of the official
+      archive (:func:`load_tiny_imagenet`).
 
   Raises:
     UserError: the data is not available; the message says how to get it.
   """
   if name == "digits":
     images, labels, test_images, test_labels, num_classes = _load_digits()
+  elif name == "tiny_imagenet":
+    images, labels, test_images, test_labels, num_classes = load_tiny_imagenet(local_dir)
   elif name == "fashion_mnist" and _has_idx_files(DEBIAN_FASHION_MNIST_DIR):
     images, labels, test_images, test_labels, num_classes = load_idx_directory(
         DEBIAN_FASHION_MNIST_DIR)
@@ -119,10 +137,16 @@ def load_dataset(name: str, *, validation_size: int = 10_000, split_seed: int = 
                  prepare(test_images), test_labels.astype(np.int32))
 
 
-def _normalise(images: np.ndarray, mean: float, std: float, image_size: int) -> np.ndarray:
+def _normalise(images: np.ndarray, mean, std, image_size: int) -> np.ndarray:
   images = images.astype(np.float32) / 255.0
   if images.ndim == 3:
     images = images[..., None]
+  for field, value in (("mean", mean), ("std", std)):
+    if np.ndim(value) and len(value) != images.shape[-1]:
+      raise UserError(f"config.data.channel_{field}={tuple(value)} has {len(value)} values but the "
+                      f"images have {images.shape[-1]} channels; give one value, or one per "
+                      "channel")
+  mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
   if image_size > 0 and images.shape[1:3] != (image_size, image_size):
     import jax  # local: only this rarely used option needs it here
     images = np.asarray(jax.image.resize(
@@ -197,6 +221,66 @@ def _load_digits():
   return images[train], digits.target[train], images[test], digits.target[test], 10
 
 
+def load_tiny_imagenet(directory: str):
+  """Tiny-ImageNet from ``directory``, the ``tiny-imagenet-200`` folder of the official
+  archive (:data:`TINY_IMAGENET_URL`): ``wnids.txt`` (the 200 classes; a class's label is
+  its line, as in the ResNet-18 zoo's loader), ``train/<wnid>/images/*.JPEG`` and
+  ``val/images`` labelled by ``val/val_annotations.txt``. The labelled ``val`` split is the
+  test split (the zoos test on it; the official test split has no labels). Grey images
+  become RGB. Returns the arrays :func:`load_dataset` splits."""
+  if not directory:
+    raise UserError("tiny_imagenet is read from a local copy: download "
+                    f"{TINY_IMAGENET_URL}, unzip it, and set config.data.local_dir (or "
+                    "--data_dir) to its tiny-imagenet-200 directory")
+  wnids_path = os.path.join(directory, "wnids.txt")
+  if not os.path.isfile(wnids_path):
+    raise UserError(f"{directory} has no wnids.txt; give the tiny-imagenet-200 directory of "
+                    f"{TINY_IMAGENET_URL}")
+  with open(wnids_path, encoding="utf-8") as file:
+    wnids = [line.strip() for line in file if line.strip()]
+  label_of = {wnid: label for label, wnid in enumerate(wnids)}
+  train = [(os.path.join(directory, "train", wnid, "images", name), label_of[wnid])
+           for wnid in wnids if os.path.isdir(os.path.join(directory, "train", wnid, "images"))
+           for name in sorted(os.listdir(os.path.join(directory, "train", wnid, "images")))]
+  test = []
+  annotations = os.path.join(directory, "val", "val_annotations.txt")
+  try:
+    with open(annotations, encoding="utf-8") as file:
+      for number, line in enumerate(file, start=1):
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1] not in label_of:
+          raise UserError(f"{annotations}, line {number}: expected '<image>\\t<wnid>...' "
+                          "with a wnid of wnids.txt; restore the file from the archive")
+        test.append((os.path.join(directory, "val", "images", fields[0]), label_of[fields[1]]))
+  except OSError as error:
+    raise UserError(f"cannot read {annotations} ({error}); give the tiny-imagenet-200 "
+                    "directory of the official archive") from error
+  if not train or not test:
+    raise UserError(f"{directory} holds {len(train)} training and {len(test)} val images; "
+                    "give the tiny-imagenet-200 directory of the official archive")
+  images, labels = _read_images(train)
+  test_images, test_labels = _read_images(test)
+  return images, labels, test_images, test_labels, len(wnids)
+
+
+def _read_images(files: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+  """RGB uint8 images and their labels from ``(path, label)`` pairs."""
+  from PIL import Image  # Pillow comes with matplotlib, a dependency
+  arrays = []
+  for path, _ in files:
+    try:
+      with Image.open(path) as image:
+        arrays.append(np.asarray(image.convert("RGB")))
+    except OSError as error:
+      raise UserError(f"cannot read the image {path} ({error}); restore it from the "
+                      "archive") from error
+  shapes = {array.shape for array in arrays}
+  if len(shapes) > 1:
+    raise UserError(f"the images have several shapes ({sorted(shapes)[:3]}); Tiny-ImageNet's "
+                    "are all 64x64x3")
+  return np.stack(arrays), np.array([label for _, label in files], np.int32)
+
+
 def _import_tfds(name: str):
   """TFDS, quiet (TensorFlow's C++ and absl logs silenced), or a UserError saying how to get it."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -254,6 +338,7 @@ def dataset_from_config(config) -> Dataset:
   """Loads the dataset described by ``config.data``."""
   data = config.data
   return load_dataset(data.name, validation_size=data.validation_size,
-                      split_seed=data.split_seed, mean=data.mean, std=data.std,
+                      split_seed=data.split_seed, mean=tuple(data.channel_mean) or data.mean,
+                      std=tuple(data.channel_std) or data.std,
                       image_size=data.image_size, train_examples=data.train_examples,
-                      tfds_data_dir=data.tfds_data_dir or None)
+                      tfds_data_dir=data.tfds_data_dir or None, local_dir=data.local_dir)

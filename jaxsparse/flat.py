@@ -79,10 +79,6 @@ def _leaves(tree: Any, keep_none: bool = False) -> list[tuple[str, Any]]:
   return [(".".join(str(getattr(key, "key", key)) for key in path), leaf) for path, leaf in flat]
 
 
-def _identity(leaf: np.ndarray) -> np.ndarray:
-  return leaf
-
-
 class Segment(NamedTuple):
   """One parameter of the PyTorch layout: its state-dict name (``Conv_0.weight``), the Flax
   leaf it comes from (``Conv_0.kernel``), and the layout changes both ways on arrays with a
@@ -94,7 +90,7 @@ class Segment(NamedTuple):
 
 
 def _flax_layout(leaves):
-  return [Segment(name, name, _identity, _identity) for name, _ in leaves]
+  return [Segment(name, name, identity, identity) for name, _ in leaves]
 
 
 def pytorch_layout(shapes: dict[str, tuple[int, ...]]) -> list[Segment]:
@@ -115,17 +111,35 @@ def pytorch_layout(shapes: dict[str, tuple[int, ...]]) -> list[Segment]:
   for layer in layers:
     kernel = shapes[f"{layer}.kernel"]
     if layer.startswith("Conv_"):
-      # [P, H, W, I, O] <-> [P, O, I, H, W]
-      to_pytorch, from_pytorch = (lambda leaf: leaf.transpose(0, 4, 3, 1, 2),
-                                  lambda leaf: leaf.transpose(0, 3, 4, 2, 1))
+      to_pytorch, from_pytorch = conv_to_pytorch, conv_from_pytorch
     elif layer == "Dense_0" and convs:
       to_pytorch, from_pytorch = _nchw_dense(kernel, shapes[f"{convs[-1]}.kernel"][-1])
     else:
-      to_pytorch = from_pytorch = lambda leaf: leaf.transpose(0, 2, 1)  # [P, in, out] <-> [P, out, in]
+      to_pytorch = from_pytorch = dense_transpose
     layout.append(Segment(f"{layer}.weight", f"{layer}.kernel", to_pytorch, from_pytorch))
     if f"{layer}.bias" in shapes:
-      layout.append(Segment(f"{layer}.bias", f"{layer}.bias", _identity, _identity))
+      layout.append(Segment(f"{layer}.bias", f"{layer}.bias", identity, identity))
   return layout
+
+
+def conv_to_pytorch(leaf: np.ndarray) -> np.ndarray:
+  """Convolution kernels with a member axis: Flax's [P, H, W, I, O] -> PyTorch's [P, O, I, H, W]."""
+  return leaf.transpose(0, 4, 3, 1, 2)
+
+
+def conv_from_pytorch(leaf: np.ndarray) -> np.ndarray:
+  """The inverse of :func:`conv_to_pytorch`."""
+  return leaf.transpose(0, 3, 4, 2, 1)
+
+
+def dense_transpose(leaf: np.ndarray) -> np.ndarray:
+  """Dense kernels with a member axis: Flax's [P, in, out] <-> PyTorch's [P, out, in]."""
+  return leaf.transpose(0, 2, 1)
+
+
+def identity(leaf: np.ndarray) -> np.ndarray:
+  """A leaf whose layout is the same in Flax and PyTorch (biases, BatchNorm)."""
+  return leaf
 
 
 def _network_position(layer: str):

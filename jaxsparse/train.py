@@ -316,14 +316,23 @@ def _train_and_save_epoch(run: build.Setup, state: engine.TrainState, splits: di
 
 
 def record_population(workdir: str, run: build.Setup, state: engine.TrainState,
-                      dataset: Dataset, epoch: int) -> tuple[pd.DataFrame, engine.TrainState]:
+                      dataset: Dataset | None, epoch: int
+                      ) -> tuple[pd.DataFrame, engine.TrainState]:
   """Evaluates a population trained elsewhere (an imported zoo) and writes what a finished
   run of ``epoch`` epochs has besides its checkpoint: the epoch's metrics, the final test
   predictions and ``members.csv``. A member whose evaluation loss is not finite (non-finite
   logits) is marked diverged. Returns the members (``members.csv``) and the population
-  with those marks. The training loss is unknown (NaN)."""
-  splits = {name: sharding.replicate(arrays, run.mesh) for name, arrays in _splits(dataset).items()}
-  epoch_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
+  with those marks. The training loss is unknown (NaN). ``dataset`` None: nothing is
+  evaluated (no accuracies, no predictions; the twins compute their originals' later)."""
+  if dataset is None:
+    epoch_metrics = sharding.unpad_members(sharding.to_host(
+        {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
+         "diverged": state.diverged}), run.num_members)
+    evaluation = None
+  else:
+    splits = {name: sharding.replicate(arrays, run.mesh)
+              for name, arrays in _splits(dataset).items()}
+    epoch_metrics, evaluation = _evaluate_epoch(run, state, splits, epoch)
   losses = [epoch_metrics[name] for name in ("validation_loss", "test_loss") if name in epoch_metrics]
   diverged = np.asarray(epoch_metrics["diverged"], bool) | ~np.isfinite(losses).all(axis=0)
   state = state._replace(diverged=jax.numpy.asarray(
@@ -333,7 +342,8 @@ def record_population(workdir: str, run: build.Setup, state: engine.TrainState,
   if sharding.is_writer():
     with metrics.MetricsWriter(workdir, tensorboard=False) as writer:
       writer.write_epoch(epoch, epoch_metrics)
-  _write_final_predictions(workdir, run, state, evaluation, dataset.test_labels)
+  if dataset is not None:
+    _write_final_predictions(workdir, run, state, evaluation, dataset.test_labels)
   return _report(workdir, run.table, epoch, announce=False), state
 
 

@@ -38,7 +38,7 @@ def test_resize_and_train_subset():
 
 
 @pytest.mark.parametrize("name,shape,num_classes", [
-    ("mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10),
+    ("mnist", (28, 28, 1), 10), ("cifar10", (32, 32, 3), 10), ("cifar100", (32, 32, 3), 100),
     ("svhn_cropped", (32, 32, 3), 10), ("eurosat/rgb", (64, 64, 3), 10)])
 def test_tfds_datasets_by_name_with_mock_data(name, shape, num_classes):
   with tfds.testing.mock_data(num_examples=60):

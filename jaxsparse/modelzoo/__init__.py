@@ -14,7 +14,8 @@ optional extra (``pip install -e '.[modelzoo]'``); checkpoints are read with
 """
 
 from jaxsparse.modelzoo.exporter import FORMATS, export_run
-from jaxsparse.modelzoo.importer import import_zoo, read_trials
+from jaxsparse.modelzoo.importer import DataOptions, import_zoo, read_trials
 from jaxsparse.modelzoo.layout import ARCHITECTURES
 
-__all__ = ["ARCHITECTURES", "FORMATS", "export_run", "import_zoo", "read_trials"]
+__all__ = ["ARCHITECTURES", "DataOptions", "FORMATS", "export_run", "import_zoo",
+           "read_trials"]

@@ -23,7 +23,17 @@ def _parser() -> argparse.ArgumentParser:
                               "trial has)")
   importing.add_argument("--dataset", default="fashion_mnist",
                          help="the data the zoo was trained on, to evaluate its members "
-                              "(default: fashion_mnist)")
+                              "(default: fashion_mnist; the ResNet-18 zoos: cifar10, "
+                              "cifar100 or tiny_imagenet)")
+  importing.add_argument("--data_dir", default="",
+                         help="tiny_imagenet: the tiny-imagenet-200 directory of the official "
+                              "archive (TFDS lacks it)")
+  importing.add_argument("--validation_size", type=int, default=10_000,
+                         help="examples of the training split held out for validation "
+                              "(default: 10,000, as the CIFAR zoos)")
+  importing.add_argument("--no_evaluation", action="store_true",
+                         help="do not evaluate the members (no data needed): members.csv "
+                              "records evaluated=False and the zoo's own accuracies only")
   importing.add_argument("--skip_unreadable", action="store_true",
                          help="leave out trials that cannot be read (listed with the reason in "
                               "skipped_trials.csv) instead of refusing the import")
@@ -49,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
   from jaxsparse import modelzoo  # after parsing: --help needs no JAX
   try:
     if arguments.command == "import":
-      modelzoo.import_zoo(arguments.source, arguments.workdir, arguments.epoch,
-                          arguments.dataset, skip_unreadable=arguments.skip_unreadable)
+      data = modelzoo.DataOptions(arguments.dataset, arguments.data_dir,
+                                  arguments.validation_size)
+      modelzoo.import_zoo(arguments.source, arguments.workdir, arguments.epoch, data,
+                          skip_unreadable=arguments.skip_unreadable,
+                          evaluate=not arguments.no_evaluation)
     else:
       modelzoo.export_run(arguments.workdir, arguments.out, arguments.format, arguments.epoch,
                           tuple(arguments.allow_method_module))

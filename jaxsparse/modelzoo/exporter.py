@@ -80,13 +80,15 @@ def _saved_epochs(manager, workdir: str) -> list[int]:
 
 
 def _evaluated(manager, run: build.Setup, epoch: int):
-  """The weights the members are evaluated with at ``epoch``, and their masks (on the host,
-  by dotted name; masks only for pruned leaves)."""
+  """The variables the members are evaluated with at ``epoch`` (the weights and BatchNorm's
+  statistics), and the weights' masks (on the host, by dotted name, ``params.Conv_0.kernel``;
+  masks only for pruned leaves)."""
   state = checkpoints.restore_members(manager, run.program, run.table, epoch)
-  params = jax.device_get(engine.evaluation_params(run.method, state, run.hyper))
-  masks = {name: leaf for name, leaf in layout.dotted(jax.device_get(state.masks)).items()
-           if leaf is not None}
-  return layout.dotted(params), masks
+  variables = {"params": engine.evaluation_params(run.method, state, run.hyper),
+               "batch_stats": state.batch_stats}
+  masks = {name: leaf for name, leaf in layout.dotted(
+      jax.device_get({"params": state.masks})).items() if leaf is not None}
+  return layout.dotted(jax.device_get(variables)), masks
 
 
 def _write_zoo(directory: str, workdir: str, run: build.Setup, manager) -> None:
@@ -106,10 +108,10 @@ def _write_zoo(directory: str, workdir: str, run: build.Setup, manager) -> None:
       for _, row in member_rows.sort_values("epoch").iterrows():
         file.write(json.dumps(_result_row(row)) + "\n")
   for epoch in epochs:
-    params, masks = _evaluated(manager, run, epoch)
-    weights = layout.state_dicts_from_params(params, architecture, dropouts)
-    mask_dicts = layout.state_dicts_from_params(
-        {name: masks.get(name, np.ones_like(leaf)) for name, leaf in params.items()},
+    variables, masks = _evaluated(manager, run, epoch)
+    weights = layout.state_dicts_from_variables(variables, architecture, dropouts)
+    mask_dicts = layout.state_dicts_from_variables(
+        {name: masks.get(name, np.ones_like(leaf)) for name, leaf in variables.items()},
         architecture, dropouts)
     for member, trial in enumerate(trials):
       checkpoint = os.path.join(directory, trial, f"checkpoint_{epoch:06d}")
@@ -160,13 +162,14 @@ def _write_arrays(directory: str, workdir: str, run: build.Setup, manager,
   epoch = epochs[-1] if epoch is None else epoch
   if epoch not in epochs:
     raise UserError(f"{workdir} has no checkpoint of epoch {epoch}; it has {epochs}")
-  params, masks = _evaluated(manager, run, epoch)
+  variables, masks = _evaluated(manager, run, epoch)
+  params = layout.nested(variables)["params"]
   try:
-    layout.architecture_of_model(run.model.name)
-    order = "pytorch"
+    zoo_cnn = layout.architecture_of_model(run.model.name).state_dict == "module_list"
   except UserError:
-    order = "flax"  # e.g. a ResNet: no zoo state dict to follow
-  flattened = flat.flat_weights(layout.nested(params), layout.nested(masks) if masks else None,
+    zoo_cnn = False
+  order = "pytorch" if zoo_cnn else "flax"  # e.g. a ResNet: flat weights in Flax's order
+  flattened = flat.flat_weights(params, layout.nested(masks)["params"] if masks else None,
                                 order)
   np.save(os.path.join(directory, "weights.npy"), flattened.weights.astype(np.float32))
   np.save(os.path.join(directory, "masks.npy"), flattened.masks.astype(np.float32))

@@ -201,17 +201,21 @@ def zoo_architecture(trials: list[Trial]) -> tuple[layout.ZooArchitecture, int]:
   return architecture, channels
 
 
-def member_row(trial: Trial) -> dict[str, Any]:
+def member_row(trial: Trial, architecture: layout.ZooArchitecture | None = None
+               ) -> dict[str, Any]:
   """A trial's member fields from its ``params.json`` (``optim::momentum`` absent: 0; Adam
-  members do not read it)."""
-  return {field: _member_value(trial, key, field,
-                               trial.params.get(key, 0.0 if key == "optim::momentum" else None))
+  members do not read it), but the fields the PyTorch class fixes
+  (:attr:`layout.ZooArchitecture.fixed_members`) have its value."""
+  fixed = dict(architecture.fixed_members) if architecture else {}
+  return {field: fixed[field] if field in fixed else _member_value(
+              trial, key, field, trial.params.get(key, 0.0 if key == "optim::momentum" else None))
           for key, field in MEMBER_KEYS.items()}
 
 
-def member_columns(trials: list[Trial]) -> dict[str, tuple]:
+def member_columns(trials: list[Trial], architecture: layout.ZooArchitecture
+                   ) -> dict[str, tuple]:
   """``config.population.members`` of the zoo: one column per field (:func:`member_row`)."""
-  rows = [member_row(trial) for trial in trials]
+  rows = [member_row(trial, architecture) for trial in trials]
   return {field: tuple(row[field] for row in rows) for field in MEMBER_KEYS.values()}
 
 
@@ -238,10 +242,20 @@ def _member_value(trial: Trial, key: str, field: str, value: Any) -> Any:
   return float(value)
 
 
+class DataOptions(NamedTuple):
+  """The data an import evaluates the zoo on: ``name`` (:data:`jaxsparse.data.SUPPORTED_DATASETS`),
+  ``local_dir`` (``config.data.local_dir``, Tiny-ImageNet's copy) and ``validation_size``
+  (examples of the training split held out; the CIFAR zoos hold out 10,000)."""
+  name: str = "fashion_mnist"
+  local_dir: str = ""
+  validation_size: int = 10_000
+
+
 def zoo_config(trials: list[Trial], architecture: layout.ZooArchitecture, epoch: int,
-               data_name: str):
+               data: DataOptions):
   """The jaxsparse config of an imported zoo (of ``architecture``): its model, members,
-  batch size and epochs, on ``data_name`` normalised as the zoos were (mean 0.5, std 0.5)."""
+  batch size and epochs, on ``data`` normalised as the zoo's generator did (0.5 / 0.5, or
+  per channel: :attr:`layout.ZooArchitecture.normalisation`)."""
   batch_size = trials[0].params.get("training::batchsize")
   for trial in trials:
     value = trial.params.get("training::batchsize")
@@ -251,9 +265,13 @@ def zoo_config(trials: list[Trial], architecture: layout.ZooArchitecture, epoch:
                       "one whole number (a jaxsparse population shares it)")
   config = default_config()
   config.model.name = architecture.model
-  config.data.name = data_name
+  config.model.padding = architecture.padding
+  config.data.name, config.data.local_dir = data.name, data.local_dir
+  config.data.validation_size = data.validation_size
   config.data.mean, config.data.std = 0.5, 0.5
-  for field, values in member_columns(trials).items():
+  mean, std = (architecture.normalisation or {}).get(data.name, ((), ()))
+  config.data.channel_mean, config.data.channel_std = mean, std
+  for field, values in member_columns(trials, architecture).items():
     config.population.members[field] = values
   config.training.batch_size = batch_size
   config.training.num_epochs = epoch
@@ -263,15 +281,18 @@ def zoo_config(trials: list[Trial], architecture: layout.ZooArchitecture, epoch:
 
 
 def import_zoo(source: str, workdir: str, epoch: int | None = None,
-               data_name: str = "fashion_mnist", dataset: Dataset | None = None,
-               skip_unreadable: bool = False) -> pd.DataFrame:
+               data: DataOptions | str = DataOptions(), dataset: Dataset | None = None,
+               skip_unreadable: bool = False, evaluate: bool = True) -> pd.DataFrame:
   """Imports the zoo in ``source`` at ``epoch`` (None: the last epoch every trial has) as
-  an ordinary jaxsparse run in ``workdir``, and returns its ``members.csv``.
+  an ordinary jaxsparse run in ``workdir``, and returns its ``members.csv``. ``data``: the
+  zoo's dataset (a name, or :class:`DataOptions`); ``dataset``: its loaded splits (None:
+  loaded from ``data``); ``evaluate=False``: the members are not evaluated (no data is
+  needed; ``members.csv`` says ``evaluated`` False and has no accuracies of its own).
 
   ``workdir`` gets the population as an Orbax checkpoint of that epoch,
   ``metadata.json`` (members listed in ``config.population.members``; the
   source under ``imported_from``), ``metrics.jsonl`` and ``predictions.npz``
-  from evaluating every member here on ``data_name``'s splits, ``members.csv``
+  from evaluating every member here on ``data``'s splits, ``members.csv``
   (``test_accuracy`` computed here beside ``source_test_accuracy`` from
   ``result.json``, the trial's name, and every ``params.json`` key that is not
   a member field as a column of its own) and ``source_results.csv`` (every
@@ -289,29 +310,38 @@ def import_zoo(source: str, workdir: str, epoch: int | None = None,
   Raises:
     UserError: one line naming the trial and the problem.
   """
+  data = DataOptions(data) if isinstance(data, str) else data
   skipped: list[Skipped] | None = [] if skip_unreadable else None
   trials = _each_trial(read_trials(source), lambda name: _read_trial(source, name), skipped)
   with workdir_lib.staged_directory(workdir, "import") as staging:
     trials, epoch = _checked_epoch(trials, epoch, skipped)
-    trials = _each_trial(trials, lambda trial: (member_row(trial), trial)[1], skipped)
     architecture, channels = zoo_architecture(trials)
-    config = zoo_config(trials, architecture, epoch, data_name)
-    dataset = _checked_dataset(config, architecture, channels, dataset)
-    run = build.setup(config, build.data_shape(dataset))
+    trials = _each_trial(trials, lambda trial: (member_row(trial, architecture), trial)[1],
+                         skipped)
+    config = zoo_config(trials, architecture, epoch, data)
+    if evaluate and dataset is None:
+      print(f"Loading {config.data.name} ...", flush=True)
+      dataset = data_lib.dataset_from_config(config)
+    shape = _checked_shape(config, architecture, channels, trials[0], dataset)
+    run = build.setup(config, shape)
     layout.torch_module()  # one line if PyTorch is missing, before any trial is read
     tensors = _each_trial(list(zip(trials, run.table["dropout_rate"])), lambda pair: (
         pair[0], _member_tensors(pair[0], epoch, architecture, run, pair[1])), skipped)
     if len(tensors) < len(trials):  # a state dict was refused: the members are the others
       trials = [trial for trial, _ in tensors]
-      run = build.setup(zoo_config(trials, architecture, epoch, data_name),
-                             build.data_shape(dataset))
+      run = build.setup(zoo_config(trials, architecture, epoch, data), shape)
     _warn_lossy_casts([(trial.name, member.lossy_keys) for trial, member in tensors])
-    params = _zoo_params([member.tensors for _, member in tensors], architecture, run)
-    state = engine.init_population(run.program, run.hyper, params, {})
+    variables = _zoo_variables([member.tensors for _, member in tensors], architecture, run)
+    state = engine.init_population(run.program, run.hyper, variables["params"],
+                                   variables.get("batch_stats", {}))
     state = state._replace(epoch=jnp.full_like(state.epoch, epoch),
-                           diverged=~_finite_members(params))
-    members = _write_run(staging, run, state, dataset, epoch, trials, source, skipped or [])
+                           diverged=~_finite_members(variables))
+    members = _write_run(staging, run, state, dataset if evaluate else None, epoch, trials,
+                         source, skipped or [])
   _announce(source, workdir, epoch, trials, members, skipped or [])
+  if not evaluate:
+    print("The members were not evaluated (--no_evaluation): members.csv has the zoo's own "
+          "accuracies (source_test_accuracy) only, and evaluated=False.", flush=True)
   return pd.read_csv(os.path.join(workdir, workdir_lib.MEMBERS_FILE))
 
 
@@ -372,24 +402,34 @@ def _warn_lossy_casts(lossy: list[tuple[str, tuple[str, ...]]]) -> None:
 
 
 def _finite_members(params: dict[str, Any]) -> jax.Array:
-  """Per member, whether every parameter is finite."""
+  """Per member, whether every variable is finite."""
   leaves = [jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(axis=1)
             for leaf in jax.tree.leaves(params)]
   return jnp.stack(leaves).all(axis=0)
 
 
-def _checked_dataset(config, architecture: layout.ZooArchitecture, channels: int,
-                     dataset: Dataset | None) -> Dataset:
-  """The zoo's data (loaded from ``config.data`` if not given), of the model's input shape."""
-  if dataset is None:
-    print(f"Loading {config.data.name} ...", flush=True)
-    dataset = data_lib.dataset_from_config(config)
-  expected_shape = (architecture.image_size, architecture.image_size, channels)
-  if tuple(dataset.input_shape) != expected_shape:
-    raise UserError(f"{architecture.model_type} takes {expected_shape} inputs, but "
-                    f"{config.data.name!r} has {tuple(dataset.input_shape)}; give the zoo's "
+def _checked_shape(config, architecture: layout.ZooArchitecture, channels: int, trial: Trial,
+                   dataset: Dataset | None) -> build.DataShape:
+  """The shape of the zoo's data (of ``dataset``, else known from its name), checked against
+  the model's inputs and the trials' ``model::o_dim``."""
+  if dataset is not None:
+    shape = build.data_shape(dataset)
+  else:
+    input_shape, classes, examples = data_lib.DATASET_SHAPES[config.data.name]
+    shape = build.DataShape(input_shape, classes,
+                            max(1, examples - config.data.validation_size))
+  size = architecture.image_size
+  if tuple(shape.input_shape[2:]) != (channels,) or (
+      size and tuple(shape.input_shape[:2]) != (size, size)):
+    expected = f"{size}x{size}x{channels}" if size else f"{channels}-channel"
+    raise UserError(f"{architecture.model_type} takes {expected} inputs, but "
+                    f"{config.data.name!r} has {tuple(shape.input_shape)}; give the zoo's "
                     "dataset with --dataset")
-  return dataset
+  classes = trial.params.get("model::o_dim", shape.num_classes)
+  if classes != shape.num_classes:
+    raise UserError(f"trial {trial.name}: model::o_dim={classes!r} but {config.data.name!r} "
+                    f"has {shape.num_classes} classes; give the zoo's dataset with --dataset")
+  return shape
 
 
 def _member_tensors(trial: Trial, epoch: int, architecture: layout.ZooArchitecture,
@@ -401,32 +441,36 @@ def _member_tensors(trial: Trial, epoch: int, architecture: layout.ZooArchitectu
 
 
 def _template(run: build.Setup) -> dict[str, tuple[int, ...]]:
-  """The shapes of one member's parameters by dotted name."""
+  """The shapes of one member's variables by dotted name (``params.Conv_0.kernel``)."""
   shapes = jax.eval_shape(lambda key: models.init_variables(run.model, key),
-                          jax.random.PRNGKey(0))["params"]
+                          jax.random.PRNGKey(0))
   return {name: leaf.shape for name, leaf in layout.dotted(shapes).items()}
 
 
-def _zoo_params(members: list[dict[str, np.ndarray]], architecture: layout.ZooArchitecture,
-                run: build.Setup) -> dict[str, Any]:
-  """The members' parameters (member axis first) from their converted tensors."""
+def _zoo_variables(members: list[dict[str, np.ndarray]], architecture: layout.ZooArchitecture,
+                   run: build.Setup) -> dict[str, Any]:
+  """The members' variables (``params``, ``batch_stats``; member axis first) from their
+  converted tensors."""
   leaves = layout.params_from_member_tensors(members, list(run.table["dropout_rate"]),
                                              architecture, _template(run))
   return layout.nested({name: jnp.asarray(leaf) for name, leaf in leaves.items()})
 
 
 def _write_run(directory: str, run: build.Setup, state: engine.TrainState,
-               dataset: Dataset, epoch: int, trials: list[Trial], source: str,
+               dataset: Dataset | None, epoch: int, trials: list[Trial], source: str,
                skipped: list[Skipped]) -> pd.DataFrame:
   """Everything a finished run of ``epoch`` epochs has, plus the source's records; returns
   ``members.csv``. Members whose test logits are not finite are marked diverged before the
-  checkpoint is written."""
+  checkpoint is written. ``dataset`` None: the members are not evaluated."""
   links = {"imported_from": {"source": os.path.abspath(source), "epoch": epoch,
                              "trials": [trial.name for trial in trials],
-                             "skipped_trials": [skip.trial for skip in skipped]}}
-  workdir_lib.write_metadata(directory, run.config, dataset.input_shape, dataset.num_classes,
-                             run.table, run.declaration.module, links, data_lib.digest(dataset))
+                             "skipped_trials": [skip.trial for skip in skipped],
+                             "evaluated": dataset is not None}}
+  workdir_lib.write_metadata(directory, run.config, run.model.input_shape,
+                             run.model.module.num_classes, run.table, run.declaration.module,
+                             links, None if dataset is None else data_lib.digest(dataset))
   members, state = train.record_population(directory, run, state, dataset, epoch)
+  members.insert(len(members.columns), "evaluated", dataset is not None)
   manager = checkpoints.checkpoint_manager(directory)
   try:
     checkpoints.save_population(manager, epoch, state)

@@ -9,6 +9,16 @@ layers), so a layer's state-dict key is ``module_list.{index}.weight`` /
 CNN-l ("CNN3") always adds them. Convolution weights are OIHW, linear weights
 ``(out, in)``, and the first linear layer after the convolutions reads
 PyTorch's NCHW flatten (:mod:`jaxsparse.flat` converts the layouts).
+
+The ResNet-18 zoos ("Resnet18", ``def_net.py``'s ``ResNet18``) are torchvision's
+``ResNet(BasicBlock, [2, 2, 2, 2])`` with ``conv1`` a 3x3, stride-1, bias-free
+convolution and ``maxpool`` an ``nn.Identity()``: their state dicts use
+torchvision's names (``conv1``, ``bn1``, ``layer{1..4}.{0,1}.conv{1,2}`` /
+``bn{1,2}``, ``downsample.{0,1}``, ``fc``), BatchNorm included
+(``running_mean``, ``running_var``, ``num_batches_tracked``). Their class
+ignores ``model::nlin`` and ``model::dropout`` (always ReLU, no dropout).
+A member's tensors are named by the dotted path of its variables
+(``params.Conv_0.kernel``, ``batch_stats.BatchNorm_0.mean``).
 """
 
 from __future__ import annotations
@@ -34,21 +44,41 @@ class ZooArchitecture(NamedTuple):
   Attributes:
     model_type: the zoo's name (``params.json``'s ``model::type``).
     model: the jaxsparse model name.
-    image_size: input height and width.
+    image_size: input height and width (0: any; a ResNet pools globally).
     always_dropout: the PyTorch class adds its dropout modules even at rate 0.
     mlp_dims: for the MLP: ``(i_dim, h_dim, o_dim)`` the jaxsparse model has.
+    state_dict: ``'module_list'`` (the zoos' CNNs and MLP) or ``'torchvision_resnet'``.
+    padding: ``config.model.padding`` that computes what PyTorch computed.
+    fixed_members: ``(member field, value)`` pairs the PyTorch class has whatever
+      ``params.json`` says (ResNet-18: ReLU, no dropout).
+    normalisation: ``{dataset: (mean, std)}`` of the zoos' inputs, per channel, where
+      they are not 0.5 / 0.5 (the generators' ``transforms.Normalize``).
   """
   model_type: str
   model: str
   image_size: int
   always_dropout: bool = False
   mlp_dims: tuple | None = None
+  state_dict: str = "module_list"
+  padding: str = "same"
+  fixed_members: tuple = ()
+  normalisation: dict | None = None
 
 
 ARCHITECTURES: dict[str, ZooArchitecture] = {
     "CNN": ZooArchitecture("CNN", "cnn_s", 28),
     "CNN3": ZooArchitecture("CNN3", "cnn_l", 32, always_dropout=True),
     "MLP": ZooArchitecture("MLP", "lenet_300_100", 28, mlp_dims=(784, (300, 100), 10)),
+    # The generators train_zoo_{cifar10,cifar100,tiny-imagenet}_resnet18_kaiming_uniform.py
+    # normalise as below; Tiny-ImageNet's is ImageNet's (applied there to 0-255 pixels).
+    "Resnet18": ZooArchitecture(
+        "Resnet18", "resnet18", 0, state_dict="torchvision_resnet", padding="symmetric",
+        fixed_members=(("activation", "relu"), ("dropout_rate", 0.0)),
+        normalisation={
+            "cifar10": ((125.3 / 255, 123.0 / 255, 113.9 / 255),
+                        (63.0 / 255, 62.1 / 255, 66.7 / 255)),
+            "cifar100": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+            "tiny_imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}),
 }
 
 
@@ -81,14 +111,72 @@ def module_prefixes(architecture: ZooArchitecture, dropout: float) -> dict[str, 
 
 def state_dict_layout(shapes: dict[str, tuple[int, ...]], architecture: ZooArchitecture,
                       dropout: float) -> list[tuple[str, flat.Segment]]:
-  """``(state-dict key, segment)`` for every parameter, from the Flax leaves' shapes (with a
-  member axis): the key a zoo's checkpoint stores it under, and the layout conversions."""
+  """``(state-dict key, segment)`` for every tensor, from the shapes of a member's variables
+  by dotted name (``params.Conv_0.kernel``, with a member axis): the key a zoo's checkpoint
+  stores it under, and the layout conversions. Counters (:func:`counter_keys`) are not in it."""
+  if architecture.state_dict == "torchvision_resnet":
+    return _torchvision_resnet_layout(shapes, architecture)
   prefixes = module_prefixes(architecture, dropout)
+  params = {name.split(".", 1)[1]: shape for name, shape in shapes.items()
+            if name.startswith("params.")}
   layout = []
-  for segment in flat.pytorch_layout(shapes):
+  for segment in flat.pytorch_layout(params):
     layer, kind = segment.name.rsplit(".", 1)
-    layout.append((f"{prefixes[layer]}.{kind}", segment))
+    layout.append((f"{prefixes[layer]}.{kind}", segment._replace(source=f"params.{segment.source}")))
   return layout
+
+
+#: torchvision's names of a BasicBlock's modules, by Flax's (``Conv_2``/``BatchNorm_2``: the
+#: projection shortcut), and of a BatchNorm's tensors, by jaxsparse's variables.
+_BLOCK_MODULES = {"Conv_0": "conv1", "BatchNorm_0": "bn1", "Conv_1": "conv2",
+                  "BatchNorm_1": "bn2", "Conv_2": "downsample.0", "BatchNorm_2": "downsample.1"}
+_BATCH_NORM_TENSORS = {"params.scale": "weight", "params.bias": "bias",
+                       "batch_stats.mean": "running_mean", "batch_stats.var": "running_var"}
+#: The stem's and classifier's torchvision names.
+_OUTER_MODULES = {"Conv_0": "conv1", "BatchNorm_0": "bn1", "Dense_0": "fc"}
+
+
+def _torchvision_resnet_layout(shapes: dict[str, tuple[int, ...]],
+                               architecture: ZooArchitecture) -> list[tuple[str, flat.Segment]]:
+  """torchvision's ResNet state dict, in its order: the stem, each block's modules in
+  :data:`_BLOCK_MODULES` order, the classifier."""
+  stage_sizes = models.get_model(architecture.model, (32, 32, 3)).module.stage_sizes
+  blocks = [f"layer{stage + 1}.{block}" for stage, size in enumerate(stage_sizes)
+            for block in range(size)]
+  module_order = list(_BLOCK_MODULES)
+  entries = []
+  for name in shapes:
+    collection, *path, leaf = name.split(".")
+    if path[0].startswith("BasicBlock_"):
+      index = int(path[0].split("_")[1])
+      prefix = f"{blocks[index]}.{_BLOCK_MODULES[path[1]]}"
+      position = (1, index, module_order.index(path[1]))
+    else:
+      prefix = _OUTER_MODULES[path[0]]
+      position = (2, 0, 0) if path[0] == "Dense_0" else (0, 0, int(path[0] == "BatchNorm_0"))
+    if path[-1].startswith("BatchNorm"):
+      kind = _BATCH_NORM_TENSORS[f"{collection}.{leaf}"]
+      segment = flat.Segment(f"{prefix}.{kind}", name, flat.identity, flat.identity)
+    elif leaf == "kernel":
+      convert = ((flat.conv_to_pytorch, flat.conv_from_pytorch) if len(shapes[name]) == 5
+                 else (flat.dense_transpose, flat.dense_transpose))
+      kind = "weight"
+      segment = flat.Segment(f"{prefix}.weight", name, *convert)
+    else:
+      kind = "bias"
+      segment = flat.Segment(f"{prefix}.bias", name, flat.identity, flat.identity)
+    rank = ("weight", "bias", "running_mean", "running_var").index(kind)
+    entries.append(((*position, rank), (segment.name, segment)))
+  return [entry for _, entry in sorted(entries)]
+
+
+def counter_keys(layout: list[tuple[str, flat.Segment]]) -> list[str]:
+  """The BatchNorm batch counters (``num_batches_tracked``) a state dict with ``layout``
+  holds: jaxsparse's BatchNorm has a fixed momentum and never reads them (nor does
+  PyTorch's, unless its momentum is None), so imports check and drop them and exports
+  write 0."""
+  return [key[:-len("running_mean")] + "num_batches_tracked" for key, _ in layout
+          if key.endswith(".running_mean")]
 
 
 def torch_module():
@@ -145,19 +233,24 @@ class MemberTensors(NamedTuple):
 def member_tensors(state_dict: dict[str, np.ndarray], trial: str, dropout: float,
                    architecture: ZooArchitecture, template: dict[str, Any]) -> MemberTensors:
   """Checks one trial's state dict (keys and shapes) against ``architecture`` with dropout
-  rate ``dropout`` and converts it to float32 (``template``: the Flax leaves' shapes of one
-  member by dotted name).
+  rate ``dropout`` and converts it to float32 (``template``: the shapes of one member's
+  variables by dotted name, ``params.Conv_0.kernel``).
 
   Raises:
     UserError: a key is missing or unexpected, or a tensor has the wrong shape.
   """
   shapes = {name: (1, *shape) for name, shape in template.items()}
   layout = state_dict_layout(shapes, architecture, dropout)
-  expected = {key for key, _ in layout}
+  counters = counter_keys(layout)
+  expected = {key for key, _ in layout} | set(counters)
   if set(state_dict) != expected:
     missing, extra = sorted(expected - set(state_dict)), sorted(set(state_dict) - expected)
     raise UserError(f"trial {trial}: its state dict does not fit {architecture.model_type} "
                     f"with dropout {dropout:g} (missing {missing[:3]}, unexpected {extra[:3]})")
+  for key in counters:
+    if np.shape(state_dict[key]) != () or not np.issubdtype(state_dict[key].dtype, np.integer):
+      raise UserError(f"trial {trial}: {key} is not an integer count (shape "
+                      f"{np.shape(state_dict[key])}, {state_dict[key].dtype})")
   tensors, lossy = {}, []
   for key, segment in layout:
     wanted = segment.to_pytorch(np.zeros(shapes[segment.source])).shape[1:]
@@ -176,8 +269,8 @@ def member_tensors(state_dict: dict[str, np.ndarray], trial: str, dropout: float
 def params_from_member_tensors(members: list[dict[str, np.ndarray]], dropouts: list[float],
                                architecture: ZooArchitecture,
                                template: dict[str, Any]) -> dict[str, np.ndarray]:
-  """The members' tensors (:attr:`MemberTensors.tensors`) stacked into Flax parameters by
-  dotted leaf name (``{'Conv_0.kernel': [P, 5, 5, 1, 8], ...}``)."""
+  """The members' tensors (:attr:`MemberTensors.tensors`) stacked into Flax variables by
+  dotted name (``{'params.Conv_0.kernel': [P, 5, 5, 1, 8], ...}``)."""
   shapes = {name: (len(members), *shape) for name, shape in template.items()}
   layout = state_dict_layout(shapes, architecture, dropouts[0])
   return {segment.source: segment.from_pytorch(np.stack([member[segment.source]
@@ -185,16 +278,25 @@ def params_from_member_tensors(members: list[dict[str, np.ndarray]], dropouts: l
           for _, segment in layout}
 
 
-def state_dicts_from_params(params: dict[str, np.ndarray], architecture: ZooArchitecture,
-                            dropouts: list[float]) -> list[dict[str, np.ndarray]]:
-  """One state dict per member from Flax parameters by dotted leaf name (member axis
-  first): the inverse of :func:`params_from_state_dicts`."""
-  shapes = {name: np.shape(leaf) for name, leaf in params.items()}
+def state_dicts_from_variables(variables: dict[str, np.ndarray],
+                               architecture: ZooArchitecture,
+                               dropouts: list[float]) -> list[dict[str, np.ndarray]]:
+  """One state dict per member from a population's variables by dotted name
+  (``params.Conv_0.kernel``, member axis first), BatchNorm's counters set to 0
+  (:func:`counter_keys`): the inverse of :func:`params_from_member_tensors`."""
+  shapes = {name: np.shape(leaf) for name, leaf in variables.items()}
   layouts = _layouts_by_dropout(shapes, architecture, dropouts)
-  converted = {segment.source: segment.to_pytorch(np.asarray(params[segment.source]))
+  converted = {segment.source: segment.to_pytorch(np.asarray(variables[segment.source]))
                for _, segment in layouts[dropouts[0]]}
-  return [{key: converted[segment.source][member] for key, segment in layouts[dropout]}
-          for member, dropout in enumerate(dropouts)]
+  state_dicts = []
+  for member, dropout in enumerate(dropouts):
+    state_dict = {}
+    for key, segment in layouts[dropout]:
+      state_dict[key] = converted[segment.source][member]
+      if key.endswith(".running_var"):  # PyTorch's order: the counter follows
+        state_dict[key[:-len("running_var")] + "num_batches_tracked"] = np.zeros((), np.int64)
+    state_dicts.append(state_dict)
+  return state_dicts
 
 
 def _layouts_by_dropout(shapes: dict[str, tuple[int, ...]], architecture: ZooArchitecture,
