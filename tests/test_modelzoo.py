@@ -376,7 +376,7 @@ def _copy_into_torch(network, params, stats):
       conv(block.conv2, params[name]["Conv_1"]["kernel"])
       norm(block.bn2, params[name]["BatchNorm_1"], stats[name]["BatchNorm_1"])
     network.fc.weight.copy_(torch.from_numpy(np.asarray(params["Dense_0"]["kernel"]).T.copy()))
-    network.fc.bias.copy_(torch.from_numpy(np.asarray(params["Dense_0"]["bias"])))
+    network.fc.bias.copy_(torch.from_numpy(np.array(params["Dense_0"]["bias"])))
 
 
 @pytest.mark.parametrize("implementation", ["im2col",
