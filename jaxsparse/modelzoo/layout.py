@@ -132,8 +132,11 @@ _BLOCK_MODULES = {"Conv_0": "conv1", "BatchNorm_0": "bn1", "Conv_1": "conv2",
                   "BatchNorm_1": "bn2", "Conv_2": "downsample.0", "BatchNorm_2": "downsample.1"}
 _BATCH_NORM_TENSORS = {"params.scale": "weight", "params.bias": "bias",
                        "batch_stats.mean": "running_mean", "batch_stats.var": "running_var"}
-#: The stem's and classifier's torchvision names.
-_OUTER_MODULES = {"Conv_0": "conv1", "BatchNorm_0": "bn1", "Dense_0": "fc"}
+#: The stem's and classifier's torchvision names, and their places in torchvision's order.
+_OUTER_MODULES = {"Conv_0": ("conv1", (0, 0, 0)), "BatchNorm_0": ("bn1", (0, 0, 1)),
+                  "Dense_0": ("fc", (2, 0, 0))}
+#: The order of a module's tensors in a torchvision state dict.
+_TENSOR_ORDER = ("weight", "bias", "running_mean", "running_var")
 
 
 def _torchvision_resnet_layout(shapes: dict[str, tuple[int, ...]],
@@ -143,31 +146,38 @@ def _torchvision_resnet_layout(shapes: dict[str, tuple[int, ...]],
   stage_sizes = models.get_model(architecture.model, (32, 32, 3)).module.stage_sizes
   blocks = [f"layer{stage + 1}.{block}" for stage, size in enumerate(stage_sizes)
             for block in range(size)]
-  module_order = list(_BLOCK_MODULES)
   entries = []
-  for name in shapes:
+  for name, shape in shapes.items():
     collection, *path, leaf = name.split(".")
-    if path[0].startswith("BasicBlock_"):
-      index = int(path[0].split("_")[1])
-      prefix = f"{blocks[index]}.{_BLOCK_MODULES[path[1]]}"
-      position = (1, index, module_order.index(path[1]))
-    else:
-      prefix = _OUTER_MODULES[path[0]]
-      position = (2, 0, 0) if path[0] == "Dense_0" else (0, 0, int(path[0] == "BatchNorm_0"))
-    if path[-1].startswith("BatchNorm"):
-      kind = _BATCH_NORM_TENSORS[f"{collection}.{leaf}"]
-      segment = flat.Segment(f"{prefix}.{kind}", name, flat.identity, flat.identity)
-    elif leaf == "kernel":
-      convert = ((flat.conv_to_pytorch, flat.conv_from_pytorch) if len(shapes[name]) == 5
-                 else (flat.dense_transpose, flat.dense_transpose))
-      kind = "weight"
-      segment = flat.Segment(f"{prefix}.weight", name, *convert)
-    else:
-      kind = "bias"
-      segment = flat.Segment(f"{prefix}.bias", name, flat.identity, flat.identity)
-    rank = ("weight", "bias", "running_mean", "running_var").index(kind)
-    entries.append(((*position, rank), (segment.name, segment)))
+    prefix, place = _torchvision_module(path, blocks)
+    segment = _torchvision_segment(name, prefix, f"{collection}.{leaf}", path[-1], len(shape))
+    kind = segment.name.rsplit(".", 1)[1]
+    entries.append(((*place, _TENSOR_ORDER.index(kind)), (segment.name, segment)))
   return [entry for _, entry in sorted(entries)]
+
+
+def _torchvision_module(path: list[str], blocks: list[str]) -> tuple[str, tuple[int, ...]]:
+  """The torchvision name of the module at Flax ``path`` (``['BasicBlock_3', 'Conv_2']`` ->
+  ``'layer2.1.downsample.0'``) and its place in torchvision's order."""
+  if not path[0].startswith("BasicBlock_"):
+    return _OUTER_MODULES[path[0]]
+  index = int(path[0].split("_")[1])
+  return (f"{blocks[index]}.{_BLOCK_MODULES[path[1]]}",
+          (1, index, list(_BLOCK_MODULES).index(path[1])))
+
+
+def _torchvision_segment(name: str, prefix: str, tensor: str, module: str,
+                         ndim: int) -> flat.Segment:
+  """The segment of variable ``name`` (``tensor``: its collection and leaf, e.g.
+  ``batch_stats.mean``) of the torchvision module ``prefix``."""
+  if module.startswith("BatchNorm"):
+    return flat.Segment(f"{prefix}.{_BATCH_NORM_TENSORS[tensor]}", name, flat.identity,
+                        flat.identity)
+  if tensor == "params.kernel":
+    convert = ((flat.conv_to_pytorch, flat.conv_from_pytorch) if ndim == 5
+               else (flat.dense_transpose, flat.dense_transpose))
+    return flat.Segment(f"{prefix}.weight", name, *convert)
+  return flat.Segment(f"{prefix}.bias", name, flat.identity, flat.identity)
 
 
 def counter_keys(layout: list[tuple[str, flat.Segment]]) -> list[str]:
