@@ -32,7 +32,8 @@ from jaxsparse import provenance  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "where the zoo, the import and the results go")
 flags.DEFINE_integer("members", 10, "trials in the zoo")
-flags.DEFINE_integer("classes", 10, "model::o_dim (10: CIFAR-10, 100: CIFAR-100, 200: Tiny-ImageNet)")
+flags.DEFINE_integer("classes", 10,
+                     "model::o_dim (10: CIFAR-10, 100: CIFAR-100, 200: Tiny-ImageNet)")
 flags.DEFINE_string("dataset", "cifar10", "--dataset of the import")
 flags.DEFINE_string("data_dir", "", "--data_dir of the import (tiny_imagenet)")
 flags.DEFINE_bool("evaluate", False, "evaluate the members (needs the dataset)")

@@ -143,9 +143,9 @@ def _normalise(images: np.ndarray, mean, std, image_size: int) -> np.ndarray:
     images = images[..., None]
   for field, value in (("mean", mean), ("std", std)):
     if np.ndim(value) and len(value) != images.shape[-1]:
-      raise UserError(f"config.data.channel_{field}={tuple(value)} has {len(value)} values but the "
-                      f"images have {images.shape[-1]} channels; give one value, or one per "
-                      "channel")
+      raise UserError(f"config.data.channel_{field}={tuple(value)} has {len(value)} values "
+                      f"but the images have {images.shape[-1]} channels; give one value, or "
+                      "one per channel")
   mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
   if image_size > 0 and images.shape[1:3] != (image_size, image_size):
     import jax  # local: only this rarely used option needs it here
@@ -242,8 +242,19 @@ def load_tiny_imagenet(directory: str):
   train = [(os.path.join(directory, "train", wnid, "images", name), label_of[wnid])
            for wnid in wnids if os.path.isdir(os.path.join(directory, "train", wnid, "images"))
            for name in sorted(os.listdir(os.path.join(directory, "train", wnid, "images")))]
-  test = []
+  test = _tiny_imagenet_val(directory, label_of)
+  if not train or not test:
+    raise UserError(f"{directory} holds {len(train)} training and {len(test)} val images; "
+                    "give the tiny-imagenet-200 directory of the official archive")
+  images, labels = _read_images(train)
+  test_images, test_labels = _read_images(test)
+  return images, labels, test_images, test_labels, len(wnids)
+
+
+def _tiny_imagenet_val(directory: str, label_of: dict[str, int]) -> list[tuple[str, int]]:
+  """``(path, label)`` of Tiny-ImageNet's val images, from ``val/val_annotations.txt``."""
   annotations = os.path.join(directory, "val", "val_annotations.txt")
+  files = []
   try:
     with open(annotations, encoding="utf-8") as file:
       for number, line in enumerate(file, start=1):
@@ -251,16 +262,11 @@ def load_tiny_imagenet(directory: str):
         if len(fields) < 2 or fields[1] not in label_of:
           raise UserError(f"{annotations}, line {number}: expected '<image>\\t<wnid>...' "
                           "with a wnid of wnids.txt; restore the file from the archive")
-        test.append((os.path.join(directory, "val", "images", fields[0]), label_of[fields[1]]))
+        files.append((os.path.join(directory, "val", "images", fields[0]), label_of[fields[1]]))
   except OSError as error:
     raise UserError(f"cannot read {annotations} ({error}); give the tiny-imagenet-200 "
                     "directory of the official archive") from error
-  if not train or not test:
-    raise UserError(f"{directory} holds {len(train)} training and {len(test)} val images; "
-                    "give the tiny-imagenet-200 directory of the official archive")
-  images, labels = _read_images(train)
-  test_images, test_labels = _read_images(test)
-  return images, labels, test_images, test_labels, len(wnids)
+  return files
 
 
 def _read_images(files: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -64,7 +64,8 @@ def write_resnet18_zoo(root, num_trials: int, num_classes: int, epoch: int = 1,
               "model::nlin": "relu", "model::dropout": 0.0, "model::init_type": "kaiming_uniform",
               "model::use_bias": False, "optim::optimizer": "sgd", "optim::lr": 0.1,
               "optim::wd": 5e-4, "optim::momentum": 0.9, "optim::scheduler": "OneCycleLR",
-              "training::loss": "nll", "training::batchsize": batch_size, "training::epochs_train": 60,
+              "training::loss": "nll", "training::batchsize": batch_size,
+              "training::epochs_train": 60,
               "seed": seed}
     (trial / "params.json").write_text(json.dumps(params))
     torch.manual_seed(seed)

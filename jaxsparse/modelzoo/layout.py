@@ -122,7 +122,8 @@ def state_dict_layout(shapes: dict[str, tuple[int, ...]], architecture: ZooArchi
   layout = []
   for segment in flat.pytorch_layout(params):
     layer, kind = segment.name.rsplit(".", 1)
-    layout.append((f"{prefixes[layer]}.{kind}", segment._replace(source=f"params.{segment.source}")))
+    layout.append((f"{prefixes[layer]}.{kind}",
+                   segment._replace(source=f"params.{segment.source}")))
   return layout
 
 
