@@ -176,6 +176,25 @@ def test_a_zoo_of_other_classes_than_its_dataset_is_refused(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("damage,expected", [
+    ("counter", r"bn1\.num_batches_tracked is not an integer count"),
+    ("missing", r"does not fit Resnet18 .*missing \['layer1\.0\.bn1\.running_var'\]")])
+def test_damaged_resnet18_state_dicts_are_named_and_refused(tmp_path, damage, expected):
+  from jaxsparse.errors import UserError
+  write_resnet18_zoo(tmp_path / "source", 1, 10)
+  path = next((tmp_path / "source").iterdir()) / "checkpoint_000001" / "checkpoints"
+  state = torch.load(path, weights_only=True)
+  if damage == "counter":
+    state["bn1.num_batches_tracked"] = torch.tensor(1.5)
+  else:
+    del state["layer1.0.bn1.running_var"]
+  torch.save(state, path)
+  with pytest.raises(UserError, match=expected):
+    import_zoo(str(tmp_path / "source"), str(tmp_path / "run"), data="cifar10",
+               evaluate=False)
+  assert not (tmp_path / "run").exists()
+
+
 def write_tiny_imagenet(directory, wnids: list[str], train_per_class: int,
                         val_images: int, seed: int = 0) -> None:
   """A tiny copy of Tiny-ImageNet's archive layout (JPEGs; one grey image)."""
