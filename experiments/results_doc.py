@@ -102,12 +102,15 @@ STUDIES = {
                      "error; unit: member):",
         "prune_only": "Magnitude twins before and after fine-tuning (population means):"})),
     "twins_protocol": Study("verdict.json", _verdict),
-    "population_speed": Study("results.json", _tables({
+    # population_speed with PyTorch 2.13.0 (CPU build), _torch214 with 2.14.1 (the pin since
+    # the ResNet-18 zoos): the ratio depends on the PyTorch release, so both stay recorded.
+    **{name: Study("results.json", _tables({
         "ratios": "CNN-s, P = 64, each member on its own batches; medians of the alternating "
                   "rounds in member-steps/s, jaxsparse over the fastest PyTorch ensemble, and "
                   "variational dropout's step over the dense one:",
         "measurements": "Every measurement (one process each; the fastest of 3 timed calls of "
-                        "10 steps after a compiling call):"}), page=BENCHMARKS),
+                        "10 steps after a compiling call):"}), page=BENCHMARKS)
+       for name in ("population_speed", "population_speed_torch214")},
     **{name: Study("results.json", _tables({
         "roofline": f"One training step of CNN-s ({method}; P = 64, batch 32, one device per "
                     "core) against the machine's float32 matmul rate:",
