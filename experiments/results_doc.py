@@ -114,7 +114,9 @@ STUDIES = {
     **{name: Study("results.json", _tables({
         "roofline": f"One training step of CNN-s ({method}; P = 64, batch 32, one device per "
                     "core) against the machine's float32 matmul rate:",
-        "parts": "Where the step's time goes (XLA:CPU operations of the profile, by kind):"}),
+        "parts": "Where the step's time goes (XLA:CPU operations of the profile, by kind):",
+        "top": "The operations that take the most time (share of all operations' time; "
+               "`from`: the JAX operation, the end of its op_name):"}),
         page=BENCHMARKS) for name, method in (("roofline", "dense"),
                                                ("roofline_vd", "variational dropout"))},
 }

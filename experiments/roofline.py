@@ -16,8 +16,10 @@
    gathers, pads) or elementwise; loops and calls are containers (their operations are
    counted instead). The share of each kind is its part of the summed operation time over
    every device's threads.
+5. **The heaviest operations** (``--top``): the operations that take the most time, each
+   with its kind, share, result type and the JAX operation it came from (its ``op_name``).
 
-Writes ``results.json`` (``roofline`` and ``parts``), ``results.md`` and ``provenance.json``
+Writes ``results.json`` (``roofline``, ``parts`` and ``top``), ``results.md`` and ``provenance.json``
 under ``--workdir``.
 """
 
@@ -46,6 +48,8 @@ KINDS = ("convolution", "matrix multiply", "reduction", "data movement", "elemen
 _COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*.*?\s([a-z][a-z\-]*)\(")
 _CALLS = re.compile(r"calls=%?([\w.\-]+)")
+_RESULT = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+)")
+_OP_NAME = re.compile(r'op_name="([^"]*)"')
 
 
 def parse_hlo(text: str) -> tuple[dict[str, list[str]], dict[str, tuple[str, str | None]]]:
@@ -91,39 +95,82 @@ def kind_of(opcode: str, called: str | None, computations: dict[str, list[str]])
   return "elementwise" if opcode not in ("custom-call", "sort", "rng") else "other"
 
 
-def classify(dump_dir: str) -> dict[tuple[str, str], str]:
-  """(HLO module, operation) -> kind, for every optimized module XLA dumped."""
-  kinds = {}
+def _dumped_modules(dump_dir: str):
+  """(module name, text) of every optimized module XLA dumped."""
   for path in glob.glob(os.path.join(dump_dir, "*after_optimizations.txt")):
     with open(path) as file:
       text = file.read()
     module = re.search(r"HloModule\s+([\w.\-]+)", text)
+    yield (module.group(1) if module else ""), text
+
+
+def classify(dump_dir: str) -> dict[tuple[str, str], str]:
+  """(HLO module, operation) -> kind, for every optimized module XLA dumped."""
+  kinds = {}
+  for module, text in _dumped_modules(dump_dir):
     computations, instructions = parse_hlo(text)
     for name, (opcode, called) in instructions.items():
-      kinds[(module.group(1) if module else "", name)] = kind_of(opcode, called, computations)
+      kinds[(module, name)] = kind_of(opcode, called, computations)
   return kinds
 
 
-def time_by_kind(trace_dir: str, kinds: dict[tuple[str, str], str]) -> dict[str, float]:
-  """Seconds of every operation in a profile, summed by kind (containers left out)."""
+def describe_operations(text: str) -> dict[str, tuple[str, str]]:
+  """operation -> (its result's type, the JAX operation it came from: the last three parts
+  of its ``op_name`` metadata) of an HLO module's text."""
+  described = {}
+  for line in text.splitlines():
+    match = _RESULT.match(line)
+    if match:
+      op_name = _OP_NAME.search(line)
+      described[match.group(1)] = (match.group(2), "/".join(
+          (op_name.group(1) if op_name else "").split("/")[-3:]))
+  return described
+
+
+def time_by_operation(trace_dir: str) -> dict[tuple[str, str], float]:
+  """Seconds of every (HLO module, operation) in a profile, summed over its calls."""
   from jax import profiler
-  seconds: dict[str, float] = collections.defaultdict(float)
+  seconds: dict[tuple[str, str], float] = collections.defaultdict(float)
   for path in glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True):
     for plane in profiler.ProfileData.from_file(path).planes:
       for line in plane.lines:
         for event in line.events:
           stats = dict(event.stats)
-          if "hlo_op" not in stats:
-            continue
-          kind = kinds.get((stats.get("hlo_module", ""), stats["hlo_op"]))
-          if kind is None:  # an operation of a module XLA did not dump (none expected)
-            kind = kind_of(stats["hlo_op"].split(".")[0], None, {})
-          if kind != "container":
-            seconds[kind] += event.duration_ns / 1e9
+          if "hlo_op" in stats:
+            seconds[(stats.get("hlo_module", ""), stats["hlo_op"])] += event.duration_ns / 1e9
   return dict(seconds)
 
 
-def run(workdir: str, method: str, population: int, batch: int, steps: int, chunk: int) -> None:
+def time_by_kind(seconds: dict[tuple[str, str], float],
+                 kinds: dict[tuple[str, str], str]) -> dict[str, float]:
+  """The operations' seconds (:func:`time_by_operation`) summed by kind (containers left
+  out)."""
+  by_kind: dict[str, float] = collections.defaultdict(float)
+  for (module, operation), duration in seconds.items():
+    kind = kinds.get((module, operation))
+    if kind is None:  # an operation of a module XLA did not dump (none expected)
+      kind = kind_of(operation.split(".")[0], None, {})
+    if kind != "container":
+      by_kind[kind] += duration
+  return dict(by_kind)
+
+
+def top_operations(seconds: dict[tuple[str, str], float], kinds: dict[tuple[str, str], str],
+                   described: dict[tuple[str, str], tuple[str, str]], count: int
+                   ) -> pd.DataFrame:
+  """The ``count`` operations that take the most time (containers left out), with their
+  kind, share of all operations' time, result type and JAX origin."""
+  timed = {key: duration for key, duration in seconds.items()
+           if kinds.get(key) != "container"}
+  total = sum(timed.values()) or 1.0
+  rows = [{"operation": key[1], "kind": kinds.get(key, "?"), "share": duration / total,
+           "result": described.get(key, ("", ""))[0], "from": described.get(key, ("", ""))[1]}
+          for key, duration in sorted(timed.items(), key=lambda item: -item[1])[:count]]
+  return pd.DataFrame(rows, columns=["operation", "kind", "share", "result", "from"])
+
+
+def run(workdir: str, method: str, population: int, batch: int, steps: int, chunk: int,
+        top_count: int = 10) -> None:
   import jax
   import bench_population
   from experiments.common import markdown_table, write_results
@@ -141,7 +188,12 @@ def run(workdir: str, method: str, population: int, batch: int, steps: int, chun
       run_steps()
       timings.append(time.perf_counter() - begun)
     jax.profiler.stop_trace()
-    seconds = time_by_kind(trace, classify(dump))
+    by_operation = time_by_operation(trace)
+  kinds = classify(dump)
+  seconds = time_by_kind(by_operation, kinds)
+  described = {(module, name): description for module, text in _dumped_modules(dump)
+               for name, description in describe_operations(text).items()}
+  top = top_operations(by_operation, kinds, described, top_count)
   member_steps = population * steps / min(timings)
   step_flops = 3 * bench_population._forward_flops("cnn_s") * batch
   achieved = member_steps * step_flops / 1e9
@@ -157,8 +209,10 @@ def run(workdir: str, method: str, population: int, batch: int, steps: int, chun
                          "share": seconds.get(kind, 0.0) / total} for kind in KINDS])
   table = "\n\n".join([
       f"{method}, CNN-s, P = {population}, batch {batch}, {jax.device_count()} device(s):",
-      markdown_table(roofline, digits=3), markdown_table(parts, digits=3)])
-  write_results(workdir, table, started, roofline=roofline, parts=parts,
+      markdown_table(roofline, digits=3), markdown_table(parts, digits=3)]
+      + ([f"The {top_count} operations that take the most time:", markdown_table(top, digits=3)]
+         if top_count else []))
+  write_results(workdir, table, started, roofline=roofline, parts=parts, top=top,
                 settings={"method": method, "population": population, "batch": batch,
                           "steps": steps, "chunk": chunk, "devices": jax.device_count()})
   shutil.rmtree(dump, ignore_errors=True)  # XLA's dump of every program it compiled
@@ -173,10 +227,12 @@ if __name__ == "__main__":
   batch = flags.DEFINE_integer("batch", 32, "Batch size per member.", lower_bound=1)
   steps = flags.DEFINE_integer("steps", 10, "Steps per timed call.", lower_bound=1)
   chunk = flags.DEFINE_integer("chunk", 4, "Members vmapped at once (0: all).", lower_bound=0)
+  top = flags.DEFINE_integer("top", 10, "List the operations that take the most time, this "
+                             "many (0: none).", lower_bound=0)
   # XLA writes the optimized HLO of every program it compiles here (before JAX starts).
   os.environ["JAXSPARSE_ROOFLINE_DUMP"] = tempfile.mkdtemp(prefix="roofline_hlo_")
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_dump_to=" +
                              os.environ["JAXSPARSE_ROOFLINE_DUMP"] +
                              " --xla_dump_hlo_as_text").strip()
   common.run(lambda: run(workdir.value, method.value, population.value, batch.value,
-                         steps.value, chunk.value))
+                         steps.value, chunk.value, top.value))

@@ -39,3 +39,24 @@ def test_fused_and_plain_operations_by_their_body():
   assert roofline.kind_of("fusion", "fused.3", computations) == "elementwise"
   assert roofline.kind_of("while", None, computations) == "container"
   assert roofline.kind_of("transpose", None, computations) == "data movement"
+
+
+def test_the_heaviest_operations_are_ranked_with_their_origin():
+  text = jax.jit(lambda x, w: jnp.tanh(x @ w).sum()).lower(
+      jnp.ones((8, 16)), jnp.ones((16, 4))).compile().as_text()
+  computations, instructions = roofline.parse_hlo(text)
+  described = roofline.describe_operations(text)
+  dot = next(name for name, (opcode, _) in instructions.items() if opcode == "dot")
+  assert described[dot][0].startswith("f32[8,4]") and described[dot][1].endswith("dot_general")
+  kinds = {("m", name): roofline.kind_of(opcode, called, computations)
+           for name, (opcode, called) in instructions.items()}
+  seconds = {("m", name): float(index + 1) for index, name in enumerate(instructions)}
+  seconds[("m", "loop")], kinds[("m", "loop")] = 1e6, "container"  # never listed
+  top = roofline.top_operations(seconds, kinds, {("m", k): v for k, v in described.items()}, 2)
+  expected = sorted((key for key in seconds if kinds[key] != "container"),
+                    key=lambda key: -seconds[key])[:2]
+  assert list(top["operation"]) == [key[1] for key in expected]
+  total = sum(value for key, value in seconds.items() if kinds[key] != "container")
+  assert top["share"].iloc[0] == seconds[expected[0]] / total
+  assert roofline.time_by_kind(seconds, kinds)["matrix multiply"] == sum(
+      value for key, value in seconds.items() if kinds[key] == "matrix multiply")
