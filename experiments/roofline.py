@@ -19,7 +19,8 @@
 5. **The heaviest operations** (``--top``): the operations that take the most time, each
    with its kind, share, result type and the JAX operation it came from (its ``op_name``).
 
-Writes ``results.json`` (``roofline``, ``parts`` and ``top``), ``results.md`` and ``provenance.json``
+Writes ``results.json`` (``roofline``, ``parts`` and ``top``), ``results.md`` and
+``provenance.json``
 under ``--workdir``.
 """
 
