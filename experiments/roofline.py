@@ -20,8 +20,7 @@
    with its kind, share, result type and the JAX operation it came from (its ``op_name``).
 
 Writes ``results.json`` (``roofline``, ``parts`` and ``top``), ``results.md`` and
-``provenance.json``
-under ``--workdir``.
+``provenance.json`` under ``--workdir``.
 """
 
 from __future__ import annotations
