@@ -112,3 +112,32 @@ def check_fits(run, num_examples: int, image_shape: tuple[int, ...],
       f"data {gib(needed.data)}, activations {gib(needed.activations)} for "
       f"{needed.members_at_once} members at once), more than the {gib(available)} available; "
       f"{fix}")
+
+
+#: Share of the available memory an evaluation's activations may plan to use (the rest is
+#: for the data and the population's state).
+EVALUATION_SHARE = 0.5
+
+
+def fitted_evaluation(config, model, num_members: int, available: int | None = None):
+  """``config`` with ``population.chunk_size`` and ``training.eval_batch_size`` lowered, when
+  needed, so that evaluating ``num_members`` members of ``model`` (a
+  :class:`jaxsparse.models.Model`) keeps its activations (members at once x batch x
+  :func:`activation_elements` x :data:`ACTIVATION_FACTOR`) within
+  :data:`EVALUATION_SHARE` of ``available`` bytes (default: :func:`available_bytes`): first
+  one member at a time, then smaller batches. A ResNet-18 evaluated 10 members at once in
+  batches of 1,000 would need about 180 GB. Returns ``config`` itself when it fits."""
+  available = available_bytes() if available is None else available
+  if available is None:
+    return config
+  per_example = activation_elements(model) * ACTIVATION_FACTOR
+  budget = EVALUATION_SHARE * available
+  at_once = min(config.population.chunk_size or num_members, num_members)
+  batch = config.training.eval_batch_size
+  if at_once * batch * per_example <= budget:
+    return config
+  config = config.copy_and_resolve_references()
+  config.population.chunk_size = 1
+  config.training.eval_batch_size = int(max(1, min(batch, budget // per_example)))
+  return config
+

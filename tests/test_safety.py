@@ -148,6 +148,23 @@ def test_memory_estimate_names_chunk_size_when_activations_do_not_fit():
   assert memory.check_fits(run, 2000, (28, 28, 1), available=10 * needed.total) == needed
 
 
+def test_evaluation_of_a_large_model_is_fitted_to_memory():
+  from jaxsparse import config as config_lib, models
+  config = config_lib.default_config()
+  config.training.eval_batch_size = 1000
+  resnet = models.get_model("resnet18", (32, 32, 3), 10, padding="symmetric")
+  per_example = memory.activation_elements(resnet) * memory.ACTIVATION_FACTOR
+  available = 8 * 2**30
+  fitted = memory.fitted_evaluation(config, resnet, 10, available=available)
+  budget = memory.EVALUATION_SHARE * available
+  assert fitted.population.chunk_size == 1
+  assert fitted.training.eval_batch_size == int(budget // per_example)
+  assert fitted.training.eval_batch_size * per_example <= budget
+  assert config.population.chunk_size == 0 and config.training.eval_batch_size == 1000
+  small = models.get_model("cnn_s", (28, 28, 1))
+  assert memory.fitted_evaluation(config, small, 10, available=available) is config
+
+
 def test_memory_estimate_counts_every_member_state_exactly():
   """The state estimate is the bytes of the population a run creates, every array counted,
   and the data estimate the bytes of the images."""

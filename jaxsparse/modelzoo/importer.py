@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxsparse import build, checkpoints, engine, models, train
+from jaxsparse import build, checkpoints, engine, memory, models, train
 from jaxsparse import data as data_lib
 from jaxsparse import workdir as workdir_lib
 from jaxsparse.config import default_config, validate_config
@@ -323,13 +323,14 @@ def import_zoo(source: str, workdir: str, epoch: int | None = None,
       print(f"Loading {config.data.name} ...", flush=True)
       dataset = data_lib.dataset_from_config(config)
     shape = _checked_shape(config, architecture, channels, trials[0], dataset)
-    run = build.setup(config, shape)
+    run = build.setup(_fitted(config, shape, len(trials)), shape)
     layout.torch_module()  # one line if PyTorch is missing, before any trial is read
     tensors = _each_trial(list(zip(trials, run.table["dropout_rate"])), lambda pair: (
         pair[0], _member_tensors(pair[0], epoch, architecture, run, pair[1])), skipped)
     if len(tensors) < len(trials):  # a state dict was refused: the members are the others
       trials = [trial for trial, _ in tensors]
-      run = build.setup(zoo_config(trials, architecture, epoch, data), shape)
+      run = build.setup(_fitted(zoo_config(trials, architecture, epoch, data), shape,
+                                len(trials)), shape)
     _warn_lossy_casts([(trial.name, member.lossy_keys) for trial, member in tensors])
     variables = _zoo_variables([member.tensors for _, member in tensors], architecture, run)
     state = engine.init_population(run.program, run.hyper, variables["params"],
@@ -406,6 +407,21 @@ def _finite_members(params: dict[str, Any]) -> jax.Array:
   leaves = [jnp.isfinite(leaf).reshape(leaf.shape[0], -1).all(axis=1)
             for leaf in jax.tree.leaves(params)]
   return jnp.stack(leaves).all(axis=0)
+
+
+def _fitted(config, shape: build.DataShape, num_members: int):
+  """``config`` evaluating few enough members and examples at once to fit in memory
+  (:func:`jaxsparse.memory.fitted_evaluation`; a ResNet-18 zoo needs it), saying so."""
+  model = models.get_model(config.model.name, shape.input_shape, shape.num_classes,
+                           config.model.conv_implementation, config.model.width,
+                           config.model.padding)
+  fitted = memory.fitted_evaluation(config, model, num_members)
+  if fitted is not config:
+    print(f"Evaluating {fitted.population.chunk_size} member at a time in batches of "
+          f"{fitted.training.eval_batch_size} examples (config.population.chunk_size, "
+          "config.training.eval_batch_size), to fit in memory; the twins inherit both.",
+          flush=True)
+  return fitted
 
 
 def _checked_shape(config, architecture: layout.ZooArchitecture, channels: int, trial: Trial,
