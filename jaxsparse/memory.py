@@ -125,8 +125,9 @@ def fitted_evaluation(config, model, num_members: int, available: int | None = N
   :class:`jaxsparse.models.Model`) keeps its activations (members at once x batch x
   :func:`activation_elements` x :data:`ACTIVATION_FACTOR`) within
   :data:`EVALUATION_SHARE` of ``available`` bytes (default: :func:`available_bytes`): first
-  one member at a time, then smaller batches. A ResNet-18 evaluated 10 members at once in
-  batches of 1,000 would need about 180 GB. Returns ``config`` itself when it fits."""
+  one member at a time, then smaller batches. By this estimate a ResNet-18 zoo evaluated 10
+  members at once in batches of 1,000 needs about 180 GB. Returns ``config`` itself when it
+  fits."""
   available = available_bytes() if available is None else available
   if available is None:
     return config
