@@ -124,9 +124,7 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
       everything stays on the default device.
   """
   declaration = sparsify.declaration(config.sparsify.method)
-  model = models.get_model(config.model.name, tuple(data.input_shape), data.num_classes,
-                           config.model.conv_implementation, config.model.width,
-                           config.model.padding)
+  model = config_model(config, data)
   num_epochs = config.training.num_epochs
   shapes = _parameter_shapes(model, config)
   layers = models.layer_order(model) if declaration.uses_layer_order else ()
@@ -154,6 +152,13 @@ def setup(config: ml_collections.ConfigDict, data: DataShape, *,
   program = engine.Program(model, method, training.batch_size, training.eval_batch_size,
                            config.population.chunk_size, mesh, training.shared_order_seed)
   return Setup(config, program, declaration, table, hyper, steps_per_epoch)
+
+
+def config_model(config: ml_collections.ConfigDict, data: DataShape) -> models.Model:
+  """The model ``config.model`` names, for data of shape ``data``."""
+  return models.get_model(config.model.name, tuple(data.input_shape), data.num_classes,
+                          config.model.conv_implementation, config.model.width,
+                          config.model.padding)
 
 
 def _parameter_shapes(model: models.Model, config: ml_collections.ConfigDict) -> Any:

@@ -26,10 +26,6 @@ import numpy as np
 
 from jaxsparse.errors import UserError
 
-#: Datasets known to work: TFDS names plus scikit-learn's 8x8 ``digits``.
-SUPPORTED_DATASETS: tuple[str, ...] = (
-    "fashion_mnist", "mnist", "cifar10", "cifar100", "svhn_cropped", "eurosat/rgb", "digits",
-    "tiny_imagenet")
 #: Each dataset's ``(image shape, classes, examples in its official training split)``, known
 #: without loading it (an import with ``--no_evaluation`` needs no data).
 DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int, int]] = {
@@ -37,6 +33,9 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int, int]] = {
     "cifar10": ((32, 32, 3), 10, 50_000), "cifar100": ((32, 32, 3), 100, 50_000),
     "svhn_cropped": ((32, 32, 3), 10, 73_257), "eurosat/rgb": ((64, 64, 3), 10, 21_600),
     "digits": ((8, 8, 1), 10, 1_500), "tiny_imagenet": ((64, 64, 3), 200, 100_000)}
+#: Datasets known to work: TFDS names, scikit-learn's 8x8 ``digits`` and a local
+#: Tiny-ImageNet.
+SUPPORTED_DATASETS: tuple[str, ...] = tuple(DATASET_SHAPES)
 #: Tiny-ImageNet is not in TFDS: it is read from a local copy of the official archive.
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 

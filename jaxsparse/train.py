@@ -325,10 +325,7 @@ def record_population(workdir: str, run: build.Setup, state: engine.TrainState,
   with those marks. The training loss is unknown (NaN). ``dataset`` None: nothing is
   evaluated (no accuracies, no predictions; the twins compute their originals' later)."""
   if dataset is None:
-    epoch_metrics = sharding.unpad_members(sharding.to_host(
-        {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
-         "diverged": state.diverged}), run.num_members)
-    evaluation = None
+    epoch_metrics, evaluation = _unevaluated_metrics(run, state), None
   else:
     splits = {name: sharding.replicate(arrays, run.mesh)
               for name, arrays in _splits(dataset).items()}
@@ -366,10 +363,10 @@ def _evaluate_epoch(run: build.Setup, state: engine.TrainState, splits: dict,
   (on the devices, for the final predictions; None for an epoch that evaluated only
   ``training.curve_test_examples`` or nothing)."""
   config = run.config
+  if not evaluates_at(config, epoch):
+    return _unevaluated_metrics(run, state), None
   epoch_metrics = {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
                    "diverged": state.diverged}
-  if not evaluates_at(config, epoch):
-    return sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members), None
   evaluate = lambda images, labels: engine.evaluate(run.program, state, run.hyper, images,
                                                     labels)
   if config.training.evaluate_validation:
@@ -394,6 +391,14 @@ def _evaluate_epoch(run: build.Setup, state: engine.TrainState, splits: dict,
     reference = splits["reference"][:, :predictions.shape[1]]
     epoch_metrics["agreement"] = (predictions == reference).mean(axis=1)
   return sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members), evaluation
+
+
+def _unevaluated_metrics(run: build.Setup, state: engine.TrainState) -> dict:
+  """What an epoch records without evaluating: achieved sparsity and divergence (on the
+  host, padding dropped)."""
+  return sharding.unpad_members(sharding.to_host(
+      {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
+       "diverged": state.diverged}), run.num_members)
 
 
 def _write_final_predictions(workdir: str, run: build.Setup, state: engine.TrainState,

@@ -201,12 +201,11 @@ def zoo_architecture(trials: list[Trial]) -> tuple[layout.ZooArchitecture, int]:
   return architecture, channels
 
 
-def member_row(trial: Trial, architecture: layout.ZooArchitecture | None = None
-               ) -> dict[str, Any]:
+def member_row(trial: Trial, architecture: layout.ZooArchitecture) -> dict[str, Any]:
   """A trial's member fields from its ``params.json`` (``optim::momentum`` absent: 0; Adam
   members do not read it), but the fields the PyTorch class fixes
   (:attr:`layout.ZooArchitecture.fixed_members`) have its value."""
-  fixed = dict(architecture.fixed_members) if architecture else {}
+  fixed = dict(architecture.fixed_members)
   return {field: fixed[field] if field in fixed else _member_value(
               trial, key, field, trial.params.get(key, 0.0 if key == "optim::momentum" else None))
           for key, field in MEMBER_KEYS.items()}
@@ -412,10 +411,7 @@ def _finite_members(params: dict[str, Any]) -> jax.Array:
 def _fitted(config, shape: build.DataShape, num_members: int):
   """``config`` evaluating few enough members and examples at once to fit in memory
   (:func:`jaxsparse.memory.fitted_evaluation`; a ResNet-18 zoo needs it), saying so."""
-  model = models.get_model(config.model.name, shape.input_shape, shape.num_classes,
-                           config.model.conv_implementation, config.model.width,
-                           config.model.padding)
-  fitted = memory.fitted_evaluation(config, model, num_members)
+  fitted = memory.fitted_evaluation(config, build.config_model(config, shape), num_members)
   if fitted is not config:
     print(f"Evaluating {fitted.population.chunk_size} member at a time in batches of "
           f"{fitted.training.eval_batch_size} examples (config.population.chunk_size, "
