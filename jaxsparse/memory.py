@@ -7,10 +7,12 @@ minutes of compiling. :func:`check_fits` names the problem and the fix
 
 The estimate is deliberately rough: the population's state (every member's
 weights, optimizer state, masks and method state, exact), the data splits
-held on the device (exact), and the activations of the members trained at
-once (batch x the sum of the model's layer outputs per example, times
-:data:`ACTIVATION_FACTOR` for the backward pass's buffers and the
-gradients' temporaries).
+held on the device (exact), and the larger of two working sets, which never
+coexist: the activations of the members trained at once (batch x the sum of
+the model's layer outputs per example x :data:`ACTIVATION_FACTOR`, for the
+backward pass's buffers and the gradients' temporaries), and those of the
+members evaluated at once (evaluation batch x the same sum x
+:data:`EVALUATION_FACTOR`).
 """
 
 from __future__ import annotations
@@ -28,22 +30,29 @@ from jaxsparse.errors import UserError
 #: Bytes counted per activation element while training: float32 for the forward
 #: value, its gradient and one temporary (a rough bound, not a measurement).
 ACTIVATION_FACTOR = 3 * 4
+#: Bytes counted per activation element while evaluating: one float32 (forward only). For
+#: 10 ResNet-18s evaluated at once in batches of 1,000 on 32x32 images this gives 59 GB;
+#: XLA asked for 55.7 GB (and failed) on this machine on 2026-12-05 (docs/modelzoo.md).
+EVALUATION_FACTOR = 4
 #: Share of the available memory a population may plan to use.
 USABLE_SHARE = 0.9
 
 
 class MemoryEstimate(NamedTuple):
-  """Bytes a population needs on one device: state, data and the activations of the
-  members trained at once (``members_at_once``)."""
+  """Bytes a population needs on one device: state, data, the activations of the members
+  trained at once (``members_at_once``) and those of the same members evaluated at once in
+  batches of ``eval_batch``."""
   state: int
   data: int
   activations: int
   members_at_once: int
+  evaluation: int = 0
+  eval_batch: int = 0
 
   @property
   def total(self) -> int:
-    """All of it."""
-    return self.state + self.data + self.activations
+    """All of it (training and evaluation take turns, so the larger of the two)."""
+    return self.state + self.data + max(self.activations, self.evaluation)
 
 
 def activation_elements(model) -> int:
@@ -70,8 +79,10 @@ def estimate(run, num_examples: int, image_shape: tuple[int, ...]) -> MemoryEsti
   data = num_examples * math.prod(image_shape) * 4
   per_device = -(-run.padded_size // shards)
   at_once = min(program.chunk_size or per_device, per_device)
-  per_member = activation_elements(program.model) * ACTIVATION_FACTOR * program.batch_size
-  return MemoryEstimate(state, data, at_once * per_member, at_once)
+  elements = activation_elements(program.model)
+  eval_batch = max(1, min(program.eval_batch_size, num_examples))
+  return MemoryEstimate(state, data, at_once * elements * ACTIVATION_FACTOR * program.batch_size,
+                        at_once, at_once * elements * EVALUATION_FACTOR * eval_batch, eval_batch)
 
 
 def available_bytes() -> int | None:
@@ -99,19 +110,35 @@ def check_fits(run, num_examples: int, image_shape: tuple[int, ...],
     return needed
   gib = lambda value: (f"{value / 2**30:.1f} GiB" if value >= 2**30 else
                        f"{value / 2**20:.0f} MiB")
-  room = USABLE_SHARE * available - needed.state - needed.data
-  per_member = needed.activations / needed.members_at_once
-  if room >= per_member:
-    fix = (f"set config.population.chunk_size={int(room // per_member)} or less (members "
-           "trained at once on a device)")
-  else:
-    fix = ("the members' state alone does not fit: train fewer members, or split them over "
-           "more devices (config.population.num_devices)")
+  working = (f"activations {gib(needed.activations)} for {needed.members_at_once} members at "
+             f"once, evaluation {gib(needed.evaluation)} in batches of {needed.eval_batch}")
   raise UserError(
       f"the population needs about {gib(needed.total)} per device (state {gib(needed.state)}, "
-      f"data {gib(needed.data)}, activations {gib(needed.activations)} for "
-      f"{needed.members_at_once} members at once), more than the {gib(available)} available; "
-      f"{fix}")
+      f"data {gib(needed.data)}, {working}), more than the {gib(available)} available; "
+      f"{_fix(needed, USABLE_SHARE * available - needed.state - needed.data)}")
+
+
+def _fix(needed: MemoryEstimate, room: float) -> str:
+  """What makes ``needed`` fit in ``room`` bytes beside the state and data: fewer members
+  trained at once if training's activations need it, then (for that many members) a smaller
+  evaluation batch if evaluation's need it (cheaper than evaluating fewer members at once)."""
+  state_fix = ("the members' state alone does not fit: train fewer members, or split them "
+               "over more devices (config.population.num_devices)")
+  fixes, at_once = [], needed.members_at_once
+  if needed.activations > room:
+    per_member = needed.activations / at_once
+    if room < per_member:
+      return state_fix
+    at_once = int(room // per_member)
+    fixes.append(f"set config.population.chunk_size={at_once} or less (members trained at "
+                 "once on a device)")
+  per_example = needed.evaluation / needed.members_at_once / needed.eval_batch * at_once
+  if per_example * needed.eval_batch > room:
+    if room < per_example:
+      return state_fix
+    fixes.append(f"set config.training.eval_batch_size={int(room // per_example)} or less "
+                 f"(examples evaluated at once by {at_once} members)")
+  return " and ".join(fixes)
 
 
 #: Share of the available memory an evaluation's activations may plan to use (the rest is
@@ -123,15 +150,15 @@ def fitted_evaluation(config, model, num_members: int, available: int | None = N
   """``config`` with ``population.chunk_size`` and ``training.eval_batch_size`` lowered, when
   needed, so that evaluating ``num_members`` members of ``model`` (a
   :class:`jaxsparse.models.Model`) keeps its activations (members at once x batch x
-  :func:`activation_elements` x :data:`ACTIVATION_FACTOR`) within
+  :func:`activation_elements` x :data:`EVALUATION_FACTOR`) within
   :data:`EVALUATION_SHARE` of ``available`` bytes (default: :func:`available_bytes`): first
   one member at a time, then smaller batches. By this estimate a ResNet-18 zoo evaluated 10
-  members at once in batches of 1,000 needs about 180 GB. Returns ``config`` itself when it
+  members at once in batches of 1,000 needs about 59 GB. Returns ``config`` itself when it
   fits."""
   available = available_bytes() if available is None else available
   if available is None:
     return config
-  per_example = activation_elements(model) * ACTIVATION_FACTOR
+  per_example = activation_elements(model) * EVALUATION_FACTOR
   budget = EVALUATION_SHARE * available
   at_once = min(config.population.chunk_size or num_members, num_members)
   batch = config.training.eval_batch_size

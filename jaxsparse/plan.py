@@ -172,7 +172,8 @@ def _phase_lines(phase: Phase, timing: Timing | None) -> list[str]:
            run.table.to_string(max_rows=20), "",
            f"{phase.programs} program(s) to compile; memory per device about "
            f"{_mib(need.total)} (state {_mib(need.state)}, data {_mib(need.data)}, activations "
-           f"{_mib(need.activations)} for {need.members_at_once} members at once)"]
+           f"{_mib(need.activations)} for {need.members_at_once} members at once, evaluation "
+           f"{_mib(need.evaluation)} in batches of {need.eval_batch})"]
   if timing is not None:
     evaluation = phase.eval_examples * timing.eval_seconds_per_example
     lines.append(

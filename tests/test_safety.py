@@ -127,10 +127,11 @@ def test_summary_of_a_population_whose_members_all_diverged():
   assert "every member diverged" in metrics.population_summary(members)
 
 
-def _run(num_seeds=2):
+def _run(num_seeds=2, eval_batch_size=1):
   config = load_config_file(os.path.join(REPOSITORY, "configs", "default.py"))
   config.population.num_seeds = num_seeds
   config.population.chunk_size = 0  # every member's activations at once
+  config.training.eval_batch_size = eval_batch_size
   return build.setup(config, build.DataShape((28, 28, 1), 10, 1000))
 
 
@@ -138,14 +139,44 @@ def test_memory_estimate_names_chunk_size_when_activations_do_not_fit():
   run = _run()
   needed = memory.estimate(run, 2000, (28, 28, 1))
   assert needed.state > 0 and needed.members_at_once == run.num_members
+  assert needed.evaluation < needed.activations  # (an evaluation batch of 1)
   # Room for the state, the data and about 3 members' activations at once.
   per_member = needed.activations / needed.members_at_once
   available = (needed.state + needed.data + 3.5 * per_member) / memory.USABLE_SHARE
-  with pytest.raises(UserError, match="chunk_size=3 or less"):
+  with pytest.raises(UserError, match="chunk_size=3 or less") as error:
     memory.check_fits(run, 2000, (28, 28, 1), available=available)
+  assert "eval_batch_size" not in str(error.value)
   with pytest.raises(UserError, match="fewer members"):
     memory.check_fits(run, 2000, (28, 28, 1), available=needed.state / 2)
   assert memory.check_fits(run, 2000, (28, 28, 1), available=10 * needed.total) == needed
+
+
+def test_memory_estimate_names_eval_batch_size_when_evaluation_does_not_fit():
+  """Evaluation's activations (members at once x eval batch x the model's layer outputs x 4
+  bytes) are checked too: a large ``eval_batch_size`` used to pass the check and then run
+  out of memory after the first epoch's training."""
+  run = _run(eval_batch_size=1000)
+  needed = memory.estimate(run, 2000, (28, 28, 1))
+  elements = memory.activation_elements(run.program.model)
+  assert needed.eval_batch == 1000
+  assert needed.evaluation == run.num_members * 1000 * elements * memory.EVALUATION_FACTOR
+  assert needed.activations < needed.evaluation
+  assert needed.total == needed.state + needed.data + needed.evaluation
+  # Room for the training step and about 40 examples of every member at once.
+  per_example = needed.evaluation / 1000
+  room = max(needed.activations, 40.5 * per_example)
+  available = (needed.state + needed.data + room) / memory.USABLE_SHARE
+  with pytest.raises(UserError, match="eval_batch_size=40 or less") as error:
+    memory.check_fits(run, 2000, (28, 28, 1), available=available)
+  assert "chunk_size=" not in str(error.value)
+  # Too little room for training too: fewer members at once, then the batch for that many.
+  room = 3.5 * needed.activations / needed.members_at_once
+  available = (needed.state + needed.data + room) / memory.USABLE_SHARE
+  batch = int(room // (3 * elements * memory.EVALUATION_FACTOR))
+  with pytest.raises(UserError, match=f"chunk_size=3 or less .* and set config.training."
+                     f"eval_batch_size={batch} or less \\(examples evaluated at once by 3 "):
+    memory.check_fits(run, 2000, (28, 28, 1), available=available)
+  assert memory.estimate(_run(eval_batch_size=5000), 2000, (28, 28, 1)).eval_batch == 2000
 
 
 def test_evaluation_of_a_large_model_is_fitted_to_memory():
@@ -153,7 +184,7 @@ def test_evaluation_of_a_large_model_is_fitted_to_memory():
   config = config_lib.default_config()
   config.training.eval_batch_size = 1000
   resnet = models.get_model("resnet18", (32, 32, 3), 10, padding="symmetric")
-  per_example = memory.activation_elements(resnet) * memory.ACTIVATION_FACTOR
+  per_example = memory.activation_elements(resnet) * memory.EVALUATION_FACTOR
   available = 8 * 2**30
   fitted = memory.fitted_evaluation(config, resnet, 10, available=available)
   budget = memory.EVALUATION_SHARE * available
