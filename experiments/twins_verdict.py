@@ -267,11 +267,11 @@ def _comparisons(lines: list[str], record: dict, trajectories: dict, vd_arms: li
   crossings = []
   for row in primary:
     crossing = _crossover_sparsity(row["pairs"])
-    median = analysis.bca_estimate(crossing.to_numpy())
+    median = analysis.bca_estimate(crossing.to_numpy(), statistic="median")
     crossings.append({"scope": row["scope"], "members": len(crossing),
-                      "median": float(crossing.median()) if len(crossing) else np.nan,
-                      "mean": median.value, "BCa 95 % interval of the mean":
-                      f"[{median.low:.3f}, {median.high:.3f}]"})
+                      "median": median.value, "BCa 95 % interval of the median":
+                      f"[{median.low:.3f}, {median.high:.3f}]",
+                      "mean": float(crossing.mean()) if len(crossing) else np.nan})
   lines += ["## Verdict", "",
             *[f"- **{scope}**: {verdict}" for scope, verdict in final.items()], "",
             "## Primary, secondary and guard comparisons", "",

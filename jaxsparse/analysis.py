@@ -331,16 +331,23 @@ def t_estimate(values, null: float = 0.0, confidence: float = 0.95,
 
 
 def bca_estimate(values, null: float = 0.0, confidence: float = 0.95, seed: int = 0,
-                 num_resamples: int = 9_999) -> Estimate:
-  """The mean of ``values`` with the bias-corrected and accelerated bootstrap interval
-  (:func:`scipy.stats.bootstrap`, fixed seed: reproducible); ``p_value`` is the t-test's."""
+                 num_resamples: int = 9_999, statistic: str = "mean") -> Estimate:
+  """The mean (or, with ``statistic="median"``, the median) of ``values`` with the
+  bias-corrected and accelerated bootstrap interval (:func:`scipy.stats.bootstrap`, fixed
+  seed: reproducible); ``p_value`` is the t-test's for the mean, NaN for the median."""
   from scipy import stats
   estimate = t_estimate(values, null, confidence)
   values = _finite(values)
+  if statistic == "median":
+    middle = float(np.median(values)) if len(values) else float("nan")
+    estimate = estimate._replace(value=middle, low=middle, high=middle, p_value=float("nan"))
+  elif statistic != "mean":
+    raise ValueError(f"statistic={statistic!r}: use 'mean' or 'median'")
   if len(values) < 3 or np.ptp(values) == 0:
     return estimate._replace(method="bca")
-  result = stats.bootstrap((values,), np.mean, confidence_level=confidence, method="BCa",
-                           n_resamples=num_resamples, random_state=np.random.default_rng(seed))
+  result = stats.bootstrap((values,), getattr(np, statistic), confidence_level=confidence,
+                           method="BCa", n_resamples=num_resamples,
+                           random_state=np.random.default_rng(seed))
   return estimate._replace(low=float(result.confidence_interval.low),
                            high=float(result.confidence_interval.high), method="bca")
 

@@ -162,6 +162,18 @@ def test_member_intervals_cover_the_mean_of_independent_members():
   assert 0.88 <= _coverage(draw, bca, 0.3, simulations=200) <= 0.98
 
 
+def test_median_intervals_cover_the_median_of_a_skewed_population():
+  # Exponential(1): median log 2 = 0.693, mean 1; the interval is of the median, not the mean.
+  draw = lambda rng: (rng.exponential(1.0, 12),)
+  median = lambda values: analysis.bca_estimate(values, num_resamples=999, statistic="median")
+  assert 0.85 <= _coverage(draw, median, np.log(2), simulations=200) <= 0.99
+  values = np.random.default_rng(1).exponential(1.0, 12)
+  estimate = median(values)
+  assert estimate.value == np.median(values) and np.isnan(estimate.p_value)
+  with pytest.raises(ValueError, match="statistic"):
+    analysis.bca_estimate(values, statistic="mode")
+
+
 def test_cell_intervals_cover_configurations_like_these_and_member_intervals_do_not():
   # Cells drawn afresh each study: the estimand is the mean over configurations (0).
   draw = lambda rng: _grid(rng)
