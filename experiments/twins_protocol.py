@@ -28,9 +28,10 @@ from jaxsparse.errors import UserError  # noqa: E402
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                       "twins_protocol.py")
 #: The order the arms run in: the zoo, then the public protocol first (its sanity check
-#: comes earliest) and the departure, the magnitude curves, and the bridge.
+#: comes earliest) and the departure, the magnitude curves, the bridge, and the
+#: straight-through clip (added after the verdict, descriptive: configs/twins_protocol.py).
 ORDER = ("zoo", "vd_public", "vd_strong", "vd_stronger", "magnitude_5", "magnitude_25",
-         "bridge")
+         "bridge", "vd_straight_through")
 #: ``vd_stronger`` runs only if ``vd_strong``'s twins end below this mean sparsity.
 STRONGER_BELOW = 0.9
 

@@ -25,6 +25,8 @@ from experiments.common import markdown_table
 SCOPES = ("layerwise", "global")
 #: The VD arms, weakest first (``vd_stronger`` only runs when ``vd_strong`` stays below 90 %).
 VD_ARMS = ("vd_public", "vd_strong", "vd_stronger")
+#: VD arms that depart from the public protocol: compared descriptively, never in the verdict.
+DEPARTURE_ARMS = ("vd_straight_through",)
 #: Magnitude pruning's fine-tuning epochs the secondary comparisons are read at; the
 #: primary reads ``magnitude_5``'s last epoch (5), the guard ``magnitude_25``'s (25).
 EPOCHS = (0, 1)
@@ -82,20 +84,20 @@ def _comparison(curve: pd.DataFrame, vd: pd.DataFrame, low: float, high: float) 
           "members": means.to_dict(), "pairs": pairs}
 
 
-def _crossover_sparsity(pairs: pd.DataFrame) -> pd.Series:
+def _crossover_sparsity(pairs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
   """Per member, the sparsity where VD minus magnitude changes sign, interpolated between
   its VD twins in order of sparsity; below the sparsest VD win or beyond the last twin it
-  is censored at that twin's sparsity (NaN: no VD twin is paired)."""
-  values = {}
+  is censored at that twin's sparsity (members without a paired VD twin are left out).
+  Returns the sparsities and, per member, whether it was censored."""
+  values, censored = {}, {}
   for member, rows in pairs[np.isfinite(pairs.difference)].groupby("original_member"):
     rows = rows.sort_values("achieved_sparsity")
     xs, ds = rows.achieved_sparsity.to_numpy(), rows.difference.to_numpy()
-    crossing = xs[-1] if ds[-1] <= 0 else xs[0]
+    values[member], censored[member] = (xs[-1] if ds[-1] <= 0 else xs[0]), True
     for (x0, d0), (x1, d1) in zip(zip(xs, ds), zip(xs[1:], ds[1:])):
       if d0 <= 0 < d1:
-        crossing = x0 + (x1 - x0) * (-d0) / (d1 - d0)
-    values[member] = crossing
-  return pd.Series(values, dtype=float)
+        values[member], censored[member] = x0 + (x1 - x0) * (-d0) / (d1 - d0), False
+  return pd.Series(values, dtype=float), pd.Series(censored, dtype=bool)
 
 
 def _estimate_record(estimate: analysis.Estimate) -> dict:
@@ -130,7 +132,7 @@ def _estimates_table(rows: list[dict]) -> pd.DataFrame:
 def _level_tables(trajectories: dict, originals: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
   """VD per level (final), magnitude per scope, target and epoch."""
   vd_rows = []
-  for arm in VD_ARMS:
+  for arm in (*VD_ARMS, *DEPARTURE_ARMS):
     if arm not in trajectories:
       continue
     rows = trajectories[arm]
@@ -184,7 +186,7 @@ def write_verdict(workdir: str) -> dict:
     raise UserError(f"{workdir}/zoo is not trained yet; run experiments/twins_protocol.py")
   originals, zoo_curve = _zoo_table(workdir)
   trajectories = {arm: tables.load_trajectories(os.path.join(workdir, arm))
-                  for arm in (*VD_ARMS, "magnitude_5", "magnitude_25")
+                  for arm in (*VD_ARMS, *DEPARTURE_ARMS, "magnitude_5", "magnitude_25")
                   if _finished(workdir, arm)}
   lines = [f"# Twins protocol study: the verdict ({time.strftime('%Y-%m-%d')})", "",
            "Decision rule: configs/twins_protocol.py (written before the run).", "",
@@ -257,6 +259,7 @@ def _comparisons(lines: list[str], record: dict, trajectories: dict, vd_arms: li
   guard = _primary(vd, trajectories, {"magnitude_5": primary_epoch,
                                       "magnitude_25": guard_epoch},
                    f"fairness guard: magnitude 85-95 % after {guard_epoch} epochs")
+  departures = _departures(trajectories, originals, primary_epoch, guard_epoch)
   final = {}
   for row, guarded in zip(primary, guard):
     verdict = row["verdict"]
@@ -266,9 +269,10 @@ def _comparisons(lines: list[str], record: dict, trajectories: dict, vd_arms: li
     final[row["scope"]] = verdict
   crossings = []
   for row in primary:
-    crossing = _crossover_sparsity(row["pairs"])
+    crossing, censored = _crossover_sparsity(row["pairs"])
     median = analysis.bca_estimate(crossing.to_numpy(), statistic="median")
     crossings.append({"scope": row["scope"], "members": len(crossing),
+                      "censored (no sign change)": int(censored.sum()),
                       "median": median.value, "BCa 95 % interval of the median":
                       f"[{median.low:.3f}, {median.high:.3f}]",
                       "mean": float(crossing.mean()) if len(crossing) else np.nan})
@@ -279,8 +283,11 @@ def _comparisons(lines: list[str], record: dict, trajectories: dict, vd_arms: li
             "magnitude curve (anchored at its dense accuracy at 0 %) at the VD twin's "
             "sparsity; then over members (unit: member = seed; estimand: the mean over "
             "members of the uniform zoo).", "",
-            markdown_table(_estimates_table(primary + secondary + guard)), "",
+            markdown_table(_estimates_table(primary + secondary + guard + departures)), "",
             "## Crossover sparsity per member (where VD minus magnitude turns positive)", "",
+            "A member whose VD twins are all ahead (or all behind) has no crossing within "
+            "them: it is censored at its least sparse twin (all ahead) or its sparsest (all "
+            "behind).", "",
             markdown_table(pd.DataFrame(crossings)), ""]
   record.update(verdict=final, comparisons=[
       {"comparison": row["comparison"], "scope": row["scope"],
@@ -288,5 +295,27 @@ def _comparisons(lines: list[str], record: dict, trajectories: dict, vd_arms: li
        "twins": row["twins"], "unpaired": row["unpaired"],
        "p_holm": row.get("p_holm"), "verdict": row.get("verdict", "descriptive"),
        "members": {str(k): v for k, v in row["members"].items()}}
-      for row in primary + secondary + guard], crossover=crossings)
+      for row in primary + secondary + guard + departures], crossover=crossings)
   return lines, record
+
+
+def _departures(trajectories: dict, originals: pd.DataFrame, primary_epoch: int,
+                guard_epoch: int) -> list[dict]:
+  """The primary's and the guard's comparisons, and the one below 80 %, for each departure
+  arm that has finished: descriptive (no Holm, no verdict)."""
+  rows = []
+  for arm in [arm for arm in DEPARTURE_ARMS if arm in trajectories]:
+    frame = trajectories[arm]
+    vd = _with_originals(frame[frame.epoch == frame.epoch.max()], originals)
+    for label, epochs, low, high in (
+        (f">= 80 %, magnitude after {primary_epoch} epochs", primary_epoch, CROSSOVER, 1.01),
+        (f">= 80 %, magnitude 85-95 % after {guard_epoch} epochs", guard_epoch, CROSSOVER,
+         1.01),
+        (f"below 80 %, magnitude after {primary_epoch} epochs", primary_epoch, 0.0,
+         CROSSOVER)):
+      for scope in SCOPES:
+        curve = _magnitude_curve(trajectories, scope, {"magnitude_5": primary_epoch,
+                                                       "magnitude_25": epochs})
+        rows.append({"comparison": f"departure {arm}: {label}", "scope": scope,
+                     **_comparison(curve, vd, low, high)})
+  return rows

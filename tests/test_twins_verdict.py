@@ -88,11 +88,38 @@ def test_the_fairness_guard_checks_a_win_against_longer_fine_tuning():
 
 
 def test_the_crossover_sparsity_is_where_the_difference_changes_sign():
-  pairs = pd.DataFrame(dict(original_member=[0, 0, 1, 1], achieved_sparsity=[0.7, 0.9, 0.7, 0.9],
-                            difference=[-0.1, 0.1, 0.1, 0.2]))
-  crossing = twins_verdict._crossover_sparsity(pairs)
-  assert crossing[0] == pytest.approx(0.8)
-  assert crossing[1] == pytest.approx(0.7)  # ahead already at its sparsest VD twin: censored
+  pairs = pd.DataFrame(dict(original_member=[0, 0, 1, 1, 2, 2],
+                            achieved_sparsity=[0.7, 0.9, 0.7, 0.9, 0.75, 0.85],
+                            difference=[-0.1, 0.1, 0.1, 0.2, -0.1, -0.3]))
+  crossing, censored = twins_verdict._crossover_sparsity(pairs)
+  assert crossing[0] == pytest.approx(0.8) and not censored[0]
+  assert crossing[1] == pytest.approx(0.7) and censored[1]  # ahead at its least sparse twin
+  assert crossing[2] == pytest.approx(0.85) and censored[2]  # behind at its sparsest twin
+
+
+def test_the_straight_through_arm_is_compared_but_never_judged(tmp_path):
+  """The departure arm (added after the verdict) gets the comparisons, descriptively: no
+  Holm, no verdict, and the verdict of record comes from the public-clip arms alone."""
+  from experiments import twins_protocol
+  from jaxsparse.config import load_config_file
+  config = load_config_file(f"{twins_protocol.CONFIG}:vd_straight_through")
+  assert tuple(config.twins.methods) == ("variational_dropout_straight_through",)
+  assert tuple(config.twins.straight_through_kl_weights) == (5000.0,)
+  assert twins_protocol.ORDER[-1] == "vd_straight_through"
+  trajectories = _trajectories(-0.05)  # the public-clip arms lose by 0.05
+  ahead = _trajectories(0.05)["vd_strong"]
+  trajectories["vd_straight_through"] = ahead.assign(run="variational_dropout_straight_through")
+  record = twins_verdict._comparisons([], {}, trajectories, ["vd_public", "vd_strong"],
+                                      _originals())[1]
+  assert set(record["verdict"].values()) == {"contradicted"}
+  departures = [row for row in record["comparisons"]
+                if row["comparison"].startswith("departure vd_straight_through")]
+  assert len(departures) == 6  # >= 80 % at 5 and 25 epochs, below 80 %; two scopes each
+  for row in departures:
+    assert row["verdict"] == "descriptive" and row["p_holm"] is None
+  at_five = [row for row in departures if "after 5 epochs" in row["comparison"]
+             and ">= 80" in row["comparison"]]
+  assert [row["t"]["value"] for row in at_five] == pytest.approx([0.05, 0.05], abs=0.01)
 
 
 def test_the_stronger_vd_arm_runs_only_when_vd_strong_ends_below_90_percent(tmp_path,
