@@ -63,14 +63,21 @@ def _tables(captions: dict[str, str]) -> Callable[[dict], str]:
   return render
 
 
+def _interval(estimate: dict) -> str:
+  """``[low, high]`` of a recorded estimate (n/a where it is undefined: recorded as None)."""
+  if estimate["low"] is None or estimate["high"] is None:
+    return "n/a"
+  return f"[{estimate['low']:.3f}, {estimate['high']:.3f}]"
+
+
 def _verdict(record: dict) -> str:
   lines = [f"- **{scope}**: {verdict}" for scope, verdict in record.get("verdict", {}).items()]
   parts = ["Verdict per scope (decision rule: configs/twins_protocol.py):\n\n" + "\n".join(
       lines or ["- not drawn yet (arms missing)"])]
   comparisons = [{"comparison": row["comparison"], "scope": row["scope"],
+                  "members": row["t"]["n"], "VD twins": row["twins"],
                   "VD minus magnitude": row["t"]["value"],
-                  "95 % t interval": f"[{row['t']['low']:.3f}, {row['t']['high']:.3f}]",
-                  "BCa interval": f"[{row['bca']['low']:.3f}, {row['bca']['high']:.3f}]",
+                  "95 % t interval": _interval(row["t"]), "BCa interval": _interval(row["bca"]),
                   "p (Holm)": row.get("p_holm"), "verdict": row["verdict"]}
                  for row in record.get("comparisons", [])]
   if comparisons:
@@ -101,7 +108,10 @@ STUDIES = {
                      "curve at the VD twin's sparsity; mean over members and its standard "
                      "error; unit: member):",
         "prune_only": "Magnitude twins before and after fine-tuning (population means):"})),
-    "twins_protocol": Study("verdict.json", _verdict),
+    "twins_protocol": Study("verdict.json", _verdict, ("verdict", "comparisons", "vd_levels",
+                                                       "magnitude_levels", "crossover",
+                                                       "bridge"),
+                            os.path.join("docs", "twins_protocol.md")),
     # population_speed with PyTorch 2.13.0 (CPU build), _torch214 with 2.14.1 (the pin since
     # the ResNet-18 zoos): the ratio depends on the PyTorch release, so both stay recorded.
     **{name: Study("results.json", _tables({
@@ -166,7 +176,26 @@ def rendered(name: str) -> str | None:
 
 
 #: Generated parts outside docs/results.md: file -> {part: (study, renderer)}.
-OTHER_PARTS = {"README.md": {"main job verdicts": ("main_job", report.verdicts_table)}}
+def _verdict_of_record(results: dict, stamp: dict) -> str:
+  """The README's line of the protocol study: its primary comparison per scope, verdict,
+  command and date."""
+  primary = {row["scope"]: row for row in results.get("comparisons", [])
+             if row["comparison"].startswith("primary")}
+  cells = []
+  for scope, verdict in results.get("verdict", {}).items():
+    t = primary[scope]["t"]
+    cells.append(f"**{verdict}**: {t['value']:+.3f}, t 95 % {_interval(t)}, {t['n']} members, "
+                 f"Holm p {primary[scope]['p_holm']:.2g}")
+  return (f"| the paper's claim, tested by the protocol study (`{stamp['command']}`, "
+          f"{stamp['finished'].split()[0]}) | layer-wise | global |\n| --- | --- | --- |\n"
+          "| VD, trained as the public code trains it, beats magnitude pruning at or above 80 % "
+          "sparsity (VD minus magnitude, per member) | " + " | ".join(cells) + " |")
+
+
+#: Generated parts of other pages: name -> (study, render(results, provenance)).
+OTHER_PARTS = {"README.md": {
+    "main job verdicts": ("main_job", lambda results, _: report.verdicts_table(results)),
+    "verdict of record": ("twins_protocol", _verdict_of_record)}}
 
 
 def _part(study: str, render: Callable[[dict], str] | None = None) -> str | None:
@@ -175,7 +204,7 @@ def _part(study: str, render: Callable[[dict], str] | None = None) -> str | None
     return None
   stored = _load(path)
   if render is not None:
-    return render(stored["results"])
+    return render(stored["results"], stored["provenance"])
   return provenance.line(stored["provenance"]) + "\n\n" + STUDIES[study].render(
       stored["results"])
 
