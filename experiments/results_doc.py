@@ -175,7 +175,6 @@ def rendered(name: str) -> str | None:
   return _part(name)
 
 
-#: Generated parts outside docs/results.md: file -> {part: (study, renderer)}.
 def _verdict_of_record(results: dict, stamp: dict) -> str:
   """The README's line of the protocol study: its primary comparison per scope, verdict,
   command and date."""
@@ -192,7 +191,8 @@ def _verdict_of_record(results: dict, stamp: dict) -> str:
           "sparsity (VD minus magnitude, per member) | " + " | ".join(cells) + " |")
 
 
-#: Generated parts of other pages: name -> (study, render(results, provenance)).
+#: Generated parts outside the studies' pages: file -> {part: (study, render(results,
+#: provenance))}.
 OTHER_PARTS = {"README.md": {
     "main job verdicts": ("main_job", lambda results, _: report.verdicts_table(results)),
     "verdict of record": ("twins_protocol", _verdict_of_record)}}
