@@ -223,6 +223,11 @@ def write_verdict(workdir: str) -> dict:
     lines += ["## Bridge: the main job's twin protocol on this zoo", "",
               markdown_table(bridge), ""]
     record["bridge"] = bridge.to_dict("records")
+  if {"magnitude_5", "magnitude_25"} <= set(trajectories):
+    from jaxsparse import figures  # (matplotlib, only here)
+    figures.save(_figure(trajectories, originals), workdir, "accuracy_vs_sparsity")
+    lines += ["Figure: `accuracy_vs_sparsity.png` (the twins after their last epoch, magnitude "
+              "pruning's after 5 and 25 fine-tuning epochs).", ""]
   if trajectories:
     trajectory = _trajectory_table(trajectories)
     lines += ["## Trajectories (population means per evaluated epoch)", "",
@@ -319,3 +324,18 @@ def _departures(trajectories: dict, originals: pd.DataFrame, primary_epoch: int,
         rows.append({"comparison": f"departure {arm}: {label}", "scope": scope,
                      **_comparison(curve, vd, low, high)})
   return rows
+
+
+def _figure(trajectories: dict, originals: pd.DataFrame):
+  """Twin accuracy against sparsity: every VD arm after its last epoch, magnitude pruning
+  after 5 (every target) and 25 fine-tuning epochs (85 to 95 %), the dense originals."""
+  from jaxsparse import figures
+  parts = [originals]
+  for arm, frame in trajectories.items():
+    if not arm.startswith("magnitude_"):
+      parts.append(frame[frame.epoch == frame.epoch.max()])
+      continue
+    epochs = (5, 25) if arm == "magnitude_25" else (5,)
+    parts += [frame[frame.epoch == epoch].assign(
+        scope=lambda rows, epoch=epoch: rows.scope + f", {epoch} epochs") for epoch in epochs]
+  return figures.accuracy_vs_sparsity(pd.concat(parts, ignore_index=True))

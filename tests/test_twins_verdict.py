@@ -136,3 +136,18 @@ def test_the_stronger_vd_arm_runs_only_when_vd_strong_ends_below_90_percent(tmp_
     rows = pd.DataFrame({"epoch": [3, 3, 3, 25, 25, 25], "achieved_sparsity": [0.1] * 3 + final})
     monkeypatch.setattr(twins_protocol.tables, "load_trajectories", lambda _, rows=rows: rows)
     assert twins_protocol.stronger_needed(str(tmp_path)) is needed
+
+
+def test_the_figure_draws_every_arm_and_magnitude_at_5_and_25_epochs():
+  trajectories = {arm: frame.assign(
+      method="magnitude" if arm.startswith("magnitude") else "variational_dropout",
+      scope=frame.run.str.removeprefix("magnitude_") if arm.startswith("magnitude") else None)
+      for arm, frame in _trajectories(0.05).items()}
+  originals = _originals().assign(run="original", method="none", scope=None,
+                                  achieved_sparsity=0.0)
+  figure = twins_verdict._figure(trajectories, originals)
+  labels = figure.axes[0].get_legend_handles_labels()[1]
+  for label in ("dense originals", "variational dropout",
+                "magnitude pruning (layerwise, 5 epochs)", "magnitude pruning (global, 25 epochs)"):
+    assert label in labels
+  assert "magnitude pruning (global, 0 epochs)" not in labels
