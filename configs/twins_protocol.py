@@ -42,7 +42,7 @@ batch 10, no weight decay):
   against the same magnitude curves, without Holm and without a verdict; it
   cannot change the verdict of record.
 
-Decision rule, written before the run (docs/results.md restates it):
+Decision rule, written before the run (docs/twins_protocol.md restates it):
 
 - Primary, per scope (layer-wise, global): per member, the mean over its VD
   twins (both levels) whose achieved sparsity is at least 80 % of VD accuracy
