@@ -46,8 +46,8 @@ class MemoryEstimate(NamedTuple):
   data: int
   activations: int
   members_at_once: int
-  evaluation: int = 0
-  eval_batch: int = 0
+  evaluation: int
+  eval_batch: int
 
   @property
   def total(self) -> int:
