@@ -40,6 +40,9 @@ PER_LAYER = "per_layer"
 #: measured in docs/history/benchmarks-2026-11.md: CNN-s gains, CNN-l and ResNet-20 lose with it).
 BANDED_MAX_CHANNELS = 16
 BANDED_MAX_WIDTH_RATIO = 6
+#: A banded matmul's fewest output columns (:func:`band_block`): two vector registers of
+#: 16 floats.
+BAND_MIN_COLUMNS = 32
 
 
 def resolve_conv_implementation(name: str) -> str:
@@ -180,16 +183,37 @@ def extract_patches(x: jax.Array, kernel_size: Sequence[int], strides: Sequence[
   return jnp.concatenate(slices, axis=-1) if len(slices) > 1 else slices[0]
 
 
-def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-                padding: str) -> jax.Array:
-  """NHWC x HWIO convolution as one matmul per output row: the kh input rows an output row
-  sees, flattened, times a banded matrix built from the kernel, [kh*W*C_in, W_out*C_out].
+def band_block(out_width: int, out_channels: int) -> int:
+  """Output columns per band of :func:`banded_conv` on the CPU: the fewest that divide
+  ``out_width`` and give the matmul at least :data:`BAND_MIN_COLUMNS` output columns (all
+  of them if none does).
 
-  The band holds kernel column c of output column w at input column
-  ``stride * w + c``; the rest is zeros, so the matmul does W*C_in / (kw*C_in)
-  times the convolution's multiply-adds, in one wide matrix product instead of
-  a product with C_out columns. On the CPU that wins for small images and
-  kernels (CNN-s: docs/history/benchmarks-2026-11.md); the band's gradient goes back to the
+  A band of every output column (CNN-s's first layer: [5*28, 24*8]) multiplies
+  input width / kernel width times the convolution's multiply-adds; runs of 4
+  columns ([5*8, 4*8]) do (4 + 5 - 1) / 5 times them in a product still 32
+  floats wide, two vector registers. CNN-s's dense training step ran 1.41x as
+  fast with them at batch 10 and 1.27x at batch 32, variational dropout's 1.22x
+  (docs/benchmarks.md, 2026-12-06).
+  """
+  for block in range(1, out_width + 1):
+    if out_width % block == 0 and block * out_channels >= BAND_MIN_COLUMNS:
+      return block
+  return out_width
+
+
+def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+                padding: str, block: int | None = None) -> jax.Array:
+  """NHWC x HWIO convolution as one matmul: each run of ``block`` output columns of an
+  output row (:func:`band_block`'s choice if None) is the kh input rows it sees, over the input columns
+  it sees, flattened, times a banded matrix built from the kernel,
+  [kh*window*C_in, block*C_out], the same matrix for every run.
+
+  The band holds kernel column c of output column w at window column
+  ``stride * w + c``; the rest is zeros, so the matmul does window / kw times
+  the convolution's multiply-adds (window = (block - 1) * stride + kw), in a
+  product with block*C_out columns instead of C_out. On the CPU that wins for
+  few output channels (CNN-s: :func:`band_block`,
+  docs/history/benchmarks-2026-11.md); the band's gradient goes back to the
   kernel through a dense einsum, not a scatter.
   """
   kernel_height, kernel_width, in_channels, out_channels = kernel.shape
@@ -198,14 +222,25 @@ def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   batch, height, width, _ = x.shape
   out_height = (height - kernel_height) // stride_height + 1
   out_width = (width - kernel_width) // stride_width + 1
-  column, output, offset = np.ix_(np.arange(width), np.arange(out_width), np.arange(kernel_width))
+  block = band_block(out_width, out_channels) if block is None else min(block, out_width)
+  num_blocks = -(-out_width // block)
+  window = (block - 1) * stride_width + kernel_width
+  padded_width = (num_blocks * block - 1) * stride_width + kernel_width
+  if padded_width > width:  # the last run's columns past the output are cut off below
+    x = jnp.pad(x, ((0, 0), (0, 0), (0, padded_width - width), (0, 0)))
+  column, output, offset = np.ix_(np.arange(window), np.arange(block), np.arange(kernel_width))
   band = jnp.asarray(column - stride_width * output == offset, kernel.dtype)
   matrix = jnp.einsum("jwc,rcio->rjiwo", band, kernel).reshape(
-      kernel_height * width * in_channels, out_width * out_channels)
-  rows = jnp.concatenate(
-      [x[:, row:row + (out_height - 1) * stride_height + 1:stride_height].reshape(
-          batch, out_height, width * in_channels) for row in range(kernel_height)], axis=-1)
-  return (rows @ matrix).reshape(batch, out_height, out_width, out_channels)
+      kernel_height * window * in_channels, block * out_channels)
+  rows = [x[:, row:row + (out_height - 1) * stride_height + 1:stride_height]
+          for row in range(kernel_height)]
+  runs = [jnp.stack([rows_of_kernel[:, :, start:start + window] for rows_of_kernel in rows],
+                    axis=2)
+          for start in range(0, num_blocks * block * stride_width, block * stride_width)]
+  patches = jnp.stack(runs, axis=2).reshape(
+      batch, out_height, num_blocks, kernel_height * window * in_channels)
+  outputs = (patches @ matrix).reshape(batch, out_height, num_blocks * block, out_channels)
+  return outputs[:, :, :out_width]
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,

@@ -51,7 +51,8 @@ def test_resnet_width_multiplier_scales_channels():
   assert 3.5 < count(full) / count(thin) < 4.1
 
 
-@pytest.mark.parametrize("implementation", ["im2col", "banded"])
+@pytest.mark.parametrize("implementation", ["im2col", "banded", "banded, runs of 1",
+                                            "banded, runs of 2", "banded, runs of 3"])
 @pytest.mark.parametrize("kernel_size,strides,padding,shape", [
     ((5, 5), (1, 1), "VALID", (2, 12, 12, 3)),
     ((3, 3), (1, 1), "SAME", (2, 9, 9, 4)),
@@ -63,8 +64,10 @@ def test_resnet_width_multiplier_scales_channels():
 ])
 def test_conv_implementations_match_flax_conv(kernel_size, strides, padding, shape,
                                               implementation):
-  """Each of jaxsparse's convolutions (im2col patches; banded matrices) and its gradients
-  with respect to kernel and input equal flax's nn.Conv (XLA's convolution)."""
+  """Each of jaxsparse's convolutions (im2col patches; banded matrices over all output
+  columns or runs of a few, the last run cut short where they do not divide the width)
+  and its gradients with respect to kernel and input equal flax's nn.Conv (XLA's
+  convolution)."""
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   kernel = jax.random.normal(jax.random.PRNGKey(1), (*kernel_size, shape[-1], 5))
   reference = nn.Conv(5, kernel_size, strides, padding, use_bias=False)
@@ -73,6 +76,8 @@ def test_conv_implementations_match_flax_conv(kernel_size, strides, padding, sha
     return reference.apply({"params": {"kernel": k}}, v)
 
   def ours(k, v):
+    if implementation.startswith("banded, runs of "):
+      return layers.banded_conv(v, k, strides, padding, block=int(implementation[-1]))
     return layers.conv2d(v, k, strides, padding, implementation)
 
   # Jitted: op by op, im2col's 25 slices and their gradients take seconds per case.
@@ -83,6 +88,18 @@ def test_conv_implementations_match_flax_conv(kernel_size, strides, padding, sha
   reference_grads = jax.jit(jax.grad(loss(flax_conv), argnums=(0, 1)))(kernel, x)
   for grad, reference_grad in zip(grads, reference_grads):
     np.testing.assert_allclose(grad, reference_grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("out_width,out_channels,block", [
+    (24, 8, 4),    # CNN-s's first layer: runs of 4 columns, 32 outputs wide
+    (8, 6, 8),     # its second: 6 columns would be 36 wide but do not divide 8
+    (3, 4, 3),     # its third: all columns
+    (13, 2, 13),   # a prime width: all columns
+    (32, 32, 1),   # enough channels alone: one column per run (im2col's shape)
+])
+def test_band_block_is_the_fewest_dividing_columns_32_outputs_wide(out_width, out_channels,
+                                                                  block):
+  assert layers.band_block(out_width, out_channels) == block
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 13, 13, 2)])
