@@ -443,10 +443,22 @@ def loss_curve(losses: jax.Array) -> jax.Array:
 CPU_TRAINING_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
+@functools.cache
+def _knows_cpu_training_options() -> bool:
+  """Whether this XLA accepts :data:`CPU_TRAINING_OPTIONS` (an experimental flag, which
+  another jaxlib may not have)."""
+  try:
+    jax.jit(lambda: 0, compiler_options=CPU_TRAINING_OPTIONS).lower().compile()
+  except jax.errors.JaxRuntimeError:
+    return False
+  return True
+
+
 def training_options(method: SparsifyMethod) -> dict[str, str]:
   """The XLA compiler options :func:`train_epoch` compiles ``method``'s training with: on
-  the CPU :data:`CPU_TRAINING_OPTIONS` unless the method has weight noise, else none."""
-  if jax.default_backend() != "cpu" or method.weight_noise:
+  the CPU :data:`CPU_TRAINING_OPTIONS` unless the method has weight noise (or this XLA
+  does not know them), else none."""
+  if jax.default_backend() != "cpu" or method.weight_noise or not _knows_cpu_training_options():
     return {}
   return CPU_TRAINING_OPTIONS
 

@@ -204,8 +204,8 @@ def band_block(out_width: int, out_channels: int) -> int:
 def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                 padding: str, block: int | None = None) -> jax.Array:
   """NHWC x HWIO convolution as one matmul: each run of ``block`` output columns of an
-  output row (:func:`band_block`'s choice if None) is the kh input rows it sees, over the input columns
-  it sees, flattened, times a banded matrix built from the kernel,
+  output row (:func:`band_block`'s choice if None) is the kh input rows it sees, over the
+  input columns it sees, flattened, times a banded matrix built from the kernel,
   [kh*window*C_in, block*C_out], the same matrix for every run.
 
   The band holds kernel column c of output column w at window column

@@ -323,3 +323,16 @@ def test_training_compiles_without_reduction_fusions_unless_the_method_has_weigh
   state = method.init(params, jax.random.key(0), target)
   _, extra, _ = method.forward(state, params, jax.random.key(1), jnp.asarray(0), target)
   assert method.weight_noise == ("log_alpha" in extra)
+
+
+def test_training_keeps_xla_defaults_where_xla_does_not_know_the_options(monkeypatch):
+  """An XLA without the experimental flag (another jaxlib) trains with its defaults rather
+  than failing to compile."""
+  schedule = sparsify.TrainingSchedule(steps_per_epoch=4, num_examples=128, num_steps=8)
+  method = sparsify.get_method(method_settings("magnitude"), schedule)
+  monkeypatch.setattr(engine, "CPU_TRAINING_OPTIONS", {"xla_cpu_no_such_flag": "x"})
+  engine._knows_cpu_training_options.cache_clear()
+  try:
+    assert engine.training_options(method) == {}
+  finally:
+    engine._knows_cpu_training_options.cache_clear()
