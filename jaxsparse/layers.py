@@ -36,8 +36,10 @@ PER_LAYER = "per_layer"
 #: On the CPU, a convolution with fewer output channels than this (im2col's matmul is then
 #: narrower than a vector register's 16 floats) whose input is at most
 #: BANDED_MAX_WIDTH_RATIO kernel widths wide runs as a banded matmul, any other as im2col
-#: patches (the banded matmul does input width / kernel width times the multiply-adds;
-#: measured in docs/history/benchmarks-2026-11.md: CNN-s gains, CNN-l and ResNet-20 lose with it).
+#: patches (a band over a whole output row does input width / kernel width times the
+#: multiply-adds, measured in docs/history/benchmarks-2026-11.md: CNN-s gains, CNN-l and
+#: ResNet-20 lose with it; runs of columns, :func:`band_block`, do fewer, but the width
+#: bound was measured before them and is kept).
 BANDED_MAX_CHANNELS = 16
 BANDED_MAX_WIDTH_RATIO = 6
 #: A banded matmul's fewest output columns (:func:`band_block`): two vector registers of
