@@ -36,7 +36,8 @@ def test_parameter_count_is_documented(name, input_shape, expected):
 
 def test_cnn_s_weights_without_biases():
   model = models.get_model("cnn_s", (28, 28, 1))
-  params = jax.eval_shape(functools.partial(models.init_variables, model), jax.random.PRNGKey(0))["params"]
+  params = jax.eval_shape(functools.partial(models.init_variables, model),
+                          jax.random.PRNGKey(0))["params"]
   kernels = [leaf.size for path, leaf in jax.tree_util.tree_leaves_with_path(params)
              if path[-1].key == "kernel"]
   assert sum(kernels) == 2_416
@@ -109,6 +110,27 @@ def test_max_pool_matches_flax_max_pool(shape):
   np.testing.assert_allclose(layers.max_pool_2x2(x), reference(x))
   loss = lambda f: lambda v: jnp.sum(jnp.cos(f(v)))
   np.testing.assert_allclose(jax.grad(loss(layers.max_pool_2x2))(x), jax.grad(loss(reference))(x))
+
+
+def test_max_pool_splits_the_gradient_between_tied_maxima():
+  """Where several elements of a window share its maximum (zero inputs, ReLU), they share
+  its gradient equally, as JAX's derivative of a maximum does (numpy loops here), in a
+  jitted and vmapped gradient as in the engine; forward-mode agrees."""
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 3, (2, 6, 7, 3)).astype(np.float32)  # many ties
+  upstream = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+  expected = np.zeros_like(x)
+  for n, i, j, c in np.ndindex(upstream.shape):
+    window = x[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+    tied = window == window.max()
+    expected[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c] = tied * upstream[n, i, j, c] / tied.sum()
+  grad = jax.jit(jax.vmap(jax.grad(lambda v, u: jnp.sum(layers.max_pool_2x2(v[None]) * u))))(
+      jnp.asarray(x), jnp.asarray(upstream))
+  np.testing.assert_allclose(grad, expected, rtol=1e-6)
+  direction = rng.normal(size=x.shape).astype(np.float32)
+  _, tangent = jax.jvp(layers.max_pool_2x2, (jnp.asarray(x),), (jnp.asarray(direction),))
+  np.testing.assert_allclose(jnp.sum(tangent * upstream), np.sum(expected * direction),
+                             rtol=1e-5)
 
 
 #: The activations written out independently of layers.activate, by name.
