@@ -21,7 +21,6 @@ from typing import NamedTuple, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxsparse import prng
 
@@ -78,6 +77,16 @@ class GroupActivation(NamedTuple):
   shared: jax.Array
 
 
+def _exact_gelu(x: jax.Array) -> jax.Array:
+  """GELU's exact (erf) form, PyTorch's default, which the zoos were made with."""
+  return jax.nn.gelu(x, approximate=False)
+
+
+#: The functions of :data:`ACTIVATIONS`, in its order (:func:`activate` looks them up here
+#: at every trace, so a test may substitute them).
+ACTIVATION_FUNCTIONS = (jnp.tanh, jax.nn.relu, jax.nn.sigmoid, _exact_gelu)
+
+
 def activate(x: jax.Array, activation: jax.Array | int | GroupActivation) -> jax.Array:
   """Applies the activation with index ``activation`` into :data:`ACTIVATIONS`.
 
@@ -88,13 +97,7 @@ def activate(x: jax.Array, activation: jax.Array | int | GroupActivation) -> jax
   conditional), and falls back to computing all branches when the group mixes
   them: the same numbers either way.
   """
-  branches = (
-      jnp.tanh,
-      jax.nn.relu,
-      jax.nn.sigmoid,
-      # PyTorch's default GELU is the exact (erf) form; the zoos were made with it.
-      lambda v: jax.nn.gelu(v, approximate=False),
-  )
+  branches = ACTIVATION_FUNCTIONS
   if isinstance(activation, int):
     return branches[activation](x)
   if isinstance(activation, GroupActivation):
@@ -203,6 +206,24 @@ def band_block(out_width: int, out_channels: int) -> int:
   return out_width
 
 
+def band_matrix(kernel: jax.Array, block: int, stride: int) -> jax.Array:
+  """The banded matrix of :func:`banded_conv`, [kh*window*C_in, block*C_out]: for output
+  column w, the HWIO ``kernel`` shifted ``stride * w`` columns into a window of
+  ``(block - 1) * stride + kw`` zeros.
+
+  Built from padded copies of the kernel, whose gradient is a sum of slices that fuses
+  into one pass (an einsum with a 0/1 band tensor made XLA:CPU transpose its operands,
+  some 7 % of CNN-s's step at batch 10, as the band is rebuilt at every step).
+  """
+  kernel_height, kernel_width, in_channels, out_channels = kernel.shape
+  window = (block - 1) * stride + kernel_width
+  shifted = [jnp.pad(kernel, ((0, 0), (stride * column, window - kernel_width - stride * column),
+                              (0, 0), (0, 0)))
+             for column in range(block)]
+  return jnp.stack(shifted, axis=3).reshape(kernel_height * window * in_channels,
+                                            block * out_channels)
+
+
 def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                 padding: str, block: int | None = None) -> jax.Array:
   """NHWC x HWIO convolution as one matmul: each run of ``block`` output columns of an
@@ -215,8 +236,7 @@ def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   the convolution's multiply-adds (window = (block - 1) * stride + kw), in a
   product with block*C_out columns instead of C_out. On the CPU that wins for
   few output channels (CNN-s: :func:`band_block`,
-  docs/history/benchmarks-2026-11.md); the band's gradient goes back to the
-  kernel through a dense einsum, not a scatter.
+  docs/history/benchmarks-2026-11.md).
   """
   kernel_height, kernel_width, in_channels, out_channels = kernel.shape
   stride_height, stride_width = strides
@@ -230,10 +250,7 @@ def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   padded_width = (num_blocks * block - 1) * stride_width + kernel_width
   if padded_width > width:  # the last run's columns past the output are cut off below
     x = jnp.pad(x, ((0, 0), (0, 0), (0, padded_width - width), (0, 0)))
-  column, output, offset = np.ix_(np.arange(window), np.arange(block), np.arange(kernel_width))
-  band = jnp.asarray(column - stride_width * output == offset, kernel.dtype)
-  matrix = jnp.einsum("jwc,rcio->rjiwo", band, kernel).reshape(
-      kernel_height * window * in_channels, block * out_channels)
+  matrix = band_matrix(kernel, block, stride_width)
   rows = [x[:, row:row + (out_height - 1) * stride_height + 1:stride_height]
           for row in range(kernel_height)]
   runs = [jnp.stack([rows_of_kernel[:, :, start:start + window] for rows_of_kernel in rows],

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import optax
 import pandas as pd
@@ -35,10 +36,26 @@ def cnn_population():
   return data, model, table, state, metrics
 
 
-def rounding_sensitivity(model, row, data, alone):
-  """Per leaf, how far one member's trained weights (``alone``) move when its convolutions
-  run with the other implementation (im2col matmuls or XLA's convolution): the distance
-  that the order of float32 sums alone makes over these steps.
+def one_ulp_off(function):
+  """``function`` with each output moved 1 ulp up or down (as a hash of its input's bits
+  says), its derivative unchanged."""
+  def nudged(x):
+    fixed = lax.stop_gradient(x)
+    exact = function(fixed)
+    up = (lax.bitcast_convert_type(fixed, jnp.uint32) * np.uint32(2654435761)) >> 31 == 1
+    off = jnp.where(up, jnp.nextafter(exact, np.float32(2)), jnp.nextafter(exact, np.float32(-2)))
+    return function(x) + (off - exact)
+  return nudged
+
+
+def rounding_sensitivity(model, table, data, trained):
+  """Per leaf and member of ``table``, how far its trained weights (``trained``) move under
+  float32 rounding alone over these steps: the larger of two perturbations, its convolutions
+  run with the other implementation (im2col matmuls or XLA's convolution: another order of
+  sums) and its activation computed 1 ulp off. XLA:CPU computes tanh by other code paths in
+  other fusions, a few ulp apart (the note below): a change to the banded convolution once
+  moved a tanh member trained alone from itself in a population by 8.5e-5 in its first
+  kernel, exactly what 1 ulp off does, while another order of sums moved it by 3e-8.
 
   Adam divides by the root of the squared-gradient average, so a gradient near zero whose
   rounding changes moves its weight by up to the learning rate per step: an exact claim
@@ -46,8 +63,18 @@ def rounding_sensitivity(model, row, data, alone):
   """
   other = "xla" if layers.resolve_conv_implementation("auto") == "im2col" else "im2col"
   other_model = models.get_model(model.name, model.input_shape, 10, other)
-  moved = train_population(other_model, DENSE, row, data)[0].params
-  return jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), alone, moved)
+  reordered = train_population(other_model, DENSE, table, data)[0].params
+  original = layers.ACTIVATION_FUNCTIONS
+  jax.clear_caches()  # the programs trace the activations anew
+  try:
+    layers.ACTIVATION_FUNCTIONS = tuple(map(one_ulp_off, original))
+    nudged = train_population(model, DENSE, table, data)[0].params
+  finally:
+    layers.ACTIVATION_FUNCTIONS = original
+    jax.clear_caches()
+  distance = lambda a, b: np.max(np.abs(np.asarray(a - b)).reshape(len(a), -1), axis=1)
+  return jax.tree.map(lambda a, b, c: np.maximum(distance(a, b), distance(a, c)), trained,
+                      reordered, nudged)
 
 
 # The fast tier compares the ReLU member: it compiles at XLA's -O0, where XLA:CPU's tanh
@@ -70,7 +97,7 @@ def test_member_in_population_equals_member_alone(cnn_population, index):
   noise = rounding_sensitivity(model, row, data, alone.params)
   for path, leaf in jax.tree_util.tree_leaves_with_path(engine.member(state.params, index)):
     difference = float(jnp.max(jnp.abs(leaf - _leaf(alone.params, path, member=0))))
-    tolerance = 10 * _leaf(noise, path) + 2e-6
+    tolerance = 10 * _leaf(noise, path, member=0) + 2e-6
     assert difference <= tolerance, (jax.tree_util.keystr(path), difference, tolerance)
 
 
@@ -84,7 +111,7 @@ def test_alone_comparison_detects_another_learning_rate(cnn_population):
   other, _ = train(model, changed, data)
   noise = rounding_sensitivity(model, row, data, train(model, row, data)[0].params)
   differences = [float(jnp.max(jnp.abs(leaf - _leaf(other.params, path, member=0))))
-                 > 10 * _leaf(noise, path) + 2e-6
+                 > 10 * _leaf(noise, path, member=0) + 2e-6
                  for path, leaf in jax.tree_util.tree_leaves_with_path(
                      engine.member(state.params, 5))]
   assert all(differences)
@@ -203,9 +230,14 @@ def test_chunked_population_equals_vmapped_population(cnn_population):
   subset = table.iloc[:6].reset_index(drop=True)
   assert list(subset["activation"]) == ["tanh"] * 4 + ["relu"] * 2
   whole, _ = train(model, subset, data)
+  noise = rounding_sensitivity(model, subset, data, whole.params)
   for chunk_size in (4, 3):
     chunked, _ = train(model, subset, data, chunk_size=chunk_size)
-    assert_trees_close(whole.params, chunked.params, rtol=2e-5, atol=2e-6)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(whole.params):
+      difference = np.abs(np.asarray(leaf - _leaf(chunked.params, path))).reshape(len(leaf), -1)
+      tolerance = 10 * _leaf(noise, path) + 2e-6  # per member, as in the test above
+      assert np.all(difference.max(axis=1) <= tolerance), (
+          chunk_size, jax.tree_util.keystr(path), difference.max(axis=1), tolerance)
 
 
 @pytest.mark.slow

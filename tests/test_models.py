@@ -244,3 +244,22 @@ def test_cnn_s_drops_out_where_the_zoo_class_does():
   finally:
     layers.dropout = original
   assert sites == [(12, 12, 8), (4, 4, 6), (20,)]
+
+
+@pytest.mark.parametrize("kernel_shape,block,stride", [((5, 5, 1, 8), 4, 1),
+                                                       ((5, 5, 8, 6), 8, 1),
+                                                       ((3, 2, 2, 3), 3, 2)])
+def test_band_matrix_places_each_kernel_column_at_its_window_column(kernel_shape, block,
+                                                                    stride):
+  """Row (kernel row r, window column j, input channel i), column (output column w,
+  output channel o) of the band holds kernel[r, j - stride*w, i, o], or 0 outside the
+  kernel (built here with numpy loops)."""
+  kernel = np.asarray(jax.random.normal(jax.random.PRNGKey(0), kernel_shape))
+  rows, width, inputs, outputs = kernel_shape
+  window = (block - 1) * stride + width
+  expected = np.zeros((rows, window, inputs, block, outputs), np.float32)
+  for w in range(block):
+    for c in range(width):
+      expected[:, stride * w + c, :, w, :] = kernel[:, c]
+  np.testing.assert_array_equal(layers.band_matrix(jnp.asarray(kernel), block, stride),
+                                expected.reshape(rows * window * inputs, block * outputs))
