@@ -433,11 +433,41 @@ def loss_curve(losses: jax.Array) -> jax.Array:
   return losses[:points * window].reshape(points, window).mean(axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("program",), donate_argnums=(1,))
+#: XLA:CPU options for training programs whose method has no weight noise: YNNPACK's
+#: reduction fusions off (XLA's own loops instead), dot fusions kept. With them on (the
+#: default) the max-pool gradient's count of tied maxima was the largest item of the dense
+#: step (15 % at batch 10); without them the dense, magnitude, Gumbel-softmax and edge-popup
+#: steps of CNN-s ran 10 to 38 % faster, while variational dropout's ran 20 % slower (XLA
+#: then recomputes the pooled gradient in each of the mean and variance paths' consumers),
+#: so weight-noise methods keep the defaults (docs/benchmarks.md, 2026-12-06).
+CPU_TRAINING_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+@functools.cache
+def _knows_cpu_training_options() -> bool:
+  """Whether this XLA accepts :data:`CPU_TRAINING_OPTIONS` (an experimental flag, which
+  another jaxlib may not have)."""
+  try:
+    jax.jit(lambda: 0, compiler_options=CPU_TRAINING_OPTIONS).lower().compile()
+  except jax.errors.JaxRuntimeError:
+    return False
+  return True
+
+
+def training_options(method: SparsifyMethod) -> dict[str, str]:
+  """The XLA compiler options :func:`train_epoch` compiles ``method``'s training with: on
+  the CPU :data:`CPU_TRAINING_OPTIONS` unless the method has weight noise (or this XLA
+  does not know them), else none."""
+  if jax.default_backend() != "cpu" or method.weight_noise or not _knows_cpu_training_options():
+    return {}
+  return CPU_TRAINING_OPTIONS
+
+
 def train_epoch(program: Program, population: TrainState, hyper: MemberHyperparameters,
                 images: jax.Array, labels: jax.Array, first_step: jax.Array | int = 0,
                 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One epoch of every member in one compiled call.
+  """One epoch of every member in one compiled call (:data:`TRAIN_EPOCH_PROGRAMS`, compiled
+  with :func:`training_options`).
 
   Args:
     program: the model, method, batch size, chunking, mesh and data order (static).
@@ -453,6 +483,14 @@ def train_epoch(program: Program, population: TrainState, hyper: MemberHyperpara
     (NaN or inf for a member whose training diverged; see
     :func:`train_member_epoch`).
   """
+  compiled = TRAIN_EPOCH_PROGRAMS[bool(training_options(program.method))]
+  return compiled(program, population, hyper, images, labels, first_step)
+
+
+def _train_epoch(program: Program, population: TrainState, hyper: MemberHyperparameters,
+                 images: jax.Array, labels: jax.Array, first_step: jax.Array | int = 0,
+                 ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """:func:`train_epoch`'s computation."""
   # Computed outside the map over members, so that it is one array, not one per member.
   batches = None if program.shared_order_seed < 0 else shared_batches(
       program.shared_order_seed, first_step, images.shape[0], program.batch_size)
@@ -461,6 +499,13 @@ def train_epoch(program: Program, population: TrainState, hyper: MemberHyperpara
                          first_step, program.batch_size, program.progress_every, batches)
   return over_population(program, member_fn)(population, hyper, images, labels,
                                               jnp.asarray(first_step), batches)
+
+
+#: :func:`train_epoch`'s compiled programs: XLA's default options, and
+#: :data:`CPU_TRAINING_OPTIONS` (indexed by whether :func:`training_options` gives them).
+TRAIN_EPOCH_PROGRAMS = tuple(
+    jax.jit(_train_epoch, static_argnames=("program",), donate_argnums=(1,),
+            compiler_options=options) for options in (None, CPU_TRAINING_OPTIONS))
 
 
 #: Batches of training data that re-estimate BatchNorm running statistics: the stale

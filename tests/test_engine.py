@@ -65,13 +65,12 @@ def rounding_sensitivity(model, table, data, trained):
   other_model = models.get_model(model.name, model.input_shape, 10, other)
   reordered = train_population(other_model, DENSE, table, data)[0].params
   original = layers.ACTIVATION_FUNCTIONS
-  jax.clear_caches()  # the programs trace the activations anew
   try:
     layers.ACTIVATION_FUNCTIONS = tuple(map(one_ulp_off, original))
-    nudged = train_population(model, DENSE, table, data)[0].params
+    # A method of its own, so that the program is traced anew and cached apart.
+    nudged = train_population(model, sparsify.dense.dense(), table, data)[0].params
   finally:
     layers.ACTIVATION_FUNCTIONS = original
-    jax.clear_caches()
   distance = lambda a, b: np.max(np.abs(np.asarray(a - b)).reshape(len(a), -1), axis=1)
   return jax.tree.map(lambda a, b, c: np.maximum(distance(a, b), distance(a, c)), trained,
                       reordered, nudged)
@@ -337,3 +336,34 @@ def test_weight_decay_does_not_reach_a_frozen_weight_methods_variables(method_na
   trainable = sparsify.trainable(state.sparsity_state)
   assert not np.allclose(jax.tree.leaves(engine.member(trainable, 0))[0],
                          jax.tree.leaves(engine.member(trainable, 1))[0])
+
+
+@pytest.mark.parametrize("method_name,options", [
+    ("magnitude", engine.CPU_TRAINING_OPTIONS), ("gumbel_softmax", engine.CPU_TRAINING_OPTIONS),
+    ("variational_dropout", {}), ("variational_dropout_straight_through", {})])
+def test_training_compiles_without_reduction_fusions_unless_the_method_has_weight_noise(
+    method_name, options):
+  """On the CPU a method's training compiles with XLA's reduction fusions off, unless its
+  forward pass gives the layers weight noise (which the method declares, and which its
+  forward pass shows as a 'log_alpha' collection)."""
+  schedule = sparsify.TrainingSchedule(steps_per_epoch=4, num_examples=128, num_steps=8)
+  method = sparsify.get_method(method_settings(method_name), schedule)
+  assert engine.training_options(method) == options
+  params = {"Dense_0": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
+  target = sparsify.Target(jnp.asarray(0.5), {})
+  state = method.init(params, jax.random.key(0), target)
+  _, extra, _ = method.forward(state, params, jax.random.key(1), jnp.asarray(0), target)
+  assert method.weight_noise == ("log_alpha" in extra)
+
+
+def test_training_keeps_xla_defaults_where_xla_does_not_know_the_options(monkeypatch):
+  """An XLA without the experimental flag (another jaxlib) trains with its defaults rather
+  than failing to compile."""
+  schedule = sparsify.TrainingSchedule(steps_per_epoch=4, num_examples=128, num_steps=8)
+  method = sparsify.get_method(method_settings("magnitude"), schedule)
+  monkeypatch.setattr(engine, "CPU_TRAINING_OPTIONS", {"xla_cpu_no_such_flag": "x"})
+  engine._knows_cpu_training_options.cache_clear()
+  try:
+    assert engine.training_options(method) == {}
+  finally:
+    engine._knows_cpu_training_options.cache_clear()

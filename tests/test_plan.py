@@ -23,7 +23,7 @@ def test_phase_counts_steps_members_evaluations_and_programs_without_compiling(c
   config.training.evaluate_every = 2
   config.training.num_epochs = 3
   dataset = random_dataset(num_train=256)
-  programs = (engine.init_population, engine.train_epoch, engine.evaluate)
+  programs = (engine.init_population, *engine.TRAIN_EPOCH_PROGRAMS, engine.evaluate)
   compiled = [program._cache_size() for program in programs]
   [phase] = plan.phases(config, dataset)
   report = plan.describe(config, [phase])

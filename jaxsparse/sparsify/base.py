@@ -99,6 +99,11 @@ class SparsifyMethod(NamedTuple):
     copy_rounds: for a method whose members train as several copies that meet
       between epochs (parallel GaP), what the engine needs to combine them
       (:class:`CopyRounds`); ``None`` for every other method.
+    weight_noise: whether ``forward`` gives the layers weight noise (a
+      ``'log_alpha'`` collection, sampled by local reparameterisation). The
+      engine compiles the training of such methods with XLA:CPU's default
+      fusions and that of the others without its reduction fusions
+      (:data:`jaxsparse.engine.CPU_TRAINING_OPTIONS`), the faster choice for each.
   """
   init: Callable[[PyTree, jax.Array, jax.Array], NamedTuple]
   update: Callable[[NamedTuple, PyTree, PyTree, jax.Array, jax.Array], NamedTuple]
@@ -108,6 +113,7 @@ class SparsifyMethod(NamedTuple):
   trainable_learning_rate_scale: float | tuple[tuple[str, float], ...] = 1.0
   weight_decay_on_method_variables: bool = False
   copy_rounds: "CopyRounds | None" = None
+  weight_noise: bool = False
 
   @property
   def copies(self) -> int:

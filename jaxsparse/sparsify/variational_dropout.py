@@ -208,7 +208,7 @@ def variational_dropout(kl_weight, threshold: float = 3.0,
     noise = log_alphas(params, state.trainable, straight_through)
     return params, {"log_alpha": _drop_none(noise)}, kl_weight(step, target) * _kl_of(noise)
 
-  return SparsifyMethod(init, update, forward, zeroes_pruned_weights=False)
+  return SparsifyMethod(init, update, forward, zeroes_pruned_weights=False, weight_noise=True)
 
 
 _DECLARATION = dict(
