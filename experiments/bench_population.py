@@ -10,6 +10,9 @@ peak memory belong to it alone. Implementations:
 
 - ``jaxsparse``, ``jaxsparse_magnitude``, ``jaxsparse_vd``: the engine
   (dense, with magnitude masks, with variational dropout);
+- ``jaxsparse_vd_per_batch``: variational dropout with one weight sample per
+  member and step instead of local reparameterisation (a departure from the
+  public protocol: ``config.sparsify.weight_noise_sampling = 'per_batch'``);
 - ``naive_flax``: jit(vmap(scan)) over straightforward flax.linen layers
   (nn.Conv, nn.max_pool, nn.Dense) with optax Adam;
 - ``python_loop``: a Python loop over members calling one jitted
@@ -77,17 +80,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxsparse import cpu_cores  # noqa: E402
 
-IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "jaxsparse_gumbel",
+IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "jaxsparse_vd_per_batch",
+                   "jaxsparse_gumbel",
                    "jaxsparse_edge_popup", "naive_flax", "python_loop", "torch_loop",
                    "torch_func", "torch_grouped", "torch_grouped_compiled", "jaxsparse_shared",
                    "torch_func_shared", "jaxsparse_activations", "jaxsparse_interleaved")
 #: The engine's rows per sparsification method (the dense engine is ``jaxsparse``).
 ENGINE_METHODS = {"jaxsparse_magnitude": "magnitude", "jaxsparse_vd": "variational_dropout",
+                  "jaxsparse_vd_per_batch": "variational_dropout",
                   "jaxsparse_gumbel": "gumbel_softmax", "jaxsparse_edge_popup": "edge_popup"}
+#: ``config.sparsify`` settings of the engine rows that set more than the method.
+ENGINE_SETTINGS = {"jaxsparse_vd_per_batch": {"weight_noise_sampling": "per_batch"}}
 #: The PyTorch ensembles the engine is compared with; the report takes the fastest.
 TORCH_ENSEMBLES = ("torch_func", "torch_grouped", "torch_grouped_compiled")
 #: The targets' measurement (the default run): these, alternating, at both batch sizes.
-TARGET_IMPLS = ("jaxsparse", "jaxsparse_vd", *TORCH_ENSEMBLES)
+TARGET_IMPLS = ("jaxsparse", "jaxsparse_vd", "jaxsparse_vd_per_batch", *TORCH_ENSEMBLES)
 TARGET_BATCHES = (10, 32)
 #: The engine rows whose members mix the four activations (P/4 members each): in blocks of
 #: P/4 (every chunk of --chunk members shares one) or interleaved (every chunk mixes all).
@@ -145,16 +152,17 @@ def _member_orders(population: int, batch: int, steps: int) -> np.ndarray:
 
 def _jaxsparse(method_name: str, model: str, population: int, batch: int, steps: int,
                chunk: int, progress: bool = False, shared: bool = False, conv: str = "auto",
-               activations: str = ""):
+               activations: str = "", settings: dict | None = None):
   return _time(engine_steps(method_name, model, population, batch, steps, chunk, progress,
-                            shared, conv, activations), steps)
+                            shared, conv, activations, settings), steps)
 
 
 def engine_steps(method_name: str, model: str, population: int, batch: int, steps: int,
                  chunk: int, progress: bool = False, shared: bool = False, conv: str = "auto",
-                 activations: str = "") -> Callable[[], None]:
+                 activations: str = "", settings: dict | None = None) -> Callable[[], None]:
   """``run_steps()``: ``steps`` training steps of the engine's population (one
-  ``train_epoch`` call on synthetic data), each call continuing from the last."""
+  ``train_epoch`` call on synthetic data), each call continuing from the last;
+  ``settings``: further ``config.sparsify`` fields."""
   import jax
   import jax.numpy as jnp
   from jaxsparse import build, engine
@@ -164,6 +172,7 @@ def engine_steps(method_name: str, model: str, population: int, batch: int, step
   config.model.name = model
   config.model.conv_implementation = conv
   config.sparsify.method = method_name
+  config.sparsify.update(settings or {})
   config.population.grid.sparsity = ({"magnitude": 0.8, "gumbel_softmax": 0.5,
                                       "edge_popup": 0.5}.get(method_name, 0.0),)
   config.population.num_seeds = population
@@ -427,7 +436,8 @@ def measure(impl: str, model: str, population: int, batch: int, steps: int,
     method = ENGINE_METHODS.get(impl, "none")
     compile_seconds, per_step = _jaxsparse(method, model, population, batch, steps, chunk,
                                            progress, shared=impl == "jaxsparse_shared",
-                                           conv=conv, activations=MIXED_ACTIVATIONS.get(impl, ""))
+                                           conv=conv, activations=MIXED_ACTIVATIONS.get(impl, ""),
+                                           settings=ENGINE_SETTINGS.get(impl))
   elif impl in ("naive_flax", "python_loop"):
     compile_seconds, per_step = _naive_flax(model, population, batch, steps,
                                             loop=impl == "python_loop")
@@ -559,7 +569,8 @@ def targets(batches: tuple[int, ...], repeats: int, steps: int, chunk: int, conv
             devices: int) -> tuple[pd.DataFrame, pd.DataFrame]:
   """The targets' measurement: :data:`TARGET_IMPLS` (CNN-s, P = 64) at each batch size in
   ``repeats`` alternating rounds. Returns every measurement and, per batch size, the
-  medians, jaxsparse over the best PyTorch ensemble and VD's step over the dense one."""
+  medians, jaxsparse over the best PyTorch ensemble, and VD's step over the dense one with
+  the public protocol's sampling and with one weight sample per step (a departure)."""
   impls = [impl for impl in TARGET_IMPLS if impl.startswith("jaxsparse") or
            importlib.util.find_spec("torch") is not None]
   measured, ratios = [], []
@@ -577,7 +588,9 @@ def targets(batches: tuple[int, ...], repeats: int, steps: int, chunk: int, conv
                    "best PyTorch": best or "n/a",
                    "jaxsparse / best PyTorch": medians["jaxsparse"] / torch_rows[best]
                    if best else np.nan,
-                   "VD step / dense step": medians["jaxsparse"] / medians["jaxsparse_vd"]})
+                   "VD step / dense step": medians["jaxsparse"] / medians["jaxsparse_vd"],
+                   "VD per-batch step / dense step":
+                   medians["jaxsparse"] / medians["jaxsparse_vd_per_batch"]})
   return pd.DataFrame(measured), pd.DataFrame(ratios)
 
 

@@ -87,7 +87,10 @@ def _verdict(record: dict) -> str:
       "vd_levels": "VD twins after their last epoch:",
       "magnitude_levels": "Magnitude twins per fine-tuning epoch:",
       "crossover": "Crossover sparsity per member:",
-      "bridge": "Bridge: the main job's twin protocol on this zoo:"})(record)])
+      "bridge": "Bridge: the main job's twin protocol on this zoo:",
+      "departures": "Departures against the public protocol at the same KL weight (per "
+                    "member, the departure's twin minus the public-protocol twin after the "
+                    "last epoch; unit: member = seed):"})(record)])
 
 
 class Study(NamedTuple):
@@ -110,7 +113,7 @@ STUDIES = {
         "prune_only": "Magnitude twins before and after fine-tuning (population means):"})),
     "twins_protocol": Study("verdict.json", _verdict, ("verdict", "comparisons", "vd_levels",
                                                        "magnitude_levels", "crossover",
-                                                       "bridge"),
+                                                       "bridge", "departures"),
                             os.path.join("docs", "twins_protocol.md")),
     # population_speed with PyTorch 2.13.0 (CPU build), _torch214 with 2.14.1 (the pin since
     # the ResNet-18 zoos): the ratio depends on the PyTorch release, so both stay recorded.

@@ -28,10 +28,11 @@ from jaxsparse.errors import UserError  # noqa: E402
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                       "twins_protocol.py")
 #: The order the arms run in: the zoo, then the public protocol first (its sanity check
-#: comes earliest) and the departure, the magnitude curves, the bridge, and the
-#: straight-through clip (added after the verdict, descriptive: configs/twins_protocol.py).
+#: comes earliest) and the departure, the magnitude curves, the bridge, the
+#: straight-through clip and the per-batch noise (added after the verdict, descriptive:
+#: configs/twins_protocol.py).
 ORDER = ("zoo", "vd_public", "vd_strong", "vd_stronger", "magnitude_5", "magnitude_25",
-         "bridge", "vd_straight_through")
+         "bridge", "vd_straight_through", "vd_per_batch", "vd_public_per_batch")
 #: ``vd_stronger`` runs only if ``vd_strong``'s twins end below this mean sparsity.
 STRONGER_BELOW = 0.9
 

@@ -25,8 +25,14 @@ from experiments.common import markdown_table
 SCOPES = ("layerwise", "global")
 #: The VD arms, weakest first (``vd_stronger`` only runs when ``vd_strong`` stays below 90 %).
 VD_ARMS = ("vd_public", "vd_strong", "vd_stronger")
-#: VD arms that depart from the public protocol: compared descriptively, never in the verdict.
-DEPARTURE_ARMS = ("vd_straight_through",)
+#: VD arms that depart from the public protocol, each with the public-protocol arm of its KL
+#: weight it is paired with: compared descriptively, never in the verdict.
+DEPARTURE_ARMS = {"vd_straight_through": "vd_strong", "vd_per_batch": "vd_strong",
+                  "vd_public_per_batch": "vd_public"}
+#: The departures whose paired comparison has an equivalence rule written before their run
+#: (configs/twins_protocol.py), and its margins for the paired difference's 95 % t interval.
+EQUIVALENCE_ARMS = ("vd_per_batch", "vd_public_per_batch")
+EQUIVALENCE_MARGINS = {"test_accuracy": 0.01, "achieved_sparsity": 0.02}
 #: Magnitude pruning's fine-tuning epochs the secondary comparisons are read at; the
 #: primary reads ``magnitude_5``'s last epoch (5), the guard ``magnitude_25``'s (25).
 EPOCHS = (0, 1)
@@ -98,6 +104,39 @@ def _crossover_sparsity(pairs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
       if d0 <= 0 < d1:
         values[member], censored[member] = x0 + (x1 - x0) * (-d0) / (d1 - d0), False
   return pd.Series(values, dtype=float), pd.Series(censored, dtype=bool)
+
+
+def equivalence_of(estimate: analysis.Estimate, margin: float) -> str:
+  """The equivalence rule's outcome for a paired difference's interval: 'equivalent' if it
+  lies within +-``margin``, 'differs' if it excludes 0 and leaves the margin, otherwise
+  'inconclusive'."""
+  if -margin <= estimate.low and estimate.high <= margin:
+    return "equivalent"
+  if estimate.low > 0 or estimate.high < 0:
+    return "differs"
+  return "inconclusive"
+
+
+def paired_departures(trajectories: dict) -> pd.DataFrame:
+  """Per departure arm that has finished with its public-protocol arm: per member, the
+  departure's twin minus the public twin after their last epoch (test accuracy, sparsity);
+  over members, the mean with a 95 % t interval, and the equivalence rule's outcome where
+  one was written before the run (:data:`EQUIVALENCE_ARMS`)."""
+  rows = []
+  for arm, reference in DEPARTURE_ARMS.items():
+    if arm not in trajectories or reference not in trajectories:
+      continue
+    final = [frame[frame.epoch == frame.epoch.max()].set_index("original_member")
+             for frame in (trajectories[arm], trajectories[reference])]
+    for quantity, margin in EQUIVALENCE_MARGINS.items():
+      differences = (final[0][quantity] - final[1][quantity]).dropna()
+      estimate = analysis.t_estimate(differences.to_numpy())
+      rows.append({"departure": arm, "paired with": reference, "quantity": quantity,
+                   "members": estimate.n, "mean difference": estimate.value,
+                   "t 95 % interval": f"[{estimate.low:.4f}, {estimate.high:.4f}]",
+                   "outcome": (f"{equivalence_of(estimate, margin)} (margin +-{margin:g})"
+                               if arm in EQUIVALENCE_ARMS else "descriptive")})
+  return pd.DataFrame(rows)
 
 
 def _estimate_record(estimate: analysis.Estimate) -> dict:
@@ -215,6 +254,13 @@ def write_verdict(workdir: str) -> dict:
   if vd_arms and {"magnitude_5", "magnitude_25"} <= set(trajectories) and \
       record.get("sanity") != "failed":
     lines, record = _comparisons(lines, record, trajectories, vd_arms, originals)
+  departures = paired_departures(trajectories)
+  if len(departures):
+    lines += ["## Departures against the public protocol at the same KL weight", "",
+              "Per member: the departure's twin minus the public-protocol twin after the last "
+              "epoch; over members (unit: member = seed; estimand: the mean paired difference "
+              "over the uniform zoo).", "", markdown_table(departures), ""]
+    record["departures"] = departures.to_dict("records")
   if _finished(workdir, "bridge"):
     with open(os.path.join(workdir, "bridge", "summary.json")) as file:
       claims = json.load(file)["claims"]

@@ -365,8 +365,7 @@ def _evaluate_epoch(run: build.Setup, state: engine.TrainState, splits: dict,
   config = run.config
   if not evaluates_at(config, epoch):
     return _unevaluated_metrics(run, state), None
-  epoch_metrics = {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
-                   "diverged": state.diverged}
+  epoch_metrics = _sparsity_and_divergence(state)
   evaluate = lambda images, labels: engine.evaluate(run.program, state, run.hyper, images,
                                                     labels)
   if config.training.evaluate_validation:
@@ -393,12 +392,17 @@ def _evaluate_epoch(run: build.Setup, state: engine.TrainState, splits: dict,
   return sharding.unpad_members(sharding.to_host(epoch_metrics), run.num_members), evaluation
 
 
+def _sparsity_and_divergence(state: engine.TrainState) -> dict:
+  """Every member's achieved sparsity and divergence (on the devices, padding kept)."""
+  return {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
+          "diverged": state.diverged}
+
+
 def _unevaluated_metrics(run: build.Setup, state: engine.TrainState) -> dict:
   """What an epoch records without evaluating: achieved sparsity and divergence (on the
   host, padding dropped)."""
-  return sharding.unpad_members(sharding.to_host(
-      {"achieved_sparsity": jax.vmap(masks.sparsity)(state.masks),
-       "diverged": state.diverged}), run.num_members)
+  return sharding.unpad_members(sharding.to_host(_sparsity_and_divergence(state)),
+                                run.num_members)
 
 
 def _write_final_predictions(workdir: str, run: build.Setup, state: engine.TrainState,

@@ -70,7 +70,8 @@ def test_a_measurement_past_the_timeout_is_reported_and_skipped(capsys):
 
 
 def test_targets_compare_with_the_fastest_pytorch_ensemble_and_price_vd(monkeypatch):
-  rates = {"jaxsparse": 900.0, "jaxsparse_vd": 450.0, "torch_func": 200.0,
+  rates = {"jaxsparse": 900.0, "jaxsparse_vd": 450.0, "jaxsparse_vd_per_batch": 750.0,
+           "torch_func": 200.0,
            "torch_grouped": 250.0, "torch_grouped_compiled": 300.0}
 
   def fake_measurement(impl, model, population, batch, steps, chunk, conv, devices):
@@ -84,3 +85,4 @@ def test_targets_compare_with_the_fastest_pytorch_ensemble_and_price_vd(monkeypa
   assert list(ratios["best PyTorch"]) == ["torch_grouped_compiled"] * 2
   np.testing.assert_allclose(ratios["jaxsparse / best PyTorch"], [3.0, 3.0])
   np.testing.assert_allclose(ratios["VD step / dense step"], [2.0, 2.0])
+  np.testing.assert_allclose(ratios["VD per-batch step / dense step"], [1.2, 1.2])

@@ -137,6 +137,9 @@ BAD_CONFIGS = [
     ("unknown conv implementation",
      lambda c: c.model.__setattr__("conv_implementation", "fft"), "model.conv_implementation", "fft"),
     ("zero width", lambda c: c.model.__setattr__("width", 0.0), "model.width", "0.0"),
+    ("unknown VD noise sampling",
+     lambda c: c.sparsify.update(method="variational_dropout", weight_noise_sampling="per_step"),
+     "sparsify.weight_noise_sampling", "per_step"),
 ]
 
 

@@ -1,6 +1,7 @@
 """The protocol study's decision rule (experiments/twins_verdict.py) on made-up trajectories
 whose answer is known: VD ahead of magnitude pruning above 80 % by a set margin."""
 
+import json
 import os
 import sys
 
@@ -105,7 +106,7 @@ def test_the_straight_through_arm_is_compared_but_never_judged(tmp_path):
   config = load_config_file(f"{twins_protocol.CONFIG}:vd_straight_through")
   assert tuple(config.twins.methods) == ("variational_dropout_straight_through",)
   assert tuple(config.twins.straight_through_kl_weights) == (5000.0,)
-  assert twins_protocol.ORDER[-1] == "vd_straight_through"
+  assert twins_protocol.ORDER.index("vd_straight_through") > twins_protocol.ORDER.index("bridge")
   trajectories = _trajectories(-0.05)  # the public-clip arms lose by 0.05
   ahead = _trajectories(0.05)["vd_strong"]
   trajectories["vd_straight_through"] = ahead.assign(run="variational_dropout_straight_through")
@@ -120,6 +121,45 @@ def test_the_straight_through_arm_is_compared_but_never_judged(tmp_path):
   at_five = [row for row in departures if "after 5 epochs" in row["comparison"]
              and ">= 80" in row["comparison"]]
   assert [row["t"]["value"] for row in at_five] == pytest.approx([0.05, 0.05], abs=0.01)
+
+
+def test_per_batch_arms_are_paired_with_the_public_arm_of_their_kl_weight():
+  """The per-batch noise arms: the public arms' configs with per-batch sampling; per member
+  the departure's final twin minus the public one, a t interval over members (checked
+  against scipy), and the equivalence rule written before their run."""
+  from scipy import stats
+  from experiments import twins_protocol
+  from jaxsparse.config import load_config_file
+  for arm, public, kl_weight in (("vd_per_batch", "vd_strong", 5000.0),
+                                 ("vd_public_per_batch", "vd_public", 500.0)):
+    config = load_config_file(f"{twins_protocol.CONFIG}:{arm}")
+    assert config.sparsify.weight_noise_sampling == "per_batch"
+    assert tuple(config.twins.kl_weights) == (kl_weight,)
+    assert twins_verdict.DEPARTURE_ARMS[arm] == public
+    assert config.sparsify.to_dict() == {**load_config_file(
+        f"{twins_protocol.CONFIG}:{public}").sparsify.to_dict(), "weight_noise_sampling":
+        "per_batch"}
+  rng = np.random.default_rng(1)
+  trajectories = _trajectories(0.0)
+  strong, weak = trajectories["vd_strong"], trajectories["vd_public"]
+  trajectories["vd_per_batch"] = strong.assign(  # accuracy +0.003, sparsity +0.05
+      test_accuracy=strong.test_accuracy + 0.003 + rng.normal(0, 0.001, MEMBERS),
+      achieved_sparsity=strong.achieved_sparsity + 0.05 + rng.normal(0, 0.005, MEMBERS))
+  trajectories["vd_public_per_batch"] = weak.assign(  # accuracy spread +-0.05 around 0
+      test_accuracy=weak.test_accuracy + rng.normal(0, 0.05, MEMBERS))
+  table = twins_verdict.paired_departures(trajectories).set_index(["departure", "quantity"])
+  assert set(table.index.get_level_values(0)) == {"vd_per_batch", "vd_public_per_batch"}
+  outcomes = table.outcome.str.split(" ").str[0].to_dict()
+  assert outcomes == {("vd_per_batch", "test_accuracy"): "equivalent",
+                      ("vd_per_batch", "achieved_sparsity"): "differs",
+                      ("vd_public_per_batch", "test_accuracy"): "inconclusive",
+                      ("vd_public_per_batch", "achieved_sparsity"): "equivalent"}
+  differences = (trajectories["vd_per_batch"].achieved_sparsity - strong.achieved_sparsity)
+  low, high = stats.t.interval(0.95, MEMBERS - 1, differences.mean(), stats.sem(differences))
+  row = table.loc[("vd_per_batch", "achieved_sparsity")]
+  assert row["mean difference"] == pytest.approx(differences.mean())
+  assert row["t 95 % interval"] == f"[{low:.4f}, {high:.4f}]"
+  assert row.members == MEMBERS
 
 
 def test_the_stronger_vd_arm_runs_only_when_vd_strong_ends_below_90_percent(tmp_path,
@@ -159,7 +199,6 @@ def test_the_protocol_study_runs_end_to_end_and_resumes(tmp_path, capsys):
   the verdict is written (a verdict per scope, or, as the 2-epoch zoo's VD twins may end at
   chance, the failed sanity check that withholds it), and running the command again trains
   nothing (each finished arm is found) and writes the same record."""
-  import json
   from experiments import twins_protocol
   workdir = str(tmp_path / "study")
   twins_protocol.main(workdir, list(twins_protocol.ORDER), False, True)
@@ -170,9 +209,10 @@ def test_the_protocol_study_runs_end_to_end_and_resumes(tmp_path, capsys):
   else:
     assert set(first["verdict"]) == {"layerwise", "global"}
   assert {row["scope"] for row in first["magnitude_levels"]} == {"layerwise", "global"}
-  assert {row["arm"] for row in first["vd_levels"]} == {"vd_public", "vd_strong",
-                                                        "vd_straight_through"} | (
-      {"vd_stronger"} if os.path.exists(os.path.join(workdir, "vd_stronger")) else set())
+  assert {row["arm"] for row in first["vd_levels"]} == {
+      "vd_public", "vd_strong", "vd_straight_through", "vd_per_batch", "vd_public_per_batch"
+  } | ({"vd_stronger"} if os.path.exists(os.path.join(workdir, "vd_stronger")) else set())
+  assert len(first["departures"]) == 6  # three departures, accuracy and sparsity each
   assert os.path.exists(os.path.join(workdir, "accuracy_vs_sparsity.png"))
   trained = capsys.readouterr()
   assert "epoch 1/" in trained.out + trained.err  # (the progress lines of training)

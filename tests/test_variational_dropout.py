@@ -161,6 +161,44 @@ def test_local_reparameterisation_has_the_weight_noise_moments(layer):
   np.testing.assert_allclose(samples.var(0), variance, rtol=0.05)
 
 
+def test_per_batch_sampling_draws_weights_with_the_local_reparameterisations_variance():
+  """``weight_noise_sampling='per_batch'``: one weight sample theta + sigma * eps per call,
+  sigma^2 = alpha theta^2 (the variance the layers' local reparameterisation uses), for the
+  kernels and the convolution's bias; the dense bias as it is; eps independent between
+  leaves; no log alpha for the layers; the same KL penalty as per-example sampling."""
+  rng = np.random.default_rng(0)
+  params = {"Conv_0": {"kernel": jnp.asarray(rng.uniform(0.1, 1, (2, 2, 1, 4)), jnp.float32),
+                       "bias": jnp.asarray([0.5, -0.3, 0.2, 0.8], jnp.float32)},
+            "Dense_0": {"kernel": jnp.asarray(rng.uniform(-1, -0.1, (4, 3)), jnp.float32),
+                        "bias": jnp.asarray([0.1, 0.2, 0.3], jnp.float32)}}
+  alpha = {"Conv_0": 0.5, "Dense_0": 2.0}
+  per_batch, per_example = (vd.variational_dropout(lambda step, target: 1e-3, noise_sampling=s)
+                            for s in ("per_batch", "per_example"))
+  assert not per_batch.weight_noise and per_example.weight_noise
+  state = per_batch.init(params, None, None)
+  state = state._replace(trainable=jax.tree.map(
+      lambda ls2, theta, a: None if ls2 is None else jnp.log(a * theta**2),
+      state.trainable, {k: v for k, v in params.items()},
+      {k: {"kernel": a, "bias": a} for k, a in alpha.items()}, is_leaf=lambda x: x is None))
+  samples, extra, penalty = jax.vmap(lambda key: per_batch.forward(state, params, key, 0, None))(
+      jax.random.split(jax.random.key(3), 20_000))
+  assert extra == {}
+  np.testing.assert_array_equal(samples["Dense_0"]["bias"], np.broadcast_to(
+      params["Dense_0"]["bias"], (20_000, 3)))
+  for layer, leaf in (("Conv_0", "kernel"), ("Conv_0", "bias"), ("Dense_0", "kernel")):
+    theta = np.asarray(params[layer][leaf])
+    draws = np.asarray(samples[layer][leaf])
+    sigma = np.sqrt(alpha[layer]) * np.abs(theta)
+    np.testing.assert_allclose(draws.mean(0), theta, atol=4 * sigma.max() / np.sqrt(20_000))
+    np.testing.assert_allclose(draws.var(0), sigma**2, rtol=0.05)
+  eps = [((np.asarray(samples[layer][leaf]) - np.asarray(params[layer][leaf]))
+          .reshape(20_000, -1)[:, 0]) for layer, leaf in (("Conv_0", "kernel"),
+                                                          ("Dense_0", "kernel"))]
+  assert abs(np.corrcoef(*eps)[0, 1]) < 0.05
+  _, _, public_penalty = per_example.forward(state, params, jax.random.key(3), 0, None)
+  np.testing.assert_allclose(penalty, np.full(20_000, public_penalty), rtol=1e-6)
+
+
 def test_evaluation_zeroes_the_conv_biases_and_weights_whose_log_alpha_reaches_the_threshold():
   """As the public code's Conv2dARD at evaluation: theta and b where log alpha < 3, else 0;
   dense biases have no log sigma^2 and are kept."""

@@ -100,7 +100,8 @@ class SparsifyMethod(NamedTuple):
       between epochs (parallel GaP), what the engine needs to combine them
       (:class:`CopyRounds`); ``None`` for every other method.
     weight_noise: whether ``forward`` gives the layers weight noise (a
-      ``'log_alpha'`` collection, sampled by local reparameterisation). The
+      ``'log_alpha'`` collection, sampled by local reparameterisation; variational
+      dropout's per-batch sampling hands them noisy weights instead, and is not). The
       engine compiles the training of such methods with XLA:CPU's default
       fusions and that of the others without its reduction fusions
       (:data:`jaxsparse.engine.CPU_TRAINING_OPTIONS`), the faster choice for each.

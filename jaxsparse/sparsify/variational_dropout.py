@@ -31,6 +31,14 @@ with a clip that passes gradients (the same values and masks; a departure
 from the public code, for zoos whose large weights would otherwise stay out
 of the KL term's reach). The method computes log alpha and hands it to the
 layers as the ``'log_alpha'`` collection.
+
+``weight_noise_sampling = 'per_batch'`` is a labelled departure from the
+public protocol, for speed: instead of the layers' local reparameterisation
+(one output sample per example, two matrix products per layer), the method
+draws one weight sample w = theta + sigma * eps per member and step, shared by
+the batch's examples (:func:`sampled_weights`), and the layers run as dense
+ones. Its gradients have a higher variance (Kingma et al. 2015); its effect
+on the twins is measured in docs/methods.md.
 """
 
 from __future__ import annotations
@@ -41,13 +49,16 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from jaxsparse import masks as masks_lib
+from jaxsparse import masks as masks_lib, prng
 from jaxsparse.sparsify import fields
 from jaxsparse.sparsify.base import SparsifyMethod, TrainingSchedule
 from jaxsparse.sparsify.registry import Field, TwinLevel, register
 
 #: How the KL weight warms up (see :func:`kl_warmup`).
 KL_SCHEDULES = ("linear", "per_epoch")
+#: How training samples the weight noise: per example by local reparameterisation (the
+#: public code), or one weight sample per member and step (a departure; see the module doc).
+NOISE_SAMPLINGS = ("per_example", "per_batch")
 #: Constants of the KL approximation (Molchanov et al. 2017, eq. 14).
 KL_CONSTANTS = (0.63576, 1.87320, 1.48695)
 INITIAL_LOG_SIGMA2 = -10.0
@@ -175,21 +186,42 @@ def at_lower_clip(params, log_sigma2):
                      params, log_sigma2)
 
 
+def sampled_weights(params, log_alpha_tree, key: jax.Array):
+  """One sample w = theta + sigma * eps of every weight with a log alpha (sigma^2 = alpha
+  theta^2, the variance the layers' local reparameterisation uses), one eps per weight from
+  ``key``; the other leaves (``None`` in ``log_alpha_tree``) are ``params``' own."""
+  flat_log_alpha, treedef = jax.tree.flatten(log_alpha_tree, is_leaf=lambda x: x is None)
+  flat_theta = treedef.flatten_up_to(params)
+  keys = jax.random.split(key, len(flat_theta))
+
+  def sample(log_alpha_leaf, theta, leaf_key):
+    if log_alpha_leaf is None:
+      return theta
+    sigma = jnp.exp(0.5 * log_alpha_leaf) * jnp.abs(theta)
+    return theta + sigma * prng.normal(leaf_key, theta.shape, theta.dtype)
+  return treedef.unflatten(list(map(sample, flat_log_alpha, flat_theta, keys)))
+
+
 def _drop_none(tree) -> dict:
   """A nested dict without its ``None`` leaves (the shape Flax collections take)."""
   flat = traverse_util.flatten_dict(tree)
   return traverse_util.unflatten_dict({k: v for k, v in flat.items() if v is not None})
 
 
-def variational_dropout(kl_weight, threshold: float = 3.0,
-                        straight_through: bool = False) -> SparsifyMethod:
+def variational_dropout(kl_weight, threshold: float = 3.0, straight_through: bool = False,
+                        noise_sampling: str = "per_example") -> SparsifyMethod:
   """Sparse variational dropout with ``kl_weight(step, target) -> weight of KL / N``.
 
   ``kl_weight`` already includes the 1/N that scales the KL term to one
   example (the loss is the mean cross-entropy of a batch). ``straight_through``:
   log alpha's clip passes gradients during training (see :func:`log_alpha`);
   the masks are the same function of theta and log sigma^2 either way.
+  ``noise_sampling``: one of :data:`NOISE_SAMPLINGS` (see the module doc).
   """
+  if noise_sampling not in NOISE_SAMPLINGS:
+    raise ValueError(f"noise_sampling {noise_sampling!r}: use one of {NOISE_SAMPLINGS}")
+  per_batch = noise_sampling == "per_batch"
+
   def init(params, key, target):
     del key, target
     log_sigma2 = initial_log_sigma2(params)
@@ -206,9 +238,13 @@ def variational_dropout(kl_weight, threshold: float = 3.0,
       return masks_lib.apply_masks(params, kept_biases(params, state.trainable, threshold)), \
           {}, 0.0
     noise = log_alphas(params, state.trainable, straight_through)
-    return params, {"log_alpha": _drop_none(noise)}, kl_weight(step, target) * _kl_of(noise)
+    penalty = kl_weight(step, target) * _kl_of(noise)
+    if per_batch:
+      return sampled_weights(params, noise, key), {}, penalty
+    return params, {"log_alpha": _drop_none(noise)}, penalty
 
-  return SparsifyMethod(init, update, forward, zeroes_pruned_weights=False, weight_noise=True)
+  return SparsifyMethod(init, update, forward, zeroes_pruned_weights=False,
+                        weight_noise=not per_batch)
 
 
 _DECLARATION = dict(
@@ -221,6 +257,11 @@ _DECLARATION = dict(
                 "(every step) or 'per_epoch' (the public model-zoo code: constant within an "
                 "epoch, kl_weight x (epoch - start_epoch) / (end_epoch - start_epoch))",
                 fields.one_of(KL_SCHEDULES)),
+            "weight_noise_sampling": Field(
+                "per_example", "how training samples the weight noise: 'per_example' (local "
+                "reparameterisation, the public code) or 'per_batch' (one weight sample per "
+                "member and step, shared by the batch; a departure, about the dense step's "
+                "cost)", fields.one_of(NOISE_SAMPLINGS)),
             "start_epoch": fields.START_EPOCH, "end_epoch": fields.END_EPOCH,
             "trainable_learning_rate_scale": fields.TRAINABLE_LEARNING_RATE_SCALE},
     member_settings=("kl_weight",), validate=fields.check_epoch_window,
@@ -257,7 +298,8 @@ def _build(settings, training: TrainingSchedule, straight_through: bool) -> Spar
     scale = target.setting("kl_weight", default_kl_weight) / training.num_examples
     return scale * kl_warmup(step, start, end, steps_per_epoch, schedule)
 
-  return variational_dropout(kl_weight, settings.log_alpha_threshold, straight_through)._replace(
+  return variational_dropout(kl_weight, settings.log_alpha_threshold, straight_through,
+                             settings.weight_noise_sampling)._replace(
       trainable_learning_rate_scale=settings.trainable_learning_rate_scale)
 
 
