@@ -33,6 +33,8 @@ DEPARTURE_ARMS = {"vd_straight_through": "vd_strong", "vd_per_batch": "vd_strong
 #: (configs/twins_protocol.py), and its margins for the paired difference's 95 % t interval.
 EQUIVALENCE_ARMS = ("vd_per_batch", "vd_public_per_batch")
 EQUIVALENCE_MARGINS = {"test_accuracy": 0.01, "achieved_sparsity": 0.02}
+#: What the figure adds to the label of a departure arm whose method is a public arm's.
+SERIES_NOTES = {"vd_per_batch": "per-batch noise", "vd_public_per_batch": "per-batch noise"}
 #: Magnitude pruning's fine-tuning epochs the secondary comparisons are read at; the
 #: primary reads ``magnitude_5``'s last epoch (5), the guard ``magnitude_25``'s (25).
 EPOCHS = (0, 1)
@@ -373,13 +375,15 @@ def _departures(trajectories: dict, originals: pd.DataFrame, primary_epoch: int,
 
 
 def _figure(trajectories: dict, originals: pd.DataFrame):
-  """Twin accuracy against sparsity: every VD arm after its last epoch, magnitude pruning
-  after 5 (every target) and 25 fine-tuning epochs (85 to 95 %), the dense originals."""
+  """Twin accuracy against sparsity: every VD arm after its last epoch (the per-batch arms a
+  series of their own), magnitude pruning after 5 (every target) and 25 fine-tuning epochs
+  (85 to 95 %), the dense originals."""
   from jaxsparse import figures
   parts = [originals]
   for arm, frame in trajectories.items():
     if not arm.startswith("magnitude_"):
-      parts.append(frame[frame.epoch == frame.epoch.max()])
+      final = frame[frame.epoch == frame.epoch.max()]
+      parts.append(final.assign(scope=SERIES_NOTES[arm]) if arm in SERIES_NOTES else final)
       continue
     epochs = (5, 25) if arm == "magnitude_25" else (5,)
     parts += [frame[frame.epoch == epoch].assign(

@@ -183,13 +183,19 @@ def test_the_figure_draws_every_arm_and_magnitude_at_5_and_25_epochs():
       method="magnitude" if arm.startswith("magnitude") else "variational_dropout",
       scope=frame.run.str.removeprefix("magnitude_") if arm.startswith("magnitude") else None)
       for arm, frame in _trajectories(0.05).items()}
+  trajectories["vd_per_batch"] = trajectories["vd_strong"].assign(test_accuracy=0.0)
   originals = _originals().assign(run="original", method="none", scope=None,
                                   achieved_sparsity=0.0)
   figure = twins_verdict._figure(trajectories, originals)
   labels = figure.axes[0].get_legend_handles_labels()[1]
-  for label in ("dense originals", "variational dropout",
+  for label in ("dense originals", "variational dropout", "variational dropout (per-batch noise)",
                 "magnitude pruning (layerwise, 5 epochs)", "magnitude pruning (global, 25 epochs)"):
     assert label in labels
+  # The per-batch twins are a series of their own: the public VD series keeps its accuracy.
+  lines = dict(zip(labels, figure.axes[0].get_legend_handles_labels()[0]))
+  public = pd.concat([trajectories["vd_public"], trajectories["vd_strong"]])  # one level
+  np.testing.assert_allclose(lines["variational dropout"].lines[0].get_ydata().astype(float),
+                             [np.median(public.test_accuracy)])
   assert "magnitude pruning (global, 0 epochs)" not in labels
 
 
