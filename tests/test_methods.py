@@ -11,10 +11,16 @@ from conftest import SINGLE, assert_trees_close, method_settings, random_dataset
 SETTINGS = {spec.name: dict(spec.example) for spec in sparsify.declarations()}
 
 
-@pytest.mark.parametrize("name", [name if name == "magnitude" else
-                                  pytest.param(name, marks=pytest.mark.slow)
-                                  for name in sorted(SETTINGS)])
-def test_members_do_not_depend_on_the_rest_of_the_population(name):
+#: Settings that change how a method trains, checked like a method of their own.
+VARIANTS = {"variational_dropout, per-batch noise": ("variational_dropout",
+                                                     {"weight_noise_sampling": "per_batch"})}
+
+
+@pytest.mark.parametrize("name,variant", [
+    pytest.param(name, {}, id=name, marks=() if name == "magnitude" else pytest.mark.slow)
+    for name in sorted(SETTINGS)] + [pytest.param(*case, id=label, marks=pytest.mark.slow)
+                                     for label, case in VARIANTS.items()])
+def test_members_do_not_depend_on_the_rest_of_the_population(name, variant):
   # Member i must train exactly as it would beside any other members: the
   # same three members in two orders give each the same result (one compile;
   # the engine tests also compare against a population of one).
@@ -25,7 +31,7 @@ def test_members_do_not_depend_on_the_rest_of_the_population(name):
   table = population.member_table(
       {**SINGLE, "sparsity": sparsities, "activation": ("relu", "tanh"),
        "learning_rate": (0.01,)}, num_seeds=2).iloc[:3].reset_index(drop=True)
-  method = sparsify.get_method(method_settings(name, **SETTINGS[name]),
+  method = sparsify.get_method(method_settings(name, **SETTINGS[name], **variant),
                                sparsify.TrainingSchedule(4, 64, 8))
   order = [2, 0, 1]
   together, _ = train_population(model, method, table, data, epochs=2, batch_size=16)
