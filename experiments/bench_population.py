@@ -81,10 +81,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from jaxsparse import cpu_cores  # noqa: E402
 
 IMPLEMENTATIONS = ("jaxsparse", "jaxsparse_magnitude", "jaxsparse_vd", "jaxsparse_vd_per_batch",
-                   "jaxsparse_gumbel",
-                   "jaxsparse_edge_popup", "naive_flax", "python_loop", "torch_loop",
-                   "torch_func", "torch_grouped", "torch_grouped_compiled", "jaxsparse_shared",
-                   "torch_func_shared", "jaxsparse_activations", "jaxsparse_interleaved")
+                   "jaxsparse_gumbel", "jaxsparse_edge_popup", "naive_flax", "python_loop",
+                   "torch_loop", "torch_func", "torch_grouped", "torch_grouped_compiled",
+                   "jaxsparse_shared", "torch_func_shared", "jaxsparse_activations",
+                   "jaxsparse_interleaved")
 #: The engine's rows per sparsification method (the dense engine is ``jaxsparse``).
 ENGINE_METHODS = {"jaxsparse_magnitude": "magnitude", "jaxsparse_vd": "variational_dropout",
                   "jaxsparse_vd_per_batch": "variational_dropout",

@@ -38,7 +38,7 @@ public protocol, for speed: instead of the layers' local reparameterisation
 draws one weight sample w = theta + sigma * eps per member and step, shared by
 the batch's examples (:func:`sampled_weights`), and the layers run as dense
 ones. Its gradients have a higher variance (Kingma et al. 2015); its effect
-on the twins is measured in docs/methods.md.
+on the twins is measured in docs/twins_protocol.md.
 """
 
 from __future__ import annotations
