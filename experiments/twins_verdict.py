@@ -29,12 +29,14 @@ VD_ARMS = ("vd_public", "vd_strong", "vd_stronger")
 #: weight it is paired with: compared descriptively, never in the verdict.
 DEPARTURE_ARMS = {"vd_straight_through": "vd_strong", "vd_per_batch": "vd_strong",
                   "vd_public_per_batch": "vd_public"}
+#: The departures that sample VD's weight noise per batch (configs/twins_protocol.py).
+PER_BATCH_ARMS = ("vd_per_batch", "vd_public_per_batch")
 #: The departures whose paired comparison has an equivalence rule written before their run
 #: (configs/twins_protocol.py), and its margins for the paired difference's 95 % t interval.
-EQUIVALENCE_ARMS = ("vd_per_batch", "vd_public_per_batch")
+EQUIVALENCE_ARMS = PER_BATCH_ARMS
 EQUIVALENCE_MARGINS = {"test_accuracy": 0.01, "achieved_sparsity": 0.02}
 #: What the figure adds to the label of a departure arm whose method is a public arm's.
-SERIES_NOTES = {"vd_per_batch": "per-batch noise", "vd_public_per_batch": "per-batch noise"}
+SERIES_NOTES = dict.fromkeys(PER_BATCH_ARMS, "per-batch noise")
 #: Magnitude pruning's fine-tuning epochs the secondary comparisons are read at; the
 #: primary reads ``magnitude_5``'s last epoch (5), the guard ``magnitude_25``'s (25).
 EPOCHS = (0, 1)

@@ -338,16 +338,20 @@ def test_weight_decay_does_not_reach_a_frozen_weight_methods_variables(method_na
                          jax.tree.leaves(engine.member(trainable, 1))[0])
 
 
-@pytest.mark.parametrize("method_name,options", [
-    ("magnitude", engine.CPU_TRAINING_OPTIONS), ("gumbel_softmax", engine.CPU_TRAINING_OPTIONS),
-    ("variational_dropout", {}), ("variational_dropout_straight_through", {})])
+@pytest.mark.parametrize("method_name,settings,options", [
+    ("magnitude", {}, engine.CPU_TRAINING_OPTIONS),
+    ("gumbel_softmax", {}, engine.CPU_TRAINING_OPTIONS),
+    ("variational_dropout", {}, {}), ("variational_dropout_straight_through", {}, {}),
+    # One weight sample per step: noisy weights, no 'log_alpha' for the layers.
+    ("variational_dropout", {"weight_noise_sampling": "per_batch"},
+     engine.CPU_TRAINING_OPTIONS)])
 def test_training_compiles_without_reduction_fusions_unless_the_method_has_weight_noise(
-    method_name, options):
+    method_name, settings, options):
   """On the CPU a method's training compiles with XLA's reduction fusions off, unless its
   forward pass gives the layers weight noise (which the method declares, and which its
   forward pass shows as a 'log_alpha' collection)."""
   schedule = sparsify.TrainingSchedule(steps_per_epoch=4, num_examples=128, num_steps=8)
-  method = sparsify.get_method(method_settings(method_name), schedule)
+  method = sparsify.get_method(method_settings(method_name, **settings), schedule)
   assert engine.training_options(method) == options
   params = {"Dense_0": {"kernel": jnp.ones((3, 2)), "bias": jnp.zeros(2)}}
   target = sparsify.Target(jnp.asarray(0.5), {})

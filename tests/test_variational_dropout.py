@@ -178,7 +178,7 @@ def test_per_batch_sampling_draws_weights_with_the_local_reparameterisations_var
   state = per_batch.init(params, None, None)
   state = state._replace(trainable=jax.tree.map(
       lambda ls2, theta, a: None if ls2 is None else jnp.log(a * theta**2),
-      state.trainable, {k: v for k, v in params.items()},
+      state.trainable, params,
       {k: {"kernel": a, "bias": a} for k, a in alpha.items()}, is_leaf=lambda x: x is None))
   samples, extra, penalty = jax.vmap(lambda key: per_batch.forward(state, params, key, 0, None))(
       jax.random.split(jax.random.key(3), 20_000))
