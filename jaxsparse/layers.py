@@ -44,6 +44,16 @@ BANDED_MAX_WIDTH_RATIO = 6
 #: A banded matmul's fewest output columns (:func:`band_block`): two vector registers of
 #: 16 floats.
 BAND_MIN_COLUMNS = 32
+#: A banded layer computes its kernel gradient from a transposed copy of its patches, built
+#: from the input beside the forward pass's (:func:`band_patches_transposed`), when its
+#: patch rows are at most this many times as wide as its output rows. XLA:CPU's matrix
+#: product wants the gradient's rows contiguous, so otherwise it transposes the output
+#: gradient, a copy as large as the layer's output; the transposed patches cost about as
+#: much to build as the patches and save that copy. CNN-s's dense step (its first layer:
+#: 40 patch columns, 32 output columns) ran 1.14x as fast at batch 10 and 1.20x at batch 32
+#: with them; given to its second layer too (480 and 48), it lost 6 % and 11 %
+#: (docs/benchmarks.md, 2026-12-06).
+TRANSPOSED_PATCHES_MAX_WIDTH_RATIO = 2
 
 
 def resolve_conv_implementation(name: str) -> str:
@@ -224,8 +234,67 @@ def band_matrix(kernel: jax.Array, block: int, stride: int) -> jax.Array:
                                             block * out_channels)
 
 
+def band_patches_transposed(x: jax.Array, kernel_height: int, stride_height: int,
+                            out_height: int, window: int, step: int,
+                            num_blocks: int) -> jax.Array:
+  """The patches of :func:`banded_conv` transposed, [kh*window*C_in, N*out_height*num_blocks]:
+  column (n, row, run) holds the input rows ``stride_height * row`` to ``+ kh`` over the
+  ``window`` columns from ``step * run``, flattened as (kernel row, window column, channel).
+
+  Built in one pass from the padded NHWC input ``x`` (width at least
+  ``step * (num_blocks - 1) + window``): split its columns into ``step``-wide runs and
+  move each run's column and channel axes in front, so that every (kernel row, run offset)
+  is one slice of ``num_blocks`` runs, and the slices concatenate along an axis that
+  exists (a new leading axis made XLA:CPU copy the result once more to put the members
+  of a population first).
+  """
+  batch, height, _, in_channels = x.shape
+  runs_per_window = -(-window // step)
+  width = step * (num_blocks + runs_per_window - 1)
+  x = jnp.pad(x[:, :, :width], ((0, 0), (0, 0), (0, max(width - x.shape[2], 0)), (0, 0)))
+  by_run = jnp.moveaxis(x.reshape(batch, height, width // step, step, in_channels),
+                        (3, 4), (0, 1))  # [step, C_in, N, H, runs]
+  pieces = jnp.concatenate(
+      [by_run[:, :, :, row:row + (out_height - 1) * stride_height + 1:stride_height,
+              offset:offset + num_blocks]
+       for row in range(kernel_height) for offset in range(runs_per_window)], axis=0)
+  columns = pieces.reshape(kernel_height, runs_per_window * step, -1)[:, :window]
+  return columns.reshape(kernel_height * window * in_channels, -1)
+
+
+@jax.custom_vjp
+def _product_with_transposed(patches: jax.Array, patches_transposed: jax.Array,
+                             matrix: jax.Array, bias: jax.Array) -> jax.Array:
+  """``patches @ matrix + bias``, whose gradients with respect to ``matrix`` and ``bias``
+  are one product, ``patches_transposed`` with a row of ones under it times the output
+  gradient (autodiff's numbers, up to the order of their sums, in the layout that XLA:CPU's
+  product reads without copying the gradient, and without a reduction for the bias)."""
+  del patches_transposed
+  return patches @ matrix + bias
+
+
+def _product_with_transposed_forward(patches, patches_transposed, matrix, bias):
+  return patches @ matrix + bias, (patches_transposed, matrix)
+
+
+def _product_with_transposed_backward(residuals, gradient):
+  patches_transposed, matrix = residuals
+  rows = jnp.concatenate([patches_transposed, jnp.ones_like(patches_transposed[:1])])
+  matrix_and_bias = rows @ gradient.reshape(-1, gradient.shape[-1])
+  # The patches' own gradient carries the input's; the transposed copy's is zero, as the
+  # product does not read it.
+  return (gradient @ matrix.T, jnp.zeros_like(patches_transposed), matrix_and_bias[:-1],
+          matrix_and_bias[-1])
+
+
+_product_with_transposed.defvjp(_product_with_transposed_forward,
+                                _product_with_transposed_backward)
+
+
 def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-                padding: str, block: int | None = None) -> jax.Array:
+                padding: str, block: int | None = None,
+                transposed_patches: bool | None = None,
+                bias: jax.Array | None = None) -> jax.Array:
   """NHWC x HWIO convolution as one matmul: each run of ``block`` output columns of an
   output row (:func:`band_block`'s choice if None) is the kh input rows it sees, over the
   input columns it sees, flattened, times a banded matrix built from the kernel,
@@ -237,6 +306,12 @@ def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   product with block*C_out columns instead of C_out. On the CPU that wins for
   few output channels (CNN-s: :func:`band_block`,
   docs/history/benchmarks-2026-11.md).
+
+  ``transposed_patches``: whether the kernel gradient reads
+  :func:`band_patches_transposed` (None: when
+  :data:`TRANSPOSED_PATCHES_MAX_WIDTH_RATIO` says so); the numbers are the same. A
+  ``bias`` [C_out] is added to every output (inside the product's gradient with transposed
+  patches, so that its gradient is the product's row of ones, not a reduction).
   """
   kernel_height, kernel_width, in_channels, out_channels = kernel.shape
   stride_height, stride_width = strides
@@ -258,24 +333,40 @@ def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
           for start in range(0, num_blocks * block * stride_width, block * stride_width)]
   patches = jnp.stack(runs, axis=2).reshape(
       batch, out_height, num_blocks, kernel_height * window * in_channels)
-  outputs = (patches @ matrix).reshape(batch, out_height, num_blocks * block, out_channels)
+  if transposed_patches is None:
+    transposed_patches = (kernel_height * window * in_channels
+                          <= TRANSPOSED_PATCHES_MAX_WIDTH_RATIO * block * out_channels)
+  if transposed_patches:
+    tiled_bias = (jnp.zeros((block * out_channels,), x.dtype) if bias is None
+                  else jnp.tile(bias, block))
+    outputs = _product_with_transposed(
+        patches, band_patches_transposed(x, kernel_height, stride_height, out_height, window,
+                                         block * stride_width, num_blocks), matrix, tiled_bias)
+  else:
+    outputs = _plus(patches @ matrix, None if bias is None else jnp.tile(bias, block))
+  outputs = outputs.reshape(batch, out_height, num_blocks * block, out_channels)
   return outputs[:, :, :out_width]
 
 
+def _plus(x: jax.Array, bias: jax.Array | None) -> jax.Array:
+  """``x + bias``, or ``x`` when there is no bias."""
+  return x if bias is None else x + bias
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, strides: Sequence[int], padding: str,
-           implementation: str) -> jax.Array:
-  """NHWC x HWIO convolution computed by the chosen implementation."""
+           implementation: str, bias: jax.Array | None = None) -> jax.Array:
+  """NHWC x HWIO convolution computed by the chosen implementation, plus ``bias``."""
   if implementation == "banded":
-    return banded_conv(x, kernel, strides, padding)
+    return banded_conv(x, kernel, strides, padding, bias=bias)
   if implementation == "xla":
     explicit = symmetric_padding(kernel.shape[:2]) if padding == "SYMMETRIC" else padding
-    return jax.lax.conv_general_dilated(
+    return _plus(jax.lax.conv_general_dilated(
         x, kernel, window_strides=tuple(strides), padding=explicit,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        dimension_numbers=("NHWC", "HWIO", "NHWC")), bias)
   if implementation != "im2col":
     raise ValueError(f"conv implementation {implementation!r} is unknown")
   patches = extract_patches(x, kernel.shape[:2], strides, padding)
-  return patches @ kernel.reshape(-1, kernel.shape[-1])
+  return _plus(patches @ kernel.reshape(-1, kernel.shape[-1]), bias)
 
 
 def _noise_variance(module: nn.Module, name: str, theta: jax.Array) -> jax.Array | None:
@@ -287,11 +378,12 @@ def _noise_variance(module: nn.Module, name: str, theta: jax.Array) -> jax.Array
 
 def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear,
                    bias: jax.Array | None) -> jax.Array:
-  """``linear(x, kernel) + bias``, or its local-reparameterisation sample under weight noise.
+  """``linear(x, kernel, bias)``, or its local-reparameterisation sample under weight noise.
 
   ``linear`` is linear in ``x`` elementwise (a matmul, a convolution, or a
-  matmul of im2col patches given as ``x``), so that ``linear(x * x, .)`` is
-  the variance path.
+  matmul of im2col patches given as ``x``), so that ``linear(x * x, ., None)``
+  is the variance path; it adds its third argument, the bias, unless that is
+  None (inside the product, where a layer computes the bias's gradient there).
 
   Given a ``log_alpha`` variable for the kernel (sparse variational dropout,
   passed in as the ``'log_alpha'`` collection: the method computes it from
@@ -305,13 +397,11 @@ def _linear_output(module: nn.Module, x: jax.Array, kernel: jax.Array, linear,
   with a ``log_alpha`` of its own adds its sigma^2 to the variance (the
   public model-zoo code's ``Conv2dARD``).
   """
-  mean = linear(x, kernel)
-  if bias is not None:
-    mean = mean + bias
+  mean = linear(x, kernel, bias)
   variance_kernel = _noise_variance(module, "kernel", kernel)
   if variance_kernel is None:
     return mean
-  variance = linear(x * x, variance_kernel)
+  variance = linear(x * x, variance_kernel, None)
   if bias is not None and (variance_bias := _noise_variance(module, "bias", bias)) is not None:
     variance = variance + variance_bias
   noise = prng.normal(module.make_rng("noise"), mean.shape, mean.dtype)
@@ -352,11 +442,12 @@ class Conv(nn.Module):
       # them squared (squaring commutes with extraction), which saves an
       # im2col and its gradient per layer.
       inputs = extract_patches(x, self.kernel_size, self.strides, self.padding)
-      convolve = lambda patches, weights: patches @ weights.reshape(-1, self.features)
+      convolve = lambda patches, weights, bias: _plus(
+          patches @ weights.reshape(-1, self.features), bias)
     else:
       inputs = x
-      convolve = lambda images, weights: conv2d(images, weights, self.strides, self.padding,
-                                                implementation)
+      convolve = lambda images, weights, bias: conv2d(images, weights, self.strides,
+                                                      self.padding, implementation, bias)
     bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
     return _linear_output(self, inputs, kernel, convolve, bias)
 
@@ -375,7 +466,8 @@ class Dense(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,)) if self.use_bias else None
-    return _linear_output(self, x, kernel, jnp.matmul, bias)
+    return _linear_output(self, x, kernel, lambda inputs, weights, bias: _plus(
+        inputs @ weights, bias), bias)
 
 
 def fan_in(kernel_shape: Sequence[int]) -> int:

@@ -53,7 +53,9 @@ def test_resnet_width_multiplier_scales_channels():
 
 
 @pytest.mark.parametrize("implementation", ["im2col", "banded", "banded, runs of 1",
-                                            "banded, runs of 2", "banded, runs of 3"])
+                                            "banded, runs of 2", "banded, runs of 3",
+                                            "banded, transposed patches, runs of 2",
+                                            "banded, transposed patches, runs of 3"])
 @pytest.mark.parametrize("kernel_size,strides,padding,shape", [
     ((5, 5), (1, 1), "VALID", (2, 12, 12, 3)),
     ((3, 3), (1, 1), "SAME", (2, 9, 9, 4)),
@@ -66,29 +68,47 @@ def test_resnet_width_multiplier_scales_channels():
 def test_conv_implementations_match_flax_conv(kernel_size, strides, padding, shape,
                                               implementation):
   """Each of jaxsparse's convolutions (im2col patches; banded matrices over all output
-  columns or runs of a few, the last run cut short where they do not divide the width)
-  and its gradients with respect to kernel and input equal flax's nn.Conv (XLA's
-  convolution)."""
+  columns or runs of a few, the last run cut short where they do not divide the width,
+  with the kernel gradient from transposed patches or not) plus a bias, and its gradients
+  with respect to kernel, bias and input, equal flax's nn.Conv (XLA's convolution)."""
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   kernel = jax.random.normal(jax.random.PRNGKey(1), (*kernel_size, shape[-1], 5))
-  reference = nn.Conv(5, kernel_size, strides, padding, use_bias=False)
+  bias = jax.random.normal(jax.random.PRNGKey(2), (5,))
+  reference = nn.Conv(5, kernel_size, strides, padding)
 
-  def flax_conv(k, v):
-    return reference.apply({"params": {"kernel": k}}, v)
+  def flax_conv(k, b, v):
+    return reference.apply({"params": {"kernel": k, "bias": b}}, v)
 
-  def ours(k, v):
-    if implementation.startswith("banded, runs of "):
-      return layers.banded_conv(v, k, strides, padding, block=int(implementation[-1]))
-    return layers.conv2d(v, k, strides, padding, implementation)
+  def ours(k, b, v):
+    if implementation.startswith("banded, "):
+      return layers.banded_conv(v, k, strides, padding, block=int(implementation[-1]),
+                                transposed_patches="transposed" in implementation, bias=b)
+    return layers.conv2d(v, k, strides, padding, implementation, bias=b)
 
   # Jitted: op by op, im2col's 25 slices and their gradients take seconds per case.
-  np.testing.assert_allclose(jax.jit(ours)(kernel, x), flax_conv(kernel, x), rtol=1e-5,
-                             atol=1e-5)
-  loss = lambda f: lambda k, v: jnp.sum(jnp.sin(f(k, v)))
-  grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(kernel, x)
-  reference_grads = jax.jit(jax.grad(loss(flax_conv), argnums=(0, 1)))(kernel, x)
+  np.testing.assert_allclose(jax.jit(ours)(kernel, bias, x), flax_conv(kernel, bias, x),
+                             rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda k, b, v: jnp.sum(jnp.sin(f(k, b, v)))
+  grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1, 2)))(kernel, bias, x)
+  reference_grads = jax.jit(jax.grad(loss(flax_conv), argnums=(0, 1, 2)))(kernel, bias, x)
   for grad, reference_grad in zip(grads, reference_grads):
     np.testing.assert_allclose(grad, reference_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_only_cnn_s_first_layer_takes_its_kernel_gradient_from_transposed_patches(monkeypatch):
+  """The rule of TRANSPOSED_PATCHES_MAX_WIDTH_RATIO: patch rows at most twice as wide as the
+  output rows (CNN-s: 40 and 32 in its first layer; 480 and 48, 48 and 12 in the others)."""
+  built = []
+  original = layers.band_patches_transposed
+  monkeypatch.setattr(layers, "band_patches_transposed",
+                      lambda x, *args: built.append(x.shape) or original(x, *args))
+  model = models.get_model("cnn_s", (28, 28, 1), conv_implementation="banded")
+  variables = jax.eval_shape(lambda key: models.init_variables(model, key),
+                             jax.random.PRNGKey(0))
+  built.clear()  # (initialising ran the model too)
+  jax.eval_shape(lambda v, x: models.apply_model(model, v, x, 0), variables,
+                 jax.ShapeDtypeStruct((2, 28, 28, 1), jnp.float32))
+  assert built == [(2, 28, 28, 1)]
 
 
 @pytest.mark.parametrize("out_width,out_channels,block", [
