@@ -16,6 +16,7 @@ value's median member-steps/s and the median, least and greatest of the rounds' 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import statistics
@@ -66,6 +67,31 @@ def _new_epoch_function():
   return epoch
 
 
+@contextlib.contextmanager
+def _variant(module, attribute: str, value, programs):
+  """The constant at ``value`` and the engine's epoch programs ``programs``; both restored
+  after."""
+  from jaxsparse import engine
+  saved = getattr(module, attribute), engine.TRAIN_EPOCH_PROGRAMS
+  setattr(module, attribute, value)
+  engine.TRAIN_EPOCH_PROGRAMS = programs
+  try:
+    yield
+  finally:
+    setattr(module, attribute, saved[0])
+    engine.TRAIN_EPOCH_PROGRAMS = saved[1]
+
+
+def _fastest_call(run_steps, calls: int = 3) -> float:
+  """Seconds of the fastest of ``calls`` calls."""
+  fastest = float("inf")
+  for _ in range(calls):
+    started = time.perf_counter()
+    run_steps()
+    fastest = min(fastest, time.perf_counter() - started)
+  return fastest
+
+
 def compare(constant: str, values: tuple[str, str], method: str, model: str, batch: int,
             steps: int, rounds: int, chunk: int = 4, population: int = 64) -> dict:
   """Each value's member-steps/s over ``rounds`` alternating rounds, and their ratios."""
@@ -73,36 +99,23 @@ def compare(constant: str, values: tuple[str, str], method: str, model: str, bat
   import bench_population
   from jaxsparse import engine
   module, attribute = parse_constant(constant)
-  original = getattr(module, attribute)
-  settings = [parse_value(text, original) for text in values]
+  settings = [parse_value(text, getattr(module, attribute)) for text in values]
   variants = []
-  try:
-    for value in settings:
-      setattr(module, attribute, value)
-      programs = tuple(jax.jit(_new_epoch_function(), static_argnames=("program",),
-                               donate_argnums=(1,), compiler_options=options)
-                       for options in (None, engine.CPU_TRAINING_OPTIONS))
-      engine.TRAIN_EPOCH_PROGRAMS, saved = programs, engine.TRAIN_EPOCH_PROGRAMS
+  for value in settings:
+    programs = tuple(jax.jit(_new_epoch_function(), static_argnames=("program",),
+                             donate_argnums=(1,), compiler_options=options)
+                     for options in (None, engine.CPU_TRAINING_OPTIONS))
+    with _variant(module, attribute, value, programs):
       run_steps = bench_population.engine_steps(method, model, population, batch, steps, chunk)
-      run_steps()  # compiles
-      engine.TRAIN_EPOCH_PROGRAMS = saved
-      variants.append((value, programs, run_steps))
-    rates = [[] for _ in variants]
-    for round_index in range(rounds):
-      order = range(len(variants)) if round_index % 2 == 0 else reversed(range(len(variants)))
-      for index in order:
-        value, programs, run_steps = variants[index]
-        setattr(module, attribute, value)
-        engine.TRAIN_EPOCH_PROGRAMS, saved = programs, engine.TRAIN_EPOCH_PROGRAMS
-        fastest = float("inf")
-        for _ in range(3):
-          started = time.perf_counter()
-          run_steps()
-          fastest = min(fastest, time.perf_counter() - started)
-        engine.TRAIN_EPOCH_PROGRAMS = saved
-        rates[index].append(population * steps / fastest)
-  finally:
-    setattr(module, attribute, original)
+      run_steps()  # compiles, with the constant at this value
+    variants.append((value, programs, run_steps))
+  rates = [[] for _ in variants]
+  for round_index in range(rounds):
+    order = range(len(variants)) if round_index % 2 == 0 else reversed(range(len(variants)))
+    for index in order:
+      value, programs, run_steps = variants[index]
+      with _variant(module, attribute, value, programs):
+        rates[index].append(population * steps / _fastest_call(run_steps))
   ratios = [second / first for first, second in zip(*rates)]
   return {"constant": constant, "values": [str(value) for value in settings],
           "method": method, "model": model, "batch": batch, "rounds": rounds,

@@ -64,3 +64,18 @@ def test_each_value_runs_its_own_program_in_alternating_rounds(monkeypatch):
   ratios = [b / a for a, b in zip(*result["rates"])]
   assert result["ratio_median"] == sorted(ratios)[1]
   assert "5 over 0: median" in ab_constant.summary(result)
+
+
+def test_a_failing_step_leaves_the_constant_and_the_engine_as_they_were(monkeypatch):
+  original_programs = engine.TRAIN_EPOCH_PROGRAMS
+
+  def failing_engine_steps(*args):
+    def run_steps():
+      raise RuntimeError("out of memory")
+    return run_steps
+
+  monkeypatch.setattr(bench_population, "engine_steps", failing_engine_steps)
+  with pytest.raises(RuntimeError, match="out of memory"):
+    ab_constant.compare(CONSTANT, ("0", "5"), "none", "cnn_s", 10, 10, rounds=1)
+  assert layers.TRANSPOSED_PATCHES_MAX_WIDTH_RATIO == 2
+  assert engine.TRAIN_EPOCH_PROGRAMS is original_programs
