@@ -82,29 +82,16 @@ def _variant(module, attribute: str, value, programs):
     engine.TRAIN_EPOCH_PROGRAMS = saved[1]
 
 
-def _fastest_call(run_steps, calls: int = 3) -> float:
-  """Seconds of the fastest of ``calls`` calls."""
-  fastest = float("inf")
-  for _ in range(calls):
-    started = time.perf_counter()
-    run_steps()
-    fastest = min(fastest, time.perf_counter() - started)
-  return fastest
-
-
 def compare(constant: str, values: tuple[str, str], method: str, model: str, batch: int,
             steps: int, rounds: int, chunk: int = 4, population: int = 64) -> dict:
   """Each value's member-steps/s over ``rounds`` alternating rounds, and their ratios."""
-  import jax
   import bench_population
   from jaxsparse import engine
   module, attribute = parse_constant(constant)
   settings = [parse_value(text, getattr(module, attribute)) for text in values]
   variants = []
   for value in settings:
-    programs = tuple(jax.jit(_new_epoch_function(), static_argnames=("program",),
-                             donate_argnums=(1,), compiler_options=options)
-                     for options in (None, engine.CPU_TRAINING_OPTIONS))
+    programs = engine.train_epoch_programs(_new_epoch_function())
     with _variant(module, attribute, value, programs):
       run_steps = bench_population.engine_steps(method, model, population, batch, steps, chunk)
       run_steps()  # compiles, with the constant at this value
@@ -115,7 +102,7 @@ def compare(constant: str, values: tuple[str, str], method: str, model: str, bat
     for index in order:
       value, programs, run_steps = variants[index]
       with _variant(module, attribute, value, programs):
-        rates[index].append(population * steps / _fastest_call(run_steps))
+        rates[index].append(population * steps / bench_population.fastest_call(run_steps))
   ratios = [second / first for first, second in zip(*rates)]
   return {"constant": constant, "values": [str(value) for value in settings],
           "method": method, "model": model, "batch": batch, "rounds": rounds,

@@ -128,18 +128,24 @@ def _forward_flops(model: str) -> float:
   return 2.0 * structured.count_multiply_adds(built, variables)
 
 
+def fastest_call(run_steps, calls: int = 3) -> float:
+  """Seconds of the fastest of ``calls`` calls of ``run_steps`` (single calls vary by 20 %
+  on a shared 2-core machine)."""
+  fastest = float("inf")
+  for _ in range(calls):
+    started = time.perf_counter()
+    run_steps()
+    fastest = min(fastest, time.perf_counter() - started)
+  return fastest
+
+
 def _time(run_steps, steps: int, repeats: int = 3) -> tuple[float, float]:
   """(compile seconds, seconds per step): the first call compiles, the fastest of the
-  next ``repeats`` calls is timed (single calls vary by 20 % on a shared 2-core machine)."""
+  next ``repeats`` calls is timed (:func:`fastest_call`)."""
   started = time.perf_counter()
   run_steps()
   first = time.perf_counter() - started
-  timings = []
-  for _ in range(repeats):
-    started = time.perf_counter()
-    run_steps()
-    timings.append(time.perf_counter() - started)
-  per_step = min(timings) / steps
+  per_step = fastest_call(run_steps, repeats) / steps
   return max(first - per_step * steps, 0.0), per_step
 
 

@@ -501,11 +501,17 @@ def _train_epoch(program: Program, population: TrainState, hyper: MemberHyperpar
                                               jnp.asarray(first_step), batches)
 
 
-#: :func:`train_epoch`'s compiled programs: XLA's default options, and
-#: :data:`CPU_TRAINING_OPTIONS` (indexed by whether :func:`training_options` gives them).
-TRAIN_EPOCH_PROGRAMS = tuple(
-    jax.jit(_train_epoch, static_argnames=("program",), donate_argnums=(1,),
-            compiler_options=options) for options in (None, CPU_TRAINING_OPTIONS))
+def train_epoch_programs(epoch_function=_train_epoch) -> tuple:
+  """``epoch_function`` (:func:`_train_epoch`'s signature) jitted as :func:`train_epoch`
+  runs it: the program static, the population donated; with XLA's default options, and
+  with :data:`CPU_TRAINING_OPTIONS` (indexed by whether :func:`training_options` gives
+  them)."""
+  return tuple(jax.jit(epoch_function, static_argnames=("program",), donate_argnums=(1,),
+                       compiler_options=options) for options in (None, CPU_TRAINING_OPTIONS))
+
+
+#: :func:`train_epoch`'s compiled programs (:func:`train_epoch_programs`).
+TRAIN_EPOCH_PROGRAMS = train_epoch_programs()
 
 
 #: Batches of training data that re-estimate BatchNorm running statistics: the stale

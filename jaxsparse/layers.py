@@ -336,14 +336,14 @@ def banded_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   if transposed_patches is None:
     transposed_patches = (kernel_height * window * in_channels
                           <= TRANSPOSED_PATCHES_MAX_WIDTH_RATIO * block * out_channels)
+  tiled_bias = None if bias is None else jnp.tile(bias, block)  # one per output column
   if transposed_patches:
-    tiled_bias = (jnp.zeros((block * out_channels,), x.dtype) if bias is None
-                  else jnp.tile(bias, block))
     outputs = _product_with_transposed(
         patches, band_patches_transposed(x, kernel_height, stride_height, out_height, window,
-                                         block * stride_width, num_blocks), matrix, tiled_bias)
+                                         block * stride_width, num_blocks), matrix,
+        jnp.zeros((block * out_channels,), x.dtype) if tiled_bias is None else tiled_bias)
   else:
-    outputs = _plus(patches @ matrix, None if bias is None else jnp.tile(bias, block))
+    outputs = _plus(patches @ matrix, tiled_bias)
   outputs = outputs.reshape(batch, out_height, num_blocks * block, out_channels)
   return outputs[:, :, :out_width]
 
