@@ -7,11 +7,12 @@ constant at two values, both compiled in one process and timed in alternating ro
 Separate processes of the same program ran up to 1.5x apart on the project's shared 2-core
 machine, more than most changes gain; two programs in one process, alternating, share
 whatever the machine does to them. Each value gets its own compiled program (its own
-``jax.jit`` of the engine's epoch, traced with the constant set); each round times every
-value (the fastest of 3 calls of ``--steps`` steps; CNN-s by default, P = 64, one device
-per core, as ``bench_population.py``), the order reversed every other round. Prints each
-value's median member-steps/s and the median, least and greatest of the rounds' ratios
-(second value over first); ``--workdir`` keeps them as results.json and results.md.
+``jax.jit`` of the engine's epoch, made and traced with the constant set); each round
+times every value (the fastest of 3 calls of ``--steps`` steps; CNN-s by default, P = 64,
+one device per core, as ``bench_population.py``), the order reversed every other round.
+Prints each value's median member-steps/s and the median, least and greatest of the
+rounds' ratios (second value over first); ``--workdir`` keeps them as results.json and
+results.md.
 """
 
 from __future__ import annotations
@@ -68,15 +69,18 @@ def _new_epoch_function():
 
 
 @contextlib.contextmanager
-def _variant(module, attribute: str, value, programs):
-  """The constant at ``value`` and the engine's epoch programs ``programs``; both restored
-  after."""
+def _variant(module, attribute: str, value, programs=None):
+  """The constant at ``value`` and the engine's epoch programs ``programs`` (None: new ones,
+  made with the constant set, for constants that the making reads); yields the programs;
+  both restored after."""
   from jaxsparse import engine
   saved = getattr(module, attribute), engine.TRAIN_EPOCH_PROGRAMS
   setattr(module, attribute, value)
-  engine.TRAIN_EPOCH_PROGRAMS = programs
   try:
-    yield
+    if programs is None:
+      programs = engine.train_epoch_programs(_new_epoch_function())
+    engine.TRAIN_EPOCH_PROGRAMS = programs
+    yield programs
   finally:
     setattr(module, attribute, saved[0])
     engine.TRAIN_EPOCH_PROGRAMS = saved[1]
@@ -86,13 +90,11 @@ def compare(constant: str, values: tuple[str, str], method: str, model: str, bat
             steps: int, rounds: int, chunk: int = 4, population: int = 64) -> dict:
   """Each value's member-steps/s over ``rounds`` alternating rounds, and their ratios."""
   import bench_population
-  from jaxsparse import engine
   module, attribute = parse_constant(constant)
   settings = [parse_value(text, getattr(module, attribute)) for text in values]
   variants = []
   for value in settings:
-    programs = engine.train_epoch_programs(_new_epoch_function())
-    with _variant(module, attribute, value, programs):
+    with _variant(module, attribute, value) as programs:
       run_steps = bench_population.engine_steps(method, model, population, batch, steps, chunk)
       run_steps()  # compiles, with the constant at this value
     variants.append((value, programs, run_steps))

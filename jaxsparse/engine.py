@@ -20,6 +20,7 @@ import optax
 
 from jax.sharding import Mesh
 
+from jaxsparse import layers
 from jaxsparse import masks as masks_lib
 from jaxsparse import sharding
 from jaxsparse.models import Model, apply_model, init_variables
@@ -501,13 +502,32 @@ def _train_epoch(program: Program, population: TrainState, hyper: MemberHyperpar
                                               jnp.asarray(first_step), batches)
 
 
+#: The max-pool form (:data:`jaxsparse.layers.MAX_POOL_FORMS`) a program compiled with
+#: :data:`CPU_TRAINING_OPTIONS` is traced in: XLA's own reduction loops reduce one window
+#: axis at a time 2.7x as fast as both at once (docs/benchmarks.md, 2026-12-06).
+CPU_TRAINING_MAX_POOL_FORM = "rows_then_columns"
+
+
+def _traced_in_max_pool_form(function: Callable, form: str) -> Callable:
+  """``function``, traced with :func:`jaxsparse.layers.max_pool_form` ``form``."""
+  @functools.wraps(function)
+  def traced(*args, **kwargs):
+    with layers.max_pool_form(form):
+      return function(*args, **kwargs)
+  return traced
+
+
 def train_epoch_programs(epoch_function=_train_epoch) -> tuple:
   """``epoch_function`` (:func:`_train_epoch`'s signature) jitted as :func:`train_epoch`
   runs it: the program static, the population donated; with XLA's default options, and
-  with :data:`CPU_TRAINING_OPTIONS` (indexed by whether :func:`training_options` gives
-  them)."""
-  return tuple(jax.jit(epoch_function, static_argnames=("program",), donate_argnums=(1,),
-                       compiler_options=options) for options in (None, CPU_TRAINING_OPTIONS))
+  with :data:`CPU_TRAINING_OPTIONS` and :data:`CPU_TRAINING_MAX_POOL_FORM` (indexed by
+  whether :func:`training_options` gives them)."""
+  def jitted(function, options):
+    return jax.jit(function, static_argnames=("program",), donate_argnums=(1,),
+                   compiler_options=options)
+  return (jitted(epoch_function, None),
+          jitted(_traced_in_max_pool_form(epoch_function, CPU_TRAINING_MAX_POOL_FORM),
+                 CPU_TRAINING_OPTIONS))
 
 
 #: :func:`train_epoch`'s compiled programs (:func:`train_epoch_programs`).

@@ -15,6 +15,8 @@ serves a population that mixes them.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import NamedTuple, Sequence
 
@@ -131,17 +133,43 @@ def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array | None) -> jax
   return jnp.where(keep, x / keep_probability, 0.0)
 
 
+#: How :func:`max_pool_2x2` reduces its windows: "joint", one reduction over both window
+#: axes, or "rows_then_columns", the pair of rows and then the pair of columns. The maxima
+#: are the same; where a window's maximum is tied, "joint" shares its gradient equally among
+#: the tied elements (JAX's derivative of a maximum), "rows_then_columns" halves it at each
+#: tied step. Which is faster depends on XLA:CPU's options: with YNNPACK's reduction fusions
+#: (the default) "joint"; with XLA's own reduction loops (the engine's
+#: ``CPU_TRAINING_OPTIONS``), whose two-axis reduction is slow, "rows_then_columns" (the
+#: dense step of CNN-s 1.07x and 1.06x as fast at batch 10 and 32, docs/benchmarks.md).
+MAX_POOL_FORMS = ("joint", "rows_then_columns")
+_max_pool_form = contextvars.ContextVar("max_pool_form", default="joint")
+
+
+@contextlib.contextmanager
+def max_pool_form(form: str):
+  """Within it, :func:`max_pool_2x2` is traced in ``form`` (:data:`MAX_POOL_FORMS`)."""
+  if form not in MAX_POOL_FORMS:
+    raise ValueError(f"max-pool form {form!r} is unknown; use one of {MAX_POOL_FORMS}")
+  token = _max_pool_form.set(form)
+  try:
+    yield
+  finally:
+    _max_pool_form.reset(token)
+
+
 def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max-pool with stride 2 over NHWC input, floor mode like PyTorch.
 
   Written as a reshape and a max, whose backward pass is a cheap comparison,
   rather than ``reduce_window`` whose ``select_and_scatter`` gradient is slow
-  on XLA:CPU.
+  on XLA:CPU; in the form :func:`max_pool_form` sets ("joint" outside it).
   """
   batch, height, width, channels = x.shape
   height, width = height // 2 * 2, width // 2 * 2
   x = x[:, :height, :width, :]
   x = x.reshape(batch, height // 2, 2, width // 2, 2, channels)
+  if _max_pool_form.get() == "rows_then_columns":
+    return x.max(axis=2).max(axis=3)
   return x.max(axis=(2, 4))
 
 

@@ -49,9 +49,13 @@ def test_each_value_runs_its_own_program_in_alternating_rounds(monkeypatch):
       seen.append(index)
     return run_steps
 
-  seen = []
+  seen, made_with = [], []
   monkeypatch.setattr(bench_population, "engine_steps", fake_engine_steps)
+  make_programs = engine.train_epoch_programs
+  monkeypatch.setattr(engine, "train_epoch_programs", lambda function: (
+      made_with.append(layers.TRANSPOSED_PATCHES_MAX_WIDTH_RATIO) or make_programs(function)))
   result = ab_constant.compare(CONSTANT, ("0", "5"), "none", "cnn_s", 10, 10, rounds=3)
+  assert made_with == [0, 5]  # each value's programs made with it set (constants they read)
   assert layers.TRANSPOSED_PATCHES_MAX_WIDTH_RATIO == 2  # restored
   assert engine.TRAIN_EPOCH_PROGRAMS is original_programs
   # The compiling calls, then rounds of 3 timed calls per value: 0 then 5, 5 then 0, 0 then 5.

@@ -360,6 +360,21 @@ def test_training_compiles_without_reduction_fusions_unless_the_method_has_weigh
   assert method.weight_noise == ("log_alpha" in extra)
 
 
+def test_the_program_with_cpu_training_options_is_traced_in_its_max_pool_form():
+  """train_epoch's program with XLA's default options traces max-pools jointly, the one with
+  CPU_TRAINING_OPTIONS rows then columns: here a stand-in epoch function with the engine's
+  signature returns the gradient of a max-pool over a window of three tied maxima."""
+  def epoch_function(program, population, hyper, images, labels, first_step=0):
+    return jax.grad(lambda x: layers.max_pool_2x2(x).sum())(population)
+
+  default, with_options = engine.train_epoch_programs(epoch_function)
+  window = lambda: jnp.asarray([[1.0, 1.0], [1.0, 0.0]]).reshape(1, 2, 2, 1)
+  np.testing.assert_allclose(default(None, window(), None, None, None)[0, ..., 0],
+                             [[1 / 3, 1 / 3], [1 / 3, 0]], rtol=1e-6)
+  np.testing.assert_allclose(with_options(None, window(), None, None, None)[0, ..., 0],
+                             [[1 / 4, 1 / 2], [1 / 4, 0]], rtol=1e-6)
+
+
 def test_training_keeps_xla_defaults_where_xla_does_not_know_the_options(monkeypatch):
   """An XLA without the experimental flag (another jaxlib) trains with its defaults rather
   than failing to compile."""

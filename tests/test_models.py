@@ -122,13 +122,16 @@ def test_band_block_is_the_fewest_dividing_columns_32_outputs_wide(out_width, ou
   assert layers.band_block(out_width, out_channels) == block
 
 
+@pytest.mark.parametrize("form", layers.MAX_POOL_FORMS)
 @pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 13, 13, 2)])
-def test_max_pool_matches_flax_max_pool(shape):
+def test_max_pool_matches_flax_max_pool(shape, form):
   x = jax.random.normal(jax.random.PRNGKey(0), shape)
   reference = lambda v: nn.max_pool(v, (2, 2), (2, 2), "VALID")
-  np.testing.assert_allclose(layers.max_pool_2x2(x), reference(x))
   loss = lambda f: lambda v: jnp.sum(jnp.cos(f(v)))
-  np.testing.assert_allclose(jax.grad(loss(layers.max_pool_2x2))(x), jax.grad(loss(reference))(x))
+  with layers.max_pool_form(form):
+    np.testing.assert_allclose(layers.max_pool_2x2(x), reference(x))
+    np.testing.assert_allclose(jax.grad(loss(layers.max_pool_2x2))(x),
+                               jax.grad(loss(reference))(x))
 
 
 def test_max_pool_splits_the_gradient_between_tied_maxima():
@@ -150,6 +153,31 @@ def test_max_pool_splits_the_gradient_between_tied_maxima():
   _, tangent = jax.jvp(layers.max_pool_2x2, (jnp.asarray(x),), (jnp.asarray(direction),))
   np.testing.assert_allclose(jnp.sum(tangent * upstream), np.sum(expected * direction),
                              rtol=1e-5)
+
+
+def test_max_pool_rows_then_columns_halves_a_tied_gradient_at_each_step():
+  """In the "rows_then_columns" form a window's gradient goes to the larger of each column's
+  two rows (half to each where they tie), then to the larger of the two columns (half to
+  each where they tie): numpy loops here. It reaches only maxima and sums to the upstream
+  gradient, as the "joint" form's does; the form outside the context is "joint"."""
+  rng = np.random.default_rng(1)
+  x = rng.integers(0, 3, (2, 6, 7, 3)).astype(np.float32)  # many ties
+  upstream = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+  expected = np.zeros_like(x)
+  for n, i, j, c in np.ndindex(upstream.shape):
+    window = x[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+    column_max = window.max(axis=0)
+    to_columns = (column_max == column_max.max()) / np.sum(column_max == column_max.max())
+    to_rows = (window == column_max) / np.sum(window == column_max, axis=0)
+    expected[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c] = upstream[n, i, j, c] * to_rows * to_columns
+  pooled_gradient = jax.grad(lambda v: jnp.sum(layers.max_pool_2x2(v) * upstream))
+  with layers.max_pool_form("rows_then_columns"):
+    gradient = jax.jit(pooled_gradient)(jnp.asarray(x))
+  np.testing.assert_allclose(gradient, expected, rtol=1e-6)
+  assert not np.allclose(pooled_gradient(jnp.asarray(x)), expected)  # "joint"
+  with pytest.raises(ValueError, match="unknown; use one of"):
+    with layers.max_pool_form("columns_then_rows"):
+      pass
 
 
 #: The activations written out independently of layers.activate, by name.
