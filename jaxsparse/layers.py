@@ -140,7 +140,7 @@ def dropout(x: jax.Array, rate: jax.Array | float, key: jax.Array | None) -> jax
 #: tied step. Which is faster depends on XLA:CPU's options: with YNNPACK's reduction fusions
 #: (the default) "joint"; with XLA's own reduction loops (the engine's
 #: ``CPU_TRAINING_OPTIONS``), whose two-axis reduction is slow, "rows_then_columns" (the
-#: dense step of CNN-s 1.07x and 1.06x as fast at batch 10 and 32, docs/benchmarks.md).
+#: dense step of CNN-s 1.04x as fast at batch 10 and at 32, docs/benchmarks.md).
 MAX_POOL_FORMS = ("joint", "rows_then_columns")
 _max_pool_form = contextvars.ContextVar("max_pool_form", default="joint")
 
