@@ -134,18 +134,32 @@ def test_max_pool_matches_flax_max_pool(shape, form):
                                jax.grad(loss(reference))(x))
 
 
+def _tied_pool_input(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """An NHWC input whose 2x2 windows have many tied maxima, and an upstream gradient for
+  its max-pool."""
+  x = rng.integers(0, 3, (2, 6, 7, 3)).astype(np.float32)
+  upstream = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
+  return x, upstream
+
+
+def _expected_pool_gradient(x: np.ndarray, upstream: np.ndarray, share) -> np.ndarray:
+  """The input gradient of a 2x2 max-pool by numpy loops: each window passes its upstream
+  gradient on to its elements in the fractions ``share(window)``."""
+  expected = np.zeros_like(x)
+  for n, i, j, c in np.ndindex(upstream.shape):
+    rows, columns = slice(2 * i, 2 * i + 2), slice(2 * j, 2 * j + 2)
+    expected[n, rows, columns, c] = upstream[n, i, j, c] * share(x[n, rows, columns, c])
+  return expected
+
+
 def test_max_pool_splits_the_gradient_between_tied_maxima():
   """Where several elements of a window share its maximum (zero inputs, ReLU), they share
   its gradient equally, as JAX's derivative of a maximum does (numpy loops here), in a
   jitted and vmapped gradient as in the engine; forward-mode agrees."""
   rng = np.random.default_rng(0)
-  x = rng.integers(0, 3, (2, 6, 7, 3)).astype(np.float32)  # many ties
-  upstream = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
-  expected = np.zeros_like(x)
-  for n, i, j, c in np.ndindex(upstream.shape):
-    window = x[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
-    tied = window == window.max()
-    expected[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c] = tied * upstream[n, i, j, c] / tied.sum()
+  x, upstream = _tied_pool_input(rng)
+  expected = _expected_pool_gradient(
+      x, upstream, lambda window: (window == window.max()) / np.sum(window == window.max()))
   grad = jax.jit(jax.vmap(jax.grad(lambda v, u: jnp.sum(layers.max_pool_2x2(v[None]) * u))))(
       jnp.asarray(x), jnp.asarray(upstream))
   np.testing.assert_allclose(grad, expected, rtol=1e-6)
@@ -160,16 +174,13 @@ def test_max_pool_rows_then_columns_halves_a_tied_gradient_at_each_step():
   two rows (half to each where they tie), then to the larger of the two columns (half to
   each where they tie): numpy loops here. It reaches only maxima and sums to the upstream
   gradient, as the "joint" form's does; the form outside the context is "joint"."""
-  rng = np.random.default_rng(1)
-  x = rng.integers(0, 3, (2, 6, 7, 3)).astype(np.float32)  # many ties
-  upstream = rng.normal(size=(2, 3, 3, 3)).astype(np.float32)
-  expected = np.zeros_like(x)
-  for n, i, j, c in np.ndindex(upstream.shape):
-    window = x[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c]
+  def rows_then_columns(window):
     column_max = window.max(axis=0)
     to_columns = (column_max == column_max.max()) / np.sum(column_max == column_max.max())
-    to_rows = (window == column_max) / np.sum(window == column_max, axis=0)
-    expected[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, c] = upstream[n, i, j, c] * to_rows * to_columns
+    return (window == column_max) / np.sum(window == column_max, axis=0) * to_columns
+
+  x, upstream = _tied_pool_input(np.random.default_rng(1))
+  expected = _expected_pool_gradient(x, upstream, rows_then_columns)
   pooled_gradient = jax.grad(lambda v: jnp.sum(layers.max_pool_2x2(v) * upstream))
   with layers.max_pool_form("rows_then_columns"):
     gradient = jax.jit(pooled_gradient)(jnp.asarray(x))
