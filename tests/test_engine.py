@@ -36,6 +36,22 @@ def cnn_population():
   return data, model, table, state, metrics
 
 
+@pytest.fixture(scope="module")
+def trained_alone(cnn_population):
+  """``index -> (state, noise)``: member ``index`` of ``cnn_population`` trained alone and
+  its :func:`rounding_sensitivity`, each computed once per module (two tests read member 5)."""
+  data, model, table, _, _ = cnn_population
+  cache = {}
+
+  def alone(index):
+    if index not in cache:
+      row = table.iloc[[index]].reset_index(drop=True)
+      state, _ = train(model, row, data)
+      cache[index] = state, rounding_sensitivity(model, row, data, state.params)
+    return cache[index]
+  return alone
+
+
 def one_ulp_off(function):
   """``function`` with each output moved 1 ulp up or down (as a hash of its input's bits
   says), its derivative unchanged."""
@@ -82,18 +98,16 @@ def rounding_sensitivity(model, table, data, trained):
 # slow tier compiles at the default level and compares the tanh member too.
 @pytest.mark.parametrize("index", [5, *(pytest.param(i, marks=pytest.mark.slow)
                                         for i in (0, 11, 15))])
-def test_member_in_population_equals_member_alone(cnn_population, index):
+def test_member_in_population_equals_member_alone(cnn_population, trained_alone, index):
   """A member trained inside a population is the member trained alone: the same data order
   (its key, compared exactly) and the same weights up to float32 rounding. vmap changes
   the order of the sums in convolutions and matmuls, so the weights are compared at 10x
   the distance another order of the same sums makes over the same steps
   (:func:`rounding_sensitivity`), plus 2e-6. A wrong hyperparameter, initialisation,
   activation or data order moves them by orders of magnitude more."""
-  data, model, table, state, _ = cnn_population
-  row = table.iloc[[index]].reset_index(drop=True)
-  alone, _ = train(model, row, data)
+  state = cnn_population[3]
+  alone, noise = trained_alone(index)
   np.testing.assert_array_equal(engine.member(state.key, index), engine.member(alone.key, 0))
-  noise = rounding_sensitivity(model, row, data, alone.params)
   for path, leaf in jax.tree_util.tree_leaves_with_path(engine.member(state.params, index)):
     difference = float(jnp.max(jnp.abs(leaf - _leaf(alone.params, path, member=0))))
     tolerance = 10 * _leaf(noise, path, member=0) + 2e-6
@@ -101,14 +115,14 @@ def test_member_in_population_equals_member_alone(cnn_population, index):
 
 
 @pytest.mark.slow
-def test_alone_comparison_detects_another_learning_rate(cnn_population):
+def test_alone_comparison_detects_another_learning_rate(cnn_population, trained_alone):
   """The tolerance of the test above is tight enough to see a 10 % change of one
   hyperparameter over one epoch."""
   data, model, table, state, _ = cnn_population
   row = table.iloc[[5]].reset_index(drop=True)
   changed = row.assign(learning_rate=row["learning_rate"] * 1.1)
   other, _ = train(model, changed, data)
-  noise = rounding_sensitivity(model, row, data, train(model, row, data)[0].params)
+  noise = trained_alone(5)[1]
   differences = [float(jnp.max(jnp.abs(leaf - _leaf(other.params, path, member=0))))
                  > 10 * _leaf(noise, path, member=0) + 2e-6
                  for path, leaf in jax.tree_util.tree_leaves_with_path(
