@@ -105,7 +105,7 @@ def test_member_in_population_equals_member_alone(cnn_population, trained_alone,
   the distance another order of the same sums makes over the same steps
   (:func:`rounding_sensitivity`), plus 2e-6. A wrong hyperparameter, initialisation,
   activation or data order moves them by orders of magnitude more."""
-  state = cnn_population[3]
+  _, _, _, state, _ = cnn_population
   alone, noise = trained_alone(index)
   np.testing.assert_array_equal(engine.member(state.key, index), engine.member(alone.key, 0))
   for path, leaf in jax.tree_util.tree_leaves_with_path(engine.member(state.params, index)):

@@ -142,6 +142,12 @@ def _tied_pool_input(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
   return x, upstream
 
 
+def _equal_shares(values: np.ndarray) -> np.ndarray:
+  """1 / (how many elements tie for the maximum of ``values``) at each of them, else 0."""
+  tied = values == values.max()
+  return tied / tied.sum()
+
+
 def _expected_pool_gradient(x: np.ndarray, upstream: np.ndarray, share) -> np.ndarray:
   """The input gradient of a 2x2 max-pool by numpy loops: each window passes its upstream
   gradient on to its elements in the fractions ``share(window)``."""
@@ -158,8 +164,7 @@ def test_max_pool_splits_the_gradient_between_tied_maxima():
   jitted and vmapped gradient as in the engine; forward-mode agrees."""
   rng = np.random.default_rng(0)
   x, upstream = _tied_pool_input(rng)
-  expected = _expected_pool_gradient(
-      x, upstream, lambda window: (window == window.max()) / np.sum(window == window.max()))
+  expected = _expected_pool_gradient(x, upstream, _equal_shares)
   grad = jax.jit(jax.vmap(jax.grad(lambda v, u: jnp.sum(layers.max_pool_2x2(v[None]) * u))))(
       jnp.asarray(x), jnp.asarray(upstream))
   np.testing.assert_allclose(grad, expected, rtol=1e-6)
@@ -176,8 +181,8 @@ def test_max_pool_rows_then_columns_halves_a_tied_gradient_at_each_step():
   gradient, as the "joint" form's does; the form outside the context is "joint"."""
   def rows_then_columns(window):
     column_max = window.max(axis=0)
-    to_columns = (column_max == column_max.max()) / np.sum(column_max == column_max.max())
-    return (window == column_max) / np.sum(window == column_max, axis=0) * to_columns
+    to_rows = (window == column_max) / np.sum(window == column_max, axis=0)
+    return to_rows * _equal_shares(column_max)
 
   x, upstream = _tied_pool_input(np.random.default_rng(1))
   expected = _expected_pool_gradient(x, upstream, rows_then_columns)
