@@ -1,7 +1,7 @@
 """The harness every experiment script shares: one command-line style (absl flags, defined
 under ``if __name__ == "__main__"`` so that tests can import the scripts), one way to run
 (:func:`run`), one results writer (:func:`write_results`) and one Markdown table
-(:func:`markdown_table`)."""
+(:func:`markdown_table`, its intervals by :func:`interval_column`)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
   lines += ["| " + " | ".join(cell(name, value) for name, value in zip(frame.columns, row))
             + " |" for row in frame.itertuples(index=False)]
   return "\n".join(lines)
+
+
+def interval_column(frame: pd.DataFrame, value: str, digits: int = 4,
+                    signed: bool = False) -> pd.Series:
+  """Each row's ``value (low to high)`` from the columns ``value``, ``low`` and ``high``, to
+  ``digits`` decimals (with a sign when ``signed``), for a cell of :func:`markdown_table`."""
+  spec = f"{'+' if signed else ''}.{digits}f"
+  return pd.Series([f"{v:{spec}} ({low:{spec}} to {high:{spec}})"
+                    for v, low, high in zip(frame[value], frame["low"], frame["high"])],
+                   index=frame.index, dtype=object)
 
 
 def write_results(workdir: str, table: str, started: float, **tables: pd.DataFrame | bool | dict

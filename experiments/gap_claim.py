@@ -160,18 +160,19 @@ def comparisons(results: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(summary: pd.DataFrame, differences: pd.DataFrame) -> str:
   """The summary and the comparisons as Markdown tables."""
-  lines = ["| model | arm | target | test accuracy (95 % t interval) | achieved sparsity | seeds |",
-           "|---|---|---|---|---|---|"]
-  for row in summary.itertuples():
-    lines.append(f"| {row.model} | {row.arm} | {row.target:.0%} | {row.test_accuracy:.4f} "
-                 f"({row.low:.4f} to {row.high:.4f}) | {row.achieved_sparsity:.4f} | "
-                 f"{row.seeds} |")
-  lines += ["", "| model | target | GaP | baseline | difference (Welch 95 % interval) | "
-            "verdict |", "|---|---|---|---|---|---|"]
-  for row in differences.itertuples():
-    lines.append(f"| {row.model} | {row.target:.0%} | {row.gap} | {row.baseline} | "
-                 f"{row.difference:+.4f} ({row.low:+.4f} to {row.high:+.4f}) | {row.verdict} |")
-  return "\n".join(lines)
+  summary_table = pd.DataFrame({
+      "model": summary["model"], "arm": summary["arm"],
+      "target": summary["target"].map("{:.0%}".format),
+      "test accuracy (95 % t interval)": common.interval_column(summary, "test_accuracy"),
+      "achieved sparsity": summary["achieved_sparsity"], "seeds": summary["seeds"]})
+  differences_table = pd.DataFrame({
+      "model": differences["model"], "target": differences["target"].map("{:.0%}".format),
+      "GaP": differences["gap"], "baseline": differences["baseline"],
+      "difference (Welch 95 % interval)": common.interval_column(differences, "difference",
+                                                                 signed=True),
+      "verdict": differences["verdict"]})
+  return "\n\n".join(common.markdown_table(table, digits=4)
+                      for table in (summary_table, differences_table))
 
 
 def plot(summary: pd.DataFrame, results: pd.DataFrame, directory: str) -> None:

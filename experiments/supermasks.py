@@ -175,24 +175,19 @@ def comparisons(results: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(summary: pd.DataFrame, differences: pd.DataFrame, layers: pd.DataFrame) -> str:
   """The summary, the paired comparisons and the layers' sparsity as Markdown tables."""
-  lines = ["| model | method | test accuracy (95 % t interval) | achieved sparsity | seeds |",
-           "|---|---|---|---|---|"]
-  for row in summary.itertuples():
-    lines.append(f"| {row.model} | {row.method} | {row.test_accuracy:.4f} ({row.low:.4f} to "
-                 f"{row.high:.4f}) | {row.achieved_sparsity:.4f} | {row.seeds} |")
-  lines += ["", "| model | edge-popup against | sparsity | difference (paired 95 % interval) | "
-            "pairs |", "|---|---|---|---|---|"]
-  for row in differences.itertuples():
-    lines.append(f"| {row.model} | {row.gumbel_variant} | {row.sparsity:.4f} | "
-                 f"{row.difference:+.4f} ({row.low:+.4f} to {row.high:+.4f}) | {row.pairs} |")
-  names = [column for column in layers if column.startswith("layer/")]
-  lines += ["", "| model | method | " + " | ".join(name[len("layer/"):] for name in names)
-            + " |", "|---|---|" + "---|" * len(names)]
-  for row in layers.itertuples(index=False):
-    values = row[2:]
-    lines.append(f"| {row.model} | {row.method} | "
-                 + " | ".join(f"{value:.4f}" for value in values) + " |")
-  return "\n".join(lines)
+  summary_table = pd.DataFrame({
+      "model": summary["model"], "method": summary["method"],
+      "test accuracy (95 % t interval)": common.interval_column(summary, "test_accuracy"),
+      "achieved sparsity": summary["achieved_sparsity"], "seeds": summary["seeds"]})
+  differences_table = pd.DataFrame({
+      "model": differences["model"], "edge-popup against": differences["gumbel_variant"],
+      "sparsity": differences["sparsity"],
+      "difference (paired 95 % interval)": common.interval_column(differences, "difference",
+                                                                  signed=True),
+      "pairs": differences["pairs"]})
+  layers_table = layers.rename(columns=lambda name: name.removeprefix("layer/"))
+  return "\n\n".join(common.markdown_table(table, digits=4)
+                      for table in (summary_table, differences_table, layers_table))
 
 
 def sized_dataset(model: str, sizes: dict):

@@ -86,11 +86,15 @@ def test_supermask_layer_table_averages_each_layer_per_method_and_the_curves_plo
   table = supermasks.layer_table(rows).set_index("method")
   np.testing.assert_allclose(table.loc["gumbel_softmax", ["layer/Dense_0", "layer/Dense_1"]]
                              .to_numpy(float), [0.5, 0.15])
-  assert "| lenet_300_100 | edge_popup | 0.5000 | 0.5000 |" in supermasks.markdown(
+  text = supermasks.markdown(
       pd.DataFrame(columns=["model", "method", "test_accuracy", "low", "high",
                             "achieved_sparsity", "seeds"]),
-      pd.DataFrame(columns=["model", "gumbel_variant", "sparsity", "difference", "low", "high",
-                            "pairs"]), supermasks.layer_table(rows))
+      pd.DataFrame({"model": ["lenet_300_100"], "gumbel_variant": ["gumbel_softmax"],
+                    "sparsity": [0.5], "difference": [-0.03121], "low": [-0.05],
+                    "high": [0.001], "pairs": [3]}), supermasks.layer_table(rows))
+  assert "| lenet_300_100 | edge_popup | 0.5000 | 0.5000 |" in text
+  assert ("| lenet_300_100 | gumbel_softmax | 0.5000 | -0.0312 (-0.0500 to +0.0010) | 3 |"
+          in text)
   supermasks.plot_curves(rows, str(tmp_path))
   assert (tmp_path / "supermasks_curves.png").stat().st_size > 0
 

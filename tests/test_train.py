@@ -22,6 +22,15 @@ class Interrupt(Exception):
   pass
 
 
+def assert_same_run(metrics_a: pd.DataFrame, workdir_a, metrics_b: pd.DataFrame, workdir_b):
+  """Two runs logged the same metrics (all but their epochs' timings) and saved the same
+  population."""
+  pd.testing.assert_frame_equal(metrics_a.drop(columns="epoch_seconds"),
+                                metrics_b.drop(columns="epoch_seconds"))
+  assert_trees_close(checkpoints.load_population(str(workdir_a))[0],
+                     checkpoints.load_population(str(workdir_b))[0])
+
+
 def interrupt_after(epoch_to_stop):
   def on_epoch_end(epoch, state):
     if epoch == epoch_to_stop:
@@ -47,11 +56,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, tiny_config, data):
     file.write(json.dumps({"epoch": 2, "member": 0, "train_loss": -1.0}) + "\n")
   resumed = train_and_evaluate(tiny_config, str(tmp_path / "b"), dataset=data)
 
-  pd.testing.assert_frame_equal(uninterrupted.drop(columns="epoch_seconds"),
-                                resumed.drop(columns="epoch_seconds"))
-  state_a, _ = checkpoints.load_population(str(tmp_path / "a"))
-  state_b, _ = checkpoints.load_population(str(tmp_path / "b"))
-  assert_trees_close(state_a, state_b)
+  assert_same_run(uninterrupted, tmp_path / "a", resumed, tmp_path / "b")
   rows = [json.loads(line) for line in open(tmp_path / "b" / "metrics.jsonl")]
   assert sorted((r["epoch"], r["member"]) for r in rows) == [
       (epoch, member) for epoch in (1, 2, 3) for member in range(4)]
@@ -177,11 +182,7 @@ def test_raising_num_epochs_extends_a_finished_run_to_what_a_longer_run_gives(tm
   config.training.num_epochs = 3
   extended = train_and_evaluate(config, str(tmp_path / "extended"), dataset=data)
   direct = train_and_evaluate(config, str(tmp_path / "direct"), dataset=data)
-  pd.testing.assert_frame_equal(extended.drop(columns="epoch_seconds"),
-                                direct.drop(columns="epoch_seconds"))
-  state_a, _ = checkpoints.load_population(str(tmp_path / "extended"))
-  state_b, _ = checkpoints.load_population(str(tmp_path / "direct"))
-  assert_trees_close(state_a, state_b)
+  assert_same_run(extended, tmp_path / "extended", direct, tmp_path / "direct")
   config.training.num_epochs = 2
   with pytest.raises(UserError, match="num_epochs=3; 2 would shorten it"):
     train_and_evaluate(config, str(tmp_path / "direct"), dataset=data)
