@@ -309,60 +309,85 @@ def _naive_flax(model: str, population: int, batch: int, steps: int, loop: bool)
   return _time(run_steps, steps)
 
 
+def _torch_network(model: str):
+  """``model``'s baseline architecture (:func:`_baseline_architecture`) as a PyTorch
+  ``nn.Sequential``: each convolution followed by its max-pool and tanh, then the dense layers
+  with tanh, and 10 outputs."""
+  from torch import nn
+  features, kernels, pools, dense = _baseline_architecture(model)
+  height, width, channels = INPUT_SHAPES[model]
+  layers, in_channels, size = [], channels, height
+  for feature, kernel, pool in zip(features, kernels, pools):
+    layers.append(nn.Conv2d(in_channels, feature, kernel))
+    size -= kernel - 1
+    if pool:
+      layers.append(nn.MaxPool2d(2))
+      size //= 2
+    layers.append(nn.Tanh())
+    in_channels = feature
+  layers.append(nn.Flatten())
+  inputs = in_channels * size * size if features else height * width * channels
+  for outputs in dense:
+    layers += [nn.Linear(inputs, outputs), nn.Tanh()]
+    inputs = outputs
+  layers.append(nn.Linear(inputs, 10))
+  return nn.Sequential(*layers)
+
+
 def _torch(model: str, population: int, batch: int, steps: int, functional: bool,
            shared: bool = False):
+  """``population`` PyTorch networks trained with Adam, each on its own batches (all on the
+  same with ``shared``): one after another (a Python loop), or with ``functional`` as one
+  ``torch.func`` ensemble (``vmap`` of ``functional_call`` over the stacked parameters)."""
   import torch
-  from torch import nn
   torch.set_num_threads(os.cpu_count() or 1)
   # On a GPU both frameworks run float32 matmuls and convolutions as TF32 (JAX's default
   # precision there); PyTorch's matmuls need asking.
   torch.backends.cuda.matmul.allow_tf32 = True
   device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-  features, kernels, pools, dense = _baseline_architecture(model)
-  height, width, channels = INPUT_SHAPES[model]
-
-  def build():
-    layers, in_channels, size = [], channels, height
-    for feature, kernel, pool in zip(features, kernels, pools):
-      layers.append(nn.Conv2d(in_channels, feature, kernel))
-      size -= kernel - 1
-      if pool:
-        layers.append(nn.MaxPool2d(2))
-        size //= 2
-      layers.append(nn.Tanh())
-      in_channels = feature
-    layers.append(nn.Flatten())
-    inputs = in_channels * size * size if features else height * width * channels
-    for width_ in dense:
-      layers += [nn.Linear(inputs, width_), nn.Tanh()]
-      inputs = width_
-    layers.append(nn.Linear(inputs, 10))
-    return nn.Sequential(*layers)
-
   images, labels = _synthetic(model, batch, steps)
   images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
   labels = torch.from_numpy(labels).long().to(device)
-  loss_fn = nn.CrossEntropyLoss()
-  networks = [build().to(device) for _ in range(population)]
   orders = torch.from_numpy(_member_orders(population, batch, steps)).to(device)
+  networks = [_torch_network(model).to(device) for _ in range(population)]
   synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
-  if not functional:
-    optimizers = [torch.optim.Adam(network.parameters(), 1e-3) for network in networks]
+  run_steps = (_torch_func_steps(model, networks, images, labels, orders, steps, shared)
+               if functional else _torch_loop_steps(networks, images, labels, orders, steps))
 
-    def run_steps():
-      for member, (network, optimizer) in enumerate(zip(networks, optimizers)):
-        for step in range(steps):
-          x, y = images[orders[member, step]], labels[orders[member, step]]
-          optimizer.zero_grad()
-          loss_fn(network(x), y).backward()
-          optimizer.step()
-      synchronize()
+  def run_and_wait():
+    run_steps()
+    synchronize()
 
-    return _time(run_steps, steps)
+  return _time(run_and_wait, steps)
 
+
+def _torch_loop_steps(networks, images, labels, orders, steps: int) -> Callable[[], None]:
+  """A function that trains each network in turn for ``steps`` steps (Adam), network i on
+  the examples ``orders[i, step]``."""
+  import torch
+  loss_fn = torch.nn.CrossEntropyLoss()
+  optimizers = [torch.optim.Adam(network.parameters(), 1e-3) for network in networks]
+
+  def run_steps():
+    for member, (network, optimizer) in enumerate(zip(networks, optimizers)):
+      for step in range(steps):
+        x, y = images[orders[member, step]], labels[orders[member, step]]
+        optimizer.zero_grad()
+        loss_fn(network(x), y).backward()
+        optimizer.step()
+  return run_steps
+
+
+def _torch_func_steps(model: str, networks, images, labels, orders, steps: int,
+                      shared: bool) -> Callable[[], None]:
+  """A function that trains the networks as one ``torch.func`` ensemble for ``steps`` steps
+  (Adam over the stacked parameters), member i on the examples ``orders[i, step]``, or all
+  on the same consecutive batches with ``shared``."""
+  import torch
   from torch.func import functional_call, stack_module_state
+  loss_fn = torch.nn.CrossEntropyLoss()
   params, buffers = stack_module_state(networks)
-  base = build().to("meta")
+  base = _torch_network(model).to("meta")
   optimizer = torch.optim.Adam(params.values(), 1e-3)
 
   def member_loss(member_params, member_buffers, x, y):
@@ -370,6 +395,7 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
 
   data_dims = None if shared else 0
   losses = torch.func.vmap(member_loss, in_dims=(0, 0, data_dims, data_dims))
+  batch = orders.shape[-1]
 
   def run_steps():
     for step in range(steps):
@@ -381,9 +407,7 @@ def _torch(model: str, population: int, batch: int, steps: int, functional: bool
       # Members are independent, so the gradient of the sum is each member's own.
       losses(params, buffers, x, y).sum().backward()
       optimizer.step()
-    synchronize()
-
-  return _time(run_steps, steps)
+  return run_steps
 
 
 def _torch_grouped(model: str, population: int, batch: int, steps: int, compiled: bool):
