@@ -191,7 +191,9 @@ def test_a_built_method_does_not_change_when_the_config_does():
   assert_trees_close(before, after)
 
 
-def test_registration_rejects_a_sweep_of_an_undeclared_or_reserved_field():
+def test_registration_rejects_an_inconsistent_declaration():
+  """A sweep of an undeclared or reserved field, a default that differs from another
+  method's, a twin level set by a field that is not swept, a field named 'method'."""
   with pytest.raises(ValueError, match="does not declare"):
     sparsify.register("bad_a", member_settings=("strength",))
   with pytest.raises(ValueError, match="member-table column"):
@@ -199,4 +201,9 @@ def test_registration_rejects_a_sweep_of_an_undeclared_or_reserved_field():
                       member_settings=("learning_rate",))
   with pytest.raises(ValueError, match="another method declares"):
     sparsify.register("bad_c", fields={"scope": sparsify.Field("global", "")})
-  assert not {"bad_a", "bad_b", "bad_c"} & set(sparsify.method_names())
+  with pytest.raises(ValueError, match="must be one of its member_settings"):
+    sparsify.register("bad_d", fields={"strength": sparsify.Field(1.0, "")},
+                      twin_level=sparsify.TwinLevel(setting="strength"))
+  with pytest.raises(ValueError, match="may not declare a field named 'method'"):
+    sparsify.register("bad_e", fields={"method": sparsify.Field("x", "")})
+  assert not {"bad_a", "bad_b", "bad_c", "bad_d", "bad_e"} & set(sparsify.method_names())

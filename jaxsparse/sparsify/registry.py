@@ -95,6 +95,31 @@ _DECLARATIONS: dict[str, MethodDeclaration] = {}
 _FIELDS: dict[str, Field] = {}
 
 
+def _check_declaration(name: str, fields: Mapping[str, Field], member_settings: tuple[str, ...],
+                       twin_level: TwinLevel | None) -> None:
+  """Raises ValueError (a mistake in the method's code, not in a config) unless its per-member
+  settings are declared fields with free names, its twin level sets one of them (or the
+  sparsity), and its fields' defaults agree with other methods' fields of the same name."""
+  for setting in member_settings:
+    if setting not in fields:
+      raise ValueError(f"method {name!r} sweeps {setting!r} per member but does not declare it "
+                       "in fields")
+    if setting in RESERVED_NAMES:
+      raise ValueError(f"method {name!r}: {setting!r} is a member-table column; rename it")
+  if twin_level is not None and twin_level.setting != "sparsity" and \
+      twin_level.setting not in member_settings:
+    raise ValueError(f"method {name!r}: its twin level sets {twin_level.setting!r}, which must "
+                     "be one of its member_settings (a study trains all levels as one "
+                     "population)")
+  for field_name, field in fields.items():
+    known = _FIELDS.get(field_name)
+    if known is not None and known.default != field.default:
+      raise ValueError(f"method {name!r} declares config.sparsify.{field_name} with default "
+                       f"{field.default!r}, but another method declares {known.default!r}")
+    if field_name == "method":
+      raise ValueError(f"method {name!r} may not declare a field named 'method'")
+
+
 def register(name: str, *, fields: Mapping[str, Field] | None = None,
              member_settings: tuple[str, ...] = (),
              validate: Callable[[Any], None] | None = None,
@@ -133,24 +158,7 @@ def register(name: str, *, fields: Mapping[str, Field] | None = None,
       first epochs, so a finished run of it cannot be extended.
   """
   fields = dict(fields or {})
-  for setting in member_settings:
-    if setting not in fields:
-      raise ValueError(f"method {name!r} sweeps {setting!r} per member but does not declare it "
-                       "in fields")
-    if setting in RESERVED_NAMES:
-      raise ValueError(f"method {name!r}: {setting!r} is a member-table column; rename it")
-  if twin_level is not None and twin_level.setting != "sparsity" and \
-      twin_level.setting not in member_settings:
-    raise ValueError(f"method {name!r}: its twin level sets {twin_level.setting!r}, which must "
-                     "be one of its member_settings (a study trains all levels as one "
-                     "population)")
-  for field_name, field in fields.items():
-    known = _FIELDS.get(field_name)
-    if known is not None and known.default != field.default:
-      raise ValueError(f"method {name!r} declares config.sparsify.{field_name} with default "
-                       f"{field.default!r}, but another method declares {known.default!r}")
-    if field_name == "method":
-      raise ValueError(f"method {name!r} may not declare a field named 'method'")
+  _check_declaration(name, fields, member_settings, twin_level)
 
   def decorate(build):
     title_ = title or name.replace("_", " ")
