@@ -240,23 +240,10 @@ def write_verdict(workdir: str) -> dict:
            markdown_table(zoo_curve, digits=4), ""]
   record = {"zoo": {"test_accuracy": originals.test_accuracy.tolist(),
                     "curve": zoo_curve.to_dict("records")}}
-  vd_levels, magnitude_levels = _level_tables(trajectories, originals)
-  if len(vd_levels):
-    lines += ["## Variational dropout twins (after their last epoch)", "",
-              markdown_table(vd_levels), ""]
-    public = vd_levels[vd_levels.arm == "vd_public"]
-    if len(public) and public.accuracy.iloc[0] < CHANCE:
-      lines += ["**Sanity check failed: public-protocol VD twins end at chance. The "
-                "implementation is suspected; no verdict is drawn.**", ""]
-      record["sanity"] = "failed"
-  if len(magnitude_levels):
-    lines += ["## Magnitude twins per fine-tuning epoch", "",
-              markdown_table(magnitude_levels), ""]
-  record["vd_levels"] = vd_levels.to_dict("records")
-  record["magnitude_levels"] = magnitude_levels.to_dict("records")
+  lines, record = _levels_section(lines, record, trajectories, originals)
   vd_arms = [arm for arm in VD_ARMS if arm in trajectories]
-  if vd_arms and {"magnitude_5", "magnitude_25"} <= set(trajectories) and \
-      record.get("sanity") != "failed":
+  with_magnitude = {"magnitude_5", "magnitude_25"} <= set(trajectories)
+  if vd_arms and with_magnitude and record.get("sanity") != "failed":
     lines, record = _comparisons(lines, record, trajectories, vd_arms, originals)
   departures = paired_departures(trajectories)
   if len(departures):
@@ -266,14 +253,11 @@ def write_verdict(workdir: str) -> dict:
               "over the uniform zoo).", "", markdown_table(departures), ""]
     record["departures"] = departures.to_dict("records")
   if _finished(workdir, "bridge"):
-    with open(os.path.join(workdir, "bridge", "summary.json")) as file:
-      claims = json.load(file)["claims"]
-    bridge = pd.DataFrame([{"claim": c["claim"], "value": c["value"], "low": c["ci_low"],
-                            "high": c["ci_high"], "verdict": c["verdict"]} for c in claims])
+    bridge = _bridge_claims(workdir)
     lines += ["## Bridge: the main job's twin protocol on this zoo", "",
               markdown_table(bridge), ""]
     record["bridge"] = bridge.to_dict("records")
-  if {"magnitude_5", "magnitude_25"} <= set(trajectories):
+  if with_magnitude:
     from jaxsparse import figures  # (matplotlib, only here)
     figures.save(_figure(trajectories, originals), workdir, "accuracy_vs_sparsity")
     lines += ["Figure: `accuracy_vs_sparsity.png` (the twins after their last epoch, magnitude "
@@ -289,6 +273,36 @@ def write_verdict(workdir: str) -> dict:
     json.dump(record, file, indent=1, default=float)
   print("\n".join(lines), flush=True)
   return record
+
+
+def _levels_section(lines: list[str], record: dict, trajectories: dict,
+                    originals: pd.DataFrame) -> tuple[list[str], dict]:
+  """``lines`` and ``record`` with VD's twins per level and magnitude's per fine-tuning epoch
+  (:func:`_level_tables`), and the sanity check: public-protocol VD twins at chance withhold
+  the verdict (``record['sanity'] = 'failed'``)."""
+  vd_levels, magnitude_levels = _level_tables(trajectories, originals)
+  if len(vd_levels):
+    lines += ["## Variational dropout twins (after their last epoch)", "",
+              markdown_table(vd_levels), ""]
+    public = vd_levels[vd_levels.arm == "vd_public"]
+    if len(public) and public.accuracy.iloc[0] < CHANCE:
+      lines += ["**Sanity check failed: public-protocol VD twins end at chance. The "
+                "implementation is suspected; no verdict is drawn.**", ""]
+      record["sanity"] = "failed"
+  if len(magnitude_levels):
+    lines += ["## Magnitude twins per fine-tuning epoch", "",
+              markdown_table(magnitude_levels), ""]
+  record["vd_levels"] = vd_levels.to_dict("records")
+  record["magnitude_levels"] = magnitude_levels.to_dict("records")
+  return lines, record
+
+
+def _bridge_claims(workdir: str) -> pd.DataFrame:
+  """The claims of the bridge arm's report (the main job's protocol on this zoo)."""
+  with open(os.path.join(workdir, "bridge", "summary.json")) as file:
+    claims = json.load(file)["claims"]
+  return pd.DataFrame([{"claim": c["claim"], "value": c["value"], "low": c["ci_low"],
+                        "high": c["ci_high"], "verdict": c["verdict"]} for c in claims])
 
 
 def _comparisons(lines: list[str], record: dict, trajectories: dict, vd_arms: list[str],
