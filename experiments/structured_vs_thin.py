@@ -43,6 +43,8 @@ from jaxsparse import analysis, build, checkpoints, data, models, structured, tr
 from jaxsparse import masks as masks_lib
 from jaxsparse.config import validate_config
 
+import common
+
 matplotlib.use("Agg")
 
 #: The thin arm's candidate widths.
@@ -122,13 +124,13 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(summary: pd.DataFrame) -> str:
   """The summary as a Markdown table."""
-  lines = ["| arm | width | channel sparsity | test accuracy (95 % t interval) | seeds | "
-           "parameters | multiply-adds |", "|---|---|---|---|---|---|---|"]
-  for row in summary.itertuples():
-    lines.append(f"| {row.arm} | {row.width:g} | {row.channel_sparsity:g} | "
-                 f"{row.test_accuracy:.4f} ({row.low:.4f} to {row.high:.4f}) | {row.seeds} | "
-                 f"{row.parameters:,.0f} | {row.multiply_adds:,.0f} |")
-  return "\n".join(lines)
+  table = pd.DataFrame({
+      "arm": summary["arm"], "width": summary["width"].map("{:g}".format),
+      "channel sparsity": summary["channel_sparsity"].map("{:g}".format),
+      "test accuracy (95 % t interval)": common.interval_column(summary, "test_accuracy"),
+      "seeds": summary["seeds"], "parameters": summary["parameters"].map("{:,.0f}".format),
+      "multiply-adds": summary["multiply_adds"].map("{:,.0f}".format)})
+  return common.markdown_table(table)
 
 
 def plot(summary: pd.DataFrame, results: pd.DataFrame, directory: str) -> None:
@@ -219,7 +221,6 @@ def run(config, workdir, quick_mode=False):
 
 
 if __name__ == "__main__":
-  import common
   # Defined only when run as a script: jaxsparse.main defines a --config flag too, and
   # tests import both.
   config = config_flags.DEFINE_config_file(
