@@ -93,6 +93,14 @@ def _verdict(record: dict) -> str:
                     "last epoch; unit: member = seed):"})(record)])
 
 
+def _vd_floor(results: dict) -> str:
+  settings = results["settings"]
+  return (f"CNN-s, P = 64, batch {settings['batch']}; medians (least, greatest) of "
+          f"{settings['rounds']} alternating rounds of {settings['steps']} steps (the matrix "
+          "products' share from one profile of the dense step):\n\n"
+          + markdown_table(pd.DataFrame(results["floor"])))
+
+
 class Study(NamedTuple):
   """A study of record: its results file, how its tables read and the page they go on."""
   source: str
@@ -132,6 +140,8 @@ STUDIES = {
                "`from`: the JAX operation, the end of its op_name):"}),
         page=BENCHMARKS) for name, method in (("roofline", "dense"),
                                                ("roofline_vd", "variational dropout"))},
+    **{name: Study("results.json", _vd_floor, ("floor", "settings"), BENCHMARKS)
+       for name in ("vd_floor", "vd_floor_32")},
 }
 
 

@@ -25,6 +25,7 @@ Writes ``results.json`` (``roofline``, ``parts`` and ``top``), ``results.md`` an
 
 from __future__ import annotations
 
+import atexit
 import collections
 import glob
 import os
@@ -169,6 +170,31 @@ def top_operations(seconds: dict[tuple[str, str], float], kinds: dict[tuple[str,
   return pd.DataFrame(rows, columns=["operation", "kind", "share", "result", "from"])
 
 
+def profiled_calls(run_steps, calls: int = 3) -> tuple[list[float], dict[tuple[str, str], float]]:
+  """(seconds of each of ``calls`` calls of ``run_steps``, :func:`time_by_operation` of
+  their profile)."""
+  import jax
+  timings = []
+  with tempfile.TemporaryDirectory() as trace:
+    jax.profiler.start_trace(trace)
+    for _ in range(calls):
+      begun = time.perf_counter()
+      run_steps()
+      timings.append(time.perf_counter() - begun)
+    jax.profiler.stop_trace()
+    return timings, time_by_operation(trace)
+
+
+def dump_optimized_hlo() -> str:
+  """Makes XLA write the optimized HLO of every program it compiles to a new folder (call
+  it before JAX starts), for :func:`classify`; returns the folder, deleted at exit."""
+  dump = tempfile.mkdtemp(prefix="roofline_hlo_")
+  atexit.register(shutil.rmtree, dump, ignore_errors=True)  # once nothing compiles any more
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_dump_to=" + dump +
+                             " --xla_dump_hlo_as_text").strip()
+  return dump
+
+
 def run(workdir: str, method: str, population: int, batch: int, steps: int, chunk: int,
         top_count: int = 10) -> None:
   import jax
@@ -180,15 +206,7 @@ def run(workdir: str, method: str, population: int, batch: int, steps: int, chun
   ceiling = bench_population.gemm_gflops()
   run_steps = bench_population.engine_steps(method, "cnn_s", population, batch, steps, chunk)
   run_steps()  # compiles
-  timings = []
-  with tempfile.TemporaryDirectory() as trace:
-    jax.profiler.start_trace(trace)
-    for _ in range(3):
-      begun = time.perf_counter()
-      run_steps()
-      timings.append(time.perf_counter() - begun)
-    jax.profiler.stop_trace()
-    by_operation = time_by_operation(trace)
+  timings, by_operation = profiled_calls(run_steps)
   kinds = classify(dump)
   seconds = time_by_kind(by_operation, kinds)
   described = {(module, name): description for module, text in _dumped_modules(dump)
@@ -215,7 +233,6 @@ def run(workdir: str, method: str, population: int, batch: int, steps: int, chun
   write_results(workdir, table, started, roofline=roofline, parts=parts, top=top,
                 settings={"method": method, "population": population, "batch": batch,
                           "steps": steps, "chunk": chunk, "devices": jax.device_count()})
-  shutil.rmtree(dump, ignore_errors=True)  # XLA's dump of every program it compiled
 
 
 if __name__ == "__main__":
@@ -229,10 +246,6 @@ if __name__ == "__main__":
   chunk = flags.DEFINE_integer("chunk", 4, "Members vmapped at once (0: all).", lower_bound=0)
   top = flags.DEFINE_integer("top", 10, "List the operations that take the most time, this "
                              "many (0: none).", lower_bound=0)
-  # XLA writes the optimized HLO of every program it compiles here (before JAX starts).
-  os.environ["JAXSPARSE_ROOFLINE_DUMP"] = tempfile.mkdtemp(prefix="roofline_hlo_")
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_dump_to=" +
-                             os.environ["JAXSPARSE_ROOFLINE_DUMP"] +
-                             " --xla_dump_hlo_as_text").strip()
+  os.environ["JAXSPARSE_ROOFLINE_DUMP"] = dump_optimized_hlo()
   common.run(lambda: run(workdir.value, method.value, population.value, batch.value,
                          steps.value, chunk.value, top.value))
