@@ -95,10 +95,11 @@ def _verdict(record: dict) -> str:
 
 def _vd_floor(results: dict) -> str:
   settings = results["settings"]
-  return (f"CNN-s, P = 64, batch {settings['batch']}; medians (least, greatest) of "
-          f"{settings['rounds']} alternating rounds of {settings['steps']} steps (the matrix "
-          "products' share from one profile of the dense step):\n\n"
-          + markdown_table(pd.DataFrame(results["floor"])))
+  table = pd.DataFrame(results["floor"]).rename(
+      columns={"value": "median", "low": "least", "high": "greatest"})
+  return (f"CNN-s, P = 64, batch {settings['batch']}, {settings['rounds']} alternating rounds "
+          f"of {settings['steps']} steps (the matrix products' share from one profile of the "
+          "dense step):\n\n" + markdown_table(table))
 
 
 class Study(NamedTuple):
