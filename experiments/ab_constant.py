@@ -100,8 +100,7 @@ def compare(constant: str, values: tuple[str, str], method: str, model: str, bat
     variants.append((value, programs, run_steps))
   rates = [[] for _ in variants]
   for round_index in range(rounds):
-    order = range(len(variants)) if round_index % 2 == 0 else reversed(range(len(variants)))
-    for index in order:
+    for index in bench_population.alternating(range(len(variants)), round_index):
       value, programs, run_steps = variants[index]
       with _variant(module, attribute, value, programs):
         rates[index].append(population * steps / bench_population.fastest_call(run_steps))

@@ -139,6 +139,13 @@ def fastest_call(run_steps, calls: int = 3) -> float:
   return fastest
 
 
+def alternating(items, round_index: int) -> list:
+  """``items`` in the order of round ``round_index`` of an in-process comparison: as given in
+  even rounds, reversed in odd ones, so that none is always timed first."""
+  items = list(items)
+  return items if round_index % 2 == 0 else items[::-1]
+
+
 def _time(run_steps, steps: int, repeats: int = 3) -> tuple[float, float]:
   """(compile seconds, seconds per step): the first call compiles, the fastest of the
   next ``repeats`` calls is timed (:func:`fastest_call`)."""

@@ -196,13 +196,14 @@ def dump_optimized_hlo() -> str:
 
 
 def run(workdir: str, method: str, population: int, batch: int, steps: int, chunk: int,
-        top_count: int = 10) -> None:
+        dump: str, top_count: int = 10) -> None:
+  """The roofline of ``method``'s step, classed with the HLO XLA dumped to ``dump``
+  (:func:`dump_optimized_hlo`), written under ``workdir``."""
   import jax
   import bench_population
   from experiments.common import markdown_table, write_results
   started = time.time()
   os.makedirs(workdir, exist_ok=True)
-  dump = os.environ["JAXSPARSE_ROOFLINE_DUMP"]
   ceiling = bench_population.gemm_gflops()
   run_steps = bench_population.engine_steps(method, "cnn_s", population, batch, steps, chunk)
   run_steps()  # compiles
@@ -246,6 +247,6 @@ if __name__ == "__main__":
   chunk = flags.DEFINE_integer("chunk", 4, "Members vmapped at once (0: all).", lower_bound=0)
   top = flags.DEFINE_integer("top", 10, "List the operations that take the most time, this "
                              "many (0: none).", lower_bound=0)
-  os.environ["JAXSPARSE_ROOFLINE_DUMP"] = dump_optimized_hlo()
+  dump_dir = dump_optimized_hlo()  # before JAX starts
   common.run(lambda: run(workdir.value, method.value, population.value, batch.value,
-                         steps.value, chunk.value, top.value))
+                         steps.value, chunk.value, dump_dir, top.value))

@@ -102,7 +102,7 @@ def measure(batch: int, steps: int, rounds: int, dump: str, population: int = 64
     run_steps()  # compiles
   seconds = {name: [] for name in timed}
   for round_index in range(rounds):
-    for name in (list(timed) if round_index % 2 == 0 else reversed(list(timed))):
+    for name in bench_population.alternating(timed, round_index):
       seconds[name].append(bench_population.fastest_call(timed[name]) / steps)
   return {"matmul_share": share, "seconds": seconds}
 
